@@ -1,0 +1,88 @@
+# lf — build every program into bin/, the shared library libcommon into build/,
+# CUDA parts where nvcc is found.  `make STATIC=1` links our Debian libraries
+# statically (into build/static/bin) so the binaries run on a machine that has
+# only the CUDA driver and runtime.
+
+VERSION := $(shell cat VERSION)
+STATIC ?= 0
+SANITIZE ?= 0
+CC ?= cc
+
+ifeq ($(SANITIZE),1)
+  OUT := build/asan
+  BINDIR := build/asan/bin
+  OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(STATIC),1)
+  OUT := build/static
+  BINDIR := build/static/bin
+  OPT := -O2 -g
+else
+  OUT := build/dyn
+  BINDIR := bin
+  OPT := -O2 -g
+endif
+
+# Debian libraries the product links (scripts/install-deps.sh installs them).
+PKGS := msgpack libarchive yaml-0.1 jansson libutf8proc
+ifeq ($(STATIC),1)
+  PKG_LIBS := -Wl,-Bstatic $(shell pkg-config --static --libs $(PKGS)) -Wl,-Bdynamic
+else
+  PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+
+CFLAGS_ALL := $(OPT) -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-missing-field-initializers \
+  -Ilibcommon -Ikernels $(PKG_CFLAGS) -DLF_VERSION='"$(VERSION)"' $(CFLAGS)
+LDFLAGS_ALL := $(OPT) $(LDFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) -lm $(LDLIBS)
+
+LIB_SRC := $(wildcard libcommon/*.c)
+LIB_OBJ := $(patsubst %.c,$(OUT)/obj/%.o,$(LIB_SRC))
+LIB := $(OUT)/libcommon.a
+
+TOOL_SRC := $(wildcard tools/lf-*.c)
+TOOLS := $(patsubst tools/%.c,$(BINDIR)/%,$(TOOL_SRC))
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNITS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
+
+.PHONY: all tools tests test test-asan clean man-check
+all: tools tests
+
+tools: $(TOOLS)
+tests: $(UNITS)
+
+$(OUT)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BINDIR)/%: $(OUT)/obj/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
+
+$(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
+
+# CUDA and CPU compute kernels (built where nvcc is found).
+include kernels/kernels.mk
+
+# `make test`: every suite, ending with "N passed, N failed".
+test: all
+	@LF_BIN=$(abspath $(BINDIR)) LF_UNITS=$(abspath $(OUT)/tests) sh tests/run.sh
+
+# `make test-asan`: the C unit tests and the tool tests with AddressSanitizer +
+# UBSan builds of every program (oracle suites left out).
+test-asan:
+	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LF_BIN=$(abspath build/asan/bin) LF_UNITS=$(abspath build/asan/tests) LF_NO_ORACLE=1 sh tests/run.sh
+
+clean:
+	rm -rf build bin
+
+-include $(LIB_OBJ:.o=.d) $(patsubst %,$(OUT)/obj/tools/%.d,$(notdir $(TOOLS))) $(patsubst %,$(OUT)/obj/tests/unit/%.d,$(notdir $(UNITS)))

@@ -1,0 +1,28 @@
+/* kernels/cpu/matmul.c — lf_cpu_matmul_nt_f32 (see matmul.h for the layout)
+ * on top of OpenBLAS cblas_sgemm.  Threading is OpenBLAS's own
+ * (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS). */
+#include "matmul.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cblas.h>
+
+void lf_cpu_matmul_nt_f32(float *out, const float *a, const float *b,
+                          int M, int N, int K)
+{
+    if (M < 0 || N < 0 || K < 0) {
+        fprintf(stderr, "%s:%d: lf_cpu_matmul_nt_f32: bad shape M=%d N=%d K=%d\n",
+                __FILE__, __LINE__, M, N, K);
+        exit(1);
+    }
+    if (M == 0 || N == 0)
+        return;
+    if (K == 0) {
+        memset(out, 0, (size_t)M * (size_t)N * sizeof *out);
+        return;
+    }
+    /* row-major: out = 1 * a * b^T + 0 * out; leading dims are row lengths */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
+                1.0f, a, K, b, K, 0.0f, out, N);
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# scripts/gpu-check.sh — build here, check on a GPU machine.
+#
+# Two phases, because the GPU machine has none of our Debian libraries and no
+# compiler set up for us:
+#
+#   scripts/gpu-check.sh --build
+#       On the build machine (here): `make STATIC=1 kernels`, run the CPU
+#       reference check, and list the files to carry to the GPU machine
+#       (build/static/tests/cuda_smoke and kernels_cpu_check: static except
+#       for glibc, libstdc++ and libcublasLt).
+#
+#   scripts/gpu-check.sh [--quick]
+#       On the GPU machine, from the repo root, with $OUT set to a results
+#       folder (default build/gpu-check): print the nvidia-smi summary, point
+#       LD_LIBRARY_PATH at a libcublasLt.so.13, run the CPU check and the GPU
+#       smoke test (under 3 minutes in all), and write $OUT/gpu-check.log and
+#       $OUT/summary.txt.  --quick skips the GEMM timing.  Exits 0 when every
+#       check passes, 1 when one fails, 2 when it could not run at all.
+#
+# Later issues add the full kernel tests and benchmarks to the second phase.
+
+set -u -o pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+BUILD=build/static/tests
+SMOKE=$BUILD/cuda_smoke
+CPU_CHECK=$BUILD/kernels_cpu_check
+
+usage() {
+    echo "usage: scripts/gpu-check.sh --build | [--quick]" >&2
+    exit 2
+}
+
+phase=check
+quick=
+for arg in "$@"; do
+    case $arg in
+        --build) phase=build ;;
+        --quick) quick=--quick ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) usage ;;
+    esac
+done
+
+# ---- phase 1: build here ---------------------------------------------------
+if [ "$phase" = build ]; then
+    make --no-print-directory STATIC=1 -j2 kernels || exit 1
+    if [ ! -x "$SMOKE" ]; then
+        echo "gpu-check: $SMOKE was not built (is nvcc on PATH?)" >&2
+        exit 1
+    fi
+    "$CPU_CHECK" | tail -n 1 || exit 1
+    echo
+    echo "carry to the GPU machine (paths from the repo root):"
+    for f in "$SMOKE" "$CPU_CHECK"; do
+        printf '  %-40s %s\n' "$f" "$(du -h "$f" | cut -f1)"
+    done
+    echo "then run there: scripts/gpu-check.sh [--quick]"
+    exit 0
+fi
+
+# ---- phase 2: check on the GPU machine --------------------------------------
+if [ ! -x "$SMOKE" ]; then
+    echo "gpu-check: $SMOKE not found; run 'scripts/gpu-check.sh --build' on the" \
+         "build machine first and carry $BUILD here" >&2
+    exit 2
+fi
+
+RESULTS=${OUT:-build/gpu-check}
+mkdir -p "$RESULTS" || exit 2
+LOG=$RESULTS/gpu-check.log
+SUMMARY=$RESULTS/summary.txt
+: > "$LOG"
+
+log() { printf '%s\n' "$*" | tee -a "$LOG"; }
+
+# directories on this machine holding libcublasLt.so.13, CUDA installs first
+# then the pip wheels (nvidia/cublas/lib, nvidia/cu13/lib, ...)
+cublas_dirs() {
+    local d py sp
+    for d in /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib \
+             /usr/lib/x86_64-linux-gnu /usr/lib64; do
+        [ -e "$d/libcublasLt.so.13" ] && echo "$d"
+    done
+    for py in python3 python; do
+        command -v "$py" >/dev/null 2>&1 || continue
+        "$py" -c 'import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__) + "/lib")' \
+            2>/dev/null
+        for sp in $("$py" -c 'import site, sys
+print("\n".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null); do
+            [ -d "$sp/nvidia" ] || continue
+            find "$sp/nvidia" -maxdepth 4 -name 'libcublasLt.so.13*' -printf '%h\n' 2>/dev/null
+        done
+        break
+    done
+}
+
+extra=
+while IFS= read -r d; do
+    if [ -z "$d" ] || [ ! -e "$d/libcublasLt.so.13" ]; then continue; fi
+    d=$(readlink -f "$d")
+    case ":$extra:" in *":$d:"*) ;; *) extra=${extra:+$extra:}$d ;; esac
+done < <(cublas_dirs | awk '!seen[$0]++')
+export LD_LIBRARY_PATH=${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+log "== gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+log "== nvidia-smi"
+if command -v nvidia-smi >/dev/null 2>&1; then
+    timeout 30 nvidia-smi --query-gpu=index,name,driver_version,compute_cap,memory.total,memory.used,temperature.gpu,power.draw,clocks.sm \
+        --format=csv 2>&1 | tee -a "$LOG"
+else
+    log "nvidia-smi not found"
+fi
+log "== libcublasLt.so.13 directories: ${extra:-none found, relying on the rpath of the binary}"
+ldd "$SMOKE" 2>&1 | grep -E 'cublasLt|not found' | sed 's/^[[:space:]]*/  /' | tee -a "$LOG"
+
+rc_cpu=0
+log "== $CPU_CHECK"
+if [ -x "$CPU_CHECK" ]; then
+    timeout 60 "$CPU_CHECK" > "$RESULTS/kernels_cpu_check.log" 2>&1
+    rc_cpu=$?
+    grep -v '^ok ' "$RESULTS/kernels_cpu_check.log" | tee -a "$LOG"
+else
+    log "(not carried; skipped)"
+fi
+
+log "== $SMOKE $quick"
+timeout 150 "$SMOKE" $quick 2>&1 | tee -a "$LOG"
+rc_smoke=${PIPESTATUS[0]}
+[ "$rc_smoke" = 124 ] && log "gpu-check: cuda_smoke timed out after 150 s"
+
+npass=$(grep -c '^PASS ' "$LOG")
+nfail=$(grep -c '^FAIL ' "$LOG")
+if [ -x "$CPU_CHECK" ]; then
+    if [ "$rc_cpu" = 0 ]; then npass=$((npass + 1)); else nfail=$((nfail + 1)); fi
+fi
+device=$(grep -m1 '^device ' "$LOG" | sed 's/^device [0-9]*: //')
+cc=$(grep -m1 'compute capability' "$LOG" | sed 's/^[[:space:]]*//')
+tflops=$(grep -E '^(PASS|FAIL) gemm_.*_timing' "$LOG" | grep -oE '[0-9.]+ TFLOP/s' | head -n 1)
+
+if [ "$rc_smoke" = 0 ] && [ "$rc_cpu" = 0 ]; then
+    status=ok; rc=0
+elif [ "$rc_smoke" = 2 ]; then
+    status="no CUDA device"; rc=2
+else
+    status=failed; rc=1
+    [ "$rc_smoke" = 124 ] && status="failed (cuda_smoke timed out)"
+fi
+{
+    echo "status: $status"
+    echo "device: ${device:-unknown}"
+    echo "${cc:-compute capability: unknown}"
+    echo "checks: $npass passed, $nfail failed (cuda_smoke exit $rc_smoke, kernels_cpu_check exit $rc_cpu)"
+    echo "gemm 4096^3 bf16: ${tflops:-not timed}"
+} > "$SUMMARY"
+log "== summary ($SUMMARY)"
+tee -a "$LOG" < "$SUMMARY"
+exit $rc
