@@ -25,7 +25,7 @@ endif
 # Debian libraries the product links (scripts/install-deps.sh installs them).
 PKGS := msgpack libarchive yaml-0.1 jansson libutf8proc
 ifeq ($(STATIC),1)
-  PKG_LIBS := -Wl,-Bstatic $(shell pkg-config --static --libs $(PKGS)) -Wl,-Bdynamic
+  PKG_LIBS := -Wl,-Bstatic -Wl,--start-group $(shell pkg-config --static --libs $(PKGS)) -Wl,--end-group -Wl,-Bdynamic
 else
   PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 endif
@@ -45,12 +45,14 @@ TOOLS := $(patsubst tools/%.c,$(BINDIR)/%,$(TOOL_SRC))
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+HELPERS := $(patsubst tests/helpers/%.c,$(OUT)/tests/helpers/%,$(HELPER_SRC))
 
-.PHONY: all tools tests test test-asan clean man-check
+.PHONY: all tools tests test test-asan clean
 all: tools tests
 
 tools: $(TOOLS)
-tests: $(UNITS)
+tests: $(UNITS) $(HELPERS)
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -68,6 +70,10 @@ $(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
 
+$(OUT)/tests/helpers/%: $(OUT)/obj/tests/helpers/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
+
 # CUDA and CPU compute kernels (built where nvcc is found).
 include kernels/kernels.mk
 
@@ -75,14 +81,17 @@ include kernels/kernels.mk
 test: all
 	@LF_BIN=$(abspath $(BINDIR)) LF_UNITS=$(abspath $(OUT)/tests) sh tests/run.sh
 
-# `make test-asan`: the C unit tests and the tool tests with AddressSanitizer +
-# UBSan builds of every program (oracle suites left out).
+# `make test-asan`: every suite again with AddressSanitizer + UBSan builds of
+# every program and test (the oracle comparisons included: they drive the
+# tools through the most code).
 test-asan:
 	@$(MAKE) --no-print-directory SANITIZE=1 all
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	  LF_BIN=$(abspath build/asan/bin) LF_UNITS=$(abspath build/asan/tests) LF_NO_ORACLE=1 sh tests/run.sh
+	  LF_BIN=$(abspath build/asan/bin) LF_UNITS=$(abspath build/asan/tests) sh tests/run.sh
 
 clean:
 	rm -rf build bin
 
 -include $(LIB_OBJ:.o=.d) $(patsubst %,$(OUT)/obj/tools/%.d,$(notdir $(TOOLS))) $(patsubst %,$(OUT)/obj/tests/unit/%.d,$(notdir $(UNITS)))
+# keep objects of helpers and tests between builds
+.SECONDARY:

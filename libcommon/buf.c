@@ -19,6 +19,7 @@ void lf_buf_grow(struct lf_buf *b, size_t extra)
 		cap *= 2;
 	b->data = lf_realloc(b->data, cap);
 	b->cap = cap;
+	b->data[b->len] = 0;
 }
 
 void lf_buf_add(struct lf_buf *b, const void *p, size_t n)

@@ -635,8 +635,11 @@ static int open_archive(struct lf_rows *r, const char *name, bool raw)
 	archive_read_support_filter_all(r->ar);
 	if (raw) {
 		archive_read_support_format_raw(r->ar);
-	} else {
-		archive_read_support_format_all(r->ar);
+	} else { /* the formats datasets come in (not xar & co, which would pull in libxml2) */
+		archive_read_support_format_tar(r->ar);
+		archive_read_support_format_gnutar(r->ar);
+		archive_read_support_format_zip(r->ar);
+		archive_read_support_format_7zip(r->ar);
 	}
 	if (archive_read_open_filename(r->ar, name, 1 << 16) != ARCHIVE_OK)
 		return lf_fail("%s: cannot read archive: %s", name, archive_error_string(r->ar));

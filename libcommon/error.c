@@ -84,10 +84,12 @@ static void run_die_hooks(void)
 
 void lf_die(const char *fmt, ...)
 {
+	char msg[sizeof errbuf]; /* fmt's arguments may be errbuf itself */
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	memcpy(errbuf, msg, sizeof errbuf);
 	lf_progress_done();
 	fprintf(stderr, "%s: error: %s\n", progname, errbuf);
 	run_die_hooks();
@@ -96,10 +98,12 @@ void lf_die(const char *fmt, ...)
 
 void lf_die_usage(const char *fmt, ...)
 {
+	char msg[sizeof errbuf]; /* fmt's arguments may be errbuf itself */
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	memcpy(errbuf, msg, sizeof errbuf);
 	lf_progress_done();
 	fprintf(stderr, "%s: error: %s\n", progname, errbuf);
 	fprintf(stderr, "Try '%s --help' for more information.\n", progname);

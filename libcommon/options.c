@@ -18,7 +18,7 @@ static char *log_path;
 static int saved_argc;
 static char **saved_argv;
 
-enum { OPT_CONFIG = 0x1000, OPT_LOG, OPT_HELP, OPT_VERSION, OPT_FIRST_TABLE };
+enum { OPT_CONFIG = 0x1000, OPT_LOG, OPT_HELP, OPT_VERSION, OPT_RECIPE_KEYS, OPT_FIRST_TABLE };
 
 const char *lf_options_config_path(void)
 {
@@ -132,6 +132,26 @@ static void apply_recipe(const struct lf_tool_info *tool, struct lf_option *opts
 	lf_recipe_free(&r);
 }
 
+static const char *status_name(enum lf_key_status s)
+{
+	switch (s) {
+	case LF_KEY_ACTIVE: return "active";
+	case LF_KEY_PLANNED: return "planned";
+	case LF_KEY_NO_EFFECT: return "no-effect";
+	default: return "unsupported";
+	}
+}
+
+/* The owner table as TSV: key, owner, readers, status, note. */
+static void print_recipe_keys(void)
+{
+	for (size_t i = 0; i < lf_recipe_nkeys; i++) {
+		const struct lf_recipe_key *k = &lf_recipe_keys[i];
+		printf("%s\t%s\t%s\t%s\t%s\n", k->key, k->owner, k->readers ? k->readers : "-", status_name(k->status),
+		       k->note ? k->note : "-");
+	}
+}
+
 static void print_help(const struct lf_tool_info *tool, const struct lf_option *opts)
 {
 	printf("Usage: %s %s\n%s\n\nOptions:\n", tool->name, tool->usage, tool->summary);
@@ -144,6 +164,7 @@ static void print_help(const struct lf_tool_info *tool, const struct lf_option *
 		{ 0, "log", "FILE", "append a machine-readable JSON-lines log to FILE", LF_OPT_STRING },
 		{ 'h', "help", NULL, "show this help and exit", LF_OPT_ACTION },
 		{ 0, "version", NULL, "show the version and exit", LF_OPT_ACTION },
+		{ 0, "recipe-keys", NULL, "list every LLaMA-Factory recipe key with its owning lf tool", LF_OPT_ACTION },
 	};
 	size_t ncommon = sizeof common / sizeof common[0];
 	size_t nopts = 0;
@@ -179,7 +200,7 @@ int lf_options_parse(const struct lf_tool_info *tool, struct lf_option *opts, in
 	size_t nopts = 0;
 	while (opts[nopts].name)
 		nopts++;
-	struct option *lo = lf_calloc(nopts + 5, sizeof *lo);
+	struct option *lo = lf_calloc(nopts + 6, sizeof *lo);
 	char shorts[256] = "c:h";
 	size_t ns = strlen(shorts);
 	for (size_t i = 0; i < nopts; i++) {
@@ -200,6 +221,7 @@ int lf_options_parse(const struct lf_tool_info *tool, struct lf_option *opts, in
 	lo[nopts + 1] = (struct option){ "log", required_argument, NULL, OPT_LOG };
 	lo[nopts + 2] = (struct option){ "help", no_argument, NULL, OPT_HELP };
 	lo[nopts + 3] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
+	lo[nopts + 4] = (struct option){ "recipe-keys", no_argument, NULL, OPT_RECIPE_KEYS };
 
 	/* First pass: find --config (and --help/--version, which win). */
 	opterr = 0;
@@ -228,6 +250,7 @@ int lf_options_parse(const struct lf_tool_info *tool, struct lf_option *opts, in
 		}
 		if (o) {
 			if (o->type == LF_OPT_ACTION) {
+				free(lo);
 				o->action();
 				exit(0);
 			}
@@ -245,10 +268,16 @@ int lf_options_parse(const struct lf_tool_info *tool, struct lf_option *opts, in
 			break;
 		case OPT_HELP:
 		case 'h':
+			free(lo);
 			print_help(tool, opts);
 			exit(0);
 		case OPT_VERSION:
+			free(lo);
 			printf("%s (lf) %s\n", tool->name, LF_VERSION);
+			exit(0);
+		case OPT_RECIPE_KEYS:
+			free(lo);
+			print_recipe_keys();
 			exit(0);
 		case ':':
 			lf_die_usage("option '%s' needs a value", argv[optind - 1]);

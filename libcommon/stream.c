@@ -204,8 +204,11 @@ static int unpack_at(struct lf_reader *r, msgpack_unpacked *u, const uint8_t *p,
 	if (msgpack_unpack_next(u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len)
 		return lf_fail("%s: %s (byte offset %llu): malformed msgpack", r->name, what,
 			       (unsigned long long)r->consumed);
-	if (u->data.type != MSGPACK_OBJECT_MAP)
+	if (u->data.type != MSGPACK_OBJECT_MAP) {
+		if (r->consumed == 0)
+			return lf_fail("%s: not an lf stream (it does not start with an lf-stream header)", r->name);
 		return lf_fail("%s: %s (byte offset %llu): not a map", r->name, what, (unsigned long long)r->consumed);
+	}
 	return 0;
 }
 
@@ -230,7 +233,7 @@ static int check_header(struct lf_reader *r)
 	const msgpack_object *h = &r->header.data;
 	const msgpack_object *fmt = lf_mp_get(h, "format");
 	if (!fmt || !lf_mp_str_is(fmt, LF_STREAM_FORMAT))
-		return lf_fail("%s: not an lf stream (its first object is not an lf-stream header)", r->name);
+		return lf_fail("%s: not an lf stream (it does not start with an lf-stream header)", r->name);
 	uint64_t version = 0;
 	if (lf_mp_get_uint(h, "version", &version, true) < 0)
 		return lf_fail_prefix("%s: header", r->name);

@@ -67,7 +67,7 @@ static void load_tokenizer_names(const char *dir)
 	struct lf_buf path = LF_BUF_INIT;
 	lf_buf_addf(&path, "%s/tokenizer_config.json", dir);
 	json_error_t err;
-	json_t *cfg = json_load_file(path.data, 0, &err);
+	json_t *cfg = json_load_file(path.data, JSON_DECODE_INT_AS_REAL, &err);
 	if (!cfg)
 		lf_die("%s: %s", path.data, err.text);
 	bool present;
@@ -115,7 +115,7 @@ static void read_info(struct lf_reader *r, struct stream_info *si)
 	si->datasets = lf_mp_get(h, "datasets");
 	si->eos = eos_name ? eos_name : "<eos>";
 	si->eos_len = strlen(si->eos);
-	if (!eos_name) { /* with replace_eos the eos is the template's first stop word */
+	{ /* with replace_eos the eos is the template's first stop word, whatever the tokenizer's */
 		const msgpack_object *tpl = lf_mp_get(h, "template");
 		bool replace = false;
 		const msgpack_object *stops = lf_mp_get(tpl, "stop_words");

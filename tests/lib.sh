@@ -1,0 +1,40 @@
+# tests/lib.sh — helpers for the tool tests (sourced).
+# check DESCRIPTION COMMAND...: "ok - DESCRIPTION" when COMMAND succeeds.
+# LF_BIN holds the programs; each test file works in its own temporary folder.
+
+: "${LF_BIN:=$(pwd)/bin}"
+PATH="$LF_BIN:$PATH"
+ROOT=$(pwd)
+SHARED=${LF_SHARED_DATA:-$ROOT/../shared/data}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+check() {
+	desc=$1
+	shift
+	if "$@" >"$T/.out" 2>&1; then
+		echo "ok - $desc"
+	else
+		echo "not ok - $desc"
+		sed 's/^/#   /' "$T/.out" | head -20
+	fi
+}
+
+# fails CODE PATTERN COMMAND...: COMMAND exits with CODE and stderr matches PATTERN.
+fails() {
+	code=$1
+	pattern=$2
+	shift 2
+	"$@" >"$T/.stdout" 2>"$T/.stderr"
+	rc=$?
+	if [ "$rc" -ne "$code" ]; then
+		echo "exit status $rc, expected $code; stderr:"
+		cat "$T/.stderr"
+		return 1
+	fi
+	if ! grep -q -- "$pattern" "$T/.stderr"; then
+		echo "stderr does not match '$pattern':"
+		cat "$T/.stderr"
+		return 1
+	fi
+}
