@@ -250,35 +250,23 @@ struct lf_rows {
 	struct lf_buf tmp;
 };
 
+static enum file_type type_from_string(const char *s)
+{
+	static const char *names[] = { "json", "jsonl", "csv", "txt" };
+	static const enum file_type types[] = { FT_JSON, FT_JSONL, FT_CSV, FT_TXT };
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!strcmp(s, names[i]))
+			return types[i];
+	return FT_NONE;
+}
+
 static enum file_type type_from_name(const char *name)
 {
 	const char *dot = strrchr(name, '.');
 	const char *slash = strrchr(name, '/');
 	if (!dot || (slash && dot < slash))
 		return FT_NONE;
-	dot++;
-	if (!strcmp(dot, "json"))
-		return FT_JSON;
-	if (!strcmp(dot, "jsonl"))
-		return FT_JSONL;
-	if (!strcmp(dot, "csv"))
-		return FT_CSV;
-	if (!strcmp(dot, "txt"))
-		return FT_TXT;
-	return FT_NONE;
-}
-
-static enum file_type type_from_string(const char *s)
-{
-	if (!strcmp(s, "json"))
-		return FT_JSON;
-	if (!strcmp(s, "jsonl"))
-		return FT_JSONL;
-	if (!strcmp(s, "csv"))
-		return FT_CSV;
-	if (!strcmp(s, "txt"))
-		return FT_TXT;
-	return FT_NONE;
+	return type_from_string(dot + 1);
 }
 
 static bool has_suffix(const char *s, const char *suffix)

@@ -82,33 +82,32 @@ static void run_die_hooks(void)
 		die_hooks[--ndie_hooks]();
 }
 
-void lf_die(const char *fmt, ...)
+/* Report a fatal error, run the hooks and exit with `code`. */
+static _Noreturn void die(int code, const char *fmt, va_list ap)
 {
 	char msg[sizeof errbuf]; /* fmt's arguments may be errbuf itself */
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
 	memcpy(errbuf, msg, sizeof errbuf);
 	lf_progress_done();
 	fprintf(stderr, "%s: error: %s\n", progname, errbuf);
+	if (code == LF_EXIT_USAGE)
+		fprintf(stderr, "Try '%s --help' for more information.\n", progname);
 	run_die_hooks();
-	exit(LF_EXIT_FAILURE);
+	exit(code);
+}
+
+void lf_die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	die(LF_EXIT_FAILURE, fmt, ap);
 }
 
 void lf_die_usage(const char *fmt, ...)
 {
-	char msg[sizeof errbuf]; /* fmt's arguments may be errbuf itself */
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	memcpy(errbuf, msg, sizeof errbuf);
-	lf_progress_done();
-	fprintf(stderr, "%s: error: %s\n", progname, errbuf);
-	fprintf(stderr, "Try '%s --help' for more information.\n", progname);
-	run_die_hooks();
-	exit(LF_EXIT_USAGE);
+	die(LF_EXIT_USAGE, fmt, ap);
 }
 
 void lf_warn(const char *fmt, ...)

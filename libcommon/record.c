@@ -8,6 +8,8 @@
 #include <string.h>
 
 static const char *type_names[LF_REC_NTYPES] = { "sft", "pairwise", "kto", "pt", "prompt" };
+/* Fields each record type adds to dataset and row (both kinds). */
+static const size_t type_fields[LF_REC_NTYPES] = { 1, 3, 3, 1, 2 };
 
 const char *lf_rec_type_name(enum lf_rec_type t)
 {
@@ -110,16 +112,7 @@ static void pack_ident(msgpack_packer *pk, uint32_t dataset, uint64_t row, uint6
 
 void lf_text_record_pack(msgpack_packer *pk, const struct lf_text_record *r)
 {
-	size_t n = 2 + (r->source_row != r->row ? 1 : 0);
-	switch (r->type) {
-	case LF_REC_SFT: n += 1; break;
-	case LF_REC_PAIRWISE: n += 3; break;
-	case LF_REC_KTO: n += 3; break;
-	case LF_REC_PT: n += 1; break;
-	case LF_REC_PROMPT: n += 2; break;
-	default: break;
-	}
-	msgpack_pack_map(pk, n);
+	msgpack_pack_map(pk, 2 + (r->source_row != r->row) + type_fields[r->type]);
 	pack_ident(pk, r->dataset, r->row, r->source_row);
 	switch (r->type) {
 	case LF_REC_SFT:
@@ -324,16 +317,8 @@ static void pack_raw_ids(msgpack_packer *pk, const char *key, struct lf_ids ids)
 
 void lf_token_record_pack(msgpack_packer *pk, const struct lf_token_record *r)
 {
-	size_t n = 2 + (r->source_row != r->row ? 1 : 0);
-	switch (r->type) {
-	case LF_REC_SFT: n += 1; break;
-	case LF_REC_PAIRWISE: n += 3; break;
-	case LF_REC_KTO: n += 3 + (r->prompt_thought ? 1 : 0) + (r->response_thought ? 1 : 0); break;
-	case LF_REC_PT: n += 1; break;
-	case LF_REC_PROMPT: n += 2; break;
-	default: break;
-	}
-	msgpack_pack_map(pk, n);
+	size_t thought = r->type == LF_REC_KTO ? (r->prompt_thought > 0) + (r->response_thought > 0) : 0;
+	msgpack_pack_map(pk, 2 + (r->source_row != r->row) + type_fields[r->type] + thought);
 	pack_ident(pk, r->dataset, r->row, r->source_row);
 	switch (r->type) {
 	case LF_REC_SFT:

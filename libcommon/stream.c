@@ -4,6 +4,7 @@
 #include "stream.h"
 #include "error.h"
 #include "mp.h"
+#include "options.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -388,4 +389,24 @@ const char *lf_header_kind(const msgpack_object *header, size_t *n)
 	if (lf_mp_get_str(header, "kind", &s, n, false) <= 0)
 		return NULL;
 	return s;
+}
+
+int lf_header_bool_setting(const msgpack_object *header, const char *key, const struct lf_option *opt, bool *value)
+{
+	bool recorded;
+	int has = lf_mp_get_bool(header, key, &recorded, false);
+	if (has < 0)
+		return lf_fail_prefix("stream header");
+	bool given = opt && opt->given;
+	bool mine = opt ? *(const bool *)opt->value : false;
+	if (has == 0) {
+		*value = mine;
+		return 0;
+	}
+	if (given && mine != recorded)
+		return lf_fail("option '--%s=%s' contradicts the stream, made with %s=%s (set it where the stream "
+			       "is made, e.g. lf-template)",
+			       opt->name, mine ? "true" : "false", key, recorded ? "true" : "false");
+	*value = recorded;
+	return 0;
 }

@@ -68,7 +68,15 @@ uint64_t lf_reader_records(const struct lf_reader *r);
 uint64_t lf_reader_bytes(const struct lf_reader *r);
 void lf_reader_close(struct lf_reader *r);
 
-/* Header helpers: the "kind" and "type" strings (NULL when absent). */
+/* Header helpers: the "kind" string (NULL when absent). */
 const char *lf_header_kind(const msgpack_object *header, size_t *n);
+
+/* A setting an upstream tool decided and recorded in the header (such as
+ * train_on_prompt, which lf-template validates against the template): *value
+ * is the header's, or the option's where the header has none.  An option
+ * given (on the command line or in a recipe) with a different value than the
+ * header's is refused: -1 with lf_fail naming both. */
+struct lf_option;
+int lf_header_bool_setting(const msgpack_object *header, const char *key, const struct lf_option *opt, bool *value);
 
 #endif

@@ -195,16 +195,17 @@ static int function_text(const struct lf_template *t, const struct lf_message *m
 	struct lf_buf rest = LF_BUF_INIT;
 	const char *json;
 	size_t json_len;
+	bool thought = false;
 	if (call_match) {
 		remove_all(m->content, m->len, m->content + s0, e0 - s0, &rest); /* the thought around the call */
 		json = m->content + i0;
 		json_len = i1 - i0;
 	} else {
-		bool thought = with_words && find_block(m->content, m->len, t->thought_words[0], t->thought_words[1],
-							 &s0, &e0, &i0, &i1);
+		thought = with_words && find_block(m->content, m->len, t->thought_words[0], t->thought_words[1], &s0,
+						    &e0, &i0, &i1);
 		if (thought) {
 			remove_all(m->content, m->len, m->content + s0, e0 - s0, &rest);
-			json = rest.data;
+			json = rest.data ? rest.data : "";
 			json_len = rest.len;
 		} else {
 			json = m->content;
@@ -223,7 +224,7 @@ static int function_text(const struct lf_template *t, const struct lf_message *m
 	if (rc == 0) {
 		if (call_match)
 			lf_rich_user(out, rest.data ? rest.data : "", rest.len);
-		else if (json != m->content) /* a thought before the calls */
+		else if (thought) /* the thought goes before the calls */
 			lf_rich_user(out, m->content + s0, e0 - s0);
 		lf_rich_append(out, &formatted);
 	}

@@ -442,13 +442,11 @@ int lf_tool_format_calls(const char *format, const struct lf_tool_call *calls, s
 		return 0;
 	}
 	if (!strcmp(format, "glm4")) {
-		if (n > 1)
-			return lf_fail("the glm4 tool format does not support parallel function calls");
-		if (n == 1) {
-			rich_py_str(out, calls[0].name);
-			rich_str(out, "\n");
-			lf_rich_user(out, calls[0].arguments, strlen(calls[0].arguments));
-		}
+		if (n != 1)
+			return lf_fail("the glm4 tool format takes exactly one function call (%zu given)", n);
+		rich_py_str(out, calls[0].name);
+		rich_str(out, "\n");
+		lf_rich_user(out, calls[0].arguments, strlen(calls[0].arguments));
 		return 0;
 	}
 	for (size_t i = 0; i < n; i++) { /* default */

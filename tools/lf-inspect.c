@@ -282,6 +282,8 @@ int main(int argc, char **argv)
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (argc - first > 1)
 		lf_die_usage("one STREAM at a time");
+	if (lf_option_find(options, "head")->given && opt_head < 0)
+		lf_die_usage("option '--head': N must not be negative");
 	if (opt_tokenizer)
 		load_tokenizer_names(opt_tokenizer);
 	struct lf_reader *r = lf_reader_open(first < argc ? argv[first] : NULL);
@@ -305,9 +307,9 @@ int main(int argc, char **argv)
 	size_t nper = 0;
 	struct lf_arena arena = { 0 };
 	const msgpack_object *rec;
-	int rc;
+	int rc = 1;
 	long long printed = 0;
-	while ((rc = lf_reader_next(r, &rec)) == 1) {
+	while ((opt_head < 0 || printed < opt_head || !print) && (rc = lf_reader_next(r, &rec)) == 1) {
 		lf_arena_reset(&arena);
 		struct lf_text_record tr;
 		struct lf_token_record kr;
@@ -355,8 +357,7 @@ int main(int argc, char **argv)
 		lf_buf_addstr(&out, "}\n");
 		if (fwrite(out.data, 1, out.len, stdout) != out.len)
 			lf_die("<stdout>: write failed");
-		if (opt_head >= 0 && ++printed >= opt_head)
-			break;
+		printed++;
 	}
 	if (rc < 0)
 		lf_die("%s", lf_errmsg());

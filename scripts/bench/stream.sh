@@ -7,7 +7,7 @@
 #      loader, converter and Template.encode_multiturn on the same file (with
 #      a tokenizer that only records its inputs, so both sides do templating
 #      and nothing else), when it can be imported ($LF_PEER_PYTHON, default
-#      the goldens venv of scripts/goldens/make-template-goldens.py).
+#      scripts/goldens/venv.sh's virtualenv).
 #   2. The stream reader: lf-inspect --count over the stream (records/s,
 #      MB/s).  Peer: Python's msgpack Unpacker over the same bytes, when the
 #      msgpack package is importable.
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 copies=${1:-40}
 shared=${LF_SHARED_DATA:-../shared/data}
-peer=${LF_PEER_PYTHON:-/root/.cache/lf-goldens-venv/bin/python}
+peer=${LF_PEER_PYTHON:-$HOME/.cache/lf/goldens-venv/bin/python}
 make -s tools
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -4,12 +4,11 @@
 # list that libcommon/recipe_keys.c must cover exactly (one entry per key).
 #
 # Run it from outside the source tree (so the installed package is imported)
-# with a Python that has llamafactory 0.9.5 and transformers 5.5.4 installed,
-# plus omegaconf (pip install omegaconf==2.3.0 antlr4-python3-runtime==4.9.3):
+# with the Python of scripts/goldens/venv.sh (llamafactory 0.9.5, transformers
+# 5.5.4, omegaconf), from the repository root:
 #
-#   cd /tmp && DISABLE_VERSION_CHECK=1 /root/.cache/lf-goldens-venv/bin/python \
-#       /work/main/scripts/goldens/list-recipe-keys.py \
-#       > /work/main/tests/golden/llamafactory-keys.txt
+#   DISABLE_VERSION_CHECK=1 ~/.cache/lf/goldens-venv/bin/python \
+#       scripts/goldens/list-recipe-keys.py > tests/golden/llamafactory-keys.txt
 #
 # The keys are the init fields of the dataclasses LLaMA-Factory's parser maps a
 # recipe onto (HfArgumentParser ignores fields with init=False): ModelArguments

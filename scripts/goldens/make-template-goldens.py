@@ -13,9 +13,10 @@ Outputs (checked in, compared by tests/tools/template-goldens.sh):
   tests/golden/templates.jsonl.gz   test datasets of tests/data, every case in full
   tests/golden/shared-data.tsv.gz   ../shared/data datasets, a hash per record
 
-Run (needs LLaMA-Factory; not run in CI):
-  python3 -m venv /root/.cache/lf-goldens-venv && ... (see scripts/goldens/requirements.txt)
-  /root/.cache/lf-goldens-venv/bin/python scripts/goldens/make-template-goldens.py [--shared ../shared/data]
+Run (needs LLaMA-Factory; not run in CI), from outside the source tree of any
+llamafactory checkout:
+  bash scripts/goldens/venv.sh          # once: ~/.cache/lf/goldens-venv
+  ~/.cache/lf/goldens-venv/bin/python scripts/goldens/make-template-goldens.py [--shared ../shared/data]
 """
 import argparse
 import copy
@@ -185,6 +186,12 @@ def encode(template, tok, stage, settings, template_name, prompt, response, syst
     raise ValueError(stage)
 
 
+def write_gz(path, text):
+    """gzip with no timestamp, so the same goldens give the same bytes."""
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as f:
+        f.write(text.encode("utf-8"))
+
+
 def record_hash(rec):
     text = json.dumps(rec, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -248,8 +255,7 @@ def main():
                 lines.append(json.dumps({"template": t, "case": case_name(ds, stage, st), "dataset": ds,
                                          "stage": stage, "settings": st, "row": row, "record": rec},
                                         ensure_ascii=False, sort_keys=True))
-    with gzip.open(os.path.join(args.out, "templates.jsonl.gz"), "wt", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    write_gz(os.path.join(args.out, "templates.jsonl.gz"), "\n".join(lines) + "\n")
     print("templates.jsonl.gz: %d records" % len(lines), file=sys.stderr)
 
     shared = [("alpaca_en_demo", "sft"), ("identity", "sft"), ("glaive_toolcall_en_demo", "sft"),
@@ -261,8 +267,7 @@ def main():
             for row, rec in enumerate(render(t, stage, {}, examples)):
                 rows.append("%s\t%s\t%s\t%d\t%s" % (t, ds, stage, row,
                                                     "dropped" if "dropped" in rec else record_hash(rec)))
-    with gzip.open(os.path.join(args.out, "shared-data.tsv.gz"), "wt", encoding="utf-8") as f:
-        f.write("\n".join(rows) + "\n")
+    write_gz(os.path.join(args.out, "shared-data.tsv.gz"), "\n".join(rows) + "\n")
     print("shared-data.tsv.gz: %d records" % (len(rows) - 1), file=sys.stderr)
     print("SOURCE_DATE_EPOCH=%d" % SOURCE_DATE_EPOCH, file=sys.stderr)
 

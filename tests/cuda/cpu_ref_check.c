@@ -6,6 +6,8 @@
 #include "cpu/bf16.h"
 #include "cpu/matmul.h"
 
+#include "test_rng.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,19 +40,6 @@ static float bits_f32(uint32_t u)
     return x;
 }
 
-/* xorshift64*: a fixed-seed source of test data */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rng_u32(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
-}
-static float rng_uniform(void) /* [-1, 1) */
-{
-    return (float)(rng_u32() >> 8) * (2.0f / 16777216.0f) - 1.0f;
-}
 
 static void check_bf16_patterns(void)
 {

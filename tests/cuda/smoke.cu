@@ -11,6 +11,8 @@
 #include "cuda/cuda_check.h"
 #include "cuda/gemm.h"
 
+#include "test_rng.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,19 +41,6 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* xorshift64*, fixed seed: the same data on every run */
-static uint64_t rng_state = 0x853c49e6748fea9bull;
-static uint32_t rng_u32(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
-}
-static float rng_uniform(void) /* [-1, 1) */
-{
-    return (float)(rng_u32() >> 8) * (2.0f / 16777216.0f) - 1.0f;
-}
 
 static int is_nan_bf16(uint16_t h) { return (h & 0x7fffu) > 0x7f80u; }
 

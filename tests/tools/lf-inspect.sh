@@ -46,3 +46,5 @@ check "random bytes are refused without a crash" fails 1 "lf-inspect: error:" lf
 check "empty input is an error" fails 1 "empty input" sh -c 'lf-inspect </dev/null'
 check "a missing stream file is an error" fails 1 "cannot open" lf-inspect "$T/none.lfs"
 check "two streams at once is a usage error" fails 2 "one STREAM" lf-inspect "$T/g.lfs" "$T/pt.lfs"
+check "--head 0 prints nothing; a negative N is a usage error" sh -c '
+	[ -z "$(lf-inspect --head 0 "'"$T"'/g.lfs")" ] && ! lf-inspect --head -1 "'"$T"'/g.lfs" 2>/dev/null'

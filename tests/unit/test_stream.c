@@ -6,6 +6,7 @@
 #include "check.h"
 #include "error.h"
 #include "mp.h"
+#include "options.h"
 #include "record.h"
 #include "stream.h"
 
@@ -371,8 +372,36 @@ static void test_bad_records(void)
 	lf_arena_free(&a);
 }
 
+static void test_header_settings(void)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	lf_pk_kv_bool(&pk, "train_on_prompt", true);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	msgpack_unpack_next(&u, sb.data, sb.size, NULL);
+	bool cli = false, v = false;
+	struct lf_option opt = { "train-on-prompt", 0, LF_OPT_BOOL, &cli };
+	CHECK(lf_header_bool_setting(&u.data, "train_on_prompt", &opt, &v) == 0 && v,
+	      "a setting not given takes the header's value");
+	opt.given = true;
+	int rc = lf_header_bool_setting(&u.data, "train_on_prompt", &opt, &v);
+	CHECK(rc < 0 && strstr(lf_errmsg(), "contradicts"), "a contradicting command-line value is refused: %s",
+	      lf_errmsg());
+	cli = true;
+	CHECK(lf_header_bool_setting(&u.data, "train_on_prompt", &opt, &v) == 0 && v, "an agreeing value is fine");
+	CHECK(lf_header_bool_setting(&u.data, "mask_history", &opt, &v) == 0 && v,
+	      "without the key in the header the option decides");
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 int main(void)
 {
+	test_header_settings();
 	if (!mkdtemp(dir))
 		return 1;
 	test_round_trip();
