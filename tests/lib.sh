@@ -5,7 +5,10 @@
 : "${LF_BIN:=$(pwd)/bin}"
 PATH="$LF_BIN:$PATH"
 ROOT=$(pwd)
-SHARED=${LF_SHARED_DATA:-$ROOT/../shared/data}
+# LLaMA-Factory's demo data: $LF_SHARED_DATA, else shared/ in or beside the checkout
+if [ -n "${LF_SHARED_DATA:-}" ]; then SHARED=$LF_SHARED_DATA
+elif [ -d "$ROOT/shared/data" ]; then SHARED=$ROOT/shared/data
+else SHARED=$ROOT/../shared/data; fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 

@@ -22,7 +22,9 @@ except ImportError:
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("LF_BIN", os.path.join(ROOT, "bin"))
-TOK = os.environ.get("LF_SHARED_TOKENIZERS", os.path.join(ROOT, "..", "shared", "tokenizers"))
+TOK = os.environ.get("LF_SHARED_TOKENIZERS") or next(
+    (p for p in (os.path.join(ROOT, "shared", "tokenizers"), os.path.join(ROOT, "..", "shared", "tokenizers"))
+     if os.path.isdir(p)), os.path.join(ROOT, "..", "shared", "tokenizers"))
 
 # (tokenizer folder, lf template, extra Jinja variables, compare full conversations too)
 MODELS = [

@@ -32,7 +32,7 @@ check "with replace_eos the eos is written as the template's stop word" sh -c '
 	lf-inspect --head 1 "'"$T"'/g.lfs" | grep -q "<|im_end|>"'
 check "--tokenizer writes bos and eos as the tokenizer's tokens" sh -c '
 	lf-template -t llama2 --dataset-dir "'"$SHARED"'" --dataset identity 2>/dev/null |
-	lf-inspect --head 1 --tokenizer "'"$ROOT"'/../shared/tokenizers/llama2" | grep -q "\"text\":\"<s>\[INST\]"'
+	lf-inspect --head 1 --tokenizer "'"$SHARED"'/../tokenizers/llama2" | grep -q "\"text\":\"<s>\[INST\]"'
 
 size=$(wc -c <"$T/g.lfs")
 head -c $((size / 2)) "$T/g.lfs" >"$T/half.lfs"

@@ -12,7 +12,9 @@ from collections import defaultdict
 
 BIN = os.environ.get("LF_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "bin"))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SHARED = os.environ.get("LF_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+SHARED = os.environ.get("LF_SHARED_DATA") or next(
+    (p for p in (os.path.join(ROOT, "shared", "data"), os.path.join(ROOT, "..", "shared", "data")) if os.path.isdir(p)),
+    os.path.join(ROOT, "..", "shared", "data"))
 ENV = dict(os.environ, SOURCE_DATE_EPOCH="1721736000")
 
 
