@@ -15,25 +15,8 @@
 
 static char *config_path;
 static char *log_path;
-static int saved_argc;
-static char **saved_argv;
 
 enum { OPT_CONFIG = 0x1000, OPT_LOG, OPT_HELP, OPT_VERSION, OPT_RECIPE_KEYS, OPT_FIRST_TABLE };
-
-const char *lf_options_config_path(void)
-{
-	return config_path;
-}
-
-int lf_options_argc(void)
-{
-	return saved_argc;
-}
-
-char **lf_options_argv(void)
-{
-	return saved_argv;
-}
 
 const struct lf_option *lf_option_find(const struct lf_option *opts, const char *name)
 {
@@ -195,8 +178,6 @@ static void print_help(const struct lf_tool_info *tool, const struct lf_option *
 
 int lf_options_parse(const struct lf_tool_info *tool, struct lf_option *opts, int argc, char **argv)
 {
-	saved_argc = argc;
-	saved_argv = argv;
 	size_t nopts = 0;
 	while (opts[nopts].name)
 		nopts++;

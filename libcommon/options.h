@@ -46,10 +46,5 @@ struct lf_tool_info {
  * operand. */
 int lf_options_parse(const struct lf_tool_info *tool, struct lf_option *opts, int argc, char **argv);
 const struct lf_option *lf_option_find(const struct lf_option *opts, const char *name);
-/* The recipe given with --config, or NULL. */
-const char *lf_options_config_path(void);
-/* The command line as given, for provenance. */
-int lf_options_argc(void);
-char **lf_options_argv(void);
 
 #endif

@@ -311,32 +311,3 @@ int lf_py_truthy(const json_t *v)
 	default: return 0;
 	}
 }
-
-static int py_number(const json_t *v, double *d)
-{
-	if (json_is_integer(v))
-		*d = (double)json_integer_value(v);
-	else if (json_is_real(v))
-		*d = json_real_value(v);
-	else if (json_is_boolean(v))
-		*d = json_is_true(v);
-	else
-		return 0;
-	return 1;
-}
-
-int lf_py_equal(const json_t *a, const json_t *b)
-{
-	double x, y;
-	if (py_number(a, &x) && py_number(b, &y)) {
-		if (json_is_integer(a) && json_is_integer(b))
-			return json_integer_value(a) == json_integer_value(b);
-		return x == y;
-	}
-	if (json_typeof(a) != json_typeof(b))
-		return (json_is_null(a) && json_is_null(b));
-	if (json_is_string(a))
-		return json_string_length(a) == json_string_length(b) &&
-		       memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) == 0;
-	return json_equal((json_t *)a, (json_t *)b);
-}

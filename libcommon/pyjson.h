@@ -25,7 +25,5 @@ void lf_py_str(struct lf_buf *out, const json_t *v);
 void lf_py_repr(struct lf_buf *out, const json_t *v);
 /* bool(v) */
 int lf_py_truthy(const json_t *v);
-/* Python ==, for the values json.loads makes (1 == 1.0, True == 1). */
-int lf_py_equal(const json_t *a, const json_t *b);
 
 #endif

@@ -362,11 +362,6 @@ uint64_t lf_reader_records(const struct lf_reader *r)
 	return r->records;
 }
 
-uint64_t lf_reader_bytes(const struct lf_reader *r)
-{
-	return r->consumed;
-}
-
 void lf_reader_close(struct lf_reader *r)
 {
 	if (!r)

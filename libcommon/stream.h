@@ -65,7 +65,6 @@ int lf_reader_next(struct lf_reader *r, const msgpack_object **rec);
 const msgpack_object *lf_reader_trailer(const struct lf_reader *r);
 const char *lf_reader_name(const struct lf_reader *r);
 uint64_t lf_reader_records(const struct lf_reader *r);
-uint64_t lf_reader_bytes(const struct lf_reader *r);
 void lf_reader_close(struct lf_reader *r);
 
 /* Header helpers: the "kind" string (NULL when absent). */
