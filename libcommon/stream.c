@@ -73,6 +73,12 @@ void lf_writer_end_record(struct lf_writer *w)
 		lf_die("%s", lf_errmsg());
 }
 
+void lf_writer_add_packed(struct lf_writer *w, const char *data, size_t len)
+{
+	lf_buf_add(&w->buf, data, len);
+	lf_writer_end_record(w);
+}
+
 static void pack_trailer(struct lf_writer *w, uint64_t skipped, const char *error,
 			 const struct lf_stream_counts *per, size_t nds)
 {

@@ -41,6 +41,8 @@ struct lf_writer *lf_writer_open(const char *path);
 msgpack_packer *lf_writer_pk(struct lf_writer *w);
 void lf_writer_end_header(struct lf_writer *w);
 void lf_writer_end_record(struct lf_writer *w);
+/* A record packed elsewhere (one msgpack map), written and counted. */
+void lf_writer_add_packed(struct lf_writer *w, const char *data, size_t len);
 /* Per-dataset counts for the trailer (optional; nds may be 0). */
 struct lf_stream_counts {
 	uint64_t records;

@@ -1,0 +1,356 @@
+/*
+ * regex.c — Oniguruma-syntax patterns on PCRE2 (see regex.h).
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "regex.h"
+#include "buf.h"
+#include "error.h"
+#include "unicode.h"
+
+#include <ctype.h>
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lf_regex {
+	pcre2_code *code;
+	bool jit;
+};
+
+struct lf_regex_scratch {
+	pcre2_match_data *md;
+};
+
+/* ---- Unicode sets as code-point ranges ---- */
+
+struct set {
+	struct lf_uni_range *r;
+	size_t n;
+};
+
+static void set_from(struct set *s, const struct lf_uni_range *r, size_t n)
+{
+	s->r = lf_malloc((n ? n : 1) * sizeof *r);
+	memcpy(s->r, r, n * sizeof *r);
+	s->n = n;
+}
+
+/* Everything but s (surrogates excluded: they never occur in UTF-8). */
+static void set_complement(struct set *s)
+{
+	struct lf_uni_range *r = lf_malloc((s->n + 2) * sizeof *r);
+	size_t n = 0;
+	uint32_t next = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->r[i].start > next)
+			r[n++] = (struct lf_uni_range){ next, s->r[i].start - 1 };
+		next = s->r[i].end + 1;
+	}
+	if (next <= 0x10ffff)
+		r[n++] = (struct lf_uni_range){ next, 0x10ffff };
+	free(s->r);
+	s->r = r;
+	s->n = n;
+}
+
+static void set_free(struct set *s)
+{
+	free(s->r);
+	s->r = NULL;
+	s->n = 0;
+}
+
+/* General category names Oniguruma accepts, as a category mask. */
+static uint32_t category_mask(const char *name)
+{
+	static const struct {
+		const char *name;
+		uint32_t mask;
+	} names[] = {
+		{ "l", LF_GC_MASK_L }, { "letter", LF_GC_MASK_L }, { "lu", 1u << LF_GC_LU }, { "uppercaseletter", 1u << LF_GC_LU },
+		{ "ll", 1u << LF_GC_LL }, { "lowercaseletter", 1u << LF_GC_LL }, { "lt", 1u << LF_GC_LT },
+		{ "titlecaseletter", 1u << LF_GC_LT }, { "lm", 1u << LF_GC_LM }, { "modifierletter", 1u << LF_GC_LM },
+		{ "lo", 1u << LF_GC_LO }, { "otherletter", 1u << LF_GC_LO }, { "m", LF_GC_MASK_M }, { "mark", LF_GC_MASK_M },
+		{ "combiningmark", LF_GC_MASK_M }, { "mn", 1u << LF_GC_MN }, { "nonspacingmark", 1u << LF_GC_MN },
+		{ "mc", 1u << LF_GC_MC }, { "spacingmark", 1u << LF_GC_MC }, { "me", 1u << LF_GC_ME },
+		{ "enclosingmark", 1u << LF_GC_ME }, { "n", LF_GC_MASK_N }, { "number", LF_GC_MASK_N },
+		{ "nd", 1u << LF_GC_ND }, { "decimalnumber", 1u << LF_GC_ND }, { "digit", 1u << LF_GC_ND },
+		{ "nl", 1u << LF_GC_NL }, { "letternumber", 1u << LF_GC_NL }, { "no", 1u << LF_GC_NO },
+		{ "othernumber", 1u << LF_GC_NO }, { "p", LF_GC_MASK_P }, { "punctuation", LF_GC_MASK_P },
+		{ "punct", LF_GC_MASK_P }, { "pc", 1u << LF_GC_PC }, { "connectorpunctuation", 1u << LF_GC_PC },
+		{ "pd", 1u << LF_GC_PD }, { "dashpunctuation", 1u << LF_GC_PD }, { "ps", 1u << LF_GC_PS },
+		{ "openpunctuation", 1u << LF_GC_PS }, { "pe", 1u << LF_GC_PE }, { "closepunctuation", 1u << LF_GC_PE },
+		{ "pi", 1u << LF_GC_PI }, { "initialpunctuation", 1u << LF_GC_PI }, { "pf", 1u << LF_GC_PF },
+		{ "finalpunctuation", 1u << LF_GC_PF }, { "po", 1u << LF_GC_PO }, { "otherpunctuation", 1u << LF_GC_PO },
+		{ "s", LF_GC_MASK_S }, { "symbol", LF_GC_MASK_S }, { "sm", 1u << LF_GC_SM }, { "mathsymbol", 1u << LF_GC_SM },
+		{ "sc", 1u << LF_GC_SC }, { "currencysymbol", 1u << LF_GC_SC }, { "sk", 1u << LF_GC_SK },
+		{ "modifiersymbol", 1u << LF_GC_SK }, { "so", 1u << LF_GC_SO }, { "othersymbol", 1u << LF_GC_SO },
+		{ "z", LF_GC_MASK_Z }, { "separator", LF_GC_MASK_Z }, { "zs", 1u << LF_GC_ZS },
+		{ "spaceseparator", 1u << LF_GC_ZS }, { "zl", 1u << LF_GC_ZL }, { "lineseparator", 1u << LF_GC_ZL },
+		{ "zp", 1u << LF_GC_ZP }, { "paragraphseparator", 1u << LF_GC_ZP }, { "c", LF_GC_MASK_C },
+		{ "other", LF_GC_MASK_C }, { "cc", 1u << LF_GC_CC }, { "control", 1u << LF_GC_CC }, { "cntrl", 1u << LF_GC_CC },
+		{ "cf", 1u << LF_GC_CF }, { "format", 1u << LF_GC_CF }, { "cs", 1u << LF_GC_CS }, { "surrogate", 1u << LF_GC_CS },
+		{ "co", 1u << LF_GC_CO }, { "privateuse", 1u << LF_GC_CO }, { "cn", 1u << LF_GC_CN },
+		{ "unassigned", 1u << LF_GC_CN },
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!strcmp(names[i].name, name))
+			return names[i].mask;
+	return 0;
+}
+
+static void category_set(struct set *s, uint32_t mask)
+{
+	s->n = lf_uni_category_ranges(mask, &s->r);
+}
+
+/* The set an escape letter names (s d w h, upper case negated), or -1. */
+static int escape_set(char c, struct set *s)
+{
+	char lower = (char)tolower((unsigned char)c);
+	switch (lower) {
+	case 's':
+		set_from(s, lf_uni_white_space, lf_uni_white_space_len);
+		break;
+	case 'd':
+		category_set(s, 1u << LF_GC_ND);
+		break;
+	case 'w': { /* Oniguruma's Word: Letter, Mark, Decimal_Number, Connector_Punctuation */
+		category_set(s, LF_GC_MASK_L | LF_GC_MASK_M | (1u << LF_GC_ND) | (1u << LF_GC_PC));
+		break;
+	}
+	case 'h': {
+		static const struct lf_uni_range hex[] = { { '0', '9' }, { 'A', 'F' }, { 'a', 'f' } };
+		set_from(s, hex, 3);
+		break;
+	}
+	default:
+		return -1;
+	}
+	if (c != lower)
+		set_complement(s);
+	return 0;
+}
+
+/* \p{Name}, \p{^Name}, \P{Name} at pat[i] (after the backslash and 'p'/'P'). */
+static int property_set(const char *pat, size_t len, size_t *i, bool negated, struct set *s)
+{
+	if (*i >= len || pat[*i] != '{')
+		return lf_fail("\\p without {name} at offset %zu", *i);
+	size_t close = *i + 1;
+	while (close < len && pat[close] != '}')
+		close++;
+	if (close >= len)
+		return lf_fail("unterminated \\p{ at offset %zu", *i);
+	char name[64];
+	size_t k = 0;
+	size_t j = *i + 1;
+	if (j < close && pat[j] == '^') {
+		negated = !negated;
+		j++;
+	}
+	for (; j < close && k + 1 < sizeof name; j++) {
+		char c = pat[j];
+		if (c == ' ' || c == '_' || c == '-')
+			continue;
+		name[k++] = (char)tolower((unsigned char)c);
+	}
+	name[k] = 0;
+	uint32_t mask = category_mask(name);
+	if (!mask)
+		return lf_fail("unsupported property \\p{%.*s} (lf supports general categories)", (int)(close - *i - 1),
+			       pat + *i + 1);
+	category_set(s, mask);
+	if (negated)
+		set_complement(s);
+	*i = close + 1;
+	return 0;
+}
+
+/* Ranges for use inside a class, largest first (PCRE2 tests them in order). */
+static int cmp_size_desc(const void *a, const void *b)
+{
+	const struct lf_uni_range *x = a, *y = b;
+	uint32_t sx = x->end - x->start, sy = y->end - y->start;
+	return sx > sy ? -1 : sx < sy;
+}
+
+static void emit_set(struct lf_buf *out, struct set *s)
+{
+	struct lf_uni_range *r = lf_malloc((s->n ? s->n : 1) * sizeof *r);
+	memcpy(r, s->r, s->n * sizeof *r);
+	qsort(r, s->n, sizeof *r, cmp_size_desc);
+	for (size_t i = 0; i < s->n; i++) {
+		if (r[i].start == r[i].end)
+			lf_buf_addf(out, "\\x{%x}", r[i].start);
+		else
+			lf_buf_addf(out, "\\x{%x}-\\x{%x}", r[i].start, r[i].end);
+	}
+	free(r);
+}
+
+/* Translate one escape at pat[*i] (just after the backslash). */
+static int translate_escape(const char *pat, size_t len, size_t *i, bool in_class, struct lf_buf *out)
+{
+	char c = pat[*i];
+	struct set s = { 0 };
+	if (c == 'p' || c == 'P') {
+		(*i)++;
+		if (property_set(pat, len, i, c == 'P', &s) < 0)
+			return -1;
+	} else if (escape_set(c, &s) == 0) {
+		(*i)++;
+	} else if (c == 'u' && *i + 4 < len && isxdigit((unsigned char)pat[*i + 1])) { /* \uHHHH */
+		lf_buf_addf(out, "\\x{%.4s}", pat + *i + 1);
+		*i += 5;
+		return 0;
+	} else if (c == 'v') { /* Oniguruma: the VT character; PCRE2: vertical space */
+		lf_buf_addstr(out, "\\x{b}");
+		(*i)++;
+		return 0;
+	} else {
+		lf_buf_addch(out, '\\');
+		/* copy the escaped character whole (it may be multibyte) */
+		uint32_t cp;
+		size_t k = lf_utf8_decode(pat + *i, len - *i, &cp);
+		if (!k)
+			return lf_fail("invalid UTF-8 in pattern at offset %zu", *i);
+		lf_buf_add(out, pat + *i, k);
+		*i += k;
+		return 0;
+	}
+	if (!in_class)
+		lf_buf_addch(out, '[');
+	emit_set(out, &s);
+	if (!in_class)
+		lf_buf_addch(out, ']');
+	set_free(&s);
+	return 0;
+}
+
+static int translate(const char *pat, size_t len, struct lf_buf *out)
+{
+	bool in_class = false;
+	size_t i = 0;
+	while (i < len) {
+		char c = pat[i];
+		if (c == '\\') {
+			if (i + 1 >= len)
+				return lf_fail("pattern ends with a backslash");
+			i++;
+			if (translate_escape(pat, len, &i, in_class, out) < 0)
+				return -1;
+			continue;
+		}
+		if (in_class) {
+			if (c == '[') {
+				if (i + 1 < len && pat[i + 1] == ':')
+					return lf_fail("POSIX bracket classes are not supported (offset %zu)", i);
+				return lf_fail("nested character classes are not supported (offset %zu)", i);
+			}
+			if (c == '&' && i + 1 < len && pat[i + 1] == '&')
+				return lf_fail("class intersection && is not supported (offset %zu)", i);
+			if (c == ']')
+				in_class = false;
+			lf_buf_addch(out, c);
+			i++;
+			continue;
+		}
+		if (c == '[') {
+			in_class = true;
+			lf_buf_addch(out, '[');
+			i++;
+			if (i < len && pat[i] == '^')
+				lf_buf_addch(out, pat[i++]);
+			if (i < len && pat[i] == ']') /* a leading ] is a literal */
+				lf_buf_addstr(out, "\\]"), i++;
+			continue;
+		}
+		lf_buf_addch(out, c);
+		i++;
+	}
+	if (in_class)
+		return lf_fail("unterminated character class");
+	return 0;
+}
+
+char *lf_regex_translate(const char *pattern, size_t len)
+{
+	struct lf_buf out = LF_BUF_INIT;
+	if (translate(pattern, len, &out) < 0) {
+		lf_buf_free(&out);
+		return NULL;
+	}
+	return lf_buf_detach(&out, NULL);
+}
+
+struct lf_regex *lf_regex_compile(const char *pattern, size_t len)
+{
+	struct lf_buf pcre = LF_BUF_INIT;
+	if (translate(pattern, len, &pcre) < 0) {
+		lf_buf_free(&pcre);
+		return NULL;
+	}
+	int err;
+	PCRE2_SIZE at;
+	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pcre.data, pcre.len, PCRE2_UTF | PCRE2_NO_UTF_CHECK, &err, &at, NULL);
+	lf_buf_free(&pcre);
+	if (!code) {
+		PCRE2_UCHAR msg[256];
+		pcre2_get_error_message(err, msg, sizeof msg);
+		lf_fail("pattern does not compile: %s", (char *)msg);
+		return NULL;
+	}
+	struct lf_regex *re = lf_calloc(1, sizeof *re);
+	re->code = code;
+	re->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+	return re;
+}
+
+void lf_regex_free(struct lf_regex *re)
+{
+	if (!re)
+		return;
+	pcre2_code_free(re->code);
+	free(re);
+}
+
+struct lf_regex_scratch *lf_regex_scratch_new(void)
+{
+	struct lf_regex_scratch *sc = lf_calloc(1, sizeof *sc);
+	sc->md = pcre2_match_data_create(16, NULL);
+	return sc;
+}
+
+void lf_regex_scratch_free(struct lf_regex_scratch *sc)
+{
+	if (!sc)
+		return;
+	pcre2_match_data_free(sc->md);
+	free(sc);
+}
+
+void lf_regex_each(const struct lf_regex *re, struct lf_regex_scratch *sc, const char *s, size_t n,
+		   void (*fn)(size_t start, size_t end, void *arg), void *arg)
+{
+	size_t pos = 0, last_end = (size_t)-1;
+	while (pos <= n) {
+		int rc = re->jit ? pcre2_jit_match(re->code, (PCRE2_SPTR)s, n, pos, 0, sc->md, NULL)
+				 : pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
+		if (rc < 0)
+			return;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
+		size_t ms = ov[0], me = ov[1];
+		if (ms == me && me == last_end) { /* no empty match right after a match */
+			if (me >= n)
+				return;
+			uint32_t cp;
+			size_t k = lf_utf8_decode(s + me, n - me, &cp);
+			pos = me + (k ? k : 1);
+			continue;
+		}
+		fn(ms, me, arg);
+		last_end = me;
+		pos = me;
+	}
+}

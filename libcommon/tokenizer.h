@@ -1,0 +1,78 @@
+/*
+ * tokenizer.h — Hugging Face tokenizers (tokenizer.json), encoding and
+ * decoding exactly as the Rust tokenizers library does.
+ *
+ * A tokenizer is loaded once and shared; each thread encodes with its own
+ * lf_tok_state (word cache and scratch buffers).  Encoding follows the
+ * library: added tokens are split out first (those with normalized=false on
+ * the raw text, the others after normalization), the rest is normalized,
+ * pre-tokenized and run through the model; with add_special the
+ * post-processor adds its tokens.  Unlike the library, encoding can be told
+ * byte ranges of user content in which added tokens are not matched.
+ */
+#ifndef LF_TOKENIZER_H
+#define LF_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "record.h"
+
+struct lf_tokenizer;
+struct lf_tok_state;
+
+struct lf_idvec {
+	int32_t *v;
+	size_t n, cap;
+};
+
+void lf_idvec_push(struct lf_idvec *v, int32_t id);
+void lf_idvec_free(struct lf_idvec *v);
+
+/* Load PATH: a folder with tokenizer.json (and tokenizer_config.json, when
+ * present), or a tokenizer.json file.  NULL with lf_fail naming the file,
+ * position and problem (an unknown component is named). */
+struct lf_tokenizer *lf_tokenizer_load(const char *path);
+void lf_tokenizer_free(struct lf_tokenizer *t);
+
+/* Register a token as a special added token, as transformers'
+ * add_special_tokens does for a template's stop words: it must be in the
+ * vocabulary already.  Call before creating states.  -1 with lf_fail. */
+int lf_tokenizer_add_special(struct lf_tokenizer *t, const char *token, size_t len);
+
+struct lf_tok_state *lf_tok_state_new(const struct lf_tokenizer *t);
+void lf_tok_state_free(struct lf_tok_state *st);
+
+/* Encode text (valid UTF-8) in one call, appending ids to out.  Added tokens
+ * are not matched inside the user ranges (NULL/0: everywhere).  add_special:
+ * the library's add_special_tokens=true (the post-processor's tokens). */
+void lf_tokenizer_encode(const struct lf_tokenizer *t, struct lf_tok_state *st, const char *text, size_t len,
+			 const struct lf_range *user, size_t nuser, bool add_special, struct lf_idvec *out);
+
+/* Decode ids as the library's decode(ids, skip_special_tokens).  -1 with
+ * lf_fail naming the first id out of range. */
+int lf_tokenizer_decode(const struct lf_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+			struct lf_buf *out);
+
+/* Token lookups (added tokens first, then the model's vocabulary). */
+int32_t lf_tokenizer_token_to_id(const struct lf_tokenizer *t, const char *s, size_t len);
+const char *lf_tokenizer_id_to_token(const struct lf_tokenizer *t, int32_t id, size_t *len);
+/* One past the largest id. */
+size_t lf_tokenizer_vocab_size(const struct lf_tokenizer *t);
+
+/* tokenizer_config.json's tokens (NULL when not given) and flags. */
+struct lf_tok_config {
+	char *bos_token, *eos_token, *pad_token, *unk_token;
+	bool add_bos_token, add_eos_token;
+	bool has_add_bos_token, has_add_eos_token;
+};
+const struct lf_tok_config *lf_tokenizer_config(const struct lf_tokenizer *t);
+
+/* xxHash64 of the tokenizer's canonical form: vocabulary, merges, added
+ * tokens, pipeline components; `extra` (such as the resolved bos/eos/pad ids)
+ * is mixed in. */
+uint64_t lf_tokenizer_fingerprint(const struct lf_tokenizer *t, const int32_t *extra, size_t nextra);
+
+#endif

@@ -1,0 +1,633 @@
+/*
+ * lf-tokenize — text records to token records with a Hugging Face tokenizer,
+ * and plain text <-> ids for people and scripts.
+ *
+ * Pipeline mode reads lf-template's text stream and writes a token stream
+ * (man 5 lf-stream): each text element is encoded in one call with
+ * add_special_tokens=false, added tokens matched outside the user-content
+ * ranges (everywhere with parse_special_in_content), bos/eos/named tokens
+ * resolved by LLaMA-Factory's rules.  --text and --decode are the
+ * tokenizers library's encode and decode over JSON lines.
+ */
+#include "buf.h"
+#include "error.h"
+#include "log.h"
+#include "mp.h"
+#include "options.h"
+#include "output.h"
+#include "pyjson.h"
+#include "record.h"
+#include "stream.h"
+#include "tokenizer.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *opt_tokenizer, *opt_model, *opt_output;
+static bool opt_text, opt_no_special, opt_decode, opt_skip_special, opt_parse_special;
+static long long opt_threads = 0;
+
+static struct lf_option options[] = {
+	{ "tokenizer", 0, LF_OPT_STRING, &opt_tokenizer, "PATH",
+	  "model folder with tokenizer.json (and tokenizer_config.json), or a tokenizer.json", LF_OPT_CLI_ONLY },
+	{ "model-name-or-path", 0, LF_OPT_STRING, &opt_model, "PATH", "the model folder (recipe key; --tokenizer wins)" },
+	{ "text", 0, LF_OPT_BOOL, &opt_text, NULL, "encode JSON lines {\"text\": ...} to {\"ids\": [...]}",
+	  LF_OPT_CLI_ONLY },
+	{ "no-special", 0, LF_OPT_BOOL, &opt_no_special, NULL,
+	  "with --text: add_special_tokens=false (no post-processor tokens)", LF_OPT_CLI_ONLY },
+	{ "decode", 0, LF_OPT_BOOL, &opt_decode, NULL, "decode JSON lines {\"ids\": [...]} to {\"text\": ...}",
+	  LF_OPT_CLI_ONLY },
+	{ "skip-special", 0, LF_OPT_BOOL, &opt_skip_special, NULL, "with --decode: leave special tokens out",
+	  LF_OPT_CLI_ONLY },
+	{ "parse-special-in-content", 0, LF_OPT_BOOL, &opt_parse_special, NULL,
+	  "match added tokens inside user content too (must agree with the stream header)", LF_OPT_CLI_ONLY },
+	{ "threads", 'j', LF_OPT_INT, &opt_threads, "N", "encode with N threads (default: all cores)", LF_OPT_CLI_ONLY },
+	{ "output", 'o', LF_OPT_STRING, &opt_output, "FILE", "write to FILE (default: stdout)", LF_OPT_CLI_ONLY },
+	{ 0 }
+};
+
+static const struct lf_tool_info tool = {
+	"lf-tokenize", "--tokenizer PATH [OPTION]... [INPUT]",
+	"Tokenize lf text streams (or JSON lines with --text / --decode) exactly as Hugging Face tokenizers do.",
+	"INPUT defaults to standard input.\n"
+	"Example: lf-template -t llama3 --dataset-dir data --dataset identity | lf-tokenize --tokenizer models/llama3 -o id.lfs",
+};
+
+/* ---- parallel batches ---- */
+
+typedef void (*item_fn)(void *ctx, size_t index, struct lf_tok_state *st);
+
+struct worker {
+	pthread_t thread;
+	void *ctx;
+	item_fn fn;
+	size_t start, end;
+	struct lf_tok_state *st;
+};
+
+static void *run_worker(void *arg)
+{
+	struct worker *w = arg;
+	for (size_t i = w->start; i < w->end; i++)
+		w->fn(w->ctx, i, w->st);
+	return NULL;
+}
+
+/* Run fn over items [0, n) on the states' threads, in contiguous slices. */
+static void parallel(struct lf_tok_state **states, size_t nthreads, size_t n, item_fn fn, void *ctx)
+{
+	if (nthreads <= 1 || n < 2) {
+		for (size_t i = 0; i < n; i++)
+			fn(ctx, i, states[0]);
+		return;
+	}
+	struct worker w[64];
+	size_t per = (n + nthreads - 1) / nthreads, used = 0;
+	for (size_t k = 0; k < nthreads && k * per < n; k++, used++) {
+		w[k] = (struct worker){ .ctx = ctx, .fn = fn, .start = k * per, .end = (k + 1) * per < n ? (k + 1) * per : n,
+					.st = states[k] };
+		if (pthread_create(&w[k].thread, NULL, run_worker, &w[k]) != 0)
+			lf_die("cannot start a thread");
+	}
+	for (size_t k = 0; k < used; k++)
+		pthread_join(w[k].thread, NULL);
+}
+
+/* ---- JSON lines (text and decode modes) ---- */
+
+struct line_batch {
+	const struct lf_tokenizer *t;
+	char **lines;
+	size_t *lens;
+	struct lf_buf *out;
+	char **errors;
+	uint64_t first_line;
+};
+
+static void encode_line(void *ctx, size_t i, struct lf_tok_state *st)
+{
+	struct line_batch *b = ctx;
+	json_error_t err;
+	json_t *o = json_loadb(b->lines[i], b->lens[i], JSON_ALLOW_NUL, &err);
+	const json_t *text = json_object_get(o, "text");
+	struct lf_buf *out = &b->out[i];
+	lf_buf_reset(out);
+	if (!o || !json_is_string(text)) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "line %llu: %s", (unsigned long long)(b->first_line + i + 1),
+			 !o ? err.text : "field 'text' is missing or not a string");
+		b->errors[i] = lf_strdup(msg);
+		json_decref(o);
+		return;
+	}
+	struct lf_idvec ids = { 0 };
+	lf_tokenizer_encode(b->t, st, json_string_value(text), json_string_length(text), NULL, 0, !opt_no_special, &ids);
+	lf_buf_addstr(out, "{\"ids\":[");
+	for (size_t k = 0; k < ids.n; k++)
+		lf_buf_addf(out, k ? ",%d" : "%d", ids.v[k]);
+	lf_buf_addstr(out, "]}\n");
+	lf_idvec_free(&ids);
+	json_decref(o);
+}
+
+static void decode_line(void *ctx, size_t i, struct lf_tok_state *st)
+{
+	(void)st;
+	struct line_batch *b = ctx;
+	json_error_t err;
+	json_t *o = json_loadb(b->lines[i], b->lens[i], 0, &err);
+	const json_t *ids = json_object_get(o, "ids");
+	struct lf_buf *out = &b->out[i];
+	lf_buf_reset(out);
+	char msg[512];
+	msg[0] = 0;
+	if (!o || !json_is_array(ids)) {
+		snprintf(msg, sizeof msg, "line %llu: %s", (unsigned long long)(b->first_line + i + 1),
+			 !o ? err.text : "field 'ids' is missing or not a list");
+	} else {
+		size_t n = json_array_size(ids);
+		int32_t *v = lf_malloc((n ? n : 1) * sizeof *v);
+		for (size_t k = 0; k < n && !msg[0]; k++) {
+			const json_t *x = json_array_get(ids, k);
+			if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX)
+				snprintf(msg, sizeof msg, "line %llu: ids[%zu] is not a token id",
+					 (unsigned long long)(b->first_line + i + 1), k);
+			else
+				v[k] = (int32_t)json_integer_value(x);
+		}
+		struct lf_buf text = LF_BUF_INIT;
+		if (!msg[0] && lf_tokenizer_decode(b->t, v, n, opt_skip_special, &text) < 0)
+			snprintf(msg, sizeof msg, "line %llu: %s", (unsigned long long)(b->first_line + i + 1), lf_errmsg());
+		if (!msg[0]) {
+			lf_buf_addstr(out, "{\"text\": ");
+			lf_pyjson_string(out, text.data ? text.data : "", text.len);
+			lf_buf_addstr(out, "}\n");
+		}
+		lf_buf_free(&text);
+		free(v);
+	}
+	if (msg[0])
+		b->errors[i] = lf_strdup(msg);
+	json_decref(o);
+}
+
+#define BATCH 1024
+
+static void json_lines(const struct lf_tokenizer *t, struct lf_tok_state **states, size_t nthreads, const char *in_path,
+		       item_fn fn)
+{
+	FILE *in = stdin;
+	const char *name = "<stdin>";
+	if (in_path && strcmp(in_path, "-")) {
+		in = fopen(in_path, "rb");
+		if (!in)
+			lf_die("%s: cannot open", in_path);
+		name = in_path;
+	} else if (isatty(STDIN_FILENO)) {
+		lf_note("reading JSON lines from the terminal (Ctrl-D ends)");
+	}
+	struct lf_output out;
+	if (lf_output_open(&out, opt_output) < 0)
+		lf_die("%s", lf_errmsg());
+	struct line_batch b = { .t = t };
+	b.lines = lf_calloc(BATCH, sizeof *b.lines);
+	b.lens = lf_calloc(BATCH, sizeof *b.lens);
+	b.out = lf_calloc(BATCH, sizeof *b.out);
+	b.errors = lf_calloc(BATCH, sizeof *b.errors);
+	size_t caps[BATCH] = { 0 };
+	uint64_t lineno = 0;
+	for (;;) {
+		size_t n = 0;
+		ssize_t got;
+		while (n < BATCH && (got = getline(&b.lines[n], &caps[n], in)) > 0) {
+			b.lens[n] = (size_t)got;
+			if (got == 1 && b.lines[n][0] == '\n') { /* blank line: an empty line stays empty */
+				lineno++;
+				continue;
+			}
+			n++;
+		}
+		if (!n)
+			break;
+		b.first_line = lineno;
+		parallel(states, nthreads, n, fn, &b);
+		for (size_t i = 0; i < n; i++) {
+			if (b.errors[i])
+				lf_die("%s: %s", name, b.errors[i]);
+			if (fwrite(b.out[i].data, 1, b.out[i].len, out.f) != b.out[i].len)
+				lf_die("write failed");
+		}
+		lineno += n;
+		lf_progress("%llu lines", (unsigned long long)lineno);
+	}
+	if (ferror(in))
+		lf_die("%s: read failed", name);
+	lf_progress_done();
+	if (lf_output_commit(&out) < 0)
+		lf_die("%s", lf_errmsg());
+	for (size_t i = 0; i < BATCH; i++) {
+		free(b.lines[i]);
+		lf_buf_free(&b.out[i]);
+	}
+	free(b.lines);
+	free(b.lens);
+	free(b.out);
+	free(b.errors);
+	if (in != stdin)
+		fclose(in);
+}
+
+/* ---- pipeline mode ---- */
+
+struct resolved {
+	int32_t bos, eos, pad; /* -1: none */
+	bool parse_special;
+	enum lf_rec_type type;
+};
+
+struct record_batch {
+	const struct lf_tokenizer *t;
+	const struct resolved *r;
+	struct lf_buf *raw; /* the text records, packed */
+	msgpack_sbuffer *out;
+	char **errors;
+	uint64_t first;
+};
+
+/* Encode an element list.  lead_thought / trail_thought (may be NULL): ids
+ * from a leading / the last element that is an inserted empty thought. */
+static int encode_elems(const struct lf_tokenizer *t, struct lf_tok_state *st, const struct resolved *r,
+			const struct lf_elems *e, struct lf_idvec *ids, uint32_t *lead_thought, uint32_t *trail_thought)
+{
+	bool leading = true;
+	for (size_t i = 0; i < e->n; i++) {
+		const struct lf_elem *el = &e->v[i];
+		size_t before = ids->n;
+		switch (el->kind) {
+		case LF_ELEM_TEXT:
+			lf_tokenizer_encode(t, st, el->text, el->len, r->parse_special ? NULL : el->user,
+					    r->parse_special ? 0 : el->nuser, false, ids);
+			break;
+		case LF_ELEM_BOS:
+			if (r->bos >= 0)
+				lf_idvec_push(ids, r->bos);
+			break;
+		case LF_ELEM_EOS:
+			lf_idvec_push(ids, r->eos);
+			break;
+		case LF_ELEM_TOKEN: {
+			int32_t id = lf_tokenizer_token_to_id(t, el->text, el->len);
+			if (id < 0)
+				return lf_fail("token '%.*s' is not in the vocabulary", (int)el->len, el->text);
+			lf_idvec_push(ids, id);
+			break;
+		}
+		}
+		uint32_t produced = (uint32_t)(ids->n - before);
+		bool thought = el->kind == LF_ELEM_TEXT && el->thought;
+		if (thought && leading && lead_thought)
+			*lead_thought += produced;
+		if (thought && i + 1 == e->n && trail_thought)
+			*trail_thought = produced;
+		if (!thought)
+			leading = false;
+	}
+	return 0;
+}
+
+static void encode_record(void *ctx, size_t i, struct lf_tok_state *st)
+{
+	struct record_batch *b = ctx;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	struct lf_arena a = { 0 };
+	struct lf_text_record tr;
+	struct lf_token_record kr;
+	struct lf_idvec ids[4] = { 0 };
+	struct lf_idvec *turn_ids = NULL;
+	int rc = -1;
+	if (msgpack_unpack_next(&u, b->raw[i].data, b->raw[i].len, NULL) != MSGPACK_UNPACK_SUCCESS ||
+	    lf_text_record_unpack(&u.data, b->r->type, &a, &tr) < 0)
+		goto done;
+	memset(&kr, 0, sizeof kr);
+	kr.type = tr.type;
+	kr.dataset = tr.dataset;
+	kr.row = tr.row;
+	kr.source_row = tr.source_row;
+	kr.desirable = tr.desirable;
+	/* ids of each part, then views of them for packing */
+	struct lf_ids *views[4] = { &kr.prompt, &kr.response, &kr.chosen, &kr.rejected };
+	const struct lf_elems *parts[4] = { &tr.prompt, &tr.response, &tr.chosen, &tr.rejected };
+	if (tr.type == LF_REC_SFT) {
+		turn_ids = lf_calloc(2 * (tr.nturns ? tr.nturns : 1), sizeof *turn_ids);
+		kr.turns = lf_arena_alloc(&a, (tr.nturns ? tr.nturns : 1) * sizeof *kr.turns);
+		kr.nturns = tr.nturns;
+		for (size_t k = 0; k < tr.nturns; k++)
+			if (encode_elems(b->t, st, b->r, &tr.turns[k].source, &turn_ids[2 * k], NULL, NULL) < 0 ||
+			    encode_elems(b->t, st, b->r, &tr.turns[k].target, &turn_ids[2 * k + 1], NULL, NULL) < 0)
+				goto done;
+	} else if (tr.type == LF_REC_PT) {
+		if (encode_elems(b->t, st, b->r, &tr.text, &ids[0], NULL, NULL) < 0)
+			goto done;
+		views[0] = &kr.text;
+	} else {
+		uint32_t lead = 0, trail = 0;
+		for (int k = 0; k < 4; k++)
+			if (encode_elems(b->t, st, b->r, parts[k], &ids[k], k == 1 ? &lead : NULL, k == 0 ? &trail : NULL) < 0)
+				goto done;
+		if (tr.type == LF_REC_KTO) {
+			kr.prompt_thought = trail;
+			kr.response_thought = lead;
+		}
+	}
+	/* little-endian int32 bytes, as the stream stores them */
+	struct lf_buf bytes[4] = { LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT };
+	for (int k = 0; k < 4; k++) {
+		for (size_t j = 0; j < ids[k].n; j++) {
+			uint32_t x = (uint32_t)ids[k].v[j];
+			char le[4] = { (char)x, (char)(x >> 8), (char)(x >> 16), (char)(x >> 24) };
+			lf_buf_add(&bytes[k], le, 4);
+		}
+		*views[k] = (struct lf_ids){ (const uint8_t *)bytes[k].data, ids[k].n };
+	}
+	struct lf_buf *tb = NULL;
+	if (tr.type == LF_REC_SFT) {
+		tb = lf_calloc(2 * (tr.nturns ? tr.nturns : 1), sizeof *tb);
+		for (size_t k = 0; k < 2 * tr.nturns; k++) {
+			for (size_t j = 0; j < turn_ids[k].n; j++) {
+				uint32_t x = (uint32_t)turn_ids[k].v[j];
+				char le[4] = { (char)x, (char)(x >> 8), (char)(x >> 16), (char)(x >> 24) };
+				lf_buf_add(&tb[k], le, 4);
+			}
+			struct lf_ids v = { (const uint8_t *)tb[k].data, turn_ids[k].n };
+			if (k % 2)
+				kr.turns[k / 2].target = v;
+			else
+				kr.turns[k / 2].source = v;
+		}
+	}
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &b->out[i], msgpack_sbuffer_write);
+	lf_token_record_pack(&pk, &kr);
+	for (int k = 0; k < 4; k++)
+		lf_buf_free(&bytes[k]);
+	for (size_t k = 0; tb && k < 2 * tr.nturns; k++)
+		lf_buf_free(&tb[k]);
+	free(tb);
+	rc = 0;
+done:
+	if (rc < 0) {
+		char msg[600];
+		snprintf(msg, sizeof msg, "stream record %llu: %s", (unsigned long long)(b->first + i), lf_errmsg());
+		b->errors[i] = lf_strdup(msg);
+	}
+	for (size_t k = 0; turn_ids && k < 2 * tr.nturns; k++)
+		lf_idvec_free(&turn_ids[k]);
+	free(turn_ids);
+	for (int k = 0; k < 4; k++)
+		lf_idvec_free(&ids[k]);
+	lf_arena_free(&a);
+	msgpack_unpacked_destroy(&u);
+}
+
+static int32_t token_id(const struct lf_tokenizer *t, const char *s)
+{
+	return s ? lf_tokenizer_token_to_id(t, s, strlen(s)) : -1;
+}
+
+/* LLaMA-Factory's special tokens: stop words become special tokens (and
+ * must exist); with replace_eos the eos is stop_words[0]; no eos means
+ * <|endoftext|>; no pad means the eos. */
+static void resolve(struct lf_tokenizer *t, const msgpack_object *header, const char *path, struct resolved *r)
+{
+	const msgpack_object *tpl = lf_mp_get(header, "template");
+	const msgpack_object *stops = lf_mp_get(tpl, "stop_words");
+	bool replace = false;
+	lf_mp_get_bool(tpl, "replace_eos", &replace, false);
+	const char *first_stop = NULL;
+	size_t first_stop_len = 0;
+	for (uint32_t i = 0; stops && stops->type == MSGPACK_OBJECT_ARRAY && i < stops->via.array.size; i++) {
+		const msgpack_object *s = &stops->via.array.ptr[i];
+		if (s->type != MSGPACK_OBJECT_STR)
+			lf_die("stream header: template stop word %u is not a string", i);
+		if (lf_tokenizer_add_special(t, s->via.str.ptr, s->via.str.size) < 0) {
+			/* LLaMA-Factory adds it as a new token (an id past the model's
+			 * embeddings unless resize_vocab); lf does not resize.  Only
+			 * the eos must exist. */
+			if (i == 0 && replace)
+				lf_die("template stop word '%.*s' (the eos with replace_eos) is not in the vocabulary of %s",
+				       (int)s->via.str.size, s->via.str.ptr, path);
+			lf_warn("template stop word '%.*s' is not in the vocabulary of %s: not added (lf does not resize "
+				"vocabularies), so text spelling it stays text", (int)s->via.str.size, s->via.str.ptr, path);
+		}
+		if (i == 0) {
+			first_stop = s->via.str.ptr;
+			first_stop_len = s->via.str.size;
+		}
+	}
+	const struct lf_tok_config *cfg = lf_tokenizer_config(t);
+	r->bos = token_id(t, cfg->bos_token);
+	if (replace) {
+		if (!first_stop)
+			lf_die("stream header: replace_eos without stop words");
+		r->eos = lf_tokenizer_token_to_id(t, first_stop, first_stop_len);
+	} else {
+		r->eos = token_id(t, cfg->eos_token);
+		if (r->eos < 0)
+			r->eos = token_id(t, "<|endoftext|>");
+	}
+	if (r->eos < 0)
+		lf_die("%s: the tokenizer has no eos token (and no <|endoftext|>)", path);
+	r->pad = token_id(t, cfg->pad_token);
+	if (r->pad < 0)
+		r->pad = r->eos;
+}
+
+static void pack_header(msgpack_packer *pk, const msgpack_object *in, const struct lf_tokenizer *t,
+			const struct resolved *r, const char *path, int argc, char **argv)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < in->via.map.size; i++)
+		if (!lf_mp_key_is(&in->via.map.ptr[i].key, "tokenizer"))
+			n++;
+	msgpack_pack_map(pk, n + 1);
+	for (uint32_t i = 0; i < in->via.map.size; i++) {
+		const msgpack_object *k = &in->via.map.ptr[i].key, *v = &in->via.map.ptr[i].val;
+		if (lf_mp_key_is(k, "tokenizer"))
+			continue;
+		msgpack_pack_object(pk, *k);
+		if (lf_mp_key_is(k, "kind")) {
+			lf_pk_str(pk, "tokens");
+		} else if (lf_mp_key_is(k, "provenance") && v->type == MSGPACK_OBJECT_ARRAY) {
+			msgpack_pack_array(pk, v->via.array.size + 1);
+			for (uint32_t j = 0; j < v->via.array.size; j++)
+				msgpack_pack_object(pk, v->via.array.ptr[j]);
+			msgpack_pack_map(pk, 3);
+			lf_pk_kv_str(pk, "tool", "lf-tokenize");
+			lf_pk_kv_str(pk, "version", LF_VERSION);
+			lf_pk_str(pk, "argv");
+			msgpack_pack_array(pk, (size_t)argc);
+			for (int a = 0; a < argc; a++)
+				lf_pk_str(pk, argv[a]);
+		} else {
+			msgpack_pack_object(pk, *v);
+		}
+	}
+	int32_t extra[3] = { r->bos, r->eos, r->pad };
+	char fp[17];
+	snprintf(fp, sizeof fp, "%016llx", (unsigned long long)lf_tokenizer_fingerprint(t, extra, 3));
+	const struct lf_tok_config *cfg = lf_tokenizer_config(t);
+	lf_pk_str(pk, "tokenizer");
+	msgpack_pack_map(pk, 7);
+	lf_pk_kv_str(pk, "fingerprint", fp);
+	lf_pk_kv_str(pk, "path", path);
+	lf_pk_kv_uint(pk, "vocab_size", lf_tokenizer_vocab_size(t));
+	const char *names[3] = { "bos_id", "eos_id", "pad_id" };
+	for (int k = 0; k < 3; k++) {
+		lf_pk_str(pk, names[k]);
+		if (extra[k] >= 0)
+			msgpack_pack_int32(pk, extra[k]);
+		else
+			msgpack_pack_nil(pk);
+	}
+	lf_pk_kv_bool(pk, "add_bos_token", cfg->has_add_bos_token && cfg->add_bos_token);
+}
+
+static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, const char *in_path, int argc,
+		     char **argv)
+{
+	struct lf_reader *rd = lf_reader_open(in_path);
+	if (!rd)
+		lf_die("%s", lf_errmsg());
+	const msgpack_object *h = lf_reader_header(rd);
+	size_t kn;
+	const char *kind = lf_header_kind(h, &kn);
+	if (!(kn == 4 && !memcmp(kind, "text", 4)))
+		lf_die("%s: a '%.*s' stream, lf-tokenize reads text streams (from lf-template)", lf_reader_name(rd),
+		       (int)kn, kind);
+	const char *type;
+	size_t tn;
+	if (lf_mp_get_str(h, "type", &type, &tn, true) < 0 || lf_rec_type_parse(type, tn) < 0)
+		lf_die("%s: header: no known record type", lf_reader_name(rd));
+	struct resolved r = { .type = (enum lf_rec_type)lf_rec_type_parse(type, tn) };
+	if (lf_header_bool_setting(h, "parse_special_in_content", lf_option_find(options, "parse-special-in-content"),
+				   &r.parse_special) < 0)
+		lf_die("%s: %s", lf_reader_name(rd), lf_errmsg());
+	resolve(t, h, path, &r);
+	struct lf_tok_state *states[64];
+	for (size_t k = 0; k < nthreads; k++)
+		states[k] = lf_tok_state_new(t);
+
+	struct lf_writer *w = lf_writer_open(opt_output);
+	if (!w)
+		lf_die_usage("%s", lf_errmsg());
+	pack_header(lf_writer_pk(w), h, t, &r, path, argc, argv);
+	lf_writer_end_header(w);
+
+	struct record_batch b = { .t = t, .r = &r };
+	b.raw = lf_calloc(BATCH, sizeof *b.raw);
+	b.out = lf_calloc(BATCH, sizeof *b.out);
+	b.errors = lf_calloc(BATCH, sizeof *b.errors);
+	for (size_t i = 0; i < BATCH; i++)
+		msgpack_sbuffer_init(&b.out[i]);
+	const msgpack_object *rec;
+	int rc = 1;
+	uint64_t done = 0;
+	while (rc == 1) {
+		size_t n = 0;
+		while (n < BATCH && (rc = lf_reader_next(rd, &rec)) == 1) {
+			/* copy: the record points into the reader's buffer */
+			msgpack_sbuffer sb;
+			msgpack_sbuffer_init(&sb);
+			msgpack_packer pk;
+			msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+			msgpack_pack_object(&pk, *rec);
+			lf_buf_reset(&b.raw[n]);
+			lf_buf_add(&b.raw[n], sb.data, sb.size);
+			msgpack_sbuffer_destroy(&sb);
+			n++;
+		}
+		if (rc < 0)
+			lf_die("%s", lf_errmsg());
+		b.first = done;
+		parallel(states, nthreads, n, encode_record, &b);
+		for (size_t i = 0; i < n; i++) {
+			if (b.errors[i])
+				lf_die("%s: %s", lf_reader_name(rd), b.errors[i]);
+			lf_writer_add_packed(w, b.out[i].data, b.out[i].size);
+			msgpack_sbuffer_clear(&b.out[i]);
+		}
+		done += n;
+		lf_progress("%llu records", (unsigned long long)done);
+	}
+	lf_progress_done();
+	/* the counts upstream skipped travel on */
+	const msgpack_object *trailer = lf_reader_trailer(rd);
+	uint64_t skipped = 0;
+	lf_mp_get_uint(trailer, "skipped", &skipped, false);
+	const msgpack_object *tds = lf_mp_get(trailer, "datasets");
+	size_t nds = tds && tds->type == MSGPACK_OBJECT_ARRAY ? tds->via.array.size : 0;
+	struct lf_stream_counts *per = lf_calloc(nds ? nds : 1, sizeof *per);
+	for (size_t i = 0; i < nds; i++) {
+		lf_mp_get_uint(&tds->via.array.ptr[i], "records", &per[i].records, false);
+		lf_mp_get_uint(&tds->via.array.ptr[i], "skipped", &per[i].skipped, false);
+	}
+	if (lf_writer_finish(w, skipped, per, nds) < 0)
+		lf_die("%s", lf_errmsg());
+	free(per);
+	for (size_t i = 0; i < BATCH; i++) {
+		lf_buf_free(&b.raw[i]);
+		msgpack_sbuffer_destroy(&b.out[i]);
+	}
+	free(b.raw);
+	free(b.out);
+	free(b.errors);
+	for (size_t k = 0; k < nthreads; k++)
+		lf_tok_state_free(states[k]);
+	lf_reader_close(rd);
+}
+
+int main(int argc, char **argv)
+{
+	lf_set_progname(argv[0]);
+	lf_output_init_signals();
+	int first = lf_options_parse(&tool, options, argc, argv);
+	const char *path = opt_tokenizer ? opt_tokenizer : opt_model;
+	if (!path)
+		lf_die_usage("--tokenizer PATH is required (a model folder or a tokenizer.json)");
+	if (argc - first > 1)
+		lf_die_usage("one INPUT at a time");
+	if (opt_text && opt_decode)
+		lf_die_usage("--text and --decode exclude each other");
+	if (opt_no_special && !opt_text)
+		lf_die_usage("--no-special goes with --text");
+	if (opt_skip_special && !opt_decode)
+		lf_die_usage("--skip-special goes with --decode");
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nthreads = opt_threads > 0 ? (size_t)opt_threads : (size_t)(cores > 0 ? cores : 1);
+	if (opt_threads < 0)
+		lf_die_usage("option '--threads': N must be positive");
+	if (nthreads > 64)
+		nthreads = 64;
+	struct lf_tokenizer *t = lf_tokenizer_load(path);
+	if (!t)
+		lf_die("%s", lf_errmsg());
+	const char *in = first < argc ? argv[first] : NULL;
+	if (opt_text || opt_decode) {
+		struct lf_tok_state *states[64];
+		for (size_t k = 0; k < nthreads; k++)
+			states[k] = lf_tok_state_new(t);
+		json_lines(t, states, nthreads, in, opt_text ? encode_line : decode_line);
+		for (size_t k = 0; k < nthreads; k++)
+			lf_tok_state_free(states[k]);
+	} else {
+		pipeline(t, nthreads, path, in, argc, argv);
+	}
+	lf_tokenizer_free(t);
+	lf_log_close();
+	return 0;
+}
