@@ -118,12 +118,12 @@ int tok_added_find(const struct lf_tokenizer *t, const struct tok_trie *trie, co
 	for (size_t pos = from; pos < len; pos++) {
 		if (!(trie->first_byte[s[pos] >> 3] & (1u << (s[pos] & 7))))
 			continue;
-		if (user && user[pos])
+		if (user && (user[pos] & TOK_FLAG_USER))
 			continue;
 		int32_t node = 0, best = -1;
 		size_t best_end = 0;
 		for (size_t k = pos; k < len; k++) {
-			if (user && user[k])
+			if (user && (user[k] & TOK_FLAG_USER))
 				break;
 			node = step(trie, (uint32_t)node, s[k]);
 			if (node < 0)

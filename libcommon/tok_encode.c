@@ -146,19 +146,33 @@ static void raw_gap(const struct lf_tokenizer *t, struct lf_tok_state *st, const
 {
 	const char *text = s;
 	size_t len = n;
-	const uint8_t *flags = NULL;
-	struct lf_buf norm = LF_BUF_INIT, nflags = LF_BUF_INIT;
+	const uint8_t *flags = user;
+	struct lf_buf norm = LF_BUF_INIT, nflags = LF_BUF_INIT, start = LF_BUF_INIT;
 	if (t->norm) {
-		tok_normalize(t->norm, st->rx, s, n, user, &norm, user ? &nflags : NULL);
+		if (first && t->track_start && n) {
+			/* mark the first character, to see whether it survives */
+			if (user)
+				lf_buf_add(&start, user, n);
+			else
+				for (size_t i = 0; i < n; i++)
+					lf_buf_addch(&start, 0);
+			uint32_t cp;
+			size_t k = lf_utf8_decode(s, n, &cp);
+			for (size_t i = 0; i < (k ? k : 1); i++)
+				start.data[i] |= TOK_FLAG_START;
+			flags = (const uint8_t *)start.data;
+		}
+		tok_normalize(t->norm, st->rx, s, n, flags, &norm, flags ? &nflags : NULL);
 		text = norm.data ? norm.data : "";
 		len = norm.len;
-		flags = user ? (const uint8_t *)nflags.data : NULL;
-	} else {
-		flags = user;
+		if (start.data)
+			first = len && (nflags.data[0] & TOK_FLAG_START);
+		flags = flags ? (const uint8_t *)nflags.data : NULL;
 	}
 	split_added(t, st, &t->norm_trie, text, len, flags, first, normalized_gap, out);
 	lf_buf_free(&norm);
 	lf_buf_free(&nflags);
+	lf_buf_free(&start);
 }
 
 /* ---- post-processors ---- */
@@ -211,7 +225,7 @@ void lf_tokenizer_encode(const struct lf_tokenizer *t, struct lf_tok_state *st, 
 		memset(st->flags.data, 0, len);
 		for (size_t i = 0; i < nuser; i++)
 			for (size_t k = user[i].start; k < user[i].end && k < len; k++)
-				st->flags.data[k] = 1;
+				st->flags.data[k] = TOK_FLAG_USER;
 		flags = (const uint8_t *)st->flags.data;
 	}
 	split_added(t, st, &t->raw_trie, text, len, flags, true, raw_gap, out);

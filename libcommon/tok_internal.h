@@ -139,12 +139,14 @@ struct lf_tokenizer {
 	struct tok_dec *dec;
 	struct tok_added *added;
 	size_t nadded;
+	size_t nadded_files; /* those from the files (the fingerprint's), before lf_tokenizer_add_special */
 	int32_t added_max_id; /* -1: none */
 	struct lf_strmap added_by_content;
 	int32_t *added_index_by_id; /* id - added_base -> index, for ids past the vocab */
 	struct tok_trie raw_trie, norm_trie;
 	struct lf_tok_config config;
 	struct lf_regex *byte_level_re; /* the GPT-2 pattern, when a ByteLevel uses it */
+	bool track_start; /* a normalizer and a Metaspace with prepend_scheme "first" */
 	struct lf_buf canonical; /* pipeline components as canonical JSON, for the fingerprint */
 };
 
@@ -167,6 +169,12 @@ struct lf_tok_state {
 	size_t cap_heap;
 	struct lf_idvec word;
 };
+
+/* Per-byte flags carried through the normalizers: the byte is user content
+ * (added tokens are not matched there); the byte belongs to the character at
+ * the input's original offset 0 (what Metaspace's prepend_scheme "first"
+ * asks of a piece, after normalizers such as Strip may have removed it). */
+enum { TOK_FLAG_USER = 1, TOK_FLAG_START = 2 };
 
 /* A piece of text during pre-tokenization: bytes [off, off + len) of the
  * state's pieces_text; first: it starts the input (Metaspace's "first"). */

@@ -828,6 +828,14 @@ static int load_config(struct lf_tokenizer *t, const char *path)
 
 /* ---- loading ---- */
 
+static bool has_metaspace_first(const struct tok_pretok *p)
+{
+	for (size_t i = 0; i < p->nkids; i++)
+		if (has_metaspace_first(&p->kids[i]))
+			return true;
+	return p->type == TP_METASPACE && p->prepend_scheme == TPS_FIRST;
+}
+
 static int load_json(struct loader *L, const char *text, size_t len, XXH64_state_t *h)
 {
 	struct lf_tokenizer *t = L->t;
@@ -893,6 +901,7 @@ static int load_json(struct loader *L, const char *text, size_t len, XXH64_state
 	}
 	if (rc == 0 && json_object_get(parts, "added_tokens"))
 		rc = parse_added(L, json_object_get(parts, "added_tokens"));
+	t->track_start = t->norm && t->pretok && has_metaspace_first(t->pretok);
 	json_decref(parts);
 	return rc < 0 ? -1 : 0;
 }
@@ -924,6 +933,7 @@ struct lf_tokenizer *lf_tokenizer_load(const char *path)
 		rc = load_config(t, cfg_path.data);
 	if (rc == 0)
 		rc = rebuild_tries(t);
+	t->nadded_files = t->nadded;
 	if (rc == 0) {
 		uint64_t base = XXH64_digest(h);
 		lf_buf_addf(&t->canonical, "model=%s\nvocab+merges=%016llx\n", t->bpe.desc, (unsigned long long)base);
@@ -1010,7 +1020,7 @@ uint64_t lf_tokenizer_fingerprint(const struct lf_tokenizer *t, const int32_t *e
 	XXH64_state_t *h = XXH64_createState();
 	XXH64_reset(h, 0);
 	XXH64_update(h, t->canonical.data, t->canonical.len);
-	for (size_t i = 0; i < t->nadded; i++) {
+	for (size_t i = 0; i < t->nadded_files; i++) {
 		const struct tok_added *a = &t->added[i];
 		int32_t rec[2] = { a->id, (a->special ? 1 : 0) | (a->normalized ? 2 : 0) | (a->lstrip ? 4 : 0) |
 						  (a->rstrip ? 8 : 0) | (a->single_word ? 16 : 0) };

@@ -106,9 +106,10 @@ void tok_normalize(const struct tok_norm *n, struct lf_regex_scratch *rx, const 
 		lf_uni_lowercase_flags(text, len, flags, out, out_flags);
 		return;
 	case TN_PREPEND:
-		if (len) {
+		if (len) { /* the prefix takes the first character's flags, as its alignment */
 			lf_buf_add(out, n->text, n->text_len);
-			add_flags(out_flags, NULL, n->text_len);
+			for (size_t i = 0; out_flags && i < n->text_len; i++)
+				lf_buf_addch(out_flags, (char)(flags ? flags[0] : 0));
 		}
 		lf_buf_add(out, text, len);
 		add_flags(out_flags, flags, len);

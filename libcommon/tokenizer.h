@@ -71,8 +71,15 @@ struct lf_tok_config {
 const struct lf_tok_config *lf_tokenizer_config(const struct lf_tokenizer *t);
 
 /* xxHash64 of the tokenizer's canonical form: vocabulary, merges, added
- * tokens, pipeline components; `extra` (such as the resolved bos/eos/pad ids)
- * is mixed in. */
+ * tokens, pipeline components, as loaded from its files (not the stop words
+ * lf_tokenizer_add_special registered later); `extra` (such as the resolved
+ * bos/eos/pad ids) is mixed in. */
 uint64_t lf_tokenizer_fingerprint(const struct lf_tokenizer *t, const int32_t *extra, size_t nextra);
+
+/* tok_stream.c: a token stream header's "tokenizer" map.  ids: the resolved
+ * bos, eos and pad ids (-1: none).  check: 0 when t is the tokenizer the
+ * stream was made with (ids then hold the header's), -1 with lf_fail. */
+void lf_tokenizer_pack_header(msgpack_packer *pk, const struct lf_tokenizer *t, const char *path, const int32_t ids[3]);
+int lf_tokenizer_check_stream(const struct lf_tokenizer *t, const msgpack_object *header, int32_t ids[3]);
 
 #endif

@@ -219,7 +219,7 @@ bool lf_uni_is_numeric(uint32_t cp)
 
 bool lf_uni_is_punct_old(uint32_t cp)
 {
-	return in_ranges(lf_uni_punct_9, lf_uni_punct_9_len, cp);
+	return in_ranges(lf_uni_punct_8, lf_uni_punct_8_len, cp);
 }
 
 /* ---- normalization (Unicode 9.0 data) ---- */

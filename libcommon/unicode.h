@@ -5,7 +5,7 @@
  *
  *   general categories  Unicode 16.0 (Oniguruma's \p{..}, Rust's char methods)
  *   normalization       Unicode 9.0  (its NFC/NFD/NFKC/NFKD crate's tables)
- *   old punctuation     Unicode 9.0 P plus ASCII punctuation (its Punctuation
+ *   old punctuation     Unicode 8.0 P plus ASCII punctuation (its Punctuation
  *                       pre-tokenizer)
  *   Rust char methods   Unicode 17.0 (char::is_numeric, char::to_lowercase):
  *                       the 16.0 tables or utf8proc's mappings plus what
@@ -56,8 +56,8 @@ struct lf_uni_comp {
 
 extern const struct lf_uni_cat_range lf_uni_categories[];
 extern const size_t lf_uni_categories_len;
-extern const struct lf_uni_range lf_uni_punct_9[];
-extern const size_t lf_uni_punct_9_len;
+extern const struct lf_uni_range lf_uni_punct_8[];
+extern const size_t lf_uni_punct_8_len;
 extern const struct lf_uni_ccc lf_uni_ccc_table[];
 extern const size_t lf_uni_ccc_table_len;
 extern const struct lf_uni_decomp lf_uni_decomp_table[];

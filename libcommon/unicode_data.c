@@ -3375,8 +3375,8 @@ const struct lf_uni_cat_range lf_uni_categories[] = {
 };
 const size_t lf_uni_categories_len = 3368;
 
-/* ASCII punctuation and general category P of code points assigned by Unicode 9.0 */
-const struct lf_uni_range lf_uni_punct_9[] = {
+/* ASCII punctuation and general category P in Unicode 8.0 */
+const struct lf_uni_range lf_uni_punct_8[] = {
 	{ 0x21, 0x2f },
 	{ 0x3a, 0x40 },
 	{ 0x5b, 0x60 },
@@ -3422,7 +3422,7 @@ const struct lf_uni_range lf_uni_punct_9[] = {
 	{ 0x10fb, 0x10fb },
 	{ 0x1360, 0x1368 },
 	{ 0x1400, 0x1400 },
-	{ 0x166e, 0x166e },
+	{ 0x166d, 0x166e },
 	{ 0x169b, 0x169c },
 	{ 0x16eb, 0x16ed },
 	{ 0x1735, 0x1736 },
@@ -3457,7 +3457,7 @@ const struct lf_uni_range lf_uni_punct_9[] = {
 	{ 0x2cfe, 0x2cff },
 	{ 0x2d70, 0x2d70 },
 	{ 0x2e00, 0x2e2e },
-	{ 0x2e30, 0x2e44 },
+	{ 0x2e30, 0x2e42 },
 	{ 0x3001, 0x3003 },
 	{ 0x3008, 0x3011 },
 	{ 0x3014, 0x301f },
@@ -3516,22 +3516,16 @@ const struct lf_uni_range lf_uni_punct_9[] = {
 	{ 0x110be, 0x110c1 },
 	{ 0x11140, 0x11143 },
 	{ 0x11174, 0x11175 },
-	{ 0x111c5, 0x111c8 },
+	{ 0x111c5, 0x111c9 },
 	{ 0x111cd, 0x111cd },
 	{ 0x111db, 0x111db },
 	{ 0x111dd, 0x111df },
 	{ 0x11238, 0x1123d },
 	{ 0x112a9, 0x112a9 },
-	{ 0x1144b, 0x1144f },
-	{ 0x1145b, 0x1145b },
-	{ 0x1145d, 0x1145d },
 	{ 0x114c6, 0x114c6 },
 	{ 0x115c1, 0x115d7 },
 	{ 0x11641, 0x11643 },
-	{ 0x11660, 0x1166c },
 	{ 0x1173c, 0x1173e },
-	{ 0x11c41, 0x11c45 },
-	{ 0x11c70, 0x11c71 },
 	{ 0x12470, 0x12474 },
 	{ 0x16a6e, 0x16a6f },
 	{ 0x16af5, 0x16af5 },
@@ -3539,9 +3533,8 @@ const struct lf_uni_range lf_uni_punct_9[] = {
 	{ 0x16b44, 0x16b44 },
 	{ 0x1bc9f, 0x1bc9f },
 	{ 0x1da87, 0x1da8b },
-	{ 0x1e95e, 0x1e95f },
 };
-const size_t lf_uni_punct_9_len = 163;
+const size_t lf_uni_punct_8_len = 156;
 
 /* Canonical combining classes (Unicode 9.0), sorted. */
 const struct lf_uni_ccc lf_uni_ccc_table[] = {

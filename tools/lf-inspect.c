@@ -11,6 +11,7 @@
 #include "options.h"
 #include "record.h"
 #include "stream.h"
+#include "tokenizer.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 #include <string.h>
 
 static long long opt_head = -1;
-static bool opt_count, opt_stats, opt_header, opt_trailer;
+static bool opt_count, opt_stats, opt_header, opt_trailer, opt_force;
 static char *opt_tokenizer;
 
 static struct lf_option options[] = {
@@ -28,8 +29,11 @@ static struct lf_option options[] = {
 	  LF_OPT_CLI_ONLY },
 	{ "header", 0, LF_OPT_BOOL, &opt_header, NULL, "print the stream header only", LF_OPT_CLI_ONLY },
 	{ "trailer", 0, LF_OPT_BOOL, &opt_trailer, NULL, "print the stream trailer only", LF_OPT_CLI_ONLY },
-	{ "tokenizer", 0, LF_OPT_STRING, &opt_tokenizer, "DIR",
-	  "render bos/eos as this tokenizer's tokens (tokenizer_config.json)", LF_OPT_CLI_ONLY },
+	{ "tokenizer", 0, LF_OPT_STRING, &opt_tokenizer, "PATH",
+	  "text streams: write bos/eos as this tokenizer's tokens; token streams: decode the ids to \"text\"",
+	  LF_OPT_CLI_ONLY },
+	{ "force", 0, LF_OPT_BOOL, &opt_force, NULL,
+	  "decode a token stream even with a tokenizer other than the one that made it", LF_OPT_CLI_ONLY },
 	{ 0 }
 };
 
@@ -40,46 +44,21 @@ static const struct lf_tool_info tool = {
 	"rendered sequence, special tokens written as their strings.",
 };
 
-/* ---- special token names ---- */
+/* ---- the tokenizer (--tokenizer) ---- */
 
-static char *bos_name, *eos_name;
+static struct lf_tokenizer *tokenizer;
+static const char *bos_name, *eos_name;
 static bool has_bos = true;
 
-/* A tokenizer_config.json token: a string, an AddedToken object, or null. */
-static int config_token(const json_t *cfg, const char *key, char **out, bool *present)
+static void load_tokenizer(const char *path)
 {
-	const json_t *v = json_object_get(cfg, key);
-	if (json_is_object(v))
-		v = json_object_get(v, "content");
-	if (!v || json_is_null(v)) {
-		*present = false;
-		return 0;
-	}
-	if (!json_is_string(v))
-		return lf_fail("'%s' is not a token string", key);
-	*out = lf_strdup(json_string_value(v));
-	*present = true;
-	return 0;
-}
-
-static void load_tokenizer_names(const char *dir)
-{
-	struct lf_buf path = LF_BUF_INIT;
-	lf_buf_addf(&path, "%s/tokenizer_config.json", dir);
-	json_error_t err;
-	json_t *cfg = json_load_file(path.data, JSON_DECODE_INT_AS_REAL, &err);
-	if (!cfg)
-		lf_die("%s: %s", path.data, err.text);
-	bool present;
-	if (config_token(cfg, "bos_token", &bos_name, &present) < 0)
-		lf_die("%s: %s", path.data, lf_errmsg());
-	has_bos = present;
-	if (config_token(cfg, "eos_token", &eos_name, &present) < 0)
-		lf_die("%s: %s", path.data, lf_errmsg());
-	if (!present) /* as LLaMA-Factory adds it */
-		eos_name = lf_strdup("<|endoftext|>");
-	json_decref(cfg);
-	lf_buf_free(&path);
+	tokenizer = lf_tokenizer_load(path);
+	if (!tokenizer)
+		lf_die("%s", lf_errmsg());
+	const struct lf_tok_config *cfg = lf_tokenizer_config(tokenizer);
+	bos_name = cfg->bos_token;
+	has_bos = bos_name != NULL;
+	eos_name = cfg->eos_token ? cfg->eos_token : "<|endoftext|>"; /* as LLaMA-Factory adds it */
 }
 
 /* ---- the header ---- */
@@ -184,6 +163,43 @@ static void render_text(struct lf_buf *out, const struct stream_info *si, const 
 	}
 }
 
+static void add_ids(struct lf_idvec *v, struct lf_ids ids)
+{
+	for (size_t i = 0; i < ids.n; i++)
+		lf_idvec_push(v, lf_ids_at(ids, i));
+}
+
+/* The same sequence render_text gives, decoded from the ids. */
+static int render_tokens(struct lf_buf *out, const struct lf_token_record *r)
+{
+	struct lf_idvec v = { 0 };
+	switch (r->type) {
+	case LF_REC_SFT:
+		for (size_t i = 0; i < r->nturns; i++) {
+			add_ids(&v, r->turns[i].source);
+			add_ids(&v, r->turns[i].target);
+		}
+		break;
+	case LF_REC_PAIRWISE:
+		add_ids(&v, r->prompt);
+		add_ids(&v, r->chosen);
+		break;
+	case LF_REC_KTO:
+	case LF_REC_PROMPT:
+		add_ids(&v, r->prompt);
+		add_ids(&v, r->response);
+		break;
+	case LF_REC_PT:
+		add_ids(&v, r->text);
+		break;
+	default:
+		break;
+	}
+	int rc = lf_tokenizer_decode(tokenizer, v.v, v.n, false, out);
+	lf_idvec_free(&v);
+	return rc;
+}
+
 /* ---- statistics ---- */
 
 struct stats {
@@ -284,8 +300,10 @@ int main(int argc, char **argv)
 		lf_die_usage("one STREAM at a time");
 	if (lf_option_find(options, "head")->given && opt_head < 0)
 		lf_die_usage("option '--head': N must not be negative");
+	if (opt_force && !opt_tokenizer)
+		lf_die_usage("--force goes with --tokenizer");
 	if (opt_tokenizer)
-		load_tokenizer_names(opt_tokenizer);
+		load_tokenizer(opt_tokenizer);
 	struct lf_reader *r = lf_reader_open(first < argc ? argv[first] : NULL);
 	if (!r)
 		lf_die("%s", lf_errmsg());
@@ -300,8 +318,12 @@ int main(int argc, char **argv)
 		lf_reader_close(r);
 		return 0;
 	}
-	if (opt_tokenizer && si.tokens)
-		lf_die("--tokenizer: decoding token streams needs lf-tokenize's decoder, which is not built yet");
+	int32_t stream_ids[3];
+	if (tokenizer && si.tokens && lf_tokenizer_check_stream(tokenizer, si.header, stream_ids) < 0) {
+		if (!opt_force)
+			lf_die("%s: %s; --force decodes anyway", lf_reader_name(r), lf_errmsg());
+		lf_warn("%s: %s", lf_reader_name(r), lf_errmsg());
+	}
 	bool print = !opt_count && !opt_stats && !opt_trailer;
 	struct stats *per = NULL;
 	size_t nper = 0;
@@ -347,9 +369,13 @@ int main(int argc, char **argv)
 			lf_buf_addch(&out, ':');
 			lf_mp_to_json(&out, &rec->via.map.ptr[i].val);
 		}
-		if (!si.tokens) {
+		if (!si.tokens || tokenizer) {
 			struct lf_buf text = LF_BUF_INIT;
-			render_text(&text, &si, &tr);
+			if (si.tokens && render_tokens(&text, &kr) < 0)
+				lf_die("%s: stream record %llu: %s", lf_reader_name(r),
+				       (unsigned long long)lf_reader_records(r) - 1, lf_errmsg());
+			if (!si.tokens)
+				render_text(&text, &si, &tr);
 			lf_buf_addstr(&out, ",\"text\":");
 			lf_json_string(&out, text.data ? text.data : "", text.len);
 			lf_buf_free(&text);
@@ -379,5 +405,6 @@ int main(int argc, char **argv)
 	lf_arena_free(&arena);
 	free(per);
 	lf_reader_close(r);
+	lf_tokenizer_free(tokenizer);
 	return 0;
 }

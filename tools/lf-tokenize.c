@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char *opt_tokenizer, *opt_model, *opt_output;
@@ -105,6 +106,7 @@ struct line_batch {
 	size_t *lens;
 	struct lf_buf *out;
 	char **errors;
+	uint64_t *ntokens; /* ids written or read per line */
 	uint64_t first_line;
 };
 
@@ -126,6 +128,7 @@ static void encode_line(void *ctx, size_t i, struct lf_tok_state *st)
 	}
 	struct lf_idvec ids = { 0 };
 	lf_tokenizer_encode(b->t, st, json_string_value(text), json_string_length(text), NULL, 0, !opt_no_special, &ids);
+	b->ntokens[i] = ids.n;
 	lf_buf_addstr(out, "{\"ids\":[");
 	for (size_t k = 0; k < ids.n; k++)
 		lf_buf_addf(out, k ? ",%d" : "%d", ids.v[k]);
@@ -150,6 +153,7 @@ static void decode_line(void *ctx, size_t i, struct lf_tok_state *st)
 			 !o ? err.text : "field 'ids' is missing or not a list");
 	} else {
 		size_t n = json_array_size(ids);
+		b->ntokens[i] = n;
 		int32_t *v = lf_malloc((n ? n : 1) * sizeof *v);
 		for (size_t k = 0; k < n && !msg[0]; k++) {
 			const json_t *x = json_array_get(ids, k);
@@ -177,6 +181,25 @@ static void decode_line(void *ctx, size_t i, struct lf_tok_state *st)
 
 #define BATCH 1024
 
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The closing line on stderr and the log's summary event. */
+static void summary(const char *unit, uint64_t items, uint64_t tokens, uint64_t bytes, double seconds, size_t nthreads)
+{
+	lf_note("%llu %s%s, %llu tokens in %.2f s (%.0f tokens/s, %zu thread%s)", (unsigned long long)items, unit,
+		items == 1 ? "" : "s", (unsigned long long)tokens, seconds, seconds > 0 ? (double)tokens / seconds : 0.0, nthreads,
+		nthreads == 1 ? "" : "s");
+	if (lf_log_enabled())
+		lf_log_event("summary", json_pack("{s:s,s:I,s:I,s:I,s:f,s:I}", "unit", unit, "count", (json_int_t)items,
+						  "tokens", (json_int_t)tokens, "input_bytes", (json_int_t)bytes,
+						  "seconds", seconds, "threads", (json_int_t)nthreads));
+}
+
 static void json_lines(const struct lf_tokenizer *t, struct lf_tok_state **states, size_t nthreads, const char *in_path,
 		       item_fn fn)
 {
@@ -194,6 +217,9 @@ static void json_lines(const struct lf_tokenizer *t, struct lf_tok_state **state
 	if (lf_output_open(&out, opt_output) < 0)
 		lf_die("%s", lf_errmsg());
 	struct line_batch b = { .t = t };
+	double t0 = now_seconds();
+	uint64_t tokens = 0, bytes = 0;
+	b.ntokens = lf_calloc(BATCH, sizeof *b.ntokens);
 	b.lines = lf_calloc(BATCH, sizeof *b.lines);
 	b.lens = lf_calloc(BATCH, sizeof *b.lens);
 	b.out = lf_calloc(BATCH, sizeof *b.out);
@@ -220,6 +246,8 @@ static void json_lines(const struct lf_tokenizer *t, struct lf_tok_state **state
 				lf_die("%s: %s", name, b.errors[i]);
 			if (fwrite(b.out[i].data, 1, b.out[i].len, out.f) != b.out[i].len)
 				lf_die("write failed");
+			tokens += b.ntokens[i];
+			bytes += b.lens[i];
 		}
 		lineno += n;
 		lf_progress("%llu lines", (unsigned long long)lineno);
@@ -229,6 +257,7 @@ static void json_lines(const struct lf_tokenizer *t, struct lf_tok_state **state
 	lf_progress_done();
 	if (lf_output_commit(&out) < 0)
 		lf_die("%s", lf_errmsg());
+	summary("line", lineno, tokens, bytes, now_seconds() - t0, nthreads);
 	for (size_t i = 0; i < BATCH; i++) {
 		free(b.lines[i]);
 		lf_buf_free(&b.out[i]);
@@ -237,6 +266,7 @@ static void json_lines(const struct lf_tokenizer *t, struct lf_tok_state **state
 	free(b.lens);
 	free(b.out);
 	free(b.errors);
+	free(b.ntokens);
 	if (in != stdin)
 		fclose(in);
 }
@@ -255,6 +285,7 @@ struct record_batch {
 	struct lf_buf *raw; /* the text records, packed */
 	msgpack_sbuffer *out;
 	char **errors;
+	uint64_t *ntokens; /* ids per record */
 	uint64_t first;
 };
 
@@ -373,6 +404,9 @@ static void encode_record(void *ctx, size_t i, struct lf_tok_state *st)
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, &b->out[i], msgpack_sbuffer_write);
 	lf_token_record_pack(&pk, &kr);
+	b->ntokens[i] = ids[0].n + ids[1].n + ids[2].n + ids[3].n;
+	for (size_t k = 0; k < 2 * tr.nturns; k++)
+		b->ntokens[i] += turn_ids[k].n;
 	for (int k = 0; k < 4; k++)
 		lf_buf_free(&bytes[k]);
 	for (size_t k = 0; tb && k < 2 * tr.nturns; k++)
@@ -477,24 +511,9 @@ static void pack_header(msgpack_packer *pk, const msgpack_object *in, const stru
 			msgpack_pack_object(pk, *v);
 		}
 	}
-	int32_t extra[3] = { r->bos, r->eos, r->pad };
-	char fp[17];
-	snprintf(fp, sizeof fp, "%016llx", (unsigned long long)lf_tokenizer_fingerprint(t, extra, 3));
-	const struct lf_tok_config *cfg = lf_tokenizer_config(t);
+	int32_t ids[3] = { r->bos, r->eos, r->pad };
 	lf_pk_str(pk, "tokenizer");
-	msgpack_pack_map(pk, 7);
-	lf_pk_kv_str(pk, "fingerprint", fp);
-	lf_pk_kv_str(pk, "path", path);
-	lf_pk_kv_uint(pk, "vocab_size", lf_tokenizer_vocab_size(t));
-	const char *names[3] = { "bos_id", "eos_id", "pad_id" };
-	for (int k = 0; k < 3; k++) {
-		lf_pk_str(pk, names[k]);
-		if (extra[k] >= 0)
-			msgpack_pack_int32(pk, extra[k]);
-		else
-			msgpack_pack_nil(pk);
-	}
-	lf_pk_kv_bool(pk, "add_bos_token", cfg->has_add_bos_token && cfg->add_bos_token);
+	lf_tokenizer_pack_header(pk, t, path, ids);
 }
 
 static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, const char *in_path, int argc,
@@ -529,6 +548,9 @@ static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, 
 	lf_writer_end_header(w);
 
 	struct record_batch b = { .t = t, .r = &r };
+	double t0 = now_seconds();
+	uint64_t tokens = 0, bytes = 0;
+	b.ntokens = lf_calloc(BATCH, sizeof *b.ntokens);
 	b.raw = lf_calloc(BATCH, sizeof *b.raw);
 	b.out = lf_calloc(BATCH, sizeof *b.out);
 	b.errors = lf_calloc(BATCH, sizeof *b.errors);
@@ -560,6 +582,8 @@ static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, 
 				lf_die("%s: %s", lf_reader_name(rd), b.errors[i]);
 			lf_writer_add_packed(w, b.out[i].data, b.out[i].size);
 			msgpack_sbuffer_clear(&b.out[i]);
+			tokens += b.ntokens[i];
+			bytes += b.raw[i].len;
 		}
 		done += n;
 		lf_progress("%llu records", (unsigned long long)done);
@@ -578,6 +602,7 @@ static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, 
 	}
 	if (lf_writer_finish(w, skipped, per, nds) < 0)
 		lf_die("%s", lf_errmsg());
+	summary("record", done, tokens, bytes, now_seconds() - t0, nthreads);
 	free(per);
 	for (size_t i = 0; i < BATCH; i++) {
 		lf_buf_free(&b.raw[i]);
@@ -586,6 +611,7 @@ static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, 
 	free(b.raw);
 	free(b.out);
 	free(b.errors);
+	free(b.ntokens);
 	for (size_t k = 0; k < nthreads; k++)
 		lf_tok_state_free(states[k]);
 	lf_reader_close(rd);
@@ -613,9 +639,17 @@ int main(int argc, char **argv)
 		lf_die_usage("option '--threads': N must be positive");
 	if (nthreads > 64)
 		nthreads = 64;
+	double t0 = now_seconds();
 	struct lf_tokenizer *t = lf_tokenizer_load(path);
 	if (!t)
 		lf_die("%s", lf_errmsg());
+	if (lf_log_enabled()) {
+		char fp[17];
+		snprintf(fp, sizeof fp, "%016llx", (unsigned long long)lf_tokenizer_fingerprint(t, NULL, 0));
+		lf_log_event("tokenizer", json_pack("{s:s,s:s,s:I,s:f}", "path", path, "fingerprint", fp, "vocab_size",
+						    (json_int_t)lf_tokenizer_vocab_size(t), "load_seconds",
+						    now_seconds() - t0));
+	}
 	const char *in = first < argc ? argv[first] : NULL;
 	if (opt_text || opt_decode) {
 		struct lf_tok_state *states[64];

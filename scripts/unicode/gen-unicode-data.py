@@ -10,22 +10,29 @@ library carries its own Unicode version, so the tables do too:
                         tables are Unicode 9.0.  Normalization data of a code
                         point never changes once assigned, so these are the
                         current data restricted to code points assigned by 9.0.
-  old punctuation       the unicode_categories crate behind the Punctuation
-                        pre-tokenizer (ASCII punctuation, plus general
-                        category P as of Unicode 9.0)
+  old punctuation       Unicode 8.0: the unicode_categories crate behind the
+                        Punctuation and Bert pre-tokenizers (ASCII
+                        punctuation, plus general category P as of 8.0)
 
 Sources: the unicodedata2 package, version 16.0.0 (Unicode 16.0 character
-data), and ICU's u_charAge (libicuuc, any version >= 9.0) for the version in
-which each code point was assigned.  Run once when the tables must change:
+data); the Unicode 8.0 database in the source of unicodedata2 8.0.0 (its
+unicodedata_db.h, which no longer builds, is read as data); and ICU's
+u_charAge (libicuuc, any version >= 9.0) for the version in which each code
+point was assigned.  Run once when the tables must change:
 
     python3 -m venv /tmp/ud && /tmp/ud/bin/pip install unicodedata2==16.0.0
-    /tmp/ud/bin/python scripts/unicode/gen-unicode-data.py > libcommon/unicode_data.c
+    /tmp/ud/bin/pip download --no-deps --no-binary :all: unicodedata2==8.0.0 -d /tmp/ud8
+    tar xf /tmp/ud8/unicodedata2-8.0.0.tar.gz -C /tmp/ud8
+    UNICODE8_DB=/tmp/ud8/unicodedata2-8.0.0/unicodedata2/unicodedata_db.h \
+        /tmp/ud/bin/python scripts/unicode/gen-unicode-data.py > libcommon/unicode_data.c
 
-tests/tools/unicode_tables.py checks the tables against the tokenizers library.
+tests/tools/tokenize_oracle.py checks the tables against the tokenizers library.
 """
 import ctypes
 import ctypes.util
 import glob
+import os
+import re
 import sys
 
 import unicodedata2 as ud
@@ -47,6 +54,28 @@ def icu_age():
         fn(cp, buf)
         return (buf[0], buf[1])
     return age
+
+
+def unicode8_category():
+    """The general category function of the Unicode 8.0 database in
+    unicodedata2 8.0.0's unicodedata_db.h (CPython's two-level index)."""
+    text = open(os.environ["UNICODE8_DB"]).read()
+    assert '#define UNIDATA_VERSION "8.0.0"' in text
+
+    def array(name):
+        body = re.search(r"%s\[\] = \{(.*?)\};" % name, text, re.S).group(1)
+        return body
+
+    records = [int(m.group(1)) for m in re.finditer(r"\{(\d+),", array("_PyUnicode_Database_Records"))]
+    names = re.findall(r'"(\w*)"', array("_PyUnicode_CategoryNames"))
+    index1 = [int(x) for x in re.findall(r"\d+", array("index1"))]
+    index2 = [int(x) for x in re.findall(r"\d+", array("index2"))]
+    shift = int(re.search(r"#define SHIFT (\d+)", text).group(1))
+
+    def category(cp):
+        i = index2[(index1[cp >> shift] << shift) + (cp & ((1 << shift) - 1))]
+        return names[records[i]]
+    return category
 
 
 age = icu_age()
@@ -94,12 +123,12 @@ def main():
     print("};")
     print("const size_t lf_uni_categories_len = %d;\n" % len(runs))
 
-    # ---- old punctuation: ASCII punctuation + P as of 9.0 ----
-    old = (9, 0)
+    # ---- old punctuation: ASCII punctuation + P as of 8.0 ----
+    cat8 = unicode8_category()
     ascii_punct = set(range(0x21, 0x30)) | set(range(0x3a, 0x41)) | set(range(0x5b, 0x61)) | set(range(0x7b, 0x7f))
-    emit_ranges("lf_uni_punct_9", ranges(lambda cp: cp in ascii_punct or (
-        ud.category(chr(cp)).startswith("P") and age(cp) <= old and age(cp) != (0, 0))),
-        "ASCII punctuation and general category P of code points assigned by Unicode 9.0")
+    emit_ranges("lf_uni_punct_8", ranges(lambda cp: cp in ascii_punct or cat8(cp).startswith("P")),
+                "ASCII punctuation and general category P in Unicode 8.0")
+    old = (9, 0)
 
     # ---- normalization, Unicode 9.0 ----
     assigned9 = lambda cp: age(cp) != (0, 0) and age(cp) <= old

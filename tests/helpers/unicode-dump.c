@@ -1,7 +1,7 @@
 /*
  * unicode-dump — test helper: apply one of lf's Unicode operations (nfc, nfd,
  * nfkc, nfkd, lower) to each line of stdin (LF-separated) and print the
- * results, one per line.  tests/tools/unicode_tables.py compares them with
+ * results, one per line.  tests/tools/tokenize_oracle.py compares them with
  * the tokenizers library's normalizers.
  */
 #include "buf.h"
