@@ -110,9 +110,23 @@ struct line_batch {
 	uint64_t first_line;
 };
 
+/* A blank input line gives a blank output line, keeping lines aligned. */
+static bool blank_line(struct line_batch *b, size_t i)
+{
+	for (size_t k = 0; k < b->lens[i]; k++)
+		if (!strchr(" \t\r\n", b->lines[i][k]))
+			return false;
+	lf_buf_reset(&b->out[i]);
+	lf_buf_addch(&b->out[i], '\n');
+	b->ntokens[i] = 0;
+	return true;
+}
+
 static void encode_line(void *ctx, size_t i, struct lf_tok_state *st)
 {
 	struct line_batch *b = ctx;
+	if (blank_line(b, i))
+		return;
 	json_error_t err;
 	json_t *o = json_loadb(b->lines[i], b->lens[i], JSON_ALLOW_NUL, &err);
 	const json_t *text = json_object_get(o, "text");
@@ -141,6 +155,8 @@ static void decode_line(void *ctx, size_t i, struct lf_tok_state *st)
 {
 	(void)st;
 	struct line_batch *b = ctx;
+	if (blank_line(b, i))
+		return;
 	json_error_t err;
 	json_t *o = json_loadb(b->lines[i], b->lens[i], 0, &err);
 	const json_t *ids = json_object_get(o, "ids");
@@ -191,8 +207,8 @@ static double now_seconds(void)
 /* The closing line on stderr and the log's summary event. */
 static void summary(const char *unit, uint64_t items, uint64_t tokens, uint64_t bytes, double seconds, size_t nthreads)
 {
-	lf_note("%llu %s%s, %llu tokens in %.2f s (%.0f tokens/s, %zu thread%s)", (unsigned long long)items, unit,
-		items == 1 ? "" : "s", (unsigned long long)tokens, seconds, seconds > 0 ? (double)tokens / seconds : 0.0, nthreads,
+	lf_note("%llu %s%s, %llu token%s in %.2f s (%.0f tokens/s, %zu thread%s)", (unsigned long long)items, unit,
+		items == 1 ? "" : "s", (unsigned long long)tokens, tokens == 1 ? "" : "s", seconds, seconds > 0 ? (double)tokens / seconds : 0.0, nthreads,
 		nthreads == 1 ? "" : "s");
 	if (lf_log_enabled())
 		lf_log_event("summary", json_pack("{s:s,s:I,s:I,s:I,s:f,s:I}", "unit", unit, "count", (json_int_t)items,
@@ -231,10 +247,6 @@ static void json_lines(const struct lf_tokenizer *t, struct lf_tok_state **state
 		ssize_t got;
 		while (n < BATCH && (got = getline(&b.lines[n], &caps[n], in)) > 0) {
 			b.lens[n] = (size_t)got;
-			if (got == 1 && b.lines[n][0] == '\n') { /* blank line: an empty line stays empty */
-				lineno++;
-				continue;
-			}
 			n++;
 		}
 		if (!n)

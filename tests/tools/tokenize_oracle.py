@@ -214,7 +214,7 @@ def built_tokenizers():
         t.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=scheme)
         out.append(("metaspace-%s" % scheme, t, trainers.BpeTrainer(vocab_size=900, special_tokens=specials)))
 
-    t = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
+    t = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##", fuse_unk=True))
     t.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase()])
     t.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     t.post_processor = processors.BertProcessing(("[SEP]", 2), ("[CLS]", 1))
