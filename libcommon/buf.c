@@ -43,6 +43,17 @@ void lf_buf_addch(struct lf_buf *b, char c)
 	b->data[b->len] = 0;
 }
 
+void lf_buf_add_uint(struct lf_buf *b, unsigned long long v)
+{
+	char digits[20];
+	size_t n = 0;
+	do {
+		digits[sizeof digits - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	lf_buf_add(b, digits + sizeof digits - n, n);
+}
+
 void lf_buf_addf(struct lf_buf *b, const char *fmt, ...)
 {
 	va_list ap;

@@ -19,6 +19,8 @@ void lf_buf_add(struct lf_buf *b, const void *p, size_t n);
 void lf_buf_addstr(struct lf_buf *b, const char *s);
 void lf_buf_addch(struct lf_buf *b, char c);
 void lf_buf_addf(struct lf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A decimal integer (what "%llu" gives, without printf's cost). */
+void lf_buf_add_uint(struct lf_buf *b, unsigned long long v);
 void lf_buf_reset(struct lf_buf *b);
 void lf_buf_free(struct lf_buf *b);
 /* Give the caller the data (NUL-terminated, never NULL) and empty the buffer. */

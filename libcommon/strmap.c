@@ -6,11 +6,31 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 uint64_t lf_hash_bytes(const void *p, size_t n)
 {
 	return XXH3_64bits(p, n);
+}
+
+/* Slot arrays of vocabulary-sized maps are megabytes probed at random:
+ * backed by huge pages where the system allows, they take far fewer page
+ * faults to fill and TLB misses to read.  Filled with byte `fill`. */
+static void *table_alloc(size_t bytes, int fill)
+{
+	const size_t huge = 2u << 20;
+	void *p;
+	if (bytes < huge) {
+		p = lf_malloc(bytes);
+	} else {
+		bytes = (bytes + huge - 1) / huge * huge;
+		if (posix_memalign(&p, huge, bytes) != 0)
+			lf_die("out of memory (%zu bytes)", bytes);
+		madvise(p, bytes, MADV_HUGEPAGE);
+	}
+	memset(p, fill, bytes);
+	return p;
 }
 
 static size_t capacity_for(size_t expected)
@@ -25,7 +45,7 @@ void lf_strmap_init(struct lf_strmap *m, size_t expected)
 {
 	m->cap = capacity_for(expected);
 	m->n = 0;
-	m->slots = lf_calloc(m->cap, sizeof *m->slots);
+	m->slots = table_alloc(m->cap * sizeof *m->slots, 0);
 }
 
 static void strmap_grow(struct lf_strmap *m)
@@ -33,7 +53,7 @@ static void strmap_grow(struct lf_strmap *m)
 	struct lf_strmap old = *m;
 	m->cap *= 2;
 	m->n = 0;
-	m->slots = lf_calloc(m->cap, sizeof *m->slots);
+	m->slots = table_alloc(m->cap * sizeof *m->slots, 0);
 	for (size_t i = 0; i < old.cap; i++) {
 		struct lf_strmap_slot *s = &old.slots[i];
 		if (!s->key)
@@ -104,8 +124,7 @@ void lf_u64map_init(struct lf_u64map *m, size_t expected)
 {
 	m->cap = capacity_for(expected);
 	m->n = 0;
-	m->slots = lf_malloc(m->cap * sizeof *m->slots);
-	memset(m->slots, 0xff, m->cap * sizeof *m->slots);
+	m->slots = table_alloc(m->cap * sizeof *m->slots, 0xff);
 }
 
 static void u64map_grow(struct lf_u64map *m)

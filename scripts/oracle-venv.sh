@@ -3,10 +3,12 @@
 # pinned packages of tests/oracle-requirements.txt in a virtualenv cached at
 # $LF_ORACLE_VENV (default ~/.cache/lf/oracle-venv), rebuilt only when the
 # requirements change.  Prints nothing when the cache is current.
+# scripts/oracle-venv.sh REQUIREMENTS VENV does the same for other pins (the
+# benchmarks' peers).
 set -e
 root=$(cd "$(dirname "$0")/.." && pwd)
-req=$root/tests/oracle-requirements.txt
-venv=${LF_ORACLE_VENV:-$HOME/.cache/lf/oracle-venv}
+req=${1:-$root/tests/oracle-requirements.txt}
+venv=${2:-${LF_ORACLE_VENV:-$HOME/.cache/lf/oracle-venv}}
 stamp=$venv/.requirements
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
 	exit 0

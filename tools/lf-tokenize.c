@@ -144,8 +144,11 @@ static void encode_line(void *ctx, size_t i, struct lf_tok_state *st)
 	lf_tokenizer_encode(b->t, st, json_string_value(text), json_string_length(text), NULL, 0, !opt_no_special, &ids);
 	b->ntokens[i] = ids.n;
 	lf_buf_addstr(out, "{\"ids\":[");
-	for (size_t k = 0; k < ids.n; k++)
-		lf_buf_addf(out, k ? ",%d" : "%d", ids.v[k]);
+	for (size_t k = 0; k < ids.n; k++) {
+		if (k)
+			lf_buf_addch(out, ',');
+		lf_buf_add_uint(out, (uint32_t)ids.v[k]);
+	}
 	lf_buf_addstr(out, "]}\n");
 	lf_idvec_free(&ids);
 	json_decref(o);
