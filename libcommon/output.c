@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_PENDING 64
@@ -69,6 +70,19 @@ int lf_output_open(struct lf_output *o, const char *path)
 		o->f = stdout;
 		return 0;
 	}
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return lf_fail("%s: is a directory", path);
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/* a device or a pipe (/dev/null, a FIFO): written in place, never
+		 * replaced by a rename */
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return lf_fail("%s: cannot open: %s", path, strerror(errno));
+		o->f = fdopen(fd, "wb");
+		o->path = lf_strdup(path);
+		return 0;
+	}
 	size_t n = strlen(path) + 32;
 	o->tmp = lf_malloc(n);
 	snprintf(o->tmp, n, "%s.tmp.%ld", path, (long)getpid());
@@ -108,20 +122,21 @@ int lf_output_commit(struct lf_output *o)
 			return lf_fail("<stdout>: write failed: %s", strerror(errno));
 		return 0;
 	}
-	int bad = ferror(o->f) || fflush(o->f) != 0 || fsync(fileno(o->f)) != 0;
+	int bad = ferror(o->f) || fflush(o->f) != 0 || (o->tmp && fsync(fileno(o->f)) != 0);
 	int e = errno;
 	if (fclose(o->f) != 0 && !bad) {
 		bad = 1;
 		e = errno;
 	}
 	o->f = NULL;
-	if (bad) {
+	if (bad && o->tmp)
 		unlink(o->tmp);
+	if (bad) {
 		lf_fail("%s: write failed: %s", o->path, strerror(e));
 		forget(o);
 		return -1;
 	}
-	if (rename(o->tmp, o->path) != 0) {
+	if (o->tmp && rename(o->tmp, o->path) != 0) {
 		e = errno;
 		unlink(o->tmp);
 		lf_fail("%s: cannot rename from %s: %s", o->path, o->tmp, strerror(e));
@@ -140,6 +155,7 @@ void lf_output_abort(struct lf_output *o)
 	}
 	if (o->f)
 		fclose(o->f);
-	unlink(o->tmp);
+	if (o->tmp)
+		unlink(o->tmp);
 	forget(o);
 }

@@ -3,6 +3,7 @@
  *
  * An output is written under a temporary name beside its final path and
  * renamed into place only when complete, so a reader never sees half a file.
+ * A path that is a device or a pipe (/dev/null, a FIFO) is written in place.
  * Unfinished temporaries are removed when the program dies, is interrupted
  * (SIGINT, SIGTERM, SIGHUP) or loses its reader (SIGPIPE).
  */
@@ -15,7 +16,7 @@
 struct lf_output {
 	FILE *f;
 	char *path; /* final path; NULL for stdout */
-	char *tmp;  /* temporary path while writing */
+	char *tmp;  /* temporary path while writing; NULL for a device or pipe */
 	int slot;   /* index in the cleanup registry */
 };
 

@@ -478,8 +478,8 @@ int main(int argc, char **argv)
 	w->skipped = skipped;
 	if (lf_writer_finish(w, skipped, per, nds) < 0)
 		lf_die("%s", lf_errmsg());
-	lf_note("%llu records from %zu dataset%s (%llu skipped), template %s, type %s", (unsigned long long)total, nds,
-		nds == 1 ? "" : "s", (unsigned long long)skipped, t.name, lf_rec_type_name(type));
+	lf_note("%llu record%s from %zu dataset%s (%llu skipped), template %s, type %s", (unsigned long long)total,
+		total == 1 ? "" : "s", nds, nds == 1 ? "" : "s", (unsigned long long)skipped, t.name, lf_rec_type_name(type));
 	if (lf_log_enabled())
 		lf_log_event("summary", json_pack("{s:I,s:I,s:s,s:s}", "records", (json_int_t)total, "skipped",
 						  (json_int_t)skipped, "template", t.name, "type", lf_rec_type_name(type)));

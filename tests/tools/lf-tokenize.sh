@@ -164,6 +164,11 @@ check "a failed run leaves no output file and keeps an existing one" sh -c '
 	echo keep >"'"$T"'/kept" &&
 	! lf-tokenize --tokenizer "'"$Q"'" "'"$T"'/truncated.json" -o "'"$T"'/kept" 2>/dev/null &&
 	[ "$(cat "'"$T"'/kept")" = keep ]'
+mkfifo "$T/fifo"
+check "-o to a pipe writes into it and leaves it a pipe" sh -c '
+	cat "'"$T"'/fifo" >"'"$T"'/from-fifo" &
+	printf "{\"text\": \"a\"}\n" | lf-tokenize --tokenizer "'"$Q"'" --text -o "'"$T"'/fifo" 2>/dev/null; wait
+	[ -p "'"$T"'/fifo" ] && [ "$(cat "'"$T"'/from-fifo")" = "{\"ids\":[64]}" ]'
 check "--text with --decode is a usage error" fails 2 "exclude each other" \
 	lf-tokenize --tokenizer "$Q" --text --decode
 check "no tokenizer is a usage error" fails 2 "--tokenizer PATH is required" lf-tokenize --text
