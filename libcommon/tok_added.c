@@ -2,7 +2,7 @@
  * tok_added.c — finding added tokens in text: a byte trie per matching set
  * (tokens matched on the raw text, tokens matched after normalization), and
  * leftmost-longest search, as the library's Aho-Corasick automaton finds
- * them, that can be kept out of user content.
+ * them, that can keep special tokens out of user content.
  */
 #include "tok_internal.h"
 #include "error.h"
@@ -111,25 +111,25 @@ static int32_t step(const struct tok_trie *trie, uint32_t node, uint8_t b)
 int tok_added_find(const struct lf_tokenizer *t, const struct tok_trie *trie, const char *text, size_t len,
 		   size_t from, const uint8_t *user, size_t *start, size_t *end, size_t *token)
 {
-	(void)t;
 	if (!trie->nnodes || trie->nodes[0].count == 0)
 		return 0;
 	const uint8_t *s = (const uint8_t *)text;
 	for (size_t pos = from; pos < len; pos++) {
 		if (!(trie->first_byte[s[pos] >> 3] & (1u << (s[pos] & 7))))
 			continue;
-		if (user && (user[pos] & TOK_FLAG_USER))
-			continue;
+		/* a match that touches user content may not be a special token */
+		bool in_user = false;
 		int32_t node = 0, best = -1;
 		size_t best_end = 0;
 		for (size_t k = pos; k < len; k++) {
 			if (user && (user[k] & TOK_FLAG_USER))
-				break;
+				in_user = true;
 			node = step(trie, (uint32_t)node, s[k]);
 			if (node < 0)
 				break;
-			if (trie->nodes[node].token >= 0) {
-				best = trie->nodes[node].token;
+			int32_t tk = trie->nodes[node].token;
+			if (tk >= 0 && !(in_user && t->added[tk].special)) {
+				best = tk;
 				best_end = k + 1;
 			}
 		}

@@ -117,6 +117,8 @@ static void split_added(const struct lf_tokenizer *t, struct lf_tok_state *st, c
 		from = me;
 		const struct tok_added *a = &t->added[idx];
 		size_t start = ms, stop = me;
+		if (a->special && t->encode_special_tokens)
+			continue;
 		if (a->single_word && (word_before(s, ms) || word_after(s, n, me)))
 			continue;
 		if (a->lstrip) {

@@ -139,7 +139,8 @@ struct lf_tokenizer {
 	struct tok_dec *dec;
 	struct tok_added *added;
 	size_t nadded;
-	size_t nadded_files; /* those from the files (the fingerprint's), before lf_tokenizer_add_special */
+	uint64_t files_hash;        /* of the canonical form as loaded (lf_tokenizer_fingerprint) */
+	bool encode_special_tokens; /* split_special_tokens: special added tokens are plain text */
 	int32_t added_max_id; /* -1: none */
 	struct lf_strmap added_by_content;
 	int32_t *added_index_by_id; /* id - added_base -> index, for ids past the vocab */

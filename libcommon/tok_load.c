@@ -828,6 +828,26 @@ static int load_config(struct lf_tokenizer *t, const char *path)
 
 /* ---- loading ---- */
 
+/* The canonical form and the added tokens as the files give them: the
+ * fingerprint's base, fixed at load so later additions do not move it. */
+static uint64_t files_hash(const struct lf_tokenizer *t)
+{
+	XXH64_state_t *h = XXH64_createState();
+	XXH64_reset(h, 0);
+	XXH64_update(h, t->canonical.data, t->canonical.len);
+	for (size_t i = 0; i < t->nadded; i++) {
+		const struct tok_added *a = &t->added[i];
+		int32_t rec[2] = { a->id, (a->special ? 1 : 0) | (a->normalized ? 2 : 0) | (a->lstrip ? 4 : 0) |
+						  (a->rstrip ? 8 : 0) | (a->single_word ? 16 : 0) };
+		XXH64_update(h, rec, sizeof rec);
+		XXH64_update(h, a->content, a->len);
+		XXH64_update(h, "", 1);
+	}
+	uint64_t v = XXH64_digest(h);
+	XXH64_freeState(h);
+	return v;
+}
+
 static bool has_metaspace_first(const struct tok_pretok *p)
 {
 	for (size_t i = 0; i < p->nkids; i++)
@@ -933,10 +953,10 @@ struct lf_tokenizer *lf_tokenizer_load(const char *path)
 		rc = load_config(t, cfg_path.data);
 	if (rc == 0)
 		rc = rebuild_tries(t);
-	t->nadded_files = t->nadded;
 	if (rc == 0) {
 		uint64_t base = XXH64_digest(h);
 		lf_buf_addf(&t->canonical, "model=%s\nvocab+merges=%016llx\n", t->bpe.desc, (unsigned long long)base);
+		t->files_hash = files_hash(t);
 	}
 	XXH64_freeState(h);
 	lf_buf_free(&json_path);
@@ -962,6 +982,22 @@ int lf_tokenizer_add_special(struct lf_tokenizer *t, const char *token, size_t l
 	}
 	add_token(t, tok);
 	return rebuild_tries(t);
+}
+
+int32_t lf_tokenizer_add_token(struct lf_tokenizer *t, const char *token, size_t len, bool special)
+{
+	if (!len)
+		return lf_fail("an empty token cannot be added");
+	struct tok_added tok = { .content = lf_strndup(token, len), .len = len, .special = special, .normalized = !special };
+	add_token(t, tok);
+	if (rebuild_tries(t) < 0)
+		return -1;
+	return lf_tokenizer_token_to_id(t, token, len);
+}
+
+void lf_tokenizer_set_split_special(struct lf_tokenizer *t, bool split)
+{
+	t->encode_special_tokens = split;
 }
 
 /* ---- lookups and the fingerprint ---- */
@@ -1017,19 +1053,12 @@ const struct lf_tok_config *lf_tokenizer_config(const struct lf_tokenizer *t)
 
 uint64_t lf_tokenizer_fingerprint(const struct lf_tokenizer *t, const int32_t *extra, size_t nextra)
 {
+	if (!nextra)
+		return t->files_hash;
 	XXH64_state_t *h = XXH64_createState();
 	XXH64_reset(h, 0);
-	XXH64_update(h, t->canonical.data, t->canonical.len);
-	for (size_t i = 0; i < t->nadded_files; i++) {
-		const struct tok_added *a = &t->added[i];
-		int32_t rec[2] = { a->id, (a->special ? 1 : 0) | (a->normalized ? 2 : 0) | (a->lstrip ? 4 : 0) |
-						  (a->rstrip ? 8 : 0) | (a->single_word ? 16 : 0) };
-		XXH64_update(h, rec, sizeof rec);
-		XXH64_update(h, a->content, a->len);
-		XXH64_update(h, "", 1);
-	}
-	if (nextra)
-		XXH64_update(h, extra, nextra * sizeof *extra);
+	XXH64_update(h, &t->files_hash, sizeof t->files_hash);
+	XXH64_update(h, extra, nextra * sizeof *extra);
 	uint64_t v = XXH64_digest(h);
 	XXH64_freeState(h);
 	return v;

@@ -8,7 +8,8 @@
  * the raw text, the others after normalization), the rest is normalized,
  * pre-tokenized and run through the model; with add_special the
  * post-processor adds its tokens.  Unlike the library, encoding can be told
- * byte ranges of user content in which added tokens are not matched.
+ * byte ranges of user content in which special added tokens are not matched
+ * (non-special ones, such as gemma3's whitespace runs, still are).
  */
 #ifndef LF_TOKENIZER_H
 #define LF_TOKENIZER_H
@@ -41,12 +42,19 @@ void lf_tokenizer_free(struct lf_tokenizer *t);
  * add_special_tokens does for a template's stop words: it must be in the
  * vocabulary already.  Call before creating states.  -1 with lf_fail. */
 int lf_tokenizer_add_special(struct lf_tokenizer *t, const char *token, size_t len);
+/* The library's add_tokens([token], special_tokens=special): a token already
+ * in the vocabulary keeps its id, a new one gets the next id past it.  The
+ * id, or -1 with lf_fail.  Call before creating states. */
+int32_t lf_tokenizer_add_token(struct lf_tokenizer *t, const char *token, size_t len, bool special);
+/* transformers' split_special_tokens (the library's encode_special_tokens):
+ * special added tokens are not split out, their spellings stay text. */
+void lf_tokenizer_set_split_special(struct lf_tokenizer *t, bool split);
 
 struct lf_tok_state *lf_tok_state_new(const struct lf_tokenizer *t);
 void lf_tok_state_free(struct lf_tok_state *st);
 
 /* Encode text (valid UTF-8) in one call, appending ids to out.  Added tokens
- * are not matched inside the user ranges (NULL/0: everywhere).  add_special:
+ * are not matched inside the user ranges when special (NULL/0: everywhere).  add_special:
  * the library's add_special_tokens=true (the post-processor's tokens). */
 void lf_tokenizer_encode(const struct lf_tokenizer *t, struct lf_tok_state *st, const char *text, size_t len,
 			 const struct lf_range *user, size_t nuser, bool add_special, struct lf_idvec *out);
@@ -71,15 +79,25 @@ struct lf_tok_config {
 const struct lf_tok_config *lf_tokenizer_config(const struct lf_tokenizer *t);
 
 /* xxHash64 of the tokenizer's canonical form: vocabulary, merges, added
- * tokens, pipeline components, as loaded from its files (not the stop words
- * lf_tokenizer_add_special registered later); `extra` (such as the resolved
- * bos/eos/pad ids) is mixed in. */
+ * tokens, pipeline components, as loaded from its files (not what
+ * lf_tokenizer_add_special or _add_token added later); `extra` (such as the
+ * resolved bos/eos/pad ids) is mixed in. */
 uint64_t lf_tokenizer_fingerprint(const struct lf_tokenizer *t, const int32_t *extra, size_t nextra);
 
 /* tok_stream.c: a token stream header's "tokenizer" map.  ids: the resolved
- * bos, eos and pad ids (-1: none).  check: 0 when t is the tokenizer the
- * stream was made with (ids then hold the header's), -1 with lf_fail. */
-void lf_tokenizer_pack_header(msgpack_packer *pk, const struct lf_tokenizer *t, const char *path, const int32_t ids[3]);
-int lf_tokenizer_check_stream(const struct lf_tokenizer *t, const msgpack_object *header, int32_t ids[3]);
+ * bos, eos and pad ids (-1: none); added: the tokens add_tokens and
+ * add_special_tokens added to the files' tokenizer.  check: 0 when t is the
+ * tokenizer the stream was made with, after giving t the header's added
+ * tokens and split_special_tokens (ids then hold the header's); -1 with
+ * lf_fail. */
+struct lf_tok_addition {
+	const char *content;
+	size_t len;
+	int32_t id;
+	bool special;
+};
+void lf_tokenizer_pack_header(msgpack_packer *pk, const struct lf_tokenizer *t, const char *path, const int32_t ids[3],
+			      const struct lf_tok_addition *added, size_t nadded);
+int lf_tokenizer_check_stream(struct lf_tokenizer *t, const msgpack_object *header, int32_t ids[3]);
 
 #endif

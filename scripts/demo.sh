@@ -1,10 +1,12 @@
 #!/bin/sh
 # scripts/demo.sh — lf on the small datasets it ships (data/demo): render them
-# with a chat template into an lf stream, then look at it.  Later issues grow
-# this into tokenize -> pack -> train -> chat on a tiny model lf creates.
+# with a chat template into an lf stream, look at it, and tokenize it with
+# Qwen3's tokenizer from the shared reference files (../shared/tokenizers,
+# when present).  Later issues grow this into tokenize -> pack -> train ->
+# chat on a tiny model lf creates.
 set -e
 cd "$(dirname "$0")/.."
-[ -x bin/lf-template ] && [ -x bin/lf-inspect ] || make -s tools
+[ -x bin/lf-template ] && [ -x bin/lf-inspect ] && [ -x bin/lf-tokenize ] || make -s tools
 out=build/demo
 mkdir -p "$out"
 PATH=$PWD/bin:$PATH
@@ -25,5 +27,21 @@ echo "== a tool-calling conversation with the qwen3 template"
 lf-template -t qwen3 --dataset-dir data/demo --dataset lf_chats 2>/dev/null | lf-inspect --head 1 |
 	python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["text"])'
 
+tokenizers=${LF_SHARED_DATA:-../shared/data}/../tokenizers
+if [ -f "$tokenizers/qwen3/tokenizer.json" ]; then
+	echo
+	echo "== lf-tokenize: the same datasets with the qwen3 template and Qwen3's tokenizer"
+	lf-template -t qwen3 --dataset-dir data/demo --dataset lf_identity,lf_chats 2>/dev/null |
+		lf-tokenize --tokenizer "$tokenizers/qwen3" -o "$out/demo-qwen3.lfs"
+	lf-inspect --stats "$out/demo-qwen3.lfs"
+	echo "the first record's ids, decoded again:"
+	lf-inspect --head 1 --tokenizer "$tokenizers/qwen3" "$out/demo-qwen3.lfs" |
+		python3 -c 'import json, sys; r = json.loads(sys.stdin.readline()); print(r["turns"][0]["source_ids"][:12], "..."); print(r["text"])'
+	echo '{"text": "Hello, world!"}' | lf-tokenize --tokenizer "$tokenizers/qwen3" --text 2>/dev/null
+else
+	echo
+	echo "(no $tokenizers/qwen3: tokenization left out; any model folder with a tokenizer.json works)"
+fi
+
 echo
-echo "The stream is $out/demo.lfs; see lf-inspect(1) and lf-stream(5)."
+echo "The streams are in $out; see lf-inspect(1), lf-tokenize(1) and lf-stream(5)."

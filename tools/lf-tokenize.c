@@ -4,7 +4,7 @@
  *
  * Pipeline mode reads lf-template's text stream and writes a token stream
  * (man 5 lf-stream): each text element is encoded in one call with
- * add_special_tokens=false, added tokens matched outside the user-content
+ * add_special_tokens=false, special tokens matched outside the user-content
  * ranges (everywhere with parse_special_in_content), bos/eos/named tokens
  * resolved by LLaMA-Factory's rules.  --text and --decode are the
  * tokenizers library's encode and decode over JSON lines.
@@ -28,8 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static char *opt_tokenizer, *opt_model, *opt_output;
-static bool opt_text, opt_no_special, opt_decode, opt_skip_special, opt_parse_special;
+static char *opt_tokenizer, *opt_model, *opt_output, *opt_add_tokens, *opt_add_special_tokens;
+static bool opt_text, opt_no_special, opt_decode, opt_skip_special, opt_parse_special, opt_split_special;
 static long long opt_threads = 0;
 
 static struct lf_option options[] = {
@@ -45,7 +45,13 @@ static struct lf_option options[] = {
 	{ "skip-special", 0, LF_OPT_BOOL, &opt_skip_special, NULL, "with --decode: leave special tokens out",
 	  LF_OPT_CLI_ONLY },
 	{ "parse-special-in-content", 0, LF_OPT_BOOL, &opt_parse_special, NULL,
-	  "match added tokens inside user content too (must agree with the stream header)", LF_OPT_CLI_ONLY },
+	  "match special tokens inside user content too (must agree with the stream header)", LF_OPT_CLI_ONLY },
+	{ "add-tokens", 0, LF_OPT_STRING, &opt_add_tokens, "LIST",
+	  "add these comma-separated tokens to the tokenizer (new ids past its vocabulary)" },
+	{ "add-special-tokens", 0, LF_OPT_STRING, &opt_add_special_tokens, "LIST",
+	  "add these comma-separated special tokens to the tokenizer" },
+	{ "split-special-tokens", 0, LF_OPT_BOOL, &opt_split_special, NULL,
+	  "never split out special tokens: their spellings are encoded as text" },
 	{ "threads", 'j', LF_OPT_INT, &opt_threads, "N", "encode with N threads (default: all cores)", LF_OPT_CLI_ONLY },
 	{ "output", 'o', LF_OPT_STRING, &opt_output, "FILE", "write to FILE (default: stdout)", LF_OPT_CLI_ONLY },
 	{ 0 }
@@ -57,6 +63,35 @@ static const struct lf_tool_info tool = {
 	"INPUT defaults to standard input.\n"
 	"Example: lf-template -t llama3 --dataset-dir data --dataset identity | lf-tokenize --tokenizer models/llama3 -o id.lfs",
 };
+
+/* ---- tokens added on request (add_tokens, add_special_tokens) ---- */
+
+static struct lf_tok_addition additions[256];
+static size_t nadditions;
+
+/* LLaMA-Factory's split of a token list: commas, each token stripped. */
+static void add_tokens(struct lf_tokenizer *t, const char *list, bool special)
+{
+	const char *p = list;
+	while (p) {
+		const char *comma = strchr(p, ',');
+		const char *end = comma ? comma : p + strlen(p);
+		while (p < end && strchr(" \t\r\n\v\f", *p))
+			p++;
+		while (end > p && strchr(" \t\r\n\v\f", end[-1]))
+			end--;
+		if (end > p) {
+			if (nadditions == sizeof additions / sizeof additions[0])
+				lf_die_usage("at most %zu added tokens", nadditions);
+			int32_t id = lf_tokenizer_add_token(t, p, (size_t)(end - p), special);
+			if (id < 0)
+				lf_die("%s", lf_errmsg());
+			additions[nadditions++] = (struct lf_tok_addition){ lf_strndup(p, (size_t)(end - p)),
+									    (size_t)(end - p), id, special };
+		}
+		p = comma ? comma + 1 : NULL;
+	}
+}
 
 /* ---- parallel batches ---- */
 
@@ -528,7 +563,7 @@ static void pack_header(msgpack_packer *pk, const msgpack_object *in, const stru
 	}
 	int32_t ids[3] = { r->bos, r->eos, r->pad };
 	lf_pk_str(pk, "tokenizer");
-	lf_tokenizer_pack_header(pk, t, path, ids);
+	lf_tokenizer_pack_header(pk, t, path, ids, additions, nadditions);
 }
 
 static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, const char *in_path, int argc,
@@ -665,6 +700,12 @@ int main(int argc, char **argv)
 						    (json_int_t)lf_tokenizer_vocab_size(t), "load_seconds",
 						    now_seconds() - t0));
 	}
+	/* LLaMA-Factory's order: added tokens, then the template's stop words */
+	if (opt_add_tokens)
+		add_tokens(t, opt_add_tokens, false);
+	if (opt_add_special_tokens)
+		add_tokens(t, opt_add_special_tokens, true);
+	lf_tokenizer_set_split_special(t, opt_split_special);
 	const char *in = first < argc ? argv[first] : NULL;
 	if (opt_text || opt_decode) {
 		struct lf_tok_state *states[64];
@@ -677,6 +718,8 @@ int main(int argc, char **argv)
 		pipeline(t, nthreads, path, in, argc, argv);
 	}
 	lf_tokenizer_free(t);
+	for (size_t i = 0; i < nadditions; i++)
+		free((char *)additions[i].content);
 	lf_log_close();
 	return 0;
 }

@@ -84,6 +84,32 @@ import json, sys
 r = json.loads(sys.stdin.readline())
 assert r[\"response_thought\"] == 4 and r[\"response_ids\"][:4] == [151667, 271, 151668, 271], r
 "'
+check "add_tokens: new ids past the vocabulary, listed in the header, decoded by lf-inspect" sh -c '
+	lf-tokenize --tokenizer "'"$Q"'" --add-special-tokens "<new>" --add-tokens " {{name}} , hi" "'"$T"'/id.txt.lfs" \
+		-o "'"$T"'/added.lfs" 2>/dev/null &&
+	lf-inspect --header "'"$T"'/added.lfs" | python3 -c "
+import json, sys
+t = json.load(sys.stdin)[\"tokenizer\"]
+ids = [(a[\"content\"], a[\"id\"], a[\"special\"]) for a in t[\"added_tokens\"]]
+assert ids == [(\"{{name}}\", 151669, False), (\"hi\", 6023, False), (\"<new>\", 151670, True)], ids
+assert t[\"vocab_size\"] == 151671 and t[\"split_special_tokens\"] is False, t
+" &&
+	lf-inspect --head 1 "'"$T"'/added.lfs" | grep -q 151669 &&
+	lf-inspect --head 3 --tokenizer "'"$Q"'" "'"$T"'/added.lfs" >"'"$T"'/a1" &&
+	lf-inspect --head 3 --tokenizer "'"$Q"'" "'"$T"'/id.lfs" >"'"$T"'/a2" &&
+	python3 -c "
+import json, sys
+a = [json.loads(l)[\"text\"] for l in open(sys.argv[1])]
+b = [json.loads(l)[\"text\"] for l in open(sys.argv[2])]
+assert a == b, (a[0][:200], b[0][:200])
+" "'"$T"'/a1" "'"$T"'/a2"'
+check "split_special_tokens: the template's own special tokens become text too, as in LLaMA-Factory" sh -c '
+	lf-tokenize --tokenizer "'"$Q"'" --split-special-tokens "'"$T"'/id.txt.lfs" 2>/dev/null | lf-inspect --head 1 |
+	python3 -c "
+import json, sys
+src = json.loads(sys.stdin.readline())[\"turns\"][0][\"source_ids\"]
+assert 151644 not in src and src[:6] == [27, 91, 318, 4906, 91, 29], src
+"'
 check "a token stream is not lf-tokenize input" fails 1 "lf-tokenize reads text streams" \
 	lf-tokenize --tokenizer "$Q" "$T/id.lfs"
 

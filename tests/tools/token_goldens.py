@@ -3,8 +3,12 @@
 tokenizers (TAP-style): for each (template, tokenizer) pair of
 scripts/goldens/make-token-goldens.py and each shared dataset, every record's
 ids must hash to the golden's (tests/golden/shared-tokens.tsv.gz), and the
-records LLaMA-Factory drops must be the ones lf-template skips.  One check
-per (pair, dataset)."""
+records LLaMA-Factory drops must be the ones lf-template skips.
+
+With --parse-special-in-content (LLaMA-Factory's behaviour) every record
+must match.  Without it (lf's default) exactly the records whose dataset text
+spells one of the tokenizer's special tokens must differ.  One check per
+(pair, dataset, mode)."""
 import gzip
 import hashlib
 import json
@@ -44,13 +48,47 @@ def shape(r, header):
 ENV = dict(os.environ, SOURCE_DATE_EPOCH="1721736000")
 
 
-def ours(template, model, dataset, stage):
+def specials(model, template_stream):
+    """The tokenizer's special tokens and the template's stop words."""
+    spec = json.load(open(os.path.join(TOKDIR, model, "tokenizer.json"), encoding="utf-8"))
+    out = {a["content"] for a in spec.get("added_tokens", []) if a.get("special")}
+    head = subprocess.run([os.path.join(BIN, "lf-inspect"), "--header"], input=template_stream, capture_output=True)
+    return out | set(json.loads(head.stdout)["template"]["stop_words"])
+
+
+def user_texts(elements):
+    for e in elements:
+        if isinstance(e, dict) and "text" in e:
+            data = e["text"].encode("utf-8")
+            spans = e.get("user", [])
+            for k in range(0, len(spans), 2):
+                yield data[spans[k]:spans[k + 1]].decode("utf-8")
+
+
+def rows_spelling_specials(model, template_stream):
+    """Rows whose user content spells a special token."""
+    toks = specials(model, template_stream)
+    ins = subprocess.run([os.path.join(BIN, "lf-inspect")], input=template_stream, capture_output=True)
+    rows = set()
+    for line in ins.stdout.decode().split("\n"):
+        if not line:
+            continue
+        r = json.loads(line)
+        lists = [r.get(k, []) for k in ("prompt", "response", "chosen", "rejected", "text")]
+        lists += [t[k] for t in r.get("turns", []) for k in ("source", "target")]
+        if any(s in u for lst in lists for u in user_texts(lst) for s in toks):
+            rows.add(r["row"])
+    return rows
+
+
+def ours(template, model, dataset, stage, parse_special):
+    flag = ["--parse-special-in-content"] if parse_special else []
     tpl = subprocess.run([os.path.join(BIN, "lf-template"), "-t", template, "--dataset-dir", DATA, "--dataset", dataset,
-                          "--stage", stage, "--parse-special-in-content"], capture_output=True, env=ENV)
+                          "--stage", stage] + flag, capture_output=True, env=ENV)
     if tpl.returncode:
         return None, tpl.stderr.decode()
-    tok = subprocess.run([os.path.join(BIN, "lf-tokenize"), "--tokenizer", os.path.join(TOKDIR, model),
-                          "--parse-special-in-content"], input=tpl.stdout, capture_output=True)
+    tok = subprocess.run([os.path.join(BIN, "lf-tokenize"), "--tokenizer", os.path.join(TOKDIR, model)] + flag,
+                         input=tpl.stdout, capture_output=True)
     if tok.returncode:
         return None, tok.stderr.decode()
     ins = subprocess.run([os.path.join(BIN, "lf-inspect")], input=tok.stdout, capture_output=True)
@@ -59,7 +97,8 @@ def ours(template, model, dataset, stage):
         return None, ins.stderr.decode() + head.stderr.decode()
     header = json.loads(head.stdout)
     recs = [json.loads(l) for l in ins.stdout.decode().split("\n") if l]
-    return {r["row"]: record_hash(shape(r, header)) for r in recs}, ""
+    expect_diff = set() if parse_special else rows_spelling_specials(model, tpl.stdout)
+    return {r["row"]: record_hash(shape(r, header)) for r in recs}, expect_diff
 
 
 def main():
@@ -71,26 +110,30 @@ def main():
             golden.setdefault((template, model, dataset, stage), {})[int(row)] = h
     failed = 0
     for (template, model, dataset, stage), want in golden.items():
-        name = "%s template, %s tokenizer, %s (%s): ids of %d rows match LLaMA-Factory" % (
-            template, model, dataset, stage, len(want))
-        got, err = ours(template, model, dataset, stage)
-        if got is None:
-            print("not ok - " + name)
-            print("#   " + err.strip()[:400])
-            failed += 1
-            continue
-        bad = [row for row, h in sorted(want.items()) if got.get(row, "dropped") != h]
-        extra = sorted(set(got) - set(want))
-        if bad or extra:
-            failed += 1
-            print("not ok - " + name)
-            for row in bad[:5]:
-                print("#   row %d: lf %s, LLaMA-Factory %s" % (row, got.get(row, "dropped"), want[row]))
-            if extra:
-                print("#   rows LLaMA-Factory does not have: %s" % extra[:5])
-            print("#   %d of %d rows differ" % (len(bad), len(want)))
-        else:
-            print("ok - " + name)
+        for parse_special in (True, False):
+            name = "%s template, %s tokenizer, %s (%s)%s: ids of %d rows match LLaMA-Factory" % (
+                template, model, dataset, stage, " with --parse-special-in-content" if parse_special else "", len(want))
+            got, expect_diff = ours(template, model, dataset, stage, parse_special)
+            if got is None:
+                print("not ok - " + name)
+                print("#   " + expect_diff.strip()[:400])
+                failed += 1
+                continue
+            if expect_diff:
+                name += ", but the %d that spell special tokens" % len(expect_diff)
+            bad = [row for row, h in sorted(want.items()) if (got.get(row, "dropped") != h) != (row in expect_diff)]
+            extra = sorted(set(got) - set(want))
+            if bad or extra:
+                failed += 1
+                print("not ok - " + name)
+                for row in bad[:5]:
+                    print("#   row %d: lf %s, LLaMA-Factory %s%s" % (row, got.get(row, "dropped"), want[row],
+                                                                  " (should differ)" if row in expect_diff else ""))
+                if extra:
+                    print("#   rows LLaMA-Factory does not have: %s" % extra[:5])
+                print("#   %d of %d rows wrong" % (len(bad), len(want)))
+            else:
+                print("ok - " + name)
     return 1 if failed else 0
 
 

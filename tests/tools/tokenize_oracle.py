@@ -80,30 +80,32 @@ def compare(name, texts, got, want, what):
     report(not bad and len(got) == len(want), "%s (%d texts)" % (name, len(want)), detail)
 
 
-def lf_encode(path, texts, special):
+def lf_encode(path, texts, special, extra=()):
     argv = [LF_TOKENIZE, "--tokenizer", path, "--text", "--threads", "2"] + ([] if special else ["--no-special"])
+    argv += list(extra)
     out, err = run_lines(argv, [{"text": t} for t in texts])
     return (None, err) if out is None else ([o["ids"] for o in out], err)
 
 
-def lf_decode(path, idss, skip):
-    argv = [LF_TOKENIZE, "--tokenizer", path, "--decode"] + (["--skip-special"] if skip else [])
+def lf_decode(path, idss, skip, extra=()):
+    argv = [LF_TOKENIZE, "--tokenizer", path, "--decode"] + (["--skip-special"] if skip else []) + list(extra)
     out, err = run_lines(argv, [{"ids": ids} for ids in idss])
     return (None, err) if out is None else ([o["text"] for o in out], err)
 
 
-def check_tokenizer(label, path, tok, texts):
-    """Encode (both modes) and decode (both modes) texts with lf and the library."""
+def check_tokenizer(label, path, tok, texts, extra=()):
+    """Encode (both modes) and decode (both modes) texts with lf and the library
+    (extra: lf options that do what was done to tok)."""
     want_sp = [e.ids for e in tok.encode_batch(texts, add_special_tokens=True)]
     want_ns = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
     for special, want in ((True, want_sp), (False, want_ns)):
-        got, err = lf_encode(path, texts, special)
+        got, err = lf_encode(path, texts, special, extra)
         compare("%s: ids%s match the library" % (label, "" if special else " without special tokens"),
                 texts, got, want, (None, err))
-    got, err = lf_decode(path, want_ns, False)
+    got, err = lf_decode(path, want_ns, False, extra)
     compare("%s: decode matches the library" % label, texts, got, tok.decode_batch(want_ns, skip_special_tokens=False),
             (None, err))
-    got, err = lf_decode(path, want_sp, True)
+    got, err = lf_decode(path, want_sp, True, extra)
     compare("%s: decode with --skip-special matches the library" % label, texts, got,
             tok.decode_batch(want_sp, skip_special_tokens=True), (None, err))
 
@@ -173,12 +175,26 @@ def hard_cases(tok, rng):
     return texts
 
 
+NEW_TOKENS = ["hello", "wor ld", "🙂x", "Straße"]
+NEW_SPECIAL = ["<x>", "[SPECIAL]"]
+
+
 def check_live_shared():
     rng = random.Random(20261127)
     for model in shared_models():
         path = os.path.join(TOKDIR, model)
         tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
-        check_tokenizer("live %s" % model, path, tok, hard_cases(tok, rng))
+        texts = hard_cases(tok, rng)
+        check_tokenizer("live %s" % model, path, tok, texts)
+        # LLaMA-Factory's add_tokens, add_special_tokens and split_special_tokens
+        tok.add_tokens(NEW_TOKENS)
+        tok.add_special_tokens(NEW_SPECIAL)
+        texts = texts[::3] + ["say hello, wor ld!<x> 🙂x [SPECIAL]x <x><x>Straße strasse", "hello" * 5, " wor ld "]
+        extra = ["--add-tokens", ", ".join(NEW_TOKENS), "--add-special-tokens", ",".join(NEW_SPECIAL)]
+        check_tokenizer("live %s with add_tokens and add_special_tokens" % model, path, tok, texts, extra)
+        tok.encode_special_tokens = True
+        check_tokenizer("live %s with split_special_tokens" % model, path, tok, texts,
+                        extra + ["--split-special-tokens"])
 
 
 # ---- 3. tokenizers built and trained here ----
