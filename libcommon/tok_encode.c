@@ -183,7 +183,8 @@ static void post_process(const struct tok_post *p, struct lf_idvec *ids, size_t 
 {
 	size_t n = ids->n - base;
 	int32_t *seq = lf_malloc((n ? n : 1) * sizeof *seq);
-	memcpy(seq, ids->v + base, n * sizeof *seq);
+	if (n)
+		memcpy(seq, ids->v + base, n * sizeof *seq);
 	switch (p->type) {
 	case TPP_SEQUENCE:
 		free(seq);

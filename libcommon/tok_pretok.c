@@ -273,6 +273,8 @@ static void apply(const struct lf_tokenizer *t, const struct tok_pretok *pt, str
 			break;
 		case TP_BYTE_LEVEL: {
 			if (pt->add_prefix_space && st->pieces_text.data[p.off] != ' ') {
+				/* room first: the piece is copied from the buffer itself */
+				lf_buf_grow(&st->pieces_text, p.len + 1);
 				size_t off = add_text(st, " ", 1);
 				lf_buf_add(&st->pieces_text, st->pieces_text.data + p.off, p.len);
 				p.off = off;

@@ -219,7 +219,7 @@ def built_tokenizers():
                                    decoders.Fuse()])
     t.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> $B </s>",
                                                      special_tokens=[("<s>", 0), ("</s>", 1)])
-    out.append(("metaspace-always", t, trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
+    out.append(("metaspace-always", t, trainers.BpeTrainer(show_progress=False, vocab_size=1200, special_tokens=specials,
                                                           initial_alphabet=["<0x%02X>" % b for b in range(256)])))
 
     for scheme, split in (("first", False), ("never", True)):
@@ -228,14 +228,14 @@ def built_tokenizers():
                                              normalizers.Strip()])
         t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=split)
         t.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=scheme)
-        out.append(("metaspace-%s" % scheme, t, trainers.BpeTrainer(vocab_size=900, special_tokens=specials)))
+        out.append(("metaspace-%s" % scheme, t, trainers.BpeTrainer(show_progress=False, vocab_size=900, special_tokens=specials)))
 
     t = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##", fuse_unk=True))
     t.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase()])
     t.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     t.post_processor = processors.BertProcessing(("[SEP]", 2), ("[CLS]", 1))
     t.decoder = decoders.Sequence([decoders.Replace(" ##", ""), decoders.Strip(" ", 0, 0)])
-    out.append(("bert-prefix", t, trainers.BpeTrainer(vocab_size=1000, special_tokens=["[PAD]", "[CLS]", "[SEP]", "[UNK]"],
+    out.append(("bert-prefix", t, trainers.BpeTrainer(show_progress=False, vocab_size=1000, special_tokens=["[PAD]", "[CLS]", "[SEP]", "[UNK]"],
                                                       continuing_subword_prefix="##")))
 
     t = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
@@ -243,7 +243,7 @@ def built_tokenizers():
     t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
                                                pre_tokenizers.Digits(individual_digits=True),
                                                pre_tokenizers.Punctuation(behavior="isolated")])
-    out.append(("suffix-digits-punct", t, trainers.BpeTrainer(vocab_size=900, special_tokens=specials,
+    out.append(("suffix-digits-punct", t, trainers.BpeTrainer(show_progress=False, vocab_size=900, special_tokens=specials,
                                                               end_of_word_suffix="</w>")))
 
     t = Tokenizer(models.BPE())
@@ -256,7 +256,7 @@ def built_tokenizers():
         pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)])
     t.decoder = decoders.ByteLevel()
     t.post_processor = processors.RobertaProcessing(("</s>", 1), ("<s>", 0))
-    out.append(("split-behaviours-bytelevel", t, trainers.BpeTrainer(
+    out.append(("split-behaviours-bytelevel", t, trainers.BpeTrainer(show_progress=False, 
         vocab_size=1500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())))
 
     t = Tokenizer(models.BPE(ignore_merges=True))
@@ -269,7 +269,7 @@ def built_tokenizers():
     t.decoder = decoders.ByteLevel()
     t.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=True),
                                             processors.TemplateProcessing(single="$A </s> </s>", special_tokens=[("</s>", 1)])])
-    out.append(("split-regex-ignore-merges", t, trainers.BpeTrainer(
+    out.append(("split-regex-ignore-merges", t, trainers.BpeTrainer(show_progress=False, 
         vocab_size=1500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())))
     return out
 
