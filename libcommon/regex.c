@@ -53,6 +53,25 @@ static void set_complement(struct set *s)
 	s->n = n;
 }
 
+/* s = s | t (both sorted; the result sorted and merged). */
+static void set_union(struct set *s, const struct set *t)
+{
+	struct lf_uni_range *r = lf_malloc((s->n + t->n + 1) * sizeof *r);
+	size_t n = 0, i = 0, j = 0;
+	while (i < s->n || j < t->n) {
+		struct lf_uni_range next = j >= t->n || (i < s->n && s->r[i].start <= t->r[j].start) ? s->r[i++] : t->r[j++];
+		if (n && next.start <= r[n - 1].end + 1) {
+			if (next.end > r[n - 1].end)
+				r[n - 1].end = next.end;
+		} else {
+			r[n++] = next;
+		}
+	}
+	free(s->r);
+	s->r = r;
+	s->n = n;
+}
+
 static void set_free(struct set *s)
 {
 	free(s->r);
@@ -115,8 +134,18 @@ static int escape_set(char c, struct set *s)
 	case 'd':
 		category_set(s, 1u << LF_GC_ND);
 		break;
-	case 'w': { /* Oniguruma's Word: Letter, Mark, Decimal_Number, Connector_Punctuation */
-		category_set(s, LF_GC_MASK_L | LF_GC_MASK_M | (1u << LF_GC_ND) | (1u << LF_GC_PC));
+	case 'w': { /* Oniguruma's Word: Alphabetic, Mark, Decimal_Number, Connector_Punctuation, Join_Control */
+		struct set a, b;
+		set_from(&a, lf_uni_alphabetic, lf_uni_alphabetic_len);
+		category_set(&b, LF_GC_MASK_M | (1u << LF_GC_ND) | (1u << LF_GC_PC));
+		static const struct lf_uni_range join[] = { { 0x200c, 0x200d } };
+		struct set j;
+		set_from(&j, join, 1);
+		set_union(&a, &b);
+		set_union(&a, &j);
+		set_free(&b);
+		set_free(&j);
+		*s = a;
 		break;
 	}
 	case 'h': {
@@ -204,6 +233,23 @@ static int translate_escape(const char *pat, size_t len, size_t *i, bool in_clas
 		lf_buf_addf(out, "\\x{%.4s}", pat + *i + 1);
 		*i += 5;
 		return 0;
+	} else if ((c == 'b' || c == 'B') && !in_class) {
+		/* word boundaries on Oniguruma's Unicode \w, not PCRE2's ASCII one */
+		struct set w = { 0 };
+		escape_set('w', &w);
+		struct lf_buf cls = LF_BUF_INIT;
+		lf_buf_addch(&cls, '[');
+		emit_set(&cls, &w);
+		lf_buf_addch(&cls, ']');
+		const char *W = cls.data;
+		if (c == 'b')
+			lf_buf_addf(out, "(?:(?<=%s)(?!%s)|(?<!%s)(?=%s))", W, W, W, W);
+		else
+			lf_buf_addf(out, "(?:(?<=%s)(?=%s)|(?<!%s)(?!%s))", W, W, W, W);
+		lf_buf_free(&cls);
+		set_free(&w);
+		(*i)++;
+		return 0;
 	} else if (c == 'v') { /* Oniguruma: the VT character; PCRE2: vertical space */
 		lf_buf_addstr(out, "\\x{b}");
 		(*i)++;
@@ -228,8 +274,57 @@ static int translate_escape(const char *pat, size_t len, size_t *i, bool in_clas
 	return 0;
 }
 
+/* Does an inline option group turn on (?i) anywhere? */
+static bool has_caseless(const char *pat, size_t len)
+{
+	for (size_t i = 0; i + 2 < len; i++) {
+		if (pat[i] != '(' || pat[i + 1] != '?')
+			continue;
+		bool on = false;
+		size_t j = i + 2;
+		while (j < len && isalpha((unsigned char)pat[j]))
+			on |= pat[j++] == 'i';
+		if (on && j < len && (pat[j] == ':' || pat[j] == ')' || pat[j] == '-'))
+			return true;
+	}
+	return false;
+}
+
+/* Oniguruma's (?i) folds one character to several and back ("straße"
+ * matches "STRASSE"); PCRE2 cannot, so such patterns are refused rather
+ * than matched differently. */
+static int check_case_folding(const char *pat, size_t len)
+{
+	if (!has_caseless(pat, len))
+		return 0;
+	for (size_t i = 0; i < len;) {
+		uint32_t cp;
+		size_t k = lf_utf8_decode(pat + i, len - i, &cp);
+		if (!k)
+			return lf_fail("invalid UTF-8 in pattern at offset %zu", i);
+		for (size_t r = 0; r < lf_uni_multi_fold_len; r++)
+			if (cp >= lf_uni_multi_fold[r].start && cp <= lf_uni_multi_fold[r].end)
+				return lf_fail("case-insensitive '%.*s' (offset %zu) folds to several characters, which lf "
+					       "does not match as Oniguruma does", (int)k, pat + i, i);
+		i += k;
+	}
+	struct lf_buf lower = LF_BUF_INIT;
+	lf_uni_lowercase(pat, len, &lower);
+	int rc = 0;
+	for (size_t t = 0; t < lf_uni_multi_fold_targets_len && rc == 0; t++) {
+		const char *target = lf_uni_multi_fold_targets[t];
+		if (memmem(lower.data ? lower.data : "", lower.len, target, strlen(target)))
+			rc = lf_fail("case-insensitive '%s' in the pattern could match a character that folds to it "
+				     "(such as \u00df for ss), which lf does not match as Oniguruma does", target);
+	}
+	lf_buf_free(&lower);
+	return rc;
+}
+
 static int translate(const char *pat, size_t len, struct lf_buf *out)
 {
+	if (check_case_folding(pat, len) < 0)
+		return -1;
 	bool in_class = false;
 	size_t i = 0;
 	while (i < len) {
@@ -293,7 +388,9 @@ struct lf_regex *lf_regex_compile(const char *pattern, size_t len)
 	}
 	int err;
 	PCRE2_SIZE at;
-	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pcre.data, pcre.len, PCRE2_UTF | PCRE2_NO_UTF_CHECK, &err, &at, NULL);
+	/* Oniguruma's Ruby syntax: ^ and $ are line anchors */
+	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pcre.data, pcre.len, PCRE2_UTF | PCRE2_NO_UTF_CHECK | PCRE2_MULTILINE,
+					 &err, &at, NULL);
 	lf_buf_free(&pcre);
 	if (!code) {
 		PCRE2_UCHAR msg[256];

@@ -95,7 +95,7 @@ static int parse_pattern(struct loader *L, const json_t *o, const char *what, st
 	if ((s = jstr(pat, "Regex"))) {
 		p->re = lf_regex_compile(s, json_string_length(json_object_get(pat, "Regex")));
 		if (!p->re)
-			return lf_fail("%s: %s pattern: %s", L->file, what, lf_errmsg());
+			return lf_fail_prefix("%s: %s pattern", L->file, what);
 		return 0;
 	}
 	return lf_fail("%s: %s has no String or Regex pattern", L->file, what);

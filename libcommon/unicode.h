@@ -56,6 +56,15 @@ struct lf_uni_comp {
 
 extern const struct lf_uni_cat_range lf_uni_categories[];
 extern const size_t lf_uni_categories_len;
+/* Characters whose full case folding is several characters (ß -> ss), and
+ * those foldings (for refusing what Oniguruma's (?i) would match). */
+extern const struct lf_uni_range lf_uni_multi_fold[];
+extern const size_t lf_uni_multi_fold_len;
+extern const char *const lf_uni_multi_fold_targets[];
+extern const size_t lf_uni_multi_fold_targets_len;
+/* Alphabetic (for Oniguruma's \w). */
+extern const struct lf_uni_range lf_uni_alphabetic[];
+extern const size_t lf_uni_alphabetic_len;
 extern const struct lf_uni_range lf_uni_punct_8[];
 extern const size_t lf_uni_punct_8_len;
 extern const struct lf_uni_ccc lf_uni_ccc_table[];

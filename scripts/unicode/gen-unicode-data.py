@@ -10,6 +10,15 @@ library carries its own Unicode version, so the tables do too:
                         tables are Unicode 9.0.  Normalization data of a code
                         point never changes once assigned, so these are the
                         current data restricted to code points assigned by 9.0.
+  Alphabetic            Oniguruma's \w (Alphabetic, Mark, Decimal_Number,
+                        Connector_Punctuation, Join_Control): general
+                        category L or Nl at 16.0, plus ICU's Alphabetic
+                        property (Other_Alphabetic: circled letters, ...)
+  multi-character case folding   the characters whose full case folding is
+                        more than one character (CaseFolding.txt status F,
+                        from Python's str.casefold), and those foldings:
+                        Oniguruma's (?i) matches them ("STRASSE" for
+                        "straße"), PCRE2 does not, so lf refuses such patterns
   old punctuation       Unicode 8.0: the unicode_categories crate behind the
                         Punctuation and Bert pre-tokenizers (ASCII
                         punctuation, plus general category P as of 8.0)
@@ -43,10 +52,15 @@ CATS = ["Cn", "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", 
         "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co"]
 
 
-def icu_age():
+def icu():
     paths = sorted(glob.glob("/usr/lib/*/libicuuc.so.*")) + sorted(glob.glob("/usr/lib/libicuuc.so.*"))
     lib = ctypes.CDLL(paths[-1])
     major = paths[-1].rsplit(".so.", 1)[1].split(".")[0]
+    return lib, major
+
+
+def icu_age():
+    lib, major = icu()
     fn = getattr(lib, "u_charAge_" + major)
     buf = (ctypes.c_uint8 * 4)()
 
@@ -54,6 +68,13 @@ def icu_age():
         fn(cp, buf)
         return (buf[0], buf[1])
     return age
+
+
+def icu_alphabetic():
+    lib, major = icu()
+    fn = getattr(lib, "u_hasBinaryProperty_" + major)
+    fn.restype = ctypes.c_int8
+    return lambda cp: bool(fn(cp, 0))  # UCHAR_ALPHABETIC
 
 
 def unicode8_category():
@@ -122,6 +143,23 @@ def main():
         print("\t{ 0x%x, 0x%x, LF_GC_%s }," % (a, b, CATS[c].upper()))
     print("};")
     print("const size_t lf_uni_categories_len = %d;\n" % len(runs))
+
+    # ---- Alphabetic: L and Nl at 16.0, and ICU's Alphabetic ----
+    alpha = icu_alphabetic()
+    emit_ranges("lf_uni_alphabetic", ranges(lambda cp: ud.category(chr(cp))[:1] == "L" or ud.category(chr(cp)) == "Nl"
+                                            or alpha(cp)),
+                "Alphabetic: general category L or Nl (Unicode 16.0) or ICU's Alphabetic property")
+
+    # ---- multi-character case folding ----
+    multi = lambda cp: not 0xD800 <= cp <= 0xDFFF and len(chr(cp).casefold()) > 1
+    emit_ranges("lf_uni_multi_fold", ranges(multi), "Characters whose full case folding is several characters")
+    targets = sorted({chr(cp).casefold() for cp in CODEPOINTS if multi(cp)})
+    print("/* Their foldings, UTF-8. */")
+    print("const char *const lf_uni_multi_fold_targets[] = {")
+    for t in targets:
+        print('\t"%s",' % "".join("\\x%02x" % b for b in t.encode("utf-8")))
+    print("};")
+    print("const size_t lf_uni_multi_fold_targets_len = %d;\n" % len(targets))
 
     # ---- old punctuation: ASCII punctuation + P as of 8.0 ----
     cat8 = unicode8_category()

@@ -14,6 +14,10 @@
 4. Character classes, code point by code point: normalizers (tests/helpers/
    unicode-dump) and pre-tokenizers (tests/helpers/tok-dump) on every code
    point of planes 0-3 and 14 and a sample of the rest.
+5. Oniguruma patterns as lf rewrites them for PCRE2: the split patterns of
+   well-known tokenizers (GPT-2, cl100k and o200k, possessive forms) and
+   constructs whose meaning differs between the two engines ($, \h, \w,
+   (?i), classes with escapes), as Split pre-tokenizers.
 """
 import json
 import os
@@ -357,12 +361,60 @@ def check_classes(work):
                 (None, out.stderr.decode()))
 
 
+PATTERNS = [
+    # GPT-2 / ByteLevel's own
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+    # cl100k (as Llama 3's tokenizer.json has it) and tiktoken's possessive form
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    # o200k
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
+    # constructs
+    r"""\h+|\H""", r"""\w+|\W""", r"""\d+|\D""", r"""^\s*\S|\S$""", r"""[\-\[\]\\^a-c]+""", r"""(?i)k+|σ+|ǆ|(?-i:x)X""",
+    r"""\p{Nd}+|\p{No}|\p{Sc}\p{Sk}?|\P{L}{2}|[^\P{Lu}]+""", r""".+""", r"""[一-龥\u3040-ゟ゠-ヿ]+""", r"""\A.|.\z|x\b|\by""",
+]
+
+
+# Oniguruma's (?i) folds ß to ss and back; PCRE2 cannot: lf must refuse these
+REFUSED = [r"""(?i)straße""", r"""(?i:'s|ss)""", r"""(?i)ﬁ"""]
+
+
+def check_patterns(work):
+    for i, pattern in enumerate(REFUSED):
+        t = Tokenizer(models.BPE())
+        t.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+        path = os.path.join(work, "refused-%d.json" % i)
+        t.save(path)
+        out = subprocess.run([TOK_DUMP, "pretok", path], input=b'"a"\n', capture_output=True)
+        err = out.stderr.decode()
+        report(out.returncode == 1 and "case-insensitive" in err and path in err,
+               "pattern %s is refused (multi-character case folding)" % pattern, [err or "accepted"])
+    lines = class_lines(code_points()[::13], width=40)
+    texts = lines + ["a\nb\n\nc  \n", "line one  \nline two\n", "ÆØÅ æøå KKk ǅungla ǄǅǆXx xX ΣΣσς İstanbul ıi",
+                     "0x1F 0xff deadBEEF 12,345.67 ٣٤ ५६", "[a-c] \\ ^ -", "x y xy yx", "\r\n\r\n  \t"]
+    for i, pattern in enumerate(PATTERNS):
+        t = Tokenizer(models.BPE())
+        t.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+        path = os.path.join(work, "pattern-%d.json" % i)
+        t.save(path)
+        data = "".join(json.dumps(l) + "\n" for l in texts).encode()
+        out = subprocess.run([TOK_DUMP, "pretok", path], input=data, capture_output=True)
+        name = "pattern %s" % (pattern if len(pattern) < 60 else pattern[:57] + "...")
+        if out.returncode:
+            report(False, name, [out.stderr.decode()])
+            continue
+        got = [json.loads(l) for l in out.stdout.decode().split("\n") if l]
+        want = [[p for p, _ in t.pre_tokenizer.pre_tokenize_str(l)] for l in texts]
+        compare(name, texts, got, want, (None, ""))
+
+
 def main():
     check_goldens()
     check_live_shared()
     with tempfile.TemporaryDirectory() as work:
         check_built(work)
         check_classes(work)
+        check_patterns(work)
     return 1 if failures else 0
 
 
