@@ -10,7 +10,7 @@
 #include <string.h>
 
 static const char *progname = "lf";
-static char errbuf[4096];
+static _Thread_local char errbuf[4096]; /* per thread: tools fail records on worker threads */
 static void (*die_hooks[8])(void);
 static int ndie_hooks;
 

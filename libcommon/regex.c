@@ -19,6 +19,8 @@ struct lf_regex {
 
 struct lf_regex_scratch {
 	pcre2_match_data *md;
+	pcre2_jit_stack *stack;  /* grows to 64 MB: deep backtracking on long pieces */
+	pcre2_match_context *mc;
 };
 
 /* ---- Unicode sets as code-point ranges ---- */
@@ -351,6 +353,22 @@ static int translate(const char *pat, size_t len, struct lf_buf *out)
 			i++;
 			continue;
 		}
+		if (c == '(' && i + 1 < len && pat[i + 1] == '?') {
+			/* option groups: Oniguruma's (?m) is "dot matches newline", PCRE2's (?s) */
+			size_t j = i + 2;
+			while (j < len && (isalpha((unsigned char)pat[j]) || pat[j] == '-'))
+				j++;
+			if (j > i + 2 && j < len && (pat[j] == ':' || pat[j] == ')')) {
+				lf_buf_addstr(out, "(?");
+				for (size_t k = i + 2; k < j; k++) {
+					if (!strchr("imx-", pat[k]))
+						return lf_fail("option (?%c) is not supported (offset %zu)", pat[k], k);
+					lf_buf_addch(out, pat[k] == 'm' ? 's' : pat[k]);
+				}
+				i = j;
+				continue;
+			}
+		}
 		if (c == '[') {
 			in_class = true;
 			lf_buf_addch(out, '[');
@@ -416,6 +434,12 @@ struct lf_regex_scratch *lf_regex_scratch_new(void)
 {
 	struct lf_regex_scratch *sc = lf_calloc(1, sizeof *sc);
 	sc->md = pcre2_match_data_create(16, NULL);
+	sc->stack = pcre2_jit_stack_create(64 << 10, 64 << 20, NULL);
+	sc->mc = pcre2_match_context_create(NULL);
+	if (!sc->md || !sc->stack || !sc->mc)
+		lf_die("out of memory (regex scratch)");
+	pcre2_jit_stack_assign(sc->mc, NULL, sc->stack);
+	pcre2_set_heap_limit(sc->mc, 1u << 20); /* KiB: 1 GB for the interpreter */
 	return sc;
 }
 
@@ -424,6 +448,8 @@ void lf_regex_scratch_free(struct lf_regex_scratch *sc)
 	if (!sc)
 		return;
 	pcre2_match_data_free(sc->md);
+	pcre2_jit_stack_free(sc->stack);
+	pcre2_match_context_free(sc->mc);
 	free(sc);
 }
 
@@ -432,10 +458,18 @@ void lf_regex_each(const struct lf_regex *re, struct lf_regex_scratch *sc, const
 {
 	size_t pos = 0, last_end = (size_t)-1;
 	while (pos <= n) {
-		int rc = re->jit ? pcre2_jit_match(re->code, (PCRE2_SPTR)s, n, pos, 0, sc->md, NULL)
-				 : pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
-		if (rc < 0)
+		int rc = re->jit ? pcre2_jit_match(re->code, (PCRE2_SPTR)s, n, pos, 0, sc->md, sc->mc)
+				 : PCRE2_ERROR_JIT_STACKLIMIT;
+		if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) /* no JIT, or out of JIT stack: the interpreter */
+			rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, sc->md, sc->mc);
+		if (rc == PCRE2_ERROR_NOMATCH)
 			return;
+		if (rc < 0) {
+			/* a resource limit: stopping here would give other ids silently */
+			PCRE2_UCHAR msg[256];
+			pcre2_get_error_message(rc, msg, sizeof msg);
+			lf_die("regex match on a %zu-byte piece failed: %s", n, (char *)msg);
+		}
 		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
 		size_t ms = ov[0], me = ov[1];
 		if (ms == me && me == last_end) { /* no empty match right after a match */

@@ -76,6 +76,7 @@ void lf_strmap_put(struct lf_strmap *m, const char *key, size_t len, uint32_t va
 	while (m->slots[j].key) {
 		struct lf_strmap_slot *s = &m->slots[j];
 		if (s->len == len && !memcmp(s->key, key, len)) {
+			s->key = key; /* the caller may free the old key's memory */
 			s->value = value;
 			return;
 		}

@@ -47,13 +47,17 @@ int tok_trie_build(struct tok_trie *trie, const struct tok_added *added, size_t 
 	size_t cap = 64, nnodes = 1;
 	struct build_node *nodes = lf_malloc(cap * sizeof *nodes);
 	nodes[0] = (struct build_node){ .token = -1 };
-	for (size_t i = 0; i < n; i++) {
-		if (added[i].normalized != normalized || !added[i].pattern_len)
+	/* the library's order: special tokens, then the others; where two
+	 * patterns are the same, the first one is found */
+	for (size_t j = 0; j < 2 * n; j++) {
+		size_t i = j % n;
+		if ((j < n) != added[i].special || added[i].normalized != normalized || !added[i].pattern_len)
 			continue;
 		uint32_t at = 0;
 		for (size_t k = 0; k < added[i].pattern_len; k++)
 			at = child(&nodes, &nnodes, &cap, at, (uint8_t)added[i].pattern[k]);
-		nodes[at].token = (int32_t)i;
+		if (nodes[at].token < 0)
+			nodes[at].token = (int32_t)i;
 		uint8_t b0 = (uint8_t)added[i].pattern[0];
 		trie->first_byte[b0 >> 3] |= (uint8_t)(1u << (b0 & 7));
 	}

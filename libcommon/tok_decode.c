@@ -30,23 +30,6 @@ static struct lf_buf *tok_push(struct toks *l)
 
 /* ---- ByteLevel: the byte-level alphabet back to bytes ---- */
 
-static int16_t char_byte(uint32_t cp)
-{
-	static int16_t map[512];
-	static int done;
-	if (!done) { /* the inverse of the pre-tokenizer's alphabet */
-		for (int i = 0; i < 512; i++)
-			map[i] = -1;
-		int n = 0;
-		for (int b = 0; b < 256; b++) {
-			bool printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-			map[printable ? b : 256 + n++] = (int16_t)b;
-		}
-		done = 1;
-	}
-	return cp < 512 ? map[cp] : -1;
-}
-
 static void byte_level(struct toks *l)
 {
 	struct lf_buf bytes = LF_BUF_INIT;
@@ -57,7 +40,7 @@ static void byte_level(struct toks *l)
 		for (size_t k = 0; k < n;) {
 			uint32_t cp;
 			size_t len = lf_utf8_decode(s + k, n - k, &cp);
-			int16_t b = len ? char_byte(cp) : -1;
+			int16_t b = len ? tok_byte_level_byte(cp) : -1;
 			if (b < 0) {
 				all = false;
 				break;

@@ -14,6 +14,10 @@
 #include "strmap.h"
 #include "tokenizer.h"
 
+/* Token ids lf accepts in a vocabulary: far above any real one, low enough
+ * that a typo cannot make the id-indexed tables gigabytes. */
+#define LF_TOK_MAX_ID (1 << 24)
+
 /* A Split/Replace pattern: a literal string or an (Oniguruma) regex. */
 struct tok_pattern {
 	char *lit; /* literal, or NULL for a regex */
@@ -143,7 +147,8 @@ struct lf_tokenizer {
 	bool encode_special_tokens; /* split_special_tokens: special added tokens are plain text */
 	int32_t added_max_id; /* -1: none */
 	struct lf_strmap added_by_content;
-	int32_t *added_index_by_id; /* id - added_base -> index, for ids past the vocab */
+	int32_t *added_index_by_id; /* id -> index into added, -1: none (rebuild_tries) */
+	size_t nids;                /* one past the largest id, added tokens included (rebuild_tries) */
 	struct tok_trie raw_trie, norm_trie;
 	struct lf_tok_config config;
 	struct lf_regex *byte_level_re; /* the GPT-2 pattern, when a ByteLevel uses it */
@@ -191,6 +196,8 @@ void tok_normalize(const struct tok_norm *n, struct lf_regex_scratch *rx, const 
 /* tok_pretok.c: split text into pre-tokens, appended to st->pieces;
  * tok_pretok_init builds the byte-level alphabet (once, before threads). */
 void tok_pretok_init(void);
+/* The byte a ByteLevel alphabet character stands for, or -1. */
+int tok_byte_level_byte(uint32_t cp);
 void tok_pretokenize(const struct lf_tokenizer *t, struct lf_tok_state *st, const char *text, size_t len, bool first);
 /* tok_bpe.c */
 void tok_bpe_encode(const struct lf_tokenizer *t, struct lf_tok_state *st, const char *word, size_t len,

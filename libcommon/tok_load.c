@@ -89,6 +89,8 @@ static int parse_pattern(struct loader *L, const json_t *o, const char *what, st
 	const char *s;
 	if ((s = jstr(pat, "String"))) {
 		p->lit_len = json_string_length(json_object_get(pat, "String"));
+		if (!p->lit_len) /* the library makes it a regex matching between every two characters */
+			return lf_fail("%s: %s: an empty String pattern is not supported by lf", L->file, what);
 		p->lit = lf_strndup(s, p->lit_len);
 		return 0;
 	}
@@ -142,7 +144,7 @@ static int parse_replacement(struct loader *L, const json_t *o, char **out, size
 		s = "\xe2\x96\x81"; /* ▁ */
 	uint32_t cp;
 	size_t n = strlen(s);
-	if (lf_utf8_decode(s, n, &cp) != n)
+	if (!n || lf_utf8_decode(s, n, &cp) != n)
 		return lf_fail("%s: Metaspace replacement must be one character", L->file);
 	*out = lf_strdup(s);
 	*len = n;
@@ -273,7 +275,8 @@ static int parse_pretok(struct loader *L, const json_t *o, struct tok_pretok *p)
 static int token_pair(struct loader *L, const json_t *o, const char *key, int32_t *id)
 {
 	const json_t *v = json_object_get(o, key);
-	if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(json_array_get(v, 1)))
+	if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(json_array_get(v, 1)) ||
+	    json_integer_value(json_array_get(v, 1)) < 0 || json_integer_value(json_array_get(v, 1)) > INT32_MAX)
 		return lf_fail("%s: post-processor '%s' is not [token, id]", L->file, key);
 	*id = (int32_t)json_integer_value(json_array_get(v, 1));
 	return 0;
@@ -321,8 +324,13 @@ static int parse_post(struct loader *L, const json_t *o, struct tok_post *p)
 				return lf_fail("%s: TemplateProcessing item %zu names no known special token", L->file, i);
 			p->items[i].nids = json_array_size(ids);
 			p->items[i].ids = lf_calloc(p->items[i].nids ? p->items[i].nids : 1, sizeof(int32_t));
-			for (size_t k = 0; k < p->items[i].nids; k++)
-				p->items[i].ids[k] = (int32_t)json_integer_value(json_array_get(ids, k));
+			for (size_t k = 0; k < p->items[i].nids; k++) {
+				const json_t *x = json_array_get(ids, k);
+				if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX)
+					return lf_fail("%s: TemplateProcessing special token '%s': ids[%zu] is not a token id",
+						       L->file, id, k);
+				p->items[i].ids[k] = (int32_t)json_integer_value(x);
+			}
 		}
 		return 0;
 	}
@@ -367,12 +375,16 @@ static int parse_dec(struct loader *L, const json_t *o, struct tok_dec *d)
 		d->type = TD_STRIP;
 		const char *c = jstr(o, "content");
 		uint32_t cp;
-		if (!c || lf_utf8_decode(c, strlen(c), &cp) != strlen(c))
+		if (!c || !*c || lf_utf8_decode(c, strlen(c), &cp) != strlen(c))
 			return lf_fail("%s: Strip decoder content must be one character", L->file);
+		const json_t *start = json_object_get(o, "start"), *stop = json_object_get(o, "stop");
+		if ((start && !json_is_integer(start)) || (stop && !json_is_integer(stop)) ||
+		    json_integer_value(start) < 0 || json_integer_value(stop) < 0)
+			return lf_fail("%s: Strip decoder start and stop must be counts", L->file);
 		d->content = lf_strdup(c);
 		d->content_len = strlen(c);
-		d->start = (size_t)json_integer_value(json_object_get(o, "start"));
-		d->stop = (size_t)json_integer_value(json_object_get(o, "stop"));
+		d->start = (size_t)json_integer_value(start);
+		d->stop = (size_t)json_integer_value(stop);
 		return 0;
 	}
 	if (!strcmp(type, "Replace")) {
@@ -410,9 +422,10 @@ static int scan_vocab(struct loader *L, struct lf_jscan *s, struct lf_buf *pool,
 			lf_buf_free(&key);
 			return -1;
 		}
-		if (id < 0 || id > INT32_MAX) {
+		if (id < 0 || id >= LF_TOK_MAX_ID) {
 			lf_buf_free(&key);
-			return lf_jscan_fail(s, "token id %lld out of range", (long long)id);
+			return lf_jscan_fail(s, "token id %lld out of range (lf takes ids below %d)", (long long)id,
+					     LF_TOK_MAX_ID);
 		}
 		if (*n == cap) {
 			cap *= 2;
@@ -613,6 +626,7 @@ static int load_model(struct loader *L, struct lf_jscan *s, XXH64_state_t *h)
 		bpe->off[entries[i].id] = entries[i].off;
 		bpe->len[entries[i].id] = entries[i].len;
 	}
+	bpe->nvocab = bpe->vocab.n; /* a key given twice counts once, as in the library's map */
 	for (size_t id = 0; id < nids; id++) {
 		uint32_t rec = (uint32_t)id;
 		XXH64_update(h, &rec, sizeof rec);
@@ -632,8 +646,12 @@ static int load_model(struct loader *L, struct lf_jscan *s, XXH64_state_t *h)
 	bpe->unk = -1;
 	if (bpe->unk_token) {
 		uint32_t id;
-		if (lf_strmap_get(&bpe->vocab, bpe->unk_token, strlen(bpe->unk_token), &id))
-			bpe->unk = (int32_t)id;
+		if (!lf_strmap_get(&bpe->vocab, bpe->unk_token, strlen(bpe->unk_token), &id)) {
+			/* the library fails on the first unknown character instead */
+			rc = lf_fail("%s: the model's unk_token '%s' is not in its vocabulary", L->file, bpe->unk_token);
+			goto out;
+		}
+		bpe->unk = (int32_t)id;
 	}
 	for (int b = 0; b < 256; b++) {
 		char name[8];
@@ -759,7 +777,11 @@ static int rebuild_tries(struct lf_tokenizer *t)
 	if (tok_trie_build(&t->raw_trie, t->added, t->nadded, false) < 0 ||
 	    tok_trie_build(&t->norm_trie, t->added, t->nadded, true) < 0)
 		return -1;
-	size_t n = lf_tokenizer_vocab_size(t);
+	size_t n = t->bpe.nids;
+	for (size_t i = 0; i < t->nadded; i++)
+		if ((size_t)t->added[i].id + 1 > n)
+			n = (size_t)t->added[i].id + 1;
+	t->nids = n;
 	free(t->added_index_by_id);
 	t->added_index_by_id = lf_malloc((n ? n : 1) * sizeof *t->added_index_by_id);
 	memset(t->added_index_by_id, 0xff, (n ? n : 1) * sizeof *t->added_index_by_id);
@@ -776,6 +798,93 @@ static char *config_token(const json_t *cfg, const char *key)
 	if (json_is_object(v))
 		v = json_object_get(v, "content");
 	return opt_string(v);
+}
+
+static struct tok_added config_added(const char *content, size_t len, const json_t *o, bool special)
+{
+	return (struct tok_added){
+		.content = lf_strndup(content, len),
+		.len = len,
+		.special = special,
+		.normalized = jbool(o, "normalized", !special),
+		.lstrip = jbool(o, "lstrip", false),
+		.rstrip = jbool(o, "rstrip", false),
+		.single_word = jbool(o, "single_word", false),
+	};
+}
+
+struct config_entry {
+	long long index;
+	const char *content;
+	size_t len;
+	const json_t *o;
+};
+
+static int by_index(const void *a, const void *b)
+{
+	long long x = ((const struct config_entry *)a)->index, y = ((const struct config_entry *)b)->index;
+	return x < y ? -1 : x > y;
+}
+
+/* What transformers' fast tokenizer adds when it loads tokenizer_config.json
+ * beside tokenizer.json: each added_tokens_decoder entry (in index order)
+ * that is not already an added token with the same flags, then every
+ * special token of the config (bos, eos, unk, sep, pad, cls, mask,
+ * additional_special_tokens) that is no added token yet, as special.  A
+ * token is special when its entry says so or it is one of those. */
+static void add_config_tokens(struct lf_tokenizer *t, const json_t *cfg)
+{
+	static const char *keys[] = { "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+				      "mask_token" };
+	const json_t *specials[64];
+	size_t nspecials = 0;
+	for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+		const json_t *v = json_object_get(cfg, keys[k]);
+		if (json_is_string(v) || json_is_string(json_object_get(v, "content")))
+			specials[nspecials++] = v;
+	}
+	const json_t *extra = json_object_get(cfg, "additional_special_tokens"), *v;
+	size_t i;
+	json_array_foreach(extra, i, v)
+		if (nspecials < 64 && (json_is_string(v) || json_is_string(json_object_get(v, "content"))))
+			specials[nspecials++] = v;
+
+	/* the decoder's entries, by index */
+	const json_t *dec = json_object_get(cfg, "added_tokens_decoder");
+	struct config_entry *e = lf_calloc(json_object_size(dec) + 1, sizeof *e);
+	size_t n = 0;
+	const char *key;
+	json_t *o;
+	json_object_foreach((json_t *)dec, key, o) {
+		const json_t *c = json_object_get(o, "content");
+		if (json_is_string(c))
+			e[n++] = (struct config_entry){ strtoll(key, NULL, 10), json_string_value(c), json_string_length(c), o };
+	}
+	qsort(e, n, sizeof *e, by_index);
+	for (i = 0; i < n; i++) {
+		bool special = jbool(e[i].o, "special", false);
+		for (size_t k = 0; k < nspecials && !special; k++) {
+			const json_t *c = json_is_string(specials[k]) ? specials[k] : json_object_get(specials[k], "content");
+			special = json_string_length(c) == e[i].len && !memcmp(json_string_value(c), e[i].content, e[i].len);
+		}
+		struct tok_added tok = config_added(e[i].content, e[i].len, e[i].o, jbool(e[i].o, "special", false));
+		uint32_t idx;
+		bool same = lf_strmap_get(&t->added_by_content, tok.content, tok.len, &idx) && same_added(&t->added[idx], &tok);
+		tok.special = special;
+		if (same)
+			free(tok.content);
+		else
+			add_token(t, tok);
+	}
+	free(e);
+	for (size_t k = 0; k < nspecials; k++) {
+		const json_t *sv = specials[k];
+		const json_t *c = json_is_string(sv) ? sv : json_object_get(sv, "content");
+		uint32_t idx;
+		if (!json_string_length(c) || lf_strmap_get(&t->added_by_content, json_string_value(c), json_string_length(c), &idx))
+			continue;
+		add_token(t, config_added(json_string_value(c), json_string_length(c), json_is_object(sv) ? sv : NULL, true));
+	}
 }
 
 static int load_config(struct lf_tokenizer *t, const char *path)
@@ -802,26 +911,7 @@ static int load_config(struct lf_tokenizer *t, const char *path)
 		c->has_add_eos_token = true;
 		c->add_eos_token = json_is_true(v);
 	}
-	/* transformers adds the tokens of added_tokens_decoder the tokenizer lacks */
-	const json_t *dec = json_object_get(cfg, "added_tokens_decoder");
-	const char *key;
-	json_t *o;
-	json_object_foreach((json_t *)dec, key, o) {
-		const json_t *content = json_object_get(o, "content");
-		if (!json_is_string(content) ||
-		    lf_tokenizer_token_to_id(t, json_string_value(content), json_string_length(content)) >= 0)
-			continue;
-		struct tok_added tok = {
-			.content = lf_strndup(json_string_value(content), json_string_length(content)),
-			.len = json_string_length(content),
-			.special = jbool(o, "special", false),
-			.normalized = jbool(o, "normalized", !jbool(o, "special", false)),
-			.lstrip = jbool(o, "lstrip", false),
-			.rstrip = jbool(o, "rstrip", false),
-			.single_word = jbool(o, "single_word", false),
-		};
-		add_token(t, tok);
-	}
+	add_config_tokens(t, cfg);
 	json_decref(cfg);
 	return 0;
 }
@@ -1015,7 +1105,7 @@ int32_t lf_tokenizer_token_to_id(const struct lf_tokenizer *t, const char *s, si
 const char *lf_tokenizer_id_to_token(const struct lf_tokenizer *t, int32_t id, size_t *len)
 {
 	if (t->added_index_by_id) {
-		if (id >= 0 && (size_t)id < lf_tokenizer_vocab_size(t) && t->added_index_by_id[id] >= 0) {
+		if (id >= 0 && (size_t)id < t->nids && t->added_index_by_id[id] >= 0) {
 			const struct tok_added *a = &t->added[t->added_index_by_id[id]];
 			if (len)
 				*len = a->len;
@@ -1039,11 +1129,7 @@ const char *lf_tokenizer_id_to_token(const struct lf_tokenizer *t, int32_t id, s
 
 size_t lf_tokenizer_vocab_size(const struct lf_tokenizer *t)
 {
-	size_t n = t->bpe.nids;
-	for (size_t i = 0; i < t->nadded; i++)
-		if ((size_t)t->added[i].id + 1 > n)
-			n = (size_t)t->added[i].id + 1;
-	return n;
+	return t->nids;
 }
 
 const struct lf_tok_config *lf_tokenizer_config(const struct lf_tokenizer *t)

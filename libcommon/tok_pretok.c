@@ -10,6 +10,7 @@
 #include "error.h"
 #include "unicode.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -234,12 +235,13 @@ static void invert(struct spans *sp)
 
 static char bl_char[256][2];
 static uint8_t bl_len[256];
+static int16_t bl_byte[512]; /* the inverse: a code point below 512 -> its byte, or -1 */
+static pthread_once_t bl_once = PTHREAD_ONCE_INIT;
 
-void tok_pretok_init(void)
+static void build_alphabet(void)
 {
-	static int done;
-	if (done)
-		return;
+	for (int i = 0; i < 512; i++)
+		bl_byte[i] = -1;
 	int n = 0;
 	for (int b = 0; b < 256; b++) {
 		bool printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
@@ -247,8 +249,19 @@ void tok_pretok_init(void)
 		char enc[4];
 		bl_len[b] = (uint8_t)lf_utf8_encode(cp, enc);
 		memcpy(bl_char[b], enc, bl_len[b]);
+		bl_byte[cp] = (int16_t)b;
 	}
-	done = 1;
+}
+
+void tok_pretok_init(void)
+{
+	pthread_once(&bl_once, build_alphabet);
+}
+
+int tok_byte_level_byte(uint32_t cp)
+{
+	pthread_once(&bl_once, build_alphabet);
+	return cp < 512 ? bl_byte[cp] : -1;
 }
 
 /* ---- one pre-tokenizer over every piece ---- */

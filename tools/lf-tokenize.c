@@ -19,6 +19,7 @@
 #include "record.h"
 #include "stream.h"
 #include "tokenizer.h"
+#include "unicode.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -349,10 +350,14 @@ static int encode_elems(const struct lf_tokenizer *t, struct lf_tok_state *st, c
 		const struct lf_elem *el = &e->v[i];
 		size_t before = ids->n;
 		switch (el->kind) {
-		case LF_ELEM_TEXT:
+		case LF_ELEM_TEXT: {
+			size_t bad;
+			if (!lf_utf8_valid(el->text, el->len, &bad))
+				return lf_fail("element %zu: text is not UTF-8 (byte %zu)", i, bad);
 			lf_tokenizer_encode(t, st, el->text, el->len, r->parse_special ? NULL : el->user,
 					    r->parse_special ? 0 : el->nuser, false, ids);
 			break;
+		}
 		case LF_ELEM_BOS:
 			if (r->bos >= 0)
 				lf_idvec_push(ids, r->bos);
@@ -391,8 +396,11 @@ static void encode_record(void *ctx, size_t i, struct lf_tok_state *st)
 	struct lf_idvec ids[4] = { 0 };
 	struct lf_idvec *turn_ids = NULL;
 	int rc = -1;
-	if (msgpack_unpack_next(&u, b->raw[i].data, b->raw[i].len, NULL) != MSGPACK_UNPACK_SUCCESS ||
-	    lf_text_record_unpack(&u.data, b->r->type, &a, &tr) < 0)
+	if (msgpack_unpack_next(&u, b->raw[i].data, b->raw[i].len, NULL) != MSGPACK_UNPACK_SUCCESS) {
+		lf_fail("not a msgpack record");
+		goto done;
+	}
+	if (lf_text_record_unpack(&u.data, b->r->type, &a, &tr) < 0)
 		goto done;
 	memset(&kr, 0, sizeof kr);
 	kr.type = tr.type;

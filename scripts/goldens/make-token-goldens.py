@@ -4,10 +4,14 @@ match: LLaMA-Factory 0.9.5's loader, converters and Template.encode_* (as in
 make-template-goldens.py) with the real tokenizers of ../shared/tokenizers
 loaded by transformers' AutoTokenizer, as LLaMA-Factory loads a model's.
 
-Output (checked in, compared by tests/tools/token_goldens.py):
+Outputs (checked in, compared by tests/tools/token_goldens.py):
   tests/golden/shared-tokens.tsv.gz   template, tokenizer, dataset, stage, row,
                                       and a hash of the record's ids (or
                                       "dropped")
+  tests/golden/config-merge.json      ids of a few texts with a tokenizer whose
+                                      tokenizer_config.json adds tokens its
+                                      tokenizer.json lacks (token_goldens.py
+                                      builds it)
 
 The hash is sha256 (first 16 hex digits) of the compact JSON, keys sorted, of
   sft       {"turns": [[source_ids, target_ids], ...]}
@@ -120,6 +124,17 @@ def main():
         print("%s/%s: done" % (template_name, model), file=sys.stderr)
     tg.write_gz(os.path.join(args.out, "shared-tokens.tsv.gz"), "\n".join(rows) + "\n")
     print("shared-tokens.tsv.gz: %d records" % (len(rows) - 1), file=sys.stderr)
+
+    sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+    import tempfile
+    import token_goldens
+    with tempfile.TemporaryDirectory() as work:
+        token_goldens.build_config_case(os.path.join(args.shared, "tokenizers"), work)
+        tok = AutoTokenizer.from_pretrained(work)
+        ids = [tok.encode(t, add_special_tokens=False) for t in token_goldens.CONFIG_TEXTS]
+    with open(os.path.join(args.out, "config-merge.json"), "w", encoding="utf-8") as f:
+        json.dump({"texts": token_goldens.CONFIG_TEXTS, "ids": ids}, f, ensure_ascii=False)
+        f.write("\n")
 
 
 if __name__ == "__main__":

@@ -183,6 +183,34 @@ check "an unknown component is named" fails 1 "unknown.json: pre-tokenizer 'Byte
 	lf-tokenize --tokenizer "$T/unknown.json" --text
 printf '{"model": {"type": "Unigram", "vocab": [["a", -1.0]]}}' >"$T/unigram.json"
 check "an unsupported model is named" fails 1 "unigram.json: .*Unigram" lf-tokenize --tokenizer "$T/unigram.json" --text
+python3 - "$Q/tokenizer.json" "$T" <<'PY'
+import json, sys
+src, out = sys.argv[1], sys.argv[2]
+t = json.load(open(src, encoding="utf-8"))
+def save(name, tok):
+    json.dump(tok, open(out + "/" + name, "w", encoding="utf-8"))
+bad = json.loads(json.dumps(t)); bad["model"]["vocab"]["zzz-typo"] = 2**31 - 1; save("hugeid.json", bad)
+bad = json.loads(json.dumps(t)); bad["model"]["unk_token"] = "<no-such-unk>"; save("nounk.json", bad)
+bad = json.loads(json.dumps(t)); bad["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {"String": ""}; save("emptypat.json", bad)
+bad = json.loads(json.dumps(t)); bad["pre_tokenizer"] = {"type": "Metaspace", "replacement": "", "prepend_scheme": "always", "split": True}
+save("emptyrep.json", bad)
+PY
+check "a vocabulary id far out of range is an error with its position" fails 1 "hugeid.json: line 1 column [0-9]*: token id 2147483647 out of range" \
+	lf-tokenize --tokenizer "$T/hugeid.json" --text
+check "an unk_token missing from the vocabulary is an error" fails 1 "unk_token '<no-such-unk>' is not in its vocabulary" \
+	lf-tokenize --tokenizer "$T/nounk.json" --text
+check "an empty String pattern is refused" fails 1 "emptypat.json: Split pre-tokenizer: an empty String pattern" \
+	lf-tokenize --tokenizer "$T/emptypat.json" --text
+check "an empty Metaspace replacement is refused (it would never advance)" fails 1 "replacement must be one character" \
+	sh -c 'echo "{\"text\": \"a b\"}" | timeout 10 lf-tokenize --tokenizer "'"$T"'/emptyrep.json" --text'
+python3 -c '
+import sys
+data = open(sys.argv[1], "rb").read()
+assert data.count(b"Who are you?") >= 1
+open(sys.argv[2], "wb").write(data.replace(b"Who are you?", b"Who are yo\xff?", 1))
+' "$T/id.txt.lfs" "$T/badutf8.lfs"
+check "a text stream with invalid UTF-8 names the record, element and byte" \
+	fails 1 "stream record 2: element 0: text is not UTF-8 (byte [0-9]*)" lf-tokenize --tokenizer "$Q" "$T/badutf8.lfs"
 check "a missing tokenizer is an error" fails 1 "cannot open\|No such file" lf-tokenize --tokenizer "$T/none" --text
 check "a failed run leaves no output file and keeps an existing one" sh -c '
 	printf "{\"text\": \"a\"}\n{\"text\": 1}\n" | lf-tokenize --tokenizer "'"$Q"'" --text -o "'"$T"'/out.jsonl" 2>/dev/null

@@ -25,6 +25,45 @@ TOKDIR = os.path.join(os.path.dirname(os.path.abspath(DATA)), "tokenizers")
 GOLDEN = os.path.join(ROOT, "tests", "golden", "shared-tokens.tsv.gz")
 
 
+# tokenizer_config.json merged as transformers merges it: a qwen3 whose
+# tokenizer.json lost two added tokens the config still lists, plus config
+# entries of its own (make-token-goldens.py records transformers' ids)
+CONFIG_GOLDEN = os.path.join(ROOT, "tests", "golden", "config-merge.json")
+CONFIG_TEXTS = ["<|im_start|>user hello world<tool_call> <new_cfg>x<|im_end|>", "hello<|im_start|>world",
+                "<tool_call>{\"a\": 1}</tool_call> <new_cfg><new_cfg>"]
+
+
+def build_config_case(tokenizers_dir, out):
+    os.makedirs(out, exist_ok=True)
+    t = json.load(open(os.path.join(tokenizers_dir, "qwen3", "tokenizer.json"), encoding="utf-8"))
+    t["added_tokens"] = [a for a in t["added_tokens"] if a["content"] not in ("<|im_start|>", "<tool_call>")]
+    json.dump(t, open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8"))
+    c = json.load(open(os.path.join(tokenizers_dir, "qwen3", "tokenizer_config.json"), encoding="utf-8"))
+    c["additional_special_tokens"] = c.get("additional_special_tokens", []) + ["hello"]
+    flags = {"lstrip": False, "rstrip": False, "single_word": False, "normalized": False}
+    c["added_tokens_decoder"]["151700"] = dict(flags, content="<new_cfg>", special=False)
+    c["added_tokens_decoder"]["99999"] = dict(flags, content="world", special=True)
+    json.dump(c, open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8"))
+
+
+def check_config_merge():
+    import tempfile
+    want = json.load(open(CONFIG_GOLDEN, encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as work:
+        build_config_case(TOKDIR, work)
+        lines = "".join(json.dumps({"text": t}) + "\n" for t in want["texts"]).encode()
+        out = subprocess.run([os.path.join(BIN, "lf-tokenize"), "--tokenizer", work, "--text", "--no-special"],
+                             input=lines, capture_output=True)
+    got = [json.loads(l)["ids"] for l in out.stdout.decode().split("\n") if l]
+    name = "tokenizer_config.json merged into tokenizer.json as transformers 4.57 does (%d texts)" % len(want["ids"])
+    if got == want["ids"]:
+        print("ok - " + name)
+        return 0
+    print("not ok - " + name)
+    print("#   lf %s\n#   transformers %s\n#   %s" % (got, want["ids"], out.stderr.decode().strip()))
+    return 1
+
+
 def record_hash(rec):
     text = json.dumps(rec, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -134,6 +173,7 @@ def main():
                 print("#   %d of %d rows wrong" % (len(bad), len(want)))
             else:
                 print("ok - " + name)
+    failed += check_config_merge()
     return 1 if failed else 0
 
 

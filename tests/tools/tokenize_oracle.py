@@ -180,7 +180,7 @@ def hard_cases(tok, rng):
 
 
 NEW_TOKENS = ["hello", "wor ld", "🙂x", "Straße"]
-NEW_SPECIAL = ["<x>", "[SPECIAL]"]
+NEW_SPECIAL = ["<x>", "[SPECIAL]", "<tool_call>"]  # qwen3 has <tool_call> as a non-special added token
 
 
 def check_live_shared():
@@ -193,7 +193,7 @@ def check_live_shared():
         # LLaMA-Factory's add_tokens, add_special_tokens and split_special_tokens
         tok.add_tokens(NEW_TOKENS)
         tok.add_special_tokens(NEW_SPECIAL)
-        texts = texts[::3] + ["say hello, wor ld!<x> 🙂x [SPECIAL]x <x><x>Straße strasse", "hello" * 5, " wor ld "]
+        texts = texts[::3] + ["say hello, wor ld!<x> 🙂x [SPECIAL]x <x><x>Straße strasse", "hello" * 5, " wor ld ", "a<tool_call>b"]
         extra = ["--add-tokens", ", ".join(NEW_TOKENS), "--add-special-tokens", ",".join(NEW_SPECIAL)]
         check_tokenizer("live %s with add_tokens and add_special_tokens" % model, path, tok, texts, extra)
         tok.encode_special_tokens = True
@@ -371,7 +371,7 @@ PATTERNS = [
     r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
     # constructs
     r"""\h+|\H""", r"""\w+|\W""", r"""\d+|\D""", r"""^\s*\S|\S$""", r"""[\-\[\]\\^a-c]+""", r"""(?i)k+|σ+|ǆ|(?-i:x)X""",
-    r"""\p{Nd}+|\p{No}|\p{Sc}\p{Sk}?|\P{L}{2}|[^\P{Lu}]+""", r""".+""", r"""[一-龥\u3040-ゟ゠-ヿ]+""", r"""\A.|.\z|x\b|\by""",
+    r"""\p{Nd}+|\p{No}|\p{Sc}\p{Sk}?|\P{L}{2}|[^\P{Lu}]+""", r""".+""", r"""(?:a|b)+|(?:x|yy?)*z""", r"""(?m:a.b)|(?x) c d # comment""", r"""[一-龥\u3040-ゟ゠-ヿ]+""", r"""\A.|.\z|x\b|\by""",
 ]
 
 
@@ -391,7 +391,8 @@ def check_patterns(work):
                "pattern %s is refused (multi-character case folding)" % pattern, [err or "accepted"])
     lines = class_lines(code_points()[::13], width=40)
     texts = lines + ["a\nb\n\nc  \n", "line one  \nline two\n", "ÆØÅ æøå KKk ǅungla ǄǅǆXx xX ΣΣσς İstanbul ıi",
-                     "0x1F 0xff deadBEEF 12,345.67 ٣٤ ५६", "[a-c] \\ ^ -", "x y xy yx", "\r\n\r\n  \t"]
+                     "0x1F 0xff deadBEEF 12,345.67 ٣٤ ५६", "[a-c] \\ ^ -", "x y xy yx", "\r\n\r\n  \t", "a\nb axb cd c d",
+                     "ab" * 30000 + " " + "xy" * 20000]
     for i, pattern in enumerate(PATTERNS):
         t = Tokenizer(models.BPE())
         t.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
