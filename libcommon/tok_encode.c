@@ -149,7 +149,10 @@ static void raw_gap(const struct lf_tokenizer *t, struct lf_tok_state *st, const
 	const char *text = s;
 	size_t len = n;
 	const uint8_t *flags = user;
-	struct lf_buf norm = LF_BUF_INIT, nflags = LF_BUF_INIT, start = LF_BUF_INIT;
+	/* the state's buffers: raw_gap is not re-entered while they are in use */
+	struct lf_buf *norm = &st->norm, *nflags = &st->flags_tmp, start = LF_BUF_INIT;
+	lf_buf_reset(norm);
+	lf_buf_reset(nflags);
 	if (t->norm) {
 		if (first && t->track_start && n) {
 			/* mark the first character, to see whether it survives */
@@ -164,16 +167,14 @@ static void raw_gap(const struct lf_tokenizer *t, struct lf_tok_state *st, const
 				start.data[i] |= TOK_FLAG_START;
 			flags = (const uint8_t *)start.data;
 		}
-		tok_normalize(t->norm, st->rx, s, n, flags, &norm, flags ? &nflags : NULL);
-		text = norm.data ? norm.data : "";
-		len = norm.len;
+		tok_normalize(t->norm, st->rx, s, n, flags, norm, flags ? nflags : NULL);
+		text = norm->data ? norm->data : "";
+		len = norm->len;
 		if (start.data)
-			first = len && (nflags.data[0] & TOK_FLAG_START);
-		flags = flags ? (const uint8_t *)nflags.data : NULL;
+			first = len && (nflags->data[0] & TOK_FLAG_START);
+		flags = flags ? (const uint8_t *)nflags->data : NULL;
 	}
 	split_added(t, st, &t->norm_trie, text, len, flags, first, normalized_gap, out);
-	lf_buf_free(&norm);
-	lf_buf_free(&nflags);
 	lf_buf_free(&start);
 }
 
