@@ -387,16 +387,6 @@ static int translate(const char *pat, size_t len, struct lf_buf *out)
 	return 0;
 }
 
-char *lf_regex_translate(const char *pattern, size_t len)
-{
-	struct lf_buf out = LF_BUF_INIT;
-	if (translate(pattern, len, &out) < 0) {
-		lf_buf_free(&out);
-		return NULL;
-	}
-	return lf_buf_detach(&out, NULL);
-}
-
 struct lf_regex *lf_regex_compile(const char *pattern, size_t len)
 {
 	struct lf_buf pcre = LF_BUF_INIT;

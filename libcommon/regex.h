@@ -33,7 +33,4 @@ void lf_regex_scratch_free(struct lf_regex_scratch *sc);
 void lf_regex_each(const struct lf_regex *re, struct lf_regex_scratch *sc, const char *s, size_t n,
 		   void (*fn)(size_t start, size_t end, void *arg), void *arg);
 
-/* The PCRE2 pattern lf compiled for an Oniguruma one (for tests); free() it. */
-char *lf_regex_translate(const char *pattern, size_t len);
-
 #endif

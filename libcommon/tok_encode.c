@@ -43,7 +43,6 @@ void lf_tok_state_free(struct lf_tok_state *st)
 	free(st->pieces2);
 	free(st->symbols);
 	free(st->heap);
-	lf_idvec_free(&st->word);
 	free(st);
 }
 

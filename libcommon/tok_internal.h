@@ -173,7 +173,6 @@ struct lf_tok_state {
 	size_t cap_symbols;
 	void *heap;
 	size_t cap_heap;
-	struct lf_idvec word;
 };
 
 /* Per-byte flags carried through the normalizers: the byte is user content

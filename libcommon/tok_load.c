@@ -901,15 +901,10 @@ static int load_config(struct lf_tokenizer *t, const char *path)
 	c->bos_token = config_token(cfg, "bos_token");
 	c->eos_token = config_token(cfg, "eos_token");
 	c->pad_token = config_token(cfg, "pad_token");
-	c->unk_token = config_token(cfg, "unk_token");
 	const json_t *v;
 	if (json_is_boolean(v = json_object_get(cfg, "add_bos_token"))) {
 		c->has_add_bos_token = true;
 		c->add_bos_token = json_is_true(v);
-	}
-	if (json_is_boolean(v = json_object_get(cfg, "add_eos_token"))) {
-		c->has_add_eos_token = true;
-		c->add_eos_token = json_is_true(v);
 	}
 	add_config_tokens(t, cfg);
 	json_decref(cfg);
@@ -1060,18 +1055,9 @@ struct lf_tokenizer *lf_tokenizer_load(const char *path)
 
 int lf_tokenizer_add_special(struct lf_tokenizer *t, const char *token, size_t len)
 {
-	int32_t id = lf_tokenizer_token_to_id(t, token, len);
-	if (id < 0)
+	if (lf_tokenizer_token_to_id(t, token, len) < 0)
 		return lf_fail("token '%.*s' is not in the vocabulary of %s", (int)len, token, t->path);
-	struct tok_added tok = { .content = lf_strndup(token, len), .len = len, .special = true };
-	uint32_t idx;
-	if (lf_strmap_get(&t->added_by_content, token, len, &idx) && t->added[idx].special &&
-	    !t->added[idx].normalized) {
-		free(tok.content);
-		return 0;
-	}
-	add_token(t, tok);
-	return rebuild_tries(t);
+	return lf_tokenizer_add_token(t, token, len, true) < 0 ? -1 : 0;
 }
 
 int32_t lf_tokenizer_add_token(struct lf_tokenizer *t, const char *token, size_t len, bool special)
@@ -1233,7 +1219,6 @@ void lf_tokenizer_free(struct lf_tokenizer *t)
 	free(t->config.bos_token);
 	free(t->config.eos_token);
 	free(t->config.pad_token);
-	free(t->config.unk_token);
 	lf_regex_free(t->byte_level_re);
 	lf_buf_free(&t->canonical);
 	free(t->path);

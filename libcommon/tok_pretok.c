@@ -182,11 +182,6 @@ static void char_spans(bool (*is)(uint32_t), const char *s, size_t n, struct spa
 		span_push(sp, last, n, false);
 }
 
-static bool is_space(uint32_t cp)
-{
-	return lf_uni_is_whitespace(cp);
-}
-
 /* The Whitespace pre-tokenizer's \w+|[^\w\s]+ (Rust regex): runs of word
  * characters and runs of other non-space characters are matches. */
 static void whitespace_spans(const char *s, size_t n, struct spans *sp)
@@ -365,7 +360,7 @@ static void apply(const struct lf_tokenizer *t, const struct tok_pretok *pt, str
 			emit_spans(st, &p, &sp, pt->behavior);
 			break;
 		case TP_WHITESPACE_SPLIT:
-			char_spans(is_space, st->pieces_text.data + p.off, p.len, &sp);
+			char_spans(lf_uni_is_whitespace, st->pieces_text.data + p.off, p.len, &sp);
 			emit_spans(st, &p, &sp, TB_REMOVED);
 			break;
 		case TP_WHITESPACE:
@@ -375,7 +370,7 @@ static void apply(const struct lf_tokenizer *t, const struct tok_pretok *pt, str
 			break;
 		case TP_BERT:
 			/* whitespace removed, then punctuation isolated */
-			char_spans(is_space, st->pieces_text.data + p.off, p.len, &sp);
+			char_spans(lf_uni_is_whitespace, st->pieces_text.data + p.off, p.len, &sp);
 			{
 				size_t mark = st->npieces2;
 				emit_spans(st, &p, &sp, TB_REMOVED);

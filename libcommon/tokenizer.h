@@ -72,9 +72,8 @@ size_t lf_tokenizer_vocab_size(const struct lf_tokenizer *t);
 
 /* tokenizer_config.json's tokens (NULL when not given) and flags. */
 struct lf_tok_config {
-	char *bos_token, *eos_token, *pad_token, *unk_token;
-	bool add_bos_token, add_eos_token;
-	bool has_add_bos_token, has_add_eos_token;
+	char *bos_token, *eos_token, *pad_token;
+	bool add_bos_token, has_add_bos_token;
 };
 const struct lf_tok_config *lf_tokenizer_config(const struct lf_tokenizer *t);
 

@@ -330,6 +330,12 @@ struct resolved {
 	enum lf_rec_type type;
 };
 
+static int buf_write(void *buf, const char *data, size_t len)
+{
+	lf_buf_add(buf, data, len);
+	return 0;
+}
+
 struct record_batch {
 	const struct lf_tokenizer *t;
 	const struct resolved *r;
@@ -621,14 +627,10 @@ static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, 
 		size_t n = 0;
 		while (n < BATCH && (rc = lf_reader_next(rd, &rec)) == 1) {
 			/* copy: the record points into the reader's buffer */
-			msgpack_sbuffer sb;
-			msgpack_sbuffer_init(&sb);
 			msgpack_packer pk;
-			msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-			msgpack_pack_object(&pk, *rec);
 			lf_buf_reset(&b.raw[n]);
-			lf_buf_add(&b.raw[n], sb.data, sb.size);
-			msgpack_sbuffer_destroy(&sb);
+			msgpack_packer_init(&pk, &b.raw[n], buf_write);
+			msgpack_pack_object(&pk, *rec);
 			n++;
 		}
 		if (rc < 0)
