@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 
-#define MAX_PENDING 64
+#define MAX_PENDING 1024
 
 /* Paths of unfinished temporaries, read by the signal handler. */
 static char pending[MAX_PENDING][4096];
@@ -30,6 +31,20 @@ static int register_tmp(const char *tmp)
 	return -1;
 }
 
+/* Temporary folders (lf_outdir), removed after the files in them. */
+static char pending_dir[8][4096];
+static volatile sig_atomic_t pending_dir_used[8];
+
+static void remove_pending_dirs(void)
+{
+	for (int i = 0; i < 8; i++) {
+		if (pending_dir_used[i]) {
+			rmdir(pending_dir[i]);
+			pending_dir_used[i] = 0;
+		}
+	}
+}
+
 void lf_output_cleanup(void)
 {
 	for (int i = 0; i < MAX_PENDING; i++) {
@@ -38,6 +53,7 @@ void lf_output_cleanup(void)
 			pending_used[i] = 0;
 		}
 	}
+	remove_pending_dirs();
 }
 
 static void on_signal(int sig)
@@ -45,6 +61,9 @@ static void on_signal(int sig)
 	for (int i = 0; i < MAX_PENDING; i++)
 		if (pending_used[i])
 			unlink(pending[i]);
+	for (int i = 0; i < 8; i++)
+		if (pending_dir_used[i])
+			rmdir(pending_dir[i]);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -158,4 +177,161 @@ void lf_output_abort(struct lf_output *o)
 	if (o->tmp)
 		unlink(o->tmp);
 	forget(o);
+}
+
+/* ---- output folders ---- */
+
+static bool is_lf_output(const char *path, const char *marker)
+{
+	char m[4096];
+	snprintf(m, sizeof m, "%s/%s", path, marker);
+	return access(m, F_OK) == 0;
+}
+
+static bool is_empty_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return false;
+	struct dirent *e;
+	bool empty = true;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			empty = false;
+	closedir(d);
+	return empty;
+}
+
+/* Remove a flat folder of files. */
+static void remove_flat_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d) {
+		struct dirent *e;
+		char f[4096];
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+			unlink(f);
+		}
+		closedir(d);
+	}
+	rmdir(path);
+}
+
+int lf_outdir_open(struct lf_outdir *d, const char *path, const char *marker)
+{
+	memset(d, 0, sizeof *d);
+	d->dir_slot = -1;
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return lf_fail("%s: exists and is not a folder", path);
+		if (!is_lf_output(path, marker) && !is_empty_dir(path))
+			return lf_fail("%s: exists and is not an output of this tool (no %s): not replaced", path,
+				       marker);
+	}
+	size_t n = strlen(path) + 32;
+	d->tmp = lf_malloc(n);
+	snprintf(d->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+	remove_flat_dir(d->tmp); /* a leftover of an earlier run with our pid */
+	if (mkdir(d->tmp, 0777) != 0) {
+		int e = errno;
+		free(d->tmp);
+		d->tmp = NULL;
+		return lf_fail("%s: cannot create: %s", path, strerror(e));
+	}
+	for (int i = 0; i < 8; i++) {
+		if (!pending_dir_used[i]) {
+			snprintf(pending_dir[i], sizeof pending_dir[i], "%s", d->tmp);
+			pending_dir_used[i] = 1;
+			d->dir_slot = i;
+			break;
+		}
+	}
+	d->path = lf_strdup(path);
+	d->marker = lf_strdup(marker);
+	return 0;
+}
+
+const char *lf_outdir_file(struct lf_outdir *d, const char *name)
+{
+	free(d->file);
+	size_t n = strlen(d->tmp) + strlen(name) + 2;
+	d->file = lf_malloc(n);
+	snprintf(d->file, n, "%s/%s", d->tmp, name);
+	int slot = register_tmp(d->file);
+	if (slot >= 0) {
+		d->slots = lf_realloc(d->slots, (d->nslots + 1) * sizeof *d->slots);
+		d->slots[d->nslots++] = slot;
+	}
+	return d->file;
+}
+
+static void outdir_forget(struct lf_outdir *d)
+{
+	for (size_t i = 0; i < d->nslots; i++)
+		pending_used[d->slots[i]] = 0;
+	if (d->dir_slot >= 0)
+		pending_dir_used[d->dir_slot] = 0;
+	free(d->slots);
+	free(d->file);
+	free(d->tmp);
+	free(d->path);
+	free(d->marker);
+	memset(d, 0, sizeof *d);
+	d->dir_slot = -1;
+}
+
+int lf_outdir_commit(struct lf_outdir *d)
+{
+	int fd = open(d->tmp, O_RDONLY | O_DIRECTORY);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	char *old = NULL;
+	struct stat st;
+	if (stat(d->path, &st) == 0) {
+		/* checked again: it may have appeared while we worked */
+		if (!S_ISDIR(st.st_mode) || (!is_lf_output(d->path, d->marker) && !is_empty_dir(d->path))) {
+			lf_fail("%s: appeared while writing and is not an output of this tool: not replaced; the "
+				"result is in %s", d->path, d->tmp);
+			outdir_forget(d);
+			return -1;
+		}
+		size_t n = strlen(d->path) + 32;
+		old = lf_malloc(n);
+		snprintf(old, n, "%s.old.%ld", d->path, (long)getpid());
+		remove_flat_dir(old);
+		if (rename(d->path, old) != 0) {
+			int e = errno;
+			free(old);
+			lf_fail("%s: cannot move the previous output aside: %s", d->path, strerror(e));
+			lf_outdir_abort(d);
+			return -1;
+		}
+	}
+	if (rename(d->tmp, d->path) != 0) {
+		int e = errno;
+		if (old)
+			rename(old, d->path);
+		free(old);
+		lf_fail("%s: cannot rename from %s: %s", d->path, d->tmp, strerror(e));
+		lf_outdir_abort(d);
+		return -1;
+	}
+	if (old)
+		remove_flat_dir(old);
+	free(old);
+	outdir_forget(d);
+	return 0;
+}
+
+void lf_outdir_abort(struct lf_outdir *d)
+{
+	if (d->tmp)
+		remove_flat_dir(d->tmp);
+	outdir_forget(d);
 }

@@ -33,4 +33,21 @@ void lf_output_init_signals(void);
 /* Remove every unfinished temporary (called on fatal errors). */
 void lf_output_cleanup(void);
 
+/* Output folders: built under PATH.tmp.PID and renamed to PATH when complete.
+ * An existing PATH is replaced only when it holds `marker` (an earlier
+ * output of the same tool) or is empty; anything else is refused.  Files
+ * made inside are removed if the program dies or is interrupted. */
+struct lf_outdir {
+	char *path, *tmp, *marker, *file;
+	int *slots;
+	size_t nslots;
+	int dir_slot;
+};
+int lf_outdir_open(struct lf_outdir *d, const char *path, const char *marker);
+/* The temporary path of file `name` in the folder (valid until the next
+ * call), registered for cleanup. */
+const char *lf_outdir_file(struct lf_outdir *d, const char *name);
+int lf_outdir_commit(struct lf_outdir *d);
+void lf_outdir_abort(struct lf_outdir *d);
+
 #endif

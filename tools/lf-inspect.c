@@ -10,6 +10,7 @@
 #include "mp.h"
 #include "options.h"
 #include "record.h"
+#include "shardset.h"
 #include "stream.h"
 #include "tokenizer.h"
 
@@ -17,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static long long opt_head = -1;
 static bool opt_count, opt_stats, opt_header, opt_trailer, opt_force;
-static char *opt_tokenizer;
+static char *opt_tokenizer, *opt_split;
+static bool opt_verify;
 
 static struct lf_option options[] = {
 	{ "head", 'n', LF_OPT_INT, &opt_head, "N", "print the first N records only", LF_OPT_CLI_ONLY },
@@ -32,6 +35,10 @@ static struct lf_option options[] = {
 	{ "tokenizer", 0, LF_OPT_STRING, &opt_tokenizer, "PATH",
 	  "text streams: write bos/eos as this tokenizer's tokens; token streams: decode the ids to \"text\"",
 	  LF_OPT_CLI_ONLY },
+	{ "split", 0, LF_OPT_STRING, &opt_split, "NAME",
+	  "shards: print this split only (train, validation; default: all)", LF_OPT_CLI_ONLY },
+	{ "verify", 0, LF_OPT_BOOL, &opt_verify, NULL, "shards: check every block's checksum, print nothing",
+	  LF_OPT_CLI_ONLY },
 	{ "force", 0, LF_OPT_BOOL, &opt_force, NULL,
 	  "decode a token stream even with a tokenizer other than the one that made it", LF_OPT_CLI_ONLY },
 	{ 0 }
@@ -39,8 +46,9 @@ static struct lf_option options[] = {
 
 static const struct lf_tool_info tool = {
 	"lf-inspect", "[OPTION]... [STREAM]",
-	"Print an lf stream (man 5 lf-stream) as JSON lines, one object per record.",
-	"STREAM defaults to standard input.  Text records gain a \"text\" field: the whole\n"
+	"Print an lf stream (man 5 lf-stream) or lf-pack's shards (man 5 lf-shard) as JSON lines.",
+	"STREAM defaults to standard input; a folder, a .shard file or a bundle .tar is read\n"
+	"as shards, one object per example.  Text records gain a \"text\" field: the whole\n"
 	"rendered sequence, special tokens written as their strings.",
 };
 
@@ -292,6 +300,246 @@ static void print_stats(const struct stream_info *si, const struct stats *per, s
 
 /* ---- main ---- */
 
+
+/* ---- shards (lf-pack's output) ---- */
+
+static bool is_shard_input(const char *path)
+{
+	struct stat st;
+	if (!path || stat(path, &st) != 0)
+		return false;
+	size_t n = strlen(path);
+	if (S_ISDIR(st.st_mode) || (n > 6 && !strcmp(path + n - 6, ".shard")) || (n > 4 && !strcmp(path + n - 4, ".tar")))
+		return true;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return false;
+	char b[512] = { 0 };
+	n = fread(b, 1, sizeof b, f);
+	fclose(f);
+	return (n >= 8 && !memcmp(b, LF_SHARD_MAGIC, sizeof LF_SHARD_MAGIC)) ||
+	       (n == 512 && !memcmp(b + 257, "ustar", 5));
+}
+
+static void add_int_array(struct lf_buf *out, const char *key, const int32_t *v, size_t n)
+{
+	lf_buf_addf(out, ",\"%s\":[", key);
+	for (size_t i = 0; i < n; i++)
+		lf_buf_addf(out, i ? ",%d" : "%d", (int)v[i]);
+	lf_buf_addch(out, ']');
+}
+
+/* Decoded text with the ignored-label runs in «» and packed examples
+ * separated by " ‖ ". */
+static void shard_text(struct lf_buf *out, const struct lf_shard_seq *q, const int32_t *ids, const int32_t *labels)
+{
+	struct lf_buf text = LF_BUF_INIT;
+	uint32_t seg = 0, seg_end = q->nsegments ? lf_shard_seq_segment(q, 0) : q->n;
+	uint32_t t = 0;
+	while (t < q->n) {
+		if (q->nsegments && t == seg_end) {
+			lf_buf_addstr(&text, " \u2016 ");
+			seg++;
+			seg_end += seg < q->nsegments ? lf_shard_seq_segment(q, seg) : q->n - seg_end;
+		}
+		bool masked = labels[t] == -100;
+		uint32_t u = t;
+		while (u < q->n && u < seg_end && (labels[u] == -100) == masked)
+			u++;
+		if (masked)
+			lf_buf_addstr(&text, "\u00ab");
+		if (lf_tokenizer_decode(tokenizer, ids + t, u - t, false, &text) < 0)
+			lf_die("%s", lf_errmsg());
+		if (masked)
+			lf_buf_addstr(&text, "\u00bb");
+		t = u;
+	}
+	lf_json_string(out, text.data ? text.data : "", text.len);
+	lf_buf_free(&text);
+}
+
+static void print_seq(struct lf_buf *out, const char *prefix, const struct lf_shard_seq *q, bool positions)
+{
+	static int32_t *ids, *labels, *aux;
+	static size_t cap;
+	if (q->n + 1 > cap) {
+		cap = 2 * (q->n + 1);
+		ids = lf_realloc(ids, cap * sizeof *ids);
+		labels = lf_realloc(labels, cap * sizeof *labels);
+		aux = lf_realloc(aux, cap * sizeof *aux);
+	}
+	lf_shard_seq_decode(q, ids, labels);
+	char key[64];
+	snprintf(key, sizeof key, "%sinput_ids", prefix);
+	add_int_array(out, key, ids, q->n);
+	snprintf(key, sizeof key, "%slabels", prefix);
+	add_int_array(out, key, labels, q->n);
+	if (positions) {
+		/* LLaMA-Factory's position_ids and attention_mask of a packed sequence */
+		uint32_t t = 0;
+		for (uint32_t k = 0; k < q->nsegments; k++)
+			for (uint32_t i = 0; i < lf_shard_seq_segment(q, k); i++)
+				aux[t++] = (int32_t)i;
+		while (t < q->n)
+			aux[t++] = 0;
+		add_int_array(out, "position_ids", aux, q->n);
+		t = 0;
+		for (uint32_t k = 0; k < q->nsegments; k++)
+			for (uint32_t i = 0; i < lf_shard_seq_segment(q, k); i++)
+				aux[t++] = q->flags & LF_SEQ_NEAT ? (int32_t)k + 1 : 1;
+		while (t < q->n)
+			aux[t++] = q->flags & LF_SEQ_NEAT ? 0 : 1;
+		add_int_array(out, "attention_mask", aux, q->n);
+	}
+	if (tokenizer) {
+		lf_buf_addf(out, ",\"%stext\":", prefix);
+		shard_text(out, q, ids, labels);
+	}
+}
+
+struct shard_stats {
+	uint64_t examples, sequences, tokens, label_tokens, pad_tokens, packed, longest, shortest;
+};
+
+static void stats_seq(struct shard_stats *st, const struct lf_shard_seq *q)
+{
+	st->sequences++;
+	st->tokens += q->n;
+	if (q->n > st->longest)
+		st->longest = q->n;
+	if (st->sequences == 1 || q->n < st->shortest)
+		st->shortest = q->n;
+	uint64_t used = 0;
+	for (uint32_t k = 0; k < q->nsegments; k++)
+		used += lf_shard_seq_segment(q, k);
+	if (q->nsegments) {
+		st->packed += q->nsegments;
+		st->pad_tokens += q->n - used;
+	}
+	for (uint32_t t = 0; t < q->n; t++)
+		st->label_tokens += (q->mask[t / 8] >> (t % 8)) & 1;
+	st->label_tokens += q->nexceptions;
+}
+
+static int inspect_shards(const char *path)
+{
+	struct lf_shardset *set = lf_shardset_open(path);
+	if (!set)
+		lf_die("%s", lf_errmsg());
+	const msgpack_object *meta = lf_shardset_meta(set);
+	struct lf_buf out = LF_BUF_INIT;
+	if (opt_header) {
+		lf_mp_to_json(&out, meta);
+		lf_buf_addch(&out, '\n');
+		fwrite(out.data, 1, out.len, stdout);
+		lf_buf_free(&out);
+		lf_shardset_close(set);
+		return 0;
+	}
+	if (opt_verify) {
+		if (lf_shardset_verify(set) < 0)
+			lf_die("%s", lf_errmsg());
+		lf_note("%s: every block checks", path);
+		lf_shardset_close(set);
+		return 0;
+	}
+	if (tokenizer) {
+		int32_t ids[3];
+		if (lf_tokenizer_check_stream(tokenizer, meta, ids) < 0) {
+			if (!opt_force)
+				lf_die("%s: %s; --force decodes anyway", path, lf_errmsg());
+			lf_warn("%s: %s", path, lf_errmsg());
+		}
+	}
+	const msgpack_object *kind = lf_mp_get(meta, "kind");
+	int type = kind && kind->type == MSGPACK_OBJECT_STR ? lf_rec_type_parse(kind->via.str.ptr, kind->via.str.size) : -1;
+	if (type < 0)
+		lf_die("%s: shard metadata: unknown kind", path);
+	bool packing = false;
+	lf_mp_get_bool(meta, "packing", &packing, false);
+	if (opt_split && lf_shardset_find_split(set, opt_split) < 0)
+		lf_die("%s: no split '%s'", path, opt_split);
+	bool print = !opt_count && !opt_stats;
+	json_t *stats = json_object();
+	uint64_t total = 0;
+	long long printed = 0;
+	for (size_t sp = 0; sp < lf_shardset_nsplits(set); sp++) {
+		const char *split = lf_shardset_split_name(set, sp);
+		if (opt_split && strcmp(opt_split, split))
+			continue;
+		struct shard_stats st = { 0 };
+		uint64_t n = lf_shardset_examples(set, sp);
+		total += n;
+		for (uint64_t i = 0; i < n && (print || opt_stats) && (opt_head < 0 || printed < opt_head || !print); i++) {
+			struct lf_shard_seq q[2];
+			unsigned k = lf_shard_seqs_per_example(lf_shardset_shard(set, sp, 0));
+			for (unsigned j = 0; j < k; j++) {
+				if (lf_shardset_get(set, sp, i, j, &q[j]) < 0)
+					lf_die("%s", lf_errmsg());
+				stats_seq(&st, &q[j]);
+			}
+			st.examples++;
+			if (!print)
+				continue;
+			lf_buf_reset(&out);
+			lf_buf_addf(&out, "{\"split\":\"%s\",\"index\":%llu", split, (unsigned long long)i);
+			if (q[0].dataset != UINT32_MAX)
+				lf_buf_addf(&out, ",\"dataset\":%u,\"row\":%llu", q[0].dataset, (unsigned long long)q[0].row);
+			switch (type) {
+			case LF_REC_PAIRWISE:
+				print_seq(&out, "chosen_", &q[0], false);
+				print_seq(&out, "rejected_", &q[1], false);
+				break;
+			case LF_REC_KTO:
+				print_seq(&out, "", &q[0], false);
+				print_seq(&out, "kl_", &q[1], false);
+				lf_buf_addf(&out, ",\"kto_tags\":%s", q[0].flags & LF_SEQ_DESIRABLE ? "true" : "false");
+				break;
+			case LF_REC_PROMPT: {
+				/* input_ids: the prompt; labels: the reference answer */
+				int32_t *ids = lf_malloc((q[0].n + q[1].n + 1) * sizeof *ids);
+				lf_shard_seq_decode(&q[0], ids, NULL);
+				add_int_array(&out, "input_ids", ids, q[0].n);
+				lf_shard_seq_decode(&q[1], ids, NULL);
+				add_int_array(&out, "labels", ids, q[1].n);
+				free(ids);
+				break;
+			}
+			default:
+				print_seq(&out, "", &q[0], packing && type == LF_REC_SFT);
+			}
+			lf_buf_addstr(&out, "}\n");
+			if (fwrite(out.data, 1, out.len, stdout) != out.len)
+				lf_die("<stdout>: write failed");
+			printed++;
+		}
+		json_object_set_new(stats, split,
+				    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f}", "examples",
+					      (json_int_t)st.examples, "sequences", (json_int_t)st.sequences, "tokens",
+					      (json_int_t)st.tokens, "label_tokens", (json_int_t)st.label_tokens,
+					      "pad_tokens", (json_int_t)st.pad_tokens, "packed_examples",
+					      (json_int_t)st.packed, "shortest", (json_int_t)st.shortest, "longest",
+					      (json_int_t)st.longest, "mean_length",
+					      st.sequences ? (double)st.tokens / (double)st.sequences : 0.0,
+					      "packing_efficiency",
+					      st.tokens ? (double)(st.tokens - st.pad_tokens) / (double)st.tokens : 0.0));
+	}
+	if (opt_count)
+		printf("%llu\n", (unsigned long long)total);
+	if (opt_stats) {
+		char *js = json_dumps(stats, JSON_SORT_KEYS | JSON_COMPACT);
+		printf("%s\n", js);
+		free(js);
+	}
+	json_decref(stats);
+	if (fflush(stdout) != 0)
+		lf_die("<stdout>: write failed");
+	lf_buf_free(&out);
+	lf_shardset_close(set);
+	lf_tokenizer_free(tokenizer);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	lf_set_progname(argv[0]);
@@ -304,6 +552,10 @@ int main(int argc, char **argv)
 		lf_die_usage("--force goes with --tokenizer");
 	if (opt_tokenizer)
 		load_tokenizer(opt_tokenizer);
+	if (is_shard_input(first < argc ? argv[first] : NULL))
+		return inspect_shards(argv[first]);
+	if (opt_verify || opt_split)
+		lf_die_usage("--verify and --split are for shards");
 	struct lf_reader *r = lf_reader_open(first < argc ? argv[first] : NULL);
 	if (!r)
 		lf_die("%s", lf_errmsg());

@@ -1,0 +1,999 @@
+/*
+ * lf-pack — token records to training shards: LLaMA-Factory's truncation,
+ * labels and packing (man 1 lf-pack, man 5 lf-shard).
+ *
+ * Records flow: input stream (or, for interleaved mixing, a spool of it in
+ * the mixed order) -> one processor per record type, working per
+ * preprocessing batch as LLaMA-Factory's datasets.map does -> examples ->
+ * the sink, which writes the train shards directly or, when a validation
+ * split or a shuffle needs the examples in another order, a temporary shard
+ * it then reads back in that order.  The output folder is built under a
+ * temporary name and renamed into place when complete.
+ */
+#include "buf.h"
+#include "error.h"
+#include "log.h"
+#include "mp.h"
+#include "nprandom.h"
+#include "options.h"
+#include "output.h"
+#include "record.h"
+#include "shard.h"
+#include "shardset.h"
+#include "stream.h"
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long opt_cutoff_len = 2048, opt_batch_size = 1000, opt_max_samples = -1, opt_seed = 42;
+static bool opt_packing, opt_neat_packing, opt_train_on_prompt, opt_mask_history, opt_shuffle;
+static double opt_val_size = 0;
+static char *opt_output, *opt_tokenizer, *opt_model, *opt_mix = "concat", *opt_probs, *opt_shard_size,
+	    *opt_bundle, *opt_stage;
+
+static struct lf_option options[] = {
+	{ "cutoff-len", 0, LF_OPT_INT, &opt_cutoff_len, "N", "the longest sequence, in tokens (default 2048)" },
+	{ "packing", 0, LF_OPT_BOOL, &opt_packing, NULL,
+	  "pack examples into cutoff-len blocks (default: on for pre-training only)" },
+	{ "neat-packing", 0, LF_OPT_BOOL, &opt_neat_packing, NULL,
+	  "pack, and keep each example's attention to itself (implies --packing)" },
+	{ "train-on-prompt", 0, LF_OPT_BOOL, &opt_train_on_prompt, NULL,
+	  "label prompts too (must agree with the stream header)" },
+	{ "mask-history", 0, LF_OPT_BOOL, &opt_mask_history, NULL,
+	  "label the last turn only (must agree with the stream header)" },
+	{ "preprocessing-batch-size", 0, LF_OPT_INT, &opt_batch_size, "N",
+	  "records per batch for packing, pre-training blocks and KTO's KL pairs (default 1000)" },
+	{ "max-samples", 0, LF_OPT_INT, &opt_max_samples, "N", "keep the first N rows of each dataset" },
+	{ "mix-strategy", 0, LF_OPT_STRING, &opt_mix, "NAME",
+	  "concat, interleave_under, interleave_over or interleave_once (default concat)" },
+	{ "interleave-probs", 0, LF_OPT_STRING, &opt_probs, "LIST", "sampling probabilities for interleaving" },
+	{ "val-size", 0, LF_OPT_FLOAT, &opt_val_size, "X",
+	  "hold out a validation split: a fraction (< 1) or a number of examples" },
+	{ "seed", 0, LF_OPT_INT, &opt_seed, "N",
+	  "seed for mixing, the validation split and --shuffle (default 42)" },
+	{ "shuffle", 0, LF_OPT_BOOL, &opt_shuffle, NULL, "write the training examples in a seeded random order",
+	  LF_OPT_CLI_ONLY },
+	{ "shard-size", 0, LF_OPT_STRING, &opt_shard_size, "SIZE",
+	  "start a new shard file past SIZE bytes (K, M, G suffixes; default one file per split)", LF_OPT_CLI_ONLY },
+	{ "bundle", 0, LF_OPT_STRING, &opt_bundle, "FILE.tar",
+	  "also write the shards and manifest as one tar file", LF_OPT_CLI_ONLY },
+	{ "tokenizer", 0, LF_OPT_STRING, &opt_tokenizer, "PATH",
+	  "refuse a stream not made with this tokenizer", LF_OPT_CLI_ONLY },
+	{ "model-name-or-path", 0, LF_OPT_STRING, &opt_model, "PATH", "the model folder (recipe key; as --tokenizer)" },
+	{ "stage", 0, LF_OPT_STRING, &opt_stage, "STAGE", "must agree with the stream's record type when given" },
+	{ "output", 'o', LF_OPT_STRING, &opt_output, "DIR", "the output folder (required)", LF_OPT_CLI_ONLY },
+	{ 0 }
+};
+
+static const struct lf_tool_info tool = {
+	"lf-pack", "-o DIR [OPTION]... [INPUT]",
+	"Truncate, label and pack token records into training shards, as LLaMA-Factory's preprocessing does.",
+	"INPUT (a token stream from lf-tokenize) defaults to standard input.\n"
+	"Example: lf-template -t llama3 --dataset identity | lf-tokenize --tokenizer m | lf-pack --cutoff-len 1024 -o id",
+};
+
+/* ---- growable id arrays ---- */
+
+struct ivec {
+	int32_t *v;
+	size_t n, cap;
+};
+
+static void iv_reserve(struct ivec *a, size_t n)
+{
+	if (n > a->cap) {
+		a->cap = n > 2 * a->cap ? n : 2 * a->cap;
+		a->v = lf_realloc(a->v, a->cap * sizeof *a->v);
+	}
+}
+
+static void iv_push(struct ivec *a, int32_t x)
+{
+	iv_reserve(a, a->n + 1);
+	a->v[a->n++] = x;
+}
+
+static void iv_fill(struct ivec *a, int32_t x, size_t k)
+{
+	iv_reserve(a, a->n + k);
+	for (size_t i = 0; i < k; i++)
+		a->v[a->n++] = x;
+}
+
+static void iv_ids(struct ivec *a, struct lf_ids ids, size_t k)
+{
+	iv_reserve(a, a->n + k);
+	for (size_t i = 0; i < k; i++)
+		a->v[a->n++] = lf_ids_at(ids, i);
+}
+
+static void iv_cat(struct ivec *a, const int32_t *v, size_t k)
+{
+	iv_reserve(a, a->n + k);
+	memcpy(a->v + a->n, v, k * sizeof *v);
+	a->n += k;
+}
+
+/* ---- settings from the stream header ---- */
+
+static struct {
+	enum lf_rec_type type;
+	size_t cutoff;       /* LLaMA-Factory's data_args.cutoff_len after its packing -1 */
+	size_t block;        /* length of every packed sequence */
+	bool packing, neat, train_on_prompt, mask_history, efficient_eos, add_bos;
+	int32_t bos, eos, pad;
+	unsigned width;
+	uint64_t vocab;
+} cfg;
+
+/* ---- the examples processors produce ---- */
+
+struct seq {
+	struct ivec ids, labels;
+	uint32_t *segs;
+	size_t nsegs, cap_segs;
+	uint32_t flags, dataset;
+	uint64_t row;
+};
+
+static void seq_clear(struct seq *s)
+{
+	s->ids.n = s->labels.n = 0;
+	s->nsegs = 0;
+	s->flags = 0;
+	s->dataset = UINT32_MAX;
+	s->row = UINT64_MAX;
+}
+
+static void seq_add_segment(struct seq *s, uint32_t len)
+{
+	if (s->nsegs == s->cap_segs) {
+		s->cap_segs = s->cap_segs ? 2 * s->cap_segs : 16;
+		s->segs = lf_realloc(s->segs, s->cap_segs * sizeof *s->segs);
+	}
+	s->segs[s->nsegs++] = len;
+}
+
+static unsigned seqs_per_example(enum lf_rec_type t)
+{
+	return t == LF_REC_PAIRWISE || t == LF_REC_KTO || t == LF_REC_PROMPT ? 2 : 1;
+}
+
+/* ---- the sink: examples to shards ---- */
+
+struct split_out {
+	const char *name;
+	struct lf_shard_writer *w;
+	json_t *shards; /* manifest entries */
+	unsigned nfiles;
+	uint64_t examples, sequences, tokens, label_tokens, pad_tokens, packed;
+	uint32_t longest;
+};
+
+static struct lf_outdir outdir;
+static uint64_t shard_limit; /* bytes; 0: no limit */
+static struct split_out train_out = { "train" }, val_out = { "validation" };
+static struct lf_shard_writer *spool; /* all examples, when they are reordered later */
+static char *spool_path;
+static const msgpack_object *in_header;
+static int in_argc;
+static char **in_argv;
+
+static void pack_meta(msgpack_sbuffer *sb, const char *split, unsigned index);
+
+static void split_close_file(struct split_out *o)
+{
+	if (!o->w)
+		return;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	pack_meta(&sb, o->name, o->nfiles - 1);
+	uint64_t n = lf_shard_writer_examples(o->w);
+	if (lf_shard_writer_finish(o->w, sb.data, sb.size) < 0)
+		lf_die("%s", lf_errmsg());
+	o->w = NULL;
+	msgpack_sbuffer_destroy(&sb);
+	char name[64];
+	snprintf(name, sizeof name, "%s-%05u.shard", o->name, o->nfiles - 1);
+	struct stat st;
+	const char *path = lf_outdir_file(&outdir, name);
+	if (stat(path, &st) != 0)
+		lf_die("%s: %s", path, strerror(errno));
+	uint64_t bytes = (uint64_t)st.st_size;
+	json_array_append_new(o->shards, json_pack("{s:s,s:I,s:I}", "file", name, "examples", (json_int_t)n,
+						   "bytes", (json_int_t)bytes));
+}
+
+static void split_open_file(struct split_out *o)
+{
+	char name[64];
+	snprintf(name, sizeof name, "%s-%05u.shard", o->name, o->nfiles);
+	const char *path = lf_outdir_file(&outdir, name);
+	o->w = lf_shard_writer_open(path, cfg.width, seqs_per_example(cfg.type));
+	if (!o->w)
+		lf_die("%s", lf_errmsg());
+	if (!o->shards)
+		o->shards = json_array();
+	o->nfiles++;
+}
+
+static void split_add(struct split_out *o, const struct lf_shard_seq_in *in)
+{
+	if (o->w && shard_limit && lf_shard_writer_bytes(o->w) >= shard_limit)
+		split_close_file(o);
+	if (!o->w)
+		split_open_file(o);
+	if (lf_shard_writer_add(o->w, in) < 0)
+		lf_die("%s", lf_errmsg());
+	o->examples++;
+	for (unsigned j = 0; j < seqs_per_example(cfg.type); j++) {
+		o->sequences++;
+		o->tokens += in[j].n;
+		if (in[j].n > o->longest)
+			o->longest = in[j].n;
+		uint64_t used = 0;
+		for (uint32_t k = 0; k < in[j].nsegments; k++)
+			used += in[j].segments[k];
+		if (in[j].nsegments) {
+			o->pad_tokens += in[j].n - used;
+			o->packed += in[j].nsegments;
+		}
+		for (uint32_t t = 0; t < in[j].n; t++)
+			o->label_tokens += in[j].labels[t] != LF_IGNORE_INDEX;
+	}
+}
+
+static void emit(struct seq *s)
+{
+	struct lf_shard_seq_in in[2];
+	unsigned k = seqs_per_example(cfg.type);
+	for (unsigned j = 0; j < k; j++)
+		in[j] = (struct lf_shard_seq_in){ s[j].ids.v, s[j].labels.v, (uint32_t)s[j].ids.n, s[j].segs,
+						  (uint32_t)s[j].nsegs, s[j].flags, s[j].dataset, s[j].row };
+	if (spool) {
+		if (lf_shard_writer_add(spool, in) < 0)
+			lf_die("%s", lf_errmsg());
+	} else {
+		split_add(&train_out, in);
+	}
+}
+
+/* ---- LLaMA-Factory's truncation ---- */
+
+/* infer_seqlen: how much of a source and a target fit in cutoff. */
+static void infer_seqlen(size_t source, size_t target, size_t cutoff, size_t *new_source, size_t *new_target)
+{
+	size_t max_target;
+	if (target * 2 < cutoff)
+		max_target = cutoff;
+	else if (source * 2 < cutoff)
+		max_target = cutoff - source;
+	else /* int(cutoff * (target / (source + target))), in doubles as Python */
+		max_target = (size_t)((double)cutoff * ((double)target / (double)(source + target)));
+	*new_target = max_target < target ? max_target : target;
+	size_t max_source = cutoff > *new_target ? cutoff - *new_target : 0;
+	*new_source = max_source < source ? max_source : source;
+}
+
+/* ---- supervised (sft) ---- */
+
+static void supervised(const struct lf_token_record *r, struct ivec *ids, struct ivec *labels)
+{
+	ids->n = labels->n = 0;
+	size_t total = cfg.efficient_eos ? 1 : 0;
+	size_t nt = r->nturns;
+	/* with mask_history the latest turn is budgeted first and the kept
+	 * turns are put back in order at the end */
+	size_t *keep_s = lf_calloc(nt + 1, sizeof *keep_s), *keep_t = lf_calloc(nt + 1, sizeof *keep_t);
+	size_t kept = 0;
+	for (size_t k = 0; k < nt; k++) {
+		if (total >= cfg.cutoff)
+			break;
+		const struct lf_token_turn *turn = &r->turns[cfg.mask_history ? nt - 1 - k : k];
+		infer_seqlen(turn->source.n, turn->target.n, cfg.cutoff - total, &keep_s[k], &keep_t[k]);
+		total += keep_s[k] + keep_t[k];
+		kept++;
+	}
+	for (size_t i = 0; i < kept; i++) {
+		size_t k = cfg.mask_history ? kept - 1 - i : i; /* processing index (turn_idx) */
+		const struct lf_token_turn *turn = &r->turns[cfg.mask_history ? nt - 1 - k : k];
+		size_t sl = keep_s[k], tl = keep_t[k];
+		iv_ids(ids, turn->source, sl);
+		if (cfg.train_on_prompt) {
+			iv_ids(labels, turn->source, sl);
+		} else if (cfg.efficient_eos && k != 0 && sl > 0) {
+			iv_push(labels, cfg.eos);
+			iv_fill(labels, LF_IGNORE_INDEX, sl - 1);
+		} else {
+			iv_fill(labels, LF_IGNORE_INDEX, sl);
+		}
+		iv_ids(ids, turn->target, tl);
+		if (cfg.mask_history && k != 0)
+			iv_fill(labels, LF_IGNORE_INDEX, tl);
+		else
+			iv_ids(labels, turn->target, tl);
+	}
+	if (cfg.efficient_eos) {
+		iv_push(ids, cfg.eos);
+		iv_push(labels, cfg.eos);
+	}
+	free(keep_s);
+	free(keep_t);
+}
+
+/* ---- the batch: records of one preprocessing batch ---- */
+
+struct item {
+	struct ivec ids, labels; /* sft: the encoded example; kto: prompt, response */
+	uint32_t dataset, prompt_thought;
+	uint64_t row;
+	bool desirable;
+};
+
+static struct {
+	struct item *v;
+	size_t n, cap;
+	uint64_t id; /* batch number */
+	bool open;
+	struct ivec pt; /* pre-training: the batch's ids concatenated */
+} batch;
+
+static struct seq out[2];
+
+static void emit_one(const struct ivec *ids, const struct ivec *labels, uint32_t dataset, uint64_t row)
+{
+	seq_clear(&out[0]);
+	iv_cat(&out[0].ids, ids->v, ids->n);
+	iv_cat(&out[0].labels, labels->v, labels->n);
+	out[0].dataset = dataset;
+	out[0].row = row;
+	emit(out);
+}
+
+struct by_length {
+	size_t len, idx;
+};
+
+static int cmp_by_length(const void *a, const void *b)
+{
+	const struct by_length *x = a, *y = b;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* LLaMA-Factory's greedy knapsack over the batch's example lengths: sorted
+ * ascending, each pack repeatedly takes the largest remaining length that
+ * fits (bisect right); the example for a length is the last remaining one
+ * of that length in input order (length2indexes[length].pop()). */
+static void pack_batch(void)
+{
+	size_t n = batch.n;
+	struct by_length *sorted = lf_malloc((n + 1) * sizeof *sorted);
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = (struct by_length){ batch.v[i].ids.n, i };
+	qsort(sorted, n, sizeof *sorted, cmp_by_length);
+	/* lengths still unpacked, ascending; per length, its group in sorted[]
+	 * (start, and one past the last example not yet taken) */
+	size_t *lengths = lf_malloc((n + 1) * sizeof *lengths), nleft = n;
+	size_t *group_start = lf_malloc((n + 1) * sizeof *group_start), *group_end = lf_malloc((n + 1) * sizeof *group_end);
+	size_t ngroups = 0;
+	for (size_t i = 0; i < n; i++) {
+		lengths[i] = sorted[i].len;
+		if (i == 0 || sorted[i].len != sorted[i - 1].len)
+			group_start[ngroups++] = i;
+		group_end[ngroups - 1] = i + 1;
+	}
+	while (nleft) {
+		seq_clear(&out[0]);
+		if (cfg.neat)
+			out[0].flags |= LF_SEQ_NEAT;
+		size_t room = cfg.cutoff;
+		for (;;) {
+			size_t lo = 0, hi = nleft; /* bisect right */
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+				if (lengths[mid] <= room)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo == 0)
+				break;
+			size_t len = lengths[lo - 1];
+			memmove(lengths + lo - 1, lengths + lo, (nleft - lo) * sizeof *lengths);
+			nleft--;
+			room -= len;
+			size_t g = 0, gh = ngroups; /* the group of this length */
+			while (g < gh) {
+				size_t mid = (g + gh) / 2;
+				if (sorted[group_start[mid]].len < len)
+					g = mid + 1;
+				else
+					gh = mid;
+			}
+			const struct item *it = &batch.v[sorted[--group_end[g]].idx];
+			iv_cat(&out[0].ids, it->ids.v, it->ids.n);
+			iv_cat(&out[0].labels, it->labels.v, it->labels.n);
+			seq_add_segment(&out[0], (uint32_t)len);
+		}
+		size_t pad = cfg.block - out[0].ids.n;
+		iv_fill(&out[0].ids, cfg.pad, pad);
+		iv_fill(&out[0].labels, LF_IGNORE_INDEX, pad);
+		emit(out);
+	}
+	free(sorted);
+	free(lengths);
+	free(group_start);
+	free(group_end);
+}
+
+/* Pre-training with packing: the batch's texts concatenated, cut into
+ * blocks, the remainder dropped, bos over the first id of each block. */
+static void pt_blocks(void)
+{
+	size_t nblocks = batch.pt.n / cfg.block;
+	for (size_t b = 0; b < nblocks; b++) {
+		seq_clear(&out[0]);
+		iv_cat(&out[0].ids, batch.pt.v + b * cfg.block, cfg.block);
+		if (cfg.add_bos && cfg.bos >= 0)
+			out[0].ids.v[0] = cfg.bos;
+		for (size_t t = 0; t < cfg.block; t++) /* the collator masks pad ids */
+			iv_push(&out[0].labels, out[0].ids.v[t] == cfg.pad ? LF_IGNORE_INDEX : out[0].ids.v[t]);
+		emit(out);
+	}
+	batch.pt.n = 0;
+}
+
+/* KTO: each example, and its KL completion: the prompt with the previous
+ * record's response (the last record's for the first), rotated within the
+ * batch; an empty thought the template inserted travels with the response. */
+static void kto_batch(void)
+{
+	for (size_t i = 0; i < batch.n; i++) {
+		const struct item *it = &batch.v[i], *kl = &batch.v[i ? i - 1 : batch.n - 1];
+		size_t sl, tl;
+		seq_clear(&out[0]);
+		seq_clear(&out[1]);
+		infer_seqlen(it->ids.n, it->labels.n, cfg.cutoff, &sl, &tl);
+		iv_cat(&out[0].ids, it->ids.v, sl);
+		iv_cat(&out[0].ids, it->labels.v, tl);
+		iv_fill(&out[0].labels, LF_IGNORE_INDEX, sl);
+		iv_cat(&out[0].labels, it->labels.v, tl);
+		out[0].flags = it->desirable ? LF_SEQ_DESIRABLE : 0;
+		out[0].dataset = it->dataset;
+		out[0].row = it->row;
+		/* the KL prompt: ours without our inserted thought, plus theirs */
+		static struct ivec kl_prompt;
+		struct ivec *kp = &kl_prompt;
+		kp->n = 0;
+		iv_cat(kp, it->ids.v, it->ids.n - it->prompt_thought);
+		iv_cat(kp, kl->ids.v + kl->ids.n - kl->prompt_thought, kl->prompt_thought);
+		size_t ksl, ktl;
+		infer_seqlen(kp->n, kl->labels.n, cfg.cutoff, &ksl, &ktl);
+		iv_cat(&out[1].ids, kp->v, ksl);
+		iv_cat(&out[1].ids, kl->labels.v, ktl);
+		iv_fill(&out[1].labels, LF_IGNORE_INDEX, ksl);
+		iv_cat(&out[1].labels, kl->labels.v, ktl);
+		out[1].dataset = kl->dataset;
+		out[1].row = kl->row;
+		emit(out);
+	}
+}
+
+static void batch_flush(void)
+{
+	if (!batch.open)
+		return;
+	if (cfg.type == LF_REC_SFT && cfg.packing)
+		pack_batch();
+	else if (cfg.type == LF_REC_PT && cfg.packing)
+		pt_blocks();
+	else if (cfg.type == LF_REC_KTO)
+		kto_batch();
+	batch.n = 0;
+	batch.open = false;
+}
+
+static struct item *batch_item(void)
+{
+	if (batch.n == batch.cap) {
+		size_t old = batch.cap;
+		batch.cap = batch.cap ? 2 * batch.cap : 64;
+		batch.v = lf_realloc(batch.v, batch.cap * sizeof *batch.v);
+		memset(batch.v + old, 0, (batch.cap - old) * sizeof *batch.v);
+	}
+	struct item *it = &batch.v[batch.n++];
+	it->ids.n = it->labels.n = 0;
+	return it;
+}
+
+/* ---- one record ---- */
+
+static struct ivec scratch_ids, scratch_labels;
+
+static void process(const struct lf_token_record *r, uint64_t position)
+{
+	uint64_t id = position / (uint64_t)opt_batch_size;
+	if (batch.open && id != batch.id)
+		batch_flush();
+	batch.open = true;
+	batch.id = id;
+	switch (cfg.type) {
+	case LF_REC_SFT:
+		supervised(r, &scratch_ids, &scratch_labels);
+		if (!cfg.packing) {
+			emit_one(&scratch_ids, &scratch_labels, r->dataset, r->row);
+		} else if (scratch_ids.n <= cfg.cutoff) { /* longer ones are dropped, as LLaMA-Factory */
+			struct item *it = batch_item();
+			iv_cat(&it->ids, scratch_ids.v, scratch_ids.n);
+			iv_cat(&it->labels, scratch_labels.v, scratch_labels.n);
+		}
+		break;
+	case LF_REC_PT:
+		if (cfg.packing) {
+			iv_ids(&batch.pt, r->text, r->text.n);
+		} else {
+			scratch_ids.n = scratch_labels.n = 0;
+			if (cfg.add_bos && cfg.bos >= 0)
+				iv_push(&scratch_ids, cfg.bos);
+			iv_ids(&scratch_ids, r->text, r->text.n);
+			if (scratch_ids.n > cfg.cutoff)
+				scratch_ids.n = cfg.cutoff;
+			for (size_t t = 0; t < scratch_ids.n; t++)
+				iv_push(&scratch_labels,
+					scratch_ids.v[t] == cfg.pad ? LF_IGNORE_INDEX : scratch_ids.v[t]);
+			emit_one(&scratch_ids, &scratch_labels, r->dataset, r->row);
+		}
+		break;
+	case LF_REC_PAIRWISE: {
+		size_t extra = cfg.efficient_eos ? 1 : 0;
+		size_t cn = r->chosen.n + extra, rn = r->rejected.n + extra, sl, tl;
+		infer_seqlen(r->prompt.n, cn > rn ? cn : rn, cfg.cutoff, &sl, &tl);
+		const struct lf_ids *resp[2] = { &r->chosen, &r->rejected };
+		for (int j = 0; j < 2; j++) {
+			seq_clear(&out[j]);
+			out[j].dataset = r->dataset;
+			out[j].row = r->row;
+			iv_ids(&out[j].ids, r->prompt, sl);
+			iv_fill(&out[j].labels, LF_IGNORE_INDEX, sl);
+			size_t n = resp[j]->n + extra < tl ? resp[j]->n + extra : tl;
+			size_t from_ids = n < resp[j]->n ? n : resp[j]->n;
+			iv_ids(&out[j].ids, *resp[j], from_ids);
+			iv_ids(&out[j].labels, *resp[j], from_ids);
+			if (n > from_ids) {
+				iv_push(&out[j].ids, cfg.eos);
+				iv_push(&out[j].labels, cfg.eos);
+			}
+		}
+		emit(out);
+		break;
+	}
+	case LF_REC_KTO: {
+		struct item *it = batch_item();
+		iv_ids(&it->ids, r->prompt, r->prompt.n);
+		iv_ids(&it->labels, r->response, r->response.n);
+		if (cfg.efficient_eos)
+			iv_push(&it->labels, cfg.eos);
+		it->prompt_thought = r->prompt_thought <= r->prompt.n ? r->prompt_thought : 0;
+		it->desirable = r->desirable;
+		it->dataset = r->dataset;
+		it->row = r->row;
+		break;
+	}
+	case LF_REC_PROMPT: {
+		size_t extra = cfg.efficient_eos ? 1 : 0, sl, tl;
+		infer_seqlen(r->prompt.n, r->response.n + extra, cfg.cutoff, &sl, &tl);
+		seq_clear(&out[0]);
+		seq_clear(&out[1]);
+		out[0].dataset = out[1].dataset = r->dataset;
+		out[0].row = out[1].row = r->row;
+		iv_ids(&out[0].ids, r->prompt, sl);
+		iv_fill(&out[0].labels, LF_IGNORE_INDEX, sl);
+		size_t from_ids = tl < r->response.n ? tl : r->response.n;
+		iv_ids(&out[1].ids, r->response, from_ids);
+		if (tl > from_ids)
+			iv_push(&out[1].ids, cfg.eos);
+		iv_cat(&out[1].labels, out[1].ids.v, out[1].ids.n);
+		emit(out);
+		break;
+	}
+	default:
+		lf_die("record type %s is not packed", lf_rec_type_name(cfg.type));
+	}
+}
+
+/* ---- metadata and manifest ---- */
+
+static void pk_header_key(msgpack_packer *pk, const char *key)
+{
+	const msgpack_object *v = lf_mp_get(in_header, key);
+	lf_pk_str(pk, key);
+	if (v)
+		msgpack_pack_object(pk, *v);
+	else
+		msgpack_pack_nil(pk);
+}
+
+static void pack_meta(msgpack_sbuffer *sb, const char *split, unsigned index)
+{
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 17);
+	lf_pk_kv_str(&pk, "format", "lf-shard");
+	lf_pk_kv_uint(&pk, "version", LF_SHARD_VERSION);
+	lf_pk_kv_str(&pk, "kind", lf_rec_type_name(cfg.type));
+	lf_pk_kv_str(&pk, "split", split);
+	lf_pk_kv_uint(&pk, "index", index);
+	lf_pk_kv_uint(&pk, "cutoff_len", cfg.cutoff);
+	lf_pk_kv_bool(&pk, "packing", cfg.packing);
+	lf_pk_kv_bool(&pk, "neat_packing", cfg.neat);
+	lf_pk_kv_bool(&pk, "train_on_prompt", cfg.train_on_prompt);
+	lf_pk_kv_bool(&pk, "mask_history", cfg.mask_history);
+	lf_pk_kv_uint(&pk, "preprocessing_batch_size", (uint64_t)opt_batch_size);
+	pk_header_key(&pk, "stage");
+	pk_header_key(&pk, "tokenizer");
+	pk_header_key(&pk, "template");
+	pk_header_key(&pk, "datasets");
+	const msgpack_object *prov = lf_mp_get(in_header, "provenance");
+	lf_pk_str(&pk, "provenance");
+	uint32_t np = prov && prov->type == MSGPACK_OBJECT_ARRAY ? prov->via.array.size : 0;
+	msgpack_pack_array(&pk, np + 1);
+	for (uint32_t i = 0; i < np; i++)
+		msgpack_pack_object(&pk, prov->via.array.ptr[i]);
+	msgpack_pack_map(&pk, 3);
+	lf_pk_kv_str(&pk, "tool", "lf-pack");
+	lf_pk_kv_str(&pk, "version", LF_VERSION);
+	lf_pk_str(&pk, "argv");
+	msgpack_pack_array(&pk, (size_t)in_argc);
+	for (int a = 0; a < in_argc; a++)
+		lf_pk_str(&pk, in_argv[a]);
+	lf_pk_kv_str(&pk, "created_by", "lf-pack " LF_VERSION);
+}
+
+static json_t *split_json(const struct split_out *o)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "examples", (json_int_t)o->examples, "sequences",
+			 (json_int_t)o->sequences, "tokens", (json_int_t)o->tokens, "label_tokens",
+			 (json_int_t)o->label_tokens, "pad_tokens", (json_int_t)o->pad_tokens, "packed_examples",
+			 (json_int_t)o->packed, "longest", (json_int_t)o->longest, "shards",
+			 o->shards ? o->shards : json_array());
+}
+
+static void write_manifest(void)
+{
+	json_t *m = json_object();
+	json_object_set_new(m, "format", json_string("lf-shards"));
+	json_object_set_new(m, "version", json_integer(1));
+	json_object_set_new(m, "kind", json_string(lf_rec_type_name(cfg.type)));
+	json_object_set_new(m, "cutoff_len", json_integer((json_int_t)cfg.cutoff));
+	json_object_set_new(m, "packing", json_boolean(cfg.packing));
+	json_object_set_new(m, "neat_packing", json_boolean(cfg.neat));
+	const msgpack_object *tok = lf_mp_get(in_header, "tokenizer");
+	const char *fp;
+	size_t fpn;
+	if (tok && lf_mp_get_str(tok, "fingerprint", &fp, &fpn, false) == 1)
+		json_object_set_new(m, "tokenizer_fingerprint", json_stringn(fp, fpn));
+	json_t *splits = json_object();
+	json_object_set_new(splits, "train", split_json(&train_out));
+	if (val_out.nfiles)
+		json_object_set_new(splits, "validation", split_json(&val_out));
+	json_object_set_new(m, "splits", splits);
+	const char *path = lf_outdir_file(&outdir, "manifest.json");
+	if (json_dump_file(m, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+		lf_die("%s: cannot write", path);
+	if (lf_log_enabled())
+		lf_log_event("packed", json_deep_copy(splits));
+	json_decref(m);
+}
+
+/* ---- reordering: validation split and shuffle, from the spooled shard ---- */
+
+static void copy_example(struct lf_shard *s, uint64_t i, struct split_out *o)
+{
+	static struct ivec ids[2], labels[2];
+	static uint32_t *segs[2];
+	static size_t cap_segs[2];
+	struct lf_shard_seq_in in[2];
+	unsigned k = lf_shard_seqs_per_example(s);
+	for (unsigned j = 0; j < k; j++) {
+		struct lf_shard_seq q;
+		if (lf_shard_get(s, i, j, &q) < 0)
+			lf_die("%s", lf_errmsg());
+		ids[j].n = labels[j].n = 0;
+		iv_reserve(&ids[j], q.n + 1);
+		iv_reserve(&labels[j], q.n + 1);
+		lf_shard_seq_decode(&q, ids[j].v, labels[j].v);
+		if (q.nsegments > cap_segs[j]) {
+			cap_segs[j] = q.nsegments;
+			segs[j] = lf_realloc(segs[j], cap_segs[j] * sizeof *segs[j]);
+		}
+		for (uint32_t g = 0; g < q.nsegments; g++)
+			segs[j][g] = lf_shard_seq_segment(&q, g);
+		in[j] = (struct lf_shard_seq_in){ ids[j].v, labels[j].v, q.n, segs[j], q.nsegments, q.flags, q.dataset,
+						  q.row };
+	}
+	split_add(o, in);
+}
+
+static void reorder(void)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	pack_meta(&sb, "all", 0);
+	if (lf_shard_writer_finish(spool, sb.data, sb.size) < 0)
+		lf_die("%s", lf_errmsg());
+	spool = NULL;
+	msgpack_sbuffer_destroy(&sb);
+	struct lf_shard *s = lf_shard_open(spool_path);
+	if (!s)
+		lf_die("%s", lf_errmsg());
+	uint64_t n = lf_shard_examples(s);
+	struct lf_hf_split split = { 0 };
+	size_t *train, ntrain = n, *test = NULL, ntest = 0;
+	if (opt_val_size > 0) {
+		if (lf_hf_train_test_split(n, opt_val_size, opt_val_size > 1, (uint64_t)opt_seed, &split) < 0)
+			lf_die("--val-size %g: %s", opt_val_size, lf_errmsg());
+		train = split.train;
+		ntrain = split.n_train;
+		test = split.test;
+		ntest = split.n_test;
+	} else {
+		train = split.rows = lf_malloc((n + 1) * sizeof *train);
+		for (uint64_t i = 0; i < n; i++)
+			train[i] = i;
+	}
+	size_t *order = NULL;
+	if (opt_shuffle) { /* a permutation of the training examples, after the split */
+		struct lf_np_rng rng;
+		lf_np_rng_seed(&rng, (uint64_t)opt_seed);
+		size_t *perm = lf_malloc((ntrain + 1) * sizeof *perm);
+		lf_np_permutation(&rng, ntrain, perm);
+		order = lf_malloc((ntrain + 1) * sizeof *order);
+		for (size_t i = 0; i < ntrain; i++)
+			order[i] = train[perm[i]];
+		free(perm);
+		train = order;
+	}
+	for (uint64_t i = 0; i < ntrain; i++) {
+		copy_example(s, train[i], &train_out);
+		lf_progress("reordering: %llu of %llu", (unsigned long long)i, (unsigned long long)n);
+	}
+	for (uint64_t i = 0; i < ntest; i++)
+		copy_example(s, test[i], &val_out);
+	lf_progress_done();
+	lf_shard_close(s);
+	unlink(spool_path);
+	free(order);
+	if (opt_val_size > 0)
+		lf_hf_split_free(&split);
+	else
+		free(split.rows);
+}
+
+/* ---- reading the input ---- */
+
+static uint64_t parse_size(const char *s)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	double mult = 1;
+	switch (*end) {
+	case 'k': case 'K': mult = 1e3; end++; break;
+	case 'm': case 'M': mult = 1e6; end++; break;
+	case 'g': case 'G': mult = 1e9; end++; break;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (errno || end == s || *end || !(v > 0) || v * mult > 1e18)
+		lf_die_usage("option '--shard-size': '%s' is not a size (such as 512M)", s);
+	return (uint64_t)(v * mult);
+}
+
+static void read_header(struct lf_reader *rd)
+{
+	const msgpack_object *h = lf_reader_header(rd);
+	const char *name = lf_reader_name(rd);
+	size_t kn;
+	const char *kind = lf_header_kind(h, &kn);
+	if (!(kn == 6 && !memcmp(kind, "tokens", 6)))
+		lf_die("%s: a '%.*s' stream; lf-pack reads token streams (from lf-tokenize)", name, (int)kn, kind);
+	const char *type;
+	size_t tn;
+	if (lf_mp_get_str(h, "type", &type, &tn, true) < 0 || lf_rec_type_parse(type, tn) < 0)
+		lf_die("%s: header: no known record type", name);
+	cfg.type = (enum lf_rec_type)lf_rec_type_parse(type, tn);
+	if (opt_stage) {
+		static const char *const want[] = { [LF_REC_SFT] = "sft", [LF_REC_PAIRWISE] = "rm",
+						    [LF_REC_KTO] = "kto", [LF_REC_PT] = "pt", [LF_REC_PROMPT] = "ppo" };
+		bool ok = !strcmp(opt_stage, want[cfg.type]) ||
+			  (cfg.type == LF_REC_PAIRWISE && !strcmp(opt_stage, "dpo")) ||
+			  (cfg.type == LF_REC_PROMPT && !strcmp(opt_stage, "sft"));
+		if (!ok)
+			lf_die("%s: a stream of %s records cannot make stage '%s' data (make the stream with "
+			       "lf-template --stage %s)", name, lf_rec_type_name(cfg.type), opt_stage, opt_stage);
+	}
+	if (lf_header_bool_setting(h, "train_on_prompt", lf_option_find(options, "train-on-prompt"),
+				   &cfg.train_on_prompt) < 0 ||
+	    lf_header_bool_setting(h, "mask_history", lf_option_find(options, "mask-history"), &cfg.mask_history) < 0)
+		lf_die("%s: %s", name, lf_errmsg());
+	const msgpack_object *tpl = lf_mp_get(h, "template");
+	if (lf_mp_get_bool(tpl, "efficient_eos", &cfg.efficient_eos, false) < 0)
+		lf_die("%s: header template: %s", name, lf_errmsg());
+	const msgpack_object *tok = lf_mp_get(h, "tokenizer");
+	if (!tok || tok->type != MSGPACK_OBJECT_MAP)
+		lf_die("%s: header: no tokenizer map (not written by lf-tokenize?)", name);
+	const msgpack_object *ids[3] = { lf_mp_get(tok, "bos_id"), lf_mp_get(tok, "eos_id"), lf_mp_get(tok, "pad_id") };
+	int32_t *dst[3] = { &cfg.bos, &cfg.eos, &cfg.pad };
+	const char *what[3] = { "bos_id", "eos_id", "pad_id" };
+	for (int i = 0; i < 3; i++) {
+		*dst[i] = -1;
+		if (!ids[i] || ids[i]->type == MSGPACK_OBJECT_NIL)
+			continue;
+		if (ids[i]->type != MSGPACK_OBJECT_POSITIVE_INTEGER || ids[i]->via.u64 > INT32_MAX)
+			lf_die("%s: header: tokenizer %s is not a token id", name, what[i]);
+		*dst[i] = (int32_t)ids[i]->via.u64;
+	}
+	if (cfg.eos < 0 || cfg.pad < 0)
+		lf_die("%s: header: the tokenizer map has no eos_id or pad_id", name);
+	if (lf_mp_get_bool(tok, "add_bos_token", &cfg.add_bos, false) < 0 ||
+	    lf_mp_get_uint(tok, "vocab_size", &cfg.vocab, true) < 0)
+		lf_die("%s: header tokenizer: %s", name, lf_errmsg());
+	cfg.width = cfg.vocab <= 65536 ? 2 : 4;
+	/* LLaMA-Factory: neat_packing turns packing on; an explicit packing
+	 * takes 1 from cutoff_len; pre-training packs by default. */
+	const struct lf_option *pk = lf_option_find(options, "packing");
+	bool explicit_packing = opt_neat_packing || (pk->given && opt_packing);
+	cfg.neat = opt_neat_packing;
+	cfg.packing = explicit_packing || (!pk->given && cfg.type == LF_REC_PT);
+	if (cfg.neat && cfg.type != LF_REC_SFT)
+		lf_die_usage("--neat-packing is for sft streams only (as LLaMA-Factory)");
+	if (cfg.packing && cfg.type != LF_REC_SFT && cfg.type != LF_REC_PT)
+		lf_die_usage("--packing is for sft and pt streams; this stream holds %s records",
+			     lf_rec_type_name(cfg.type));
+	cfg.cutoff = (size_t)opt_cutoff_len - (explicit_packing ? 1 : 0);
+	cfg.block = cfg.type == LF_REC_PT ? cfg.cutoff : cfg.cutoff + 1;
+	if (cfg.cutoff < 1)
+		lf_die_usage("option '--cutoff-len': too short for packing");
+}
+
+static int check_field(struct lf_ids ids, const char *field)
+{
+	for (size_t i = 0; i < ids.n; i++)
+		if ((uint64_t)(uint32_t)lf_ids_at(ids, i) >= cfg.vocab)
+			return lf_fail("%s: token id %d is outside the vocabulary (%llu ids)", field,
+				       (int)lf_ids_at(ids, i), (unsigned long long)cfg.vocab);
+	return 0;
+}
+
+/* Ids outside the tokenizer's vocabulary would index past the embeddings. */
+static int check_ids(const struct lf_token_record *r)
+{
+	for (size_t k = 0; k < r->nturns; k++)
+		if (check_field(r->turns[k].source, "source_ids") < 0 || check_field(r->turns[k].target, "target_ids") < 0)
+			return lf_fail_prefix("turn %zu", k);
+	return check_field(r->prompt, "prompt_ids") < 0 || check_field(r->response, "response_ids") < 0 ||
+			       check_field(r->chosen, "chosen_ids") < 0 || check_field(r->rejected, "rejected_ids") < 0 ||
+			       check_field(r->text, "ids") < 0
+		       ? -1
+		       : 0;
+}
+
+/* The record's position in LLaMA-Factory's merged dataset, which decides its
+ * preprocessing batch: concatenated datasets, rows counted from 0. */
+static uint64_t ds_base, ds_last_row;
+static uint32_t ds_current = UINT32_MAX;
+
+static uint64_t concat_position(const struct lf_token_record *r)
+{
+	if (r->dataset != ds_current) {
+		if (ds_current != UINT32_MAX)
+			ds_base += ds_last_row + 1;
+		ds_current = r->dataset;
+	}
+	ds_last_row = r->row;
+	return ds_base + r->row;
+}
+
+int main(int argc, char **argv)
+{
+	lf_set_progname(argv[0]);
+	lf_output_init_signals();
+	int first = lf_options_parse(&tool, options, argc, argv);
+	in_argc = argc;
+	in_argv = argv;
+	if (!opt_output)
+		lf_die_usage("-o DIR is required (lf-pack writes a folder of shards and a manifest)");
+	if (argc - first > 1)
+		lf_die_usage("one INPUT at a time (lf-template mixes datasets into one stream)");
+	if (opt_cutoff_len < 1 || opt_cutoff_len > INT32_MAX)
+		lf_die_usage("option '--cutoff-len': N must be positive");
+	if (opt_batch_size < 1)
+		lf_die_usage("option '--preprocessing-batch-size': N must be positive");
+	if (opt_seed < 0)
+		lf_die_usage("option '--seed': N must not be negative");
+	if (!(opt_val_size >= 0) || (opt_val_size > 1 && opt_val_size != floor(opt_val_size)))
+		lf_die_usage("option '--val-size': a fraction below 1 or a whole number of examples");
+	if (strcmp(opt_mix, "concat") != 0)
+		lf_die_usage("option '--mix-strategy': '%s' is not built yet in lf-pack (only concat); "
+			     "see lf-pack(1)", opt_mix);
+	if (opt_probs)
+		lf_die_usage("option '--interleave-probs' goes with an interleave mix strategy");
+	if (opt_shard_size)
+		shard_limit = parse_size(opt_shard_size);
+
+	struct lf_reader *rd = lf_reader_open(first < argc ? argv[first] : NULL);
+	if (!rd)
+		lf_die("%s", lf_errmsg());
+	in_header = lf_reader_header(rd);
+	read_header(rd);
+	const char *tok_path = opt_tokenizer ? opt_tokenizer : opt_model;
+	if (tok_path) {
+		struct lf_tokenizer *t = lf_tokenizer_load(tok_path);
+		int32_t ids[3];
+		if (!t)
+			lf_die("%s", lf_errmsg());
+		if (lf_tokenizer_check_stream(t, in_header, ids) < 0)
+			lf_die("%s: %s", lf_reader_name(rd), lf_errmsg());
+		lf_tokenizer_free(t);
+	}
+	if (lf_outdir_open(&outdir, opt_output, "manifest.json") < 0)
+		lf_die("%s", lf_errmsg());
+	if (opt_val_size > 0 || opt_shuffle) {
+		spool_path = lf_strdup(lf_outdir_file(&outdir, "all.spool"));
+		spool = lf_shard_writer_open(spool_path, cfg.width, seqs_per_example(cfg.type));
+		if (!spool)
+			lf_die("%s", lf_errmsg());
+	}
+
+	struct lf_arena arena = { 0 };
+	const msgpack_object *o;
+	int rc;
+	uint64_t nrec = 0, kept = 0;
+	while ((rc = lf_reader_next(rd, &o)) == 1) {
+		struct lf_token_record r;
+		lf_arena_reset(&arena);
+		if (lf_token_record_unpack(o, cfg.type, &arena, &r) < 0)
+			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)nrec, lf_errmsg());
+		if (check_ids(&r) < 0)
+			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)nrec, lf_errmsg());
+		nrec++;
+		uint64_t position = concat_position(&r);
+		if (opt_max_samples >= 0 && r.row >= (uint64_t)opt_max_samples)
+			continue;
+		process(&r, position);
+		kept++;
+		lf_progress("%llu records", (unsigned long long)nrec);
+	}
+	if (rc < 0)
+		lf_die("%s", lf_errmsg());
+	batch_flush();
+	lf_progress_done();
+	lf_arena_free(&arena);
+	if (spool)
+		reorder();
+	split_close_file(&train_out);
+	split_close_file(&val_out);
+	if (!train_out.nfiles) /* an empty split still gets its (empty) shard */
+		split_open_file(&train_out), split_close_file(&train_out);
+	write_manifest();
+	lf_reader_close(rd); /* in_header pointed into it */
+	if (lf_outdir_commit(&outdir) < 0)
+		lf_die("%s", lf_errmsg());
+	if (opt_bundle && lf_shardset_bundle(opt_output, opt_bundle) < 0)
+		lf_die("%s", lf_errmsg());
+	lf_note("%s: %llu records -> %llu train examples (%llu tokens, %llu labelled)%s", opt_output,
+		(unsigned long long)kept, (unsigned long long)train_out.examples, (unsigned long long)train_out.tokens,
+		(unsigned long long)train_out.label_tokens, val_out.examples ? ", plus a validation split" : "");
+	lf_log_close();
+	return 0;
+}
