@@ -214,14 +214,13 @@ static double kahan_sum(const double *a, size_t n)
 
 int lf_np_choice_cdf(const double *p, size_t k, double *cdf)
 {
-	if (k == 0)
-		return lf_fail("a must be a positive integer unless no samples are taken");
 	double sum = kahan_sum(p, k);
 	if (isnan(sum))
 		return lf_fail("Probabilities contain NaN");
 	for (size_t i = 0; i < k; i++)
 		if (p[i] < 0)
 			return lf_fail("Probabilities are not non-negative");
+	/* (an empty p sums to 0 and fails here) */
 	if (fabs(sum - 1.0) > sqrt(DBL_EPSILON))
 		return lf_fail("Probabilities do not sum to 1. See Notes section of docstring for more information.");
 	/* cumsum is a plain running sum; then every entry over the last */
@@ -253,8 +252,8 @@ size_t lf_np_choice_draw(struct lf_np_rng *rng, const double *cdf, size_t k)
 
 int lf_np_choice(struct lf_np_rng *rng, size_t k, const double *p, size_t size, size_t *out)
 {
-	if (size == 0)
-		return 0;
+	if (k == 0 && size != 0)
+		return lf_fail("a must be a positive integer unless no samples are taken");
 	double *cdf = lf_malloc((k ? k : 1) * sizeof *cdf);
 	if (lf_np_choice_cdf(p, k, cdf) < 0) {
 		free(cdf);

@@ -62,7 +62,8 @@ void lf_np_permutation(struct lf_np_rng *rng, size_t n, size_t *out);
  * drawing in chunks (as datasets does, 1000 at a time) changes nothing. */
 int lf_np_choice_cdf(const double *p, size_t k, double *cdf);
 size_t lf_np_choice_draw(struct lf_np_rng *rng, const double *cdf, size_t k);
-/* Both steps: out[0..size) = choice(k, size, p=p). */
+/* Both steps: out[0..size) = choice(k, size, p=p) (p is checked even when
+ * size is 0; k = 0 with size > 0 is numpy's "a must be a positive integer"). */
 int lf_np_choice(struct lf_np_rng *rng, size_t k, const double *p, size_t size, size_t *out);
 
 /* ---- datasets (4.0.0) ---- */

@@ -36,7 +36,7 @@
 static long long opt_cutoff_len = 2048, opt_batch_size = 1000, opt_max_samples = -1, opt_seed = 42;
 static bool opt_packing, opt_neat_packing, opt_train_on_prompt, opt_mask_history, opt_shuffle;
 static double opt_val_size = 0;
-static char *opt_output, *opt_tokenizer, *opt_model, *opt_mix = "concat", *opt_probs, *opt_shard_size,
+static char *opt_output, *opt_tokenizer, *opt_model, *opt_mix, *opt_probs, *opt_shard_size,
 	    *opt_bundle, *opt_stage;
 
 static struct lf_option options[] = {
@@ -181,8 +181,9 @@ struct split_out {
 static struct lf_outdir outdir;
 static uint64_t shard_limit; /* bytes; 0: no limit */
 static struct split_out train_out = { "train" }, val_out = { "validation" };
-static struct lf_shard_writer *spool; /* all examples, when they are reordered later */
-static char *spool_path;
+static struct split_out *current = &train_out; /* where processed examples go */
+static struct lf_shard_writer *shuffle_spool; /* --shuffle: the training examples, before reordering */
+static char *shuffle_path;
 static const msgpack_object *in_header;
 static int in_argc;
 static char **in_argv;
@@ -258,11 +259,11 @@ static void emit(struct seq *s)
 	for (unsigned j = 0; j < k; j++)
 		in[j] = (struct lf_shard_seq_in){ s[j].ids.v, s[j].labels.v, (uint32_t)s[j].ids.n, s[j].segs,
 						  (uint32_t)s[j].nsegs, s[j].flags, s[j].dataset, s[j].row };
-	if (spool) {
-		if (lf_shard_writer_add(spool, in) < 0)
+	if (current == &train_out && shuffle_spool) {
+		if (lf_shard_writer_add(shuffle_spool, in) < 0)
 			lf_die("%s", lf_errmsg());
 	} else {
-		split_add(&train_out, in);
+		split_add(current, in);
 	}
 }
 
@@ -695,7 +696,7 @@ static void write_manifest(void)
 	json_decref(m);
 }
 
-/* ---- reordering: validation split and shuffle, from the spooled shard ---- */
+/* ---- shuffling ---- */
 
 static void copy_example(struct lf_shard *s, uint64_t i, struct split_out *o)
 {
@@ -724,59 +725,33 @@ static void copy_example(struct lf_shard *s, uint64_t i, struct split_out *o)
 	split_add(o, in);
 }
 
-static void reorder(void)
+/* --shuffle: the training examples, spooled to a shard, written in the
+ * order of numpy's permutation under --seed. */
+static void shuffle_train(void)
 {
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	pack_meta(&sb, "all", 0);
-	if (lf_shard_writer_finish(spool, sb.data, sb.size) < 0)
+	pack_meta(&sb, "train", 0);
+	if (lf_shard_writer_finish(shuffle_spool, sb.data, sb.size) < 0)
 		lf_die("%s", lf_errmsg());
-	spool = NULL;
+	shuffle_spool = NULL;
 	msgpack_sbuffer_destroy(&sb);
-	struct lf_shard *s = lf_shard_open(spool_path);
+	struct lf_shard *s = lf_shard_open(shuffle_path);
 	if (!s)
 		lf_die("%s", lf_errmsg());
-	uint64_t n = lf_shard_examples(s);
-	struct lf_hf_split split = { 0 };
-	size_t *train, ntrain = n, *test = NULL, ntest = 0;
-	if (opt_val_size > 0) {
-		if (lf_hf_train_test_split(n, opt_val_size, opt_val_size > 1, (uint64_t)opt_seed, &split) < 0)
-			lf_die("--val-size %g: %s", opt_val_size, lf_errmsg());
-		train = split.train;
-		ntrain = split.n_train;
-		test = split.test;
-		ntest = split.n_test;
-	} else {
-		train = split.rows = lf_malloc((n + 1) * sizeof *train);
-		for (uint64_t i = 0; i < n; i++)
-			train[i] = i;
+	size_t n = (size_t)lf_shard_examples(s);
+	size_t *perm = lf_malloc((n + 1) * sizeof *perm);
+	struct lf_np_rng rng;
+	lf_np_rng_seed(&rng, (uint64_t)opt_seed);
+	lf_np_permutation(&rng, n, perm);
+	for (size_t i = 0; i < n; i++) {
+		copy_example(s, perm[i], &train_out);
+		lf_progress("shuffling: %zu of %zu", i, n);
 	}
-	size_t *order = NULL;
-	if (opt_shuffle) { /* a permutation of the training examples, after the split */
-		struct lf_np_rng rng;
-		lf_np_rng_seed(&rng, (uint64_t)opt_seed);
-		size_t *perm = lf_malloc((ntrain + 1) * sizeof *perm);
-		lf_np_permutation(&rng, ntrain, perm);
-		order = lf_malloc((ntrain + 1) * sizeof *order);
-		for (size_t i = 0; i < ntrain; i++)
-			order[i] = train[perm[i]];
-		free(perm);
-		train = order;
-	}
-	for (uint64_t i = 0; i < ntrain; i++) {
-		copy_example(s, train[i], &train_out);
-		lf_progress("reordering: %llu of %llu", (unsigned long long)i, (unsigned long long)n);
-	}
-	for (uint64_t i = 0; i < ntest; i++)
-		copy_example(s, test[i], &val_out);
 	lf_progress_done();
 	lf_shard_close(s);
-	unlink(spool_path);
-	free(order);
-	if (opt_val_size > 0)
-		lf_hf_split_free(&split);
-	else
-		free(split.rows);
+	unlink(shuffle_path);
+	free(perm);
 }
 
 /* ---- reading the input ---- */
@@ -798,6 +773,8 @@ static uint64_t parse_size(const char *s)
 		lf_die_usage("option '--shard-size': '%s' is not a size (such as 512M)", s);
 	return (uint64_t)(v * mult);
 }
+
+static uint64_t kept;
 
 static void read_header(struct lf_reader *rd)
 {
@@ -888,6 +865,152 @@ static int check_ids(const struct lf_token_record *r)
 		       : 0;
 }
 
+/* ---- the record spool: interleaved mixing and the validation split ----
+ *
+ * LLaMA-Factory mixes the datasets (interleave_datasets), then splits off
+ * the validation rows (train_test_split), then preprocesses each split in
+ * its order, batch by batch.  Both need every record first: they are
+ * spooled to an unlinked file, indexed per dataset. */
+
+static bool mix_interleave;
+static enum lf_hf_stop mix_stop;
+static double *probs;
+static size_t nprobs, ndatasets;
+static FILE *mix_spool; /* the records, as read (NULL: processed as they come) */
+static uint64_t mix_spool_size;
+static size_t mix_total;
+static struct lf_arena arena;
+
+struct spooled {
+	uint64_t offset, len;
+};
+/* per dataset, its records in row order */
+static struct dataset_rows {
+	struct spooled *v;
+	size_t n, cap;
+} *mix_rows;
+
+static void parse_mix(void)
+{
+	if (!opt_mix || !strcmp(opt_mix, "concat")) {
+		if (opt_probs)
+			lf_die_usage("option '--interleave-probs' goes with an interleave mix strategy");
+		return;
+	}
+	static const char *const names[][2] = { { "interleave_under", "first_exhausted" },
+						{ "interleave_over", "all_exhausted" },
+						{ "interleave_once", "all_exhausted_without_replacement" } };
+	for (size_t i = 0; i < 3; i++)
+		if (!strcmp(opt_mix, names[i][0]) && lf_hf_stop_parse(names[i][1], &mix_stop) == 0)
+			mix_interleave = true;
+	if (!mix_interleave)
+		lf_die_usage("option '--mix-strategy': '%s' is not concat, interleave_under, interleave_over or "
+			     "interleave_once", opt_mix);
+	for (const char *p = opt_probs; p && *p;) {
+		char *end;
+		errno = 0;
+		double v = strtod(p, &end);
+		if (errno || end == p || (*end && *end != ','))
+			lf_die_usage("option '--interleave-probs': '%s' is not a list of numbers", opt_probs);
+		probs = lf_realloc(probs, (nprobs + 1) * sizeof *probs);
+		probs[nprobs++] = v;
+		p = *end ? end + 1 : end;
+	}
+}
+
+static void spool_record(const struct lf_token_record *r, const msgpack_object *o)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_object(&pk, *o);
+	if (fwrite(sb.data, 1, sb.size, mix_spool) != sb.size)
+		lf_die("cannot spool records for mixing: %s", strerror(errno));
+	if (r->dataset >= ndatasets)
+		lf_die("record of dataset %u: the header lists %zu datasets", r->dataset, ndatasets);
+	struct dataset_rows *d = &mix_rows[r->dataset];
+	if (d->n == d->cap) {
+		d->cap = d->cap ? 2 * d->cap : 256;
+		d->v = lf_realloc(d->v, d->cap * sizeof *d->v);
+	}
+	d->v[d->n++] = (struct spooled){ mix_spool_size, sb.size };
+	mix_spool_size += sb.size;
+	mix_total++;
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void process_spooled(const struct lf_hf_pick *picks, const size_t *which, size_t n, const char *what)
+{
+	static char *buf;
+	static size_t cap;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	for (size_t i = 0; i < n; i++) {
+		struct lf_hf_pick pk = picks[which ? which[i] : i];
+		if (pk.dataset >= ndatasets || pk.row >= mix_rows[pk.dataset].n)
+			lf_die("--mix-strategy %s: a pick past the end of dataset %zu", opt_mix, pk.dataset);
+		struct spooled sp = mix_rows[pk.dataset].v[pk.row];
+		if (sp.len > cap) {
+			cap = sp.len;
+			buf = lf_realloc(buf, cap);
+		}
+		size_t off = 0;
+		struct lf_token_record r;
+		lf_arena_reset(&arena);
+		if (pread(fileno(mix_spool), buf, sp.len, (off_t)sp.offset) != (ssize_t)sp.len ||
+		    msgpack_unpack_next(&u, buf, sp.len, &off) != MSGPACK_UNPACK_SUCCESS ||
+		    lf_token_record_unpack(&u.data, cfg.type, &arena, &r) < 0)
+			lf_die("cannot read back spooled record %zu", i);
+		process(&r, i);
+		lf_progress("%s: %zu of %zu records", what, i, n);
+	}
+	batch_flush();
+	msgpack_unpacked_destroy(&u);
+}
+
+/* The mixed order (interleave_datasets, or the datasets one after the
+ * other), split, each split processed in its own order. */
+static void run_spooled(void)
+{
+	if (fflush(mix_spool) != 0)
+		lf_die("cannot spool records: %s", strerror(errno));
+	struct lf_hf_pick *picks;
+	size_t npicks;
+	if (mix_interleave && ndatasets > 1) {
+		size_t *lengths = lf_calloc(ndatasets, sizeof *lengths);
+		for (size_t d = 0; d < ndatasets; d++)
+			lengths[d] = mix_rows[d].n;
+		if (lf_hf_interleave(lengths, ndatasets, nprobs ? probs : NULL, (uint64_t)opt_seed, mix_stop, &picks,
+				     &npicks) < 0)
+			lf_die("--mix-strategy %s: %s", opt_mix, lf_errmsg());
+		free(lengths);
+	} else {
+		picks = lf_malloc((mix_total + 1) * sizeof *picks);
+		npicks = 0;
+		for (size_t d = 0; d < ndatasets; d++)
+			for (size_t row = 0; row < mix_rows[d].n; row++)
+				picks[npicks++] = (struct lf_hf_pick){ d, row };
+	}
+	if (opt_val_size > 0) {
+		struct lf_hf_split split;
+		if (lf_hf_train_test_split(npicks, opt_val_size, opt_val_size > 1, (uint64_t)opt_seed, &split) < 0)
+			lf_die("--val-size %g: %s", opt_val_size, lf_errmsg());
+		current = &val_out;
+		process_spooled(picks, split.test, split.n_test, "validation");
+		current = &train_out;
+		process_spooled(picks, split.train, split.n_train, "train");
+		lf_hf_split_free(&split);
+	} else {
+		process_spooled(picks, NULL, npicks, "mixing");
+	}
+	free(picks);
+	for (size_t d = 0; d < ndatasets; d++)
+		free(mix_rows[d].v);
+	free(mix_rows);
+	fclose(mix_spool);
+}
+
 /* The record's position in LLaMA-Factory's merged dataset, which decides its
  * preprocessing batch: concatenated datasets, rows counted from 0. */
 static uint64_t ds_base, ds_last_row;
@@ -923,11 +1046,7 @@ int main(int argc, char **argv)
 		lf_die_usage("option '--seed': N must not be negative");
 	if (!(opt_val_size >= 0) || (opt_val_size > 1 && opt_val_size != floor(opt_val_size)))
 		lf_die_usage("option '--val-size': a fraction below 1 or a whole number of examples");
-	if (strcmp(opt_mix, "concat") != 0)
-		lf_die_usage("option '--mix-strategy': '%s' is not built yet in lf-pack (only concat); "
-			     "see lf-pack(1)", opt_mix);
-	if (opt_probs)
-		lf_die_usage("option '--interleave-probs' goes with an interleave mix strategy");
+	parse_mix();
 	if (opt_shard_size)
 		shard_limit = parse_size(opt_shard_size);
 
@@ -948,39 +1067,52 @@ int main(int argc, char **argv)
 	}
 	if (lf_outdir_open(&outdir, opt_output, "manifest.json") < 0)
 		lf_die("%s", lf_errmsg());
-	if (opt_val_size > 0 || opt_shuffle) {
-		spool_path = lf_strdup(lf_outdir_file(&outdir, "all.spool"));
-		spool = lf_shard_writer_open(spool_path, cfg.width, seqs_per_example(cfg.type));
-		if (!spool)
+	const msgpack_object *dsets = lf_mp_get(in_header, "datasets");
+	ndatasets = dsets && dsets->type == MSGPACK_OBJECT_ARRAY ? dsets->via.array.size : 1;
+	if (nprobs && nprobs != ndatasets)
+		lf_die_usage("option '--interleave-probs': %zu probabilities for %zu datasets", nprobs, ndatasets);
+	/* one dataset: nothing to mix, as LLaMA-Factory */
+	if ((mix_interleave && ndatasets > 1) || opt_val_size > 0) {
+		mix_spool = tmpfile();
+		if (!mix_spool)
+			lf_die("cannot create a temporary file: %s", strerror(errno));
+		mix_rows = lf_calloc(ndatasets, sizeof *mix_rows);
+	}
+	if (opt_shuffle) {
+		shuffle_path = lf_strdup(lf_outdir_file(&outdir, "train.spool"));
+		shuffle_spool = lf_shard_writer_open(shuffle_path, cfg.width, seqs_per_example(cfg.type));
+		if (!shuffle_spool)
 			lf_die("%s", lf_errmsg());
 	}
 
-	struct lf_arena arena = { 0 };
 	const msgpack_object *o;
 	int rc;
-	uint64_t nrec = 0, kept = 0;
+	uint64_t nrec = 0;
 	while ((rc = lf_reader_next(rd, &o)) == 1) {
 		struct lf_token_record r;
 		lf_arena_reset(&arena);
-		if (lf_token_record_unpack(o, cfg.type, &arena, &r) < 0)
-			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)nrec, lf_errmsg());
-		if (check_ids(&r) < 0)
+		if (lf_token_record_unpack(o, cfg.type, &arena, &r) < 0 || check_ids(&r) < 0)
 			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)nrec, lf_errmsg());
 		nrec++;
-		uint64_t position = concat_position(&r);
 		if (opt_max_samples >= 0 && r.row >= (uint64_t)opt_max_samples)
 			continue;
-		process(&r, position);
+		if (mix_spool)
+			spool_record(&r, o);
+		else
+			process(&r, concat_position(&r));
 		kept++;
 		lf_progress("%llu records", (unsigned long long)nrec);
 	}
+	if (rc == 0 && mix_spool)
+		run_spooled();
 	if (rc < 0)
 		lf_die("%s", lf_errmsg());
 	batch_flush();
 	lf_progress_done();
 	lf_arena_free(&arena);
-	if (spool)
-		reorder();
+	free(probs);
+	if (shuffle_spool)
+		shuffle_train();
 	split_close_file(&train_out);
 	split_close_file(&val_out);
 	if (!train_out.nfiles) /* an empty split still gets its (empty) shard */

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tokenized training datasets LLaMA-Factory itself produces, for lf-pack to
+r"""Tokenized training datasets LLaMA-Factory itself produces, for lf-pack to
 match: the output of LLaMA-Factory 0.9.5's llamafactory.data.loader.get_dataset
 (dataset loading, converters, merging, val split, templates, the real
 tokenizers of ../shared/tokenizers, and its dataset processors: truncation,
@@ -93,8 +93,8 @@ What LLaMA-Factory does here that lf must copy (see also the stderr summary):
     preprocessing batch are packed by greedy_knapsack (lengths sorted
     ascending, each pack takes the largest length that still fits, repeated;
     of examples with the same length the last one is taken first) and each
-    pack is padded with pad_token_id (llama3: <|eot_id|> 128009, set by the
-    template as pad = eos; qwen3: <|endoftext|> 151643) to cutoff_len + 1 (=
+    pack is padded with pad_token_id (llama3: <|eot_id|> 128009, the
+    template's fix sets pad = eos; qwen3: <|endoftext|> 151643) to cutoff_len + 1 (=
     the cutoff_len the user gave), always by at least one token, with
     position_ids 0 and labels -100 there and attention_mask 1 (0 with
     neat_packing, whose mask numbers the sub-sequences 1, 2, ...).
@@ -117,10 +117,13 @@ LlamaTokenizer files with a different pre-tokenizer); run with
 transformers 4.57.1 in front of the goldens venv:
 
   bash scripts/goldens/venv.sh
-  ~/.cache/lf/goldens-venv/bin/pip install --no-deps --target ~/.cache/lf/goldens-tf4 \\
+  ~/.cache/lf/goldens-venv/bin/pip install --no-deps --target ~/.cache/lf/goldens-tf4 \
       transformers==4.57.1 huggingface_hub==0.36.0
-  PYTHONPATH=~/.cache/lf/goldens-tf4 ~/.cache/lf/goldens-venv/bin/python \\
-      scripts/goldens/make-pack-goldens.py [--shared ../shared] [--only SUBSTRING]
+  PYTHONPATH=~/.cache/lf/goldens-tf4 ~/.cache/lf/goldens-venv/bin/python \
+      scripts/goldens/make-pack-goldens.py [--shared ../shared]
+
+(--only SUBSTRING --out FILE runs just the configurations whose name has
+SUBSTRING, for trying things without touching the checked-in file.)
 
 It takes about a minute on one CPU core; a line per configuration on stderr
 says what LLaMA-Factory made of it (counts, cutoff_len and packing after its
@@ -184,7 +187,7 @@ def cfg(stage, template, tokenizer, dataset, cutoff_len, suffix="", **kw):
     args = {"stage": stage, "template": template, "tokenizer": tokenizer, "dataset": dataset,
             "cutoff_len": cutoff_len, "packing": None, "neat_packing": False, "train_on_prompt": False,
             "mask_history": False, "preprocessing_batch_size": 1000, "max_samples": None,
-            "mix_strategy": "concat", "val_size": 0.0}
+            "mix_strategy": "concat", "interleave_probs": None, "val_size": 0.0}
     for k, v in kw.items():
         assert k in args, k
         args[k] = v
@@ -219,6 +222,17 @@ def configurations():
                    preprocessing_batch_size=100))
     out.append(cfg("kto", "llama3", "llama3", "kto_en_demo", 128, "-bs100", preprocessing_batch_size=100))
     out.append(cfg("sft", "llama3", "llama3", "alpaca_en_demo", 128, "-val0.1", val_size=0.1))
+    # the split comes before preprocessing: packing, pt blocks and KL pairs are per split
+    out.append(cfg("sft", "llama3", "llama3", "alpaca_en_demo", 128, "-pack-val0.1", packing=True, val_size=0.1))
+    out.append(cfg("kto", "llama3", "llama3", "kto_en_demo", 128, "-val20", val_size=20))
+    out.append(cfg("pt", "llama3", "llama3", "c4_demo", 128, "-val0.05", val_size=0.05))
+    # interleave_datasets before everything
+    both = "identity,alpaca_en_demo"
+    out.append(cfg("sft", "llama3", "llama3", both, 128, "-under", max_samples=200, mix_strategy="interleave_under"))
+    out.append(cfg("sft", "llama3", "llama3", both, 128, "-over-p37", max_samples=200,
+                   mix_strategy="interleave_over", interleave_probs="0.3,0.7"))
+    out.append(cfg("sft", "llama3", "llama3", both, 128, "-under-p55-val", max_samples=200,
+                   mix_strategy="interleave_under", interleave_probs="0.5,0.5", val_size=0.1))
     names = [n for n, _ in out]
     assert len(names) == len(set(names))
     return out
@@ -235,6 +249,8 @@ def lf_args(args, shared, output_dir):
         "preprocessing_batch_size": args["preprocessing_batch_size"], "mix_strategy": args["mix_strategy"],
         "val_size": args["val_size"],
     }
+    if args.get("interleave_probs"):
+        d["interleave_probs"] = args["interleave_probs"]
     if args["packing"] is not None:
         d["packing"] = args["packing"]
     for k in ("neat_packing", "train_on_prompt", "mask_history"):

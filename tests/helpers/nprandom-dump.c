@@ -156,11 +156,14 @@ int main(int argc, char **argv)
 		size_t size = (size_t)parse_u64(argv[3]), k;
 		double *p = parse_doubles(argv[4], &k);
 		size_t *idx = lf_malloc((size ? size : 1) * sizeof *idx);
-		if (lf_np_choice(&rng, k, p, size, idx) < 0)
+		int rc = lf_np_choice(&rng, k, p, size, idx);
+		free(p);
+		if (rc < 0) {
+			free(idx);
 			lf_die("%s", lf_errmsg());
+		}
 		add_rows(&out, idx, size);
 		free(idx);
-		free(p);
 	} else if (!strcmp(cmd, "split")) {
 		if (argc != 5)
 			lf_die_usage("usage: nprandom-dump split N TEST_SIZE SEED");
@@ -189,10 +192,14 @@ int main(int argc, char **argv)
 			lens[i] = (size_t)lens_d[i];
 		double *p = argc == 6 ? parse_doubles(argv[5], &kp) : NULL;
 		if (p && kp != k)
-			lf_die("a and p must have same size");
+			lf_die_usage("a and p must have same size");
 		struct lf_hf_pick *picks;
 		size_t n;
-		if (lf_hf_interleave(lens, k, p, parse_u64(argv[2]), stop, &picks, &n) < 0)
+		int rc = lf_hf_interleave(lens, k, p, parse_u64(argv[2]), stop, &picks, &n);
+		free(lens);
+		free(lens_d);
+		free(p);
+		if (rc < 0)
 			lf_die("%s", lf_errmsg());
 		for (size_t i = 0; i < n; i++) {
 			add_sep(&out, i);
@@ -202,9 +209,6 @@ int main(int argc, char **argv)
 		}
 		lf_buf_addch(&out, '\n');
 		free(picks);
-		free(lens);
-		free(lens_d);
-		free(p);
 	} else {
 		lf_die_usage("unknown command '%s'", cmd);
 	}
