@@ -2,11 +2,12 @@
 # scripts/demo.sh — lf on the small datasets it ships (data/demo): render them
 # with a chat template into an lf stream, look at it, and tokenize it with
 # Qwen3's tokenizer from the shared reference files (../shared/tokenizers,
-# when present).  Later issues grow this into tokenize -> pack -> train ->
-# chat on a tiny model lf creates.
+# when present), and pack it into training shards as LLaMA-Factory's
+# preprocessing would.  Later issues grow this into tokenize -> pack ->
+# train -> chat on a tiny model lf creates.
 set -e
 cd "$(dirname "$0")/.."
-[ -x bin/lf-template ] && [ -x bin/lf-inspect ] && [ -x bin/lf-tokenize ] || make -s tools
+[ -x bin/lf-template ] && [ -x bin/lf-inspect ] && [ -x bin/lf-tokenize ] && [ -x bin/lf-pack ] || make -s tools
 out=build/demo
 mkdir -p "$out"
 PATH=$PWD/bin:$PATH
@@ -38,10 +39,19 @@ if [ -f "$tokenizers/qwen3/tokenizer.json" ]; then
 	lf-inspect --head 1 --tokenizer "$tokenizers/qwen3" "$out/demo-qwen3.lfs" |
 		python3 -c 'import json, sys; r = json.loads(sys.stdin.readline()); print(r["turns"][0]["source_ids"][:12], "..."); print(r["text"])'
 	echo '{"text": "Hello, world!"}' | lf-tokenize --tokenizer "$tokenizers/qwen3" --text 2>/dev/null
+
+	echo
+	echo "== lf-pack: cut to 256 tokens, labels, packed into 256-token sequences, 10% held out"
+	lf-pack --cutoff-len 256 --packing --val-size 0.1 -o "$out/demo-shards" "$out/demo-qwen3.lfs"
+	lf-inspect --stats "$out/demo-shards"
+	echo "the first packed sequence (ignored labels in guillemets, packed examples apart):"
+	lf-inspect --head 1 --tokenizer "$tokenizers/qwen3" "$out/demo-shards" |
+		python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["text"])'
+	lf-inspect --verify "$out/demo-shards"
 else
 	echo
 	echo "(no $tokenizers/qwen3: tokenization left out; any model folder with a tokenizer.json works)"
 fi
 
 echo
-echo "The streams are in $out; see lf-inspect(1), lf-tokenize(1) and lf-stream(5)."
+echo "The streams and shards are in $out; see lf-inspect(1), lf-tokenize(1), lf-pack(1), lf-stream(5) and lf-shard(5)."

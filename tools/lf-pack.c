@@ -56,7 +56,7 @@ static struct lf_option options[] = {
 	  "concat, interleave_under, interleave_over or interleave_once (default concat)" },
 	{ "interleave-probs", 0, LF_OPT_STRING, &opt_probs, "LIST", "sampling probabilities for interleaving" },
 	{ "val-size", 0, LF_OPT_FLOAT, &opt_val_size, "X",
-	  "hold out a validation split: a fraction (< 1) or a number of examples" },
+	  "hold out a validation split: a fraction (< 1) or a number of rows" },
 	{ "seed", 0, LF_OPT_INT, &opt_seed, "N",
 	  "seed for mixing, the validation split and --shuffle (default 42)" },
 	{ "shuffle", 0, LF_OPT_BOOL, &opt_shuffle, NULL, "write the training examples in a seeded random order",

@@ -199,3 +199,41 @@ t19() {
 	head -c 5000 "$T/o2.tar" >"$T/cut.tar" && fails 1 "bundle\|corrupted\|truncated\|lacks" lf-inspect "$T/cut.tar"
 }
 check "a bundle cut short is refused" t19
+
+# ---- recipes, logs, dataset options ----
+cat >"$T/recipe.yaml" <<YAML
+model_name_or_path: $L
+stage: sft
+do_train: true
+finetuning_type: lora
+dataset: identity
+template: llama3
+cutoff_len: 100
+packing: true
+val_size: 0.2
+max_samples: 60
+preprocessing_num_workers: 16
+output_dir: saves/llama3/lora/sft
+YAML
+t_recipe() {
+	lf-pack --config "$T/recipe.yaml" -o "$T/r" --log "$T/r.log" "$T/id.lfs" 2>/dev/null &&
+	lf-inspect "$T/r" | python3 -c "
+import json, sys
+rows = [json.loads(l) for l in sys.stdin]
+assert {len(r[\"input_ids\"]) for r in rows} == {100}, \"packed to cutoff_len\"
+assert {r[\"split\"] for r in rows} == {\"train\", \"validation\"}
+" && grep -q '"event": *"packed"' "$T/r.log" &&
+	[ "$(lf-inspect --stats "$T/r" | python3 -c "import json,sys; s=json.load(sys.stdin); print(s[\"train\"][\"packed_examples\"] + s[\"validation\"][\"packed_examples\"])")" = 60 ]
+}
+check "a LLaMA-Factory recipe gives cutoff_len, packing, val_size, max_samples; --log records the counts" t_recipe
+t_max() {
+	lf-pack --max-samples 10 -o "$T/m10" "$T/id.lfs" 2>/dev/null && [ "$(lf-inspect --count "$T/m10")" = 10 ]
+}
+check "--max-samples keeps the first rows" t_max
+check "an unknown --mix-strategy is refused" fails 2 "not concat" lf-pack --mix-strategy shuffle -o "$T/x" "$T/id.lfs"
+check "--interleave-probs needs an interleave strategy" fails 2 "interleave mix strategy" \
+	lf-pack --interleave-probs 0.5,0.5 -o "$T/x" "$T/id.lfs"
+check "--interleave-probs needs one probability per dataset" fails 2 "2 probabilities for 1 datasets" \
+	lf-pack --mix-strategy interleave_under --interleave-probs 0.5,0.5 -o "$T/x" "$T/id.lfs"
+check "--val-size must be a fraction or a whole number" fails 2 "fraction below 1" lf-pack --val-size 2.5 -o "$T/x" "$T/id.lfs"
+check "--val-size larger than the data is refused" fails 1 "val-size" lf-pack --val-size 500 -o "$T/x" "$T/id.lfs"

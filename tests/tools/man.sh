@@ -14,7 +14,7 @@ for src in tools/lf-*.c; do
 			grep -q -E -- "$o(\$|[^a-z-])" "'"$T"'/page" || { echo "$o is not in the man page"; exit 1; }
 		done'
 done
-for page in man/man5/lf-stream.5 man/man7/lf.7; do
+for page in man/man5/lf-stream.5 man/man5/lf-shard.5 man/man7/lf.7; do
 	check "$page renders without warnings" sh -c '
 		out=$(MANWIDTH=80 man --warnings -E UTF-8 -l "'"$page"'" 2>&1 >/dev/null); [ -z "$out" ] || { echo "$out"; exit 1; }'
 done
