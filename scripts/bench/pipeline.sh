@@ -161,7 +161,7 @@ run_lf() {
 		exit 1
 	fi
 	t1=$(now)
-	echo "$(echo "$t1 - $t0" | bc -l) $(tail -n 1 "$work/m.t") $(tail -n 1 "$work/m.k") $(tail -n 1 "$work/m.p") $("$B/lf-inspect" --count "$out")"
+	echo "$(awk "BEGIN { printf \"%.3f\", $t1 - $t0 }") $(tail -n 1 "$work/m.t") $(tail -n 1 "$work/m.k") $(tail -n 1 "$work/m.p") $("$B/lf-inspect" --count "$out")"
 	rm -rf "$out"
 }
 
@@ -208,7 +208,7 @@ for c in $cases; do
 	echo "{\"case\":\"$label\",\"stage\":\"$stage\",\"packing\":$packing,\"bytes\":$bytes,\"s\":$s,\"rss\":[$rt,$rk,$rp],\"count\":$n,\"small\":$small_line,\"peer\":$peer_line}" >>"$results"
 done
 
-python3 - "$results" "$mb" "$small_mb" "$cores" "$(echo "$(now) - $t_start" | bc -l)" <<'PY'
+python3 - "$results" "$mb" "$small_mb" "$cores" "$(awk "BEGIN { printf \"%.1f\", $(now) - $t_start }")" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 mb, small_mb, cores, elapsed = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])

@@ -226,6 +226,13 @@ def configurations():
     out.append(cfg("sft", "llama3", "llama3", "alpaca_en_demo", 128, "-pack-val0.1", packing=True, val_size=0.1))
     out.append(cfg("kto", "llama3", "llama3", "kto_en_demo", 128, "-val20", val_size=20))
     out.append(cfg("pt", "llama3", "llama3", "c4_demo", 128, "-val0.05", val_size=0.05))
+    # efficient_eos templates: eos labels on later turns' first source token, eos after responses
+    for t in ("falcon", "solar"):
+        out.append(cfg("sft", t, "llama3", "glaive_toolcall_en_demo", 1024))
+        out.append(cfg("sft", t, "llama3", "glaive_toolcall_en_demo", 128, "-mh", mask_history=True))
+        out.append(cfg("sft", t, "llama3", "glaive_toolcall_en_demo", 128, "-pack", packing=True))
+        out.append(cfg("rm", t, "llama3", "dpo_en_demo", 128))
+        out.append(cfg("kto", t, "llama3", "kto_en_demo", 128))
     # interleave_datasets before everything
     both = "identity,alpaca_en_demo"
     out.append(cfg("sft", "llama3", "llama3", both, 128, "-under", max_samples=200, mix_strategy="interleave_under"))
