@@ -29,14 +29,19 @@
 #        the tokenizer and template + get_dataset (load_dataset into Arrow,
 #        convert, tokenize, truncate, label, pack); the import of
 #        llamafactory/transformers/datasets/torch is not in it and is shown
-#        apart ("LF imp").  Its memory: the main process's peak RSS, and the
-#        sampled peak of main + worker processes' summed PSS.
+#        apart ("LF imp").  (load_dataset itself reads a single file in one
+#        process whatever num_proc says; the maps use all the workers.)  Its
+#        memory: the main process's peak RSS, and the sampled peak of main +
+#        worker processes' summed PSS.
 #   ratio  LF s / lf s.
 #
 # Then the memory check: lf's per-stage peak RSS on the half-size input next
 # to the full size (flat = the same at both), and a warning wherever lf and
 # LLaMA-Factory do not make the same number of examples (lf-inspect --count
-# against len(train_dataset)).
+# against len(train_dataset)).  Packed cases may differ by design: with N
+# workers datasets.map gives each worker a contiguous shard that it packs in
+# batches of its own, so LLaMA-Factory's pack boundaries depend on N, while lf
+# packs as LLaMA-Factory does in one process (the goldens' setting).
 #
 # The lf tools are copied from bin/ (after make) into a temporary folder first,
 # so a rebuild during the run does not change them halfway.
@@ -245,13 +250,18 @@ for r in rows:
             name, inmb, r["s"], inmb / r["s"], lf_rss, p["run_s"], inmb / p["run_s"], lfr, p["import_s"],
             p["run_s"] / r["s"]))
         if p["count"] != r["count"]:
-            warn.append("WARNING: %s: lf made %d examples, LLaMA-Factory %d" % (r["case"], r["count"], p["count"]))
+            why = ""
+            if r["packing"] or r["stage"] == "pt":
+                why = (" (packed: with preprocessing_num_workers %d LLaMA-Factory's datasets.map packs each worker's"
+                       " contiguous shard in batches of its own, so its batch boundaries, and so its packs, differ"
+                       " from one process's; lf packs as one process does)" % p["workers"])
+            warn.append("WARNING: %s: lf made %d examples, LLaMA-Factory %d%s" % (r["case"], r["count"], p["count"], why))
     else:
         print("%-14s %8.1f %8.2f %8.2f %16s %8s %8s %13s %7s %7s" % (
             name, inmb, r["s"], inmb / r["s"], lf_rss, "-", "-", "-", "-", "-"))
 print("-" * len(hdr))
-if tot["s"]:
-    line = "%-14s %8.1f %8.2f %8.2f %16s" % ("total (max RSS)", tot["mb"], tot["s"], tot["mb"] / tot["s"],
+if tot["s"]:  # sums of MB and seconds, largest RSS
+    line = "%-14s %8.1f %8.2f %8.2f %16s" % ("total", tot["mb"], tot["s"], tot["mb"] / tot["s"],
                                              "/".join(kib(x) for x in tot["rss"]))
     if tot["np"] == len(rows):
         line += " %8.1f %8.2f %13s %7.1f %6.1fx" % (tot["ps"], tot["pmb"] / tot["ps"], "%d/%d" % tuple(tot["prss"]),
