@@ -35,11 +35,31 @@ static int register_tmp(const char *tmp)
 static char pending_dir[8][4096];
 static volatile sig_atomic_t pending_dir_used[8];
 
+/* Remove a flat folder of files. */
+static void remove_flat_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d) {
+		struct dirent *e;
+		char f[4096];
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+			unlink(f);
+		}
+		closedir(d);
+	}
+	rmdir(path);
+}
+
+/* Outside a signal handler: the folder and whatever is in it (files past
+ * the registry's capacity included). */
 static void remove_pending_dirs(void)
 {
 	for (int i = 0; i < 8; i++) {
 		if (pending_dir_used[i]) {
-			rmdir(pending_dir[i]);
+			remove_flat_dir(pending_dir[i]);
 			pending_dir_used[i] = 0;
 		}
 	}
@@ -200,24 +220,6 @@ static bool is_empty_dir(const char *path)
 			empty = false;
 	closedir(d);
 	return empty;
-}
-
-/* Remove a flat folder of files. */
-static void remove_flat_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	if (d) {
-		struct dirent *e;
-		char f[4096];
-		while ((e = readdir(d))) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			snprintf(f, sizeof f, "%s/%s", path, e->d_name);
-			unlink(f);
-		}
-		closedir(d);
-	}
-	rmdir(path);
 }
 
 int lf_outdir_open(struct lf_outdir *d, const char *path, const char *marker)

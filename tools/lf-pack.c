@@ -205,7 +205,8 @@ static void split_close_file(struct split_out *o)
 	char name[64];
 	snprintf(name, sizeof name, "%s-%05u.shard", o->name, o->nfiles - 1);
 	struct stat st;
-	const char *path = lf_outdir_file(&outdir, name);
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", outdir.tmp, name);
 	if (stat(path, &st) != 0)
 		lf_die("%s: %s", path, strerror(errno));
 	uint64_t bytes = (uint64_t)st.st_size;
