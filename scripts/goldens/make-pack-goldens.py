@@ -24,6 +24,7 @@ of ints (kto_tags: one bool):
   sft packed     input_ids, labels, position_ids, attention_mask
    (and neat)
   pt             input_ids
+  ppo            input_ids (the prompt), labels (the reference answer)
   rm             chosen_input_ids, chosen_labels, rejected_input_ids,
                  rejected_labels
   kto            input_ids, labels, kl_input_ids, kl_labels, kto_tags
@@ -226,6 +227,10 @@ def configurations():
     out.append(cfg("sft", "llama3", "llama3", "alpaca_en_demo", 128, "-pack-val0.1", packing=True, val_size=0.1))
     out.append(cfg("kto", "llama3", "llama3", "kto_en_demo", 128, "-val20", val_size=20))
     out.append(cfg("pt", "llama3", "llama3", "c4_demo", 128, "-val0.05", val_size=0.05))
+    # prompts and reference answers (ppo, generation): the Unsupervised processor
+    out.append(cfg("ppo", "llama3", "llama3", "alpaca_en_demo", 128))
+    out.append(cfg("ppo", "qwen3", "qwen3", "glaive_toolcall_en_demo", 128))
+    out.append(cfg("ppo", "falcon", "llama3", "glaive_toolcall_en_demo", 128))
     # efficient_eos templates: eos labels on later turns' first source token, eos after responses
     for t in ("falcon", "solar"):
         out.append(cfg("sft", t, "llama3", "glaive_toolcall_en_demo", 1024))
@@ -249,7 +254,9 @@ def lf_args(args, shared, output_dir):
     """The dict a user would give llamafactory-cli train; None/False options left out."""
     d = {
         "model_name_or_path": os.path.join(shared, "tokenizers", args["tokenizer"]),
-        "stage": args["stage"], "do_train": True, "finetuning_type": "full", "output_dir": output_dir,
+        # ppo's parser wants a reward model; its data are the sft arguments'
+        # with get_dataset(stage="ppo") (LLaMA-Factory's Unsupervised processor)
+        "stage": "sft" if args["stage"] == "ppo" else args["stage"], "do_train": True, "finetuning_type": "full", "output_dir": output_dir,
         "report_to": "none", "seed": 42,
         "dataset": args["dataset"], "dataset_dir": os.path.join(shared, "data"), "template": args["template"],
         "cutoff_len": args["cutoff_len"], "overwrite_cache": True,
@@ -305,6 +312,9 @@ def extract(stage, packed, neat, row, where):
     elif stage == "rm":
         keys = ["chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels"]
         assert all_ones(row["chosen_attention_mask"]) and all_ones(row["rejected_attention_mask"]), where
+    elif stage == "ppo":
+        keys = ["input_ids", "labels"]
+        assert all_ones(row["attention_mask"]), where
     elif stage == "kto":
         keys = ["input_ids", "labels", "kl_input_ids", "kl_labels", "kto_tags"]
         assert all_ones(row["attention_mask"]) and all_ones(row["kl_attention_mask"]), where
@@ -346,7 +356,7 @@ def run_config(name, args, shared):
                                               padding_side="right")
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):  # its "training example:" dump
-        module = get_dataset(template, model_args, data_args, training_args, stage=finetuning_args.stage,
+        module = get_dataset(template, model_args, data_args, training_args, stage=args["stage"],
                              tokenizer=tokenizer, processor=None)
     splits = {"train": module["train_dataset"]}
     if module.get("eval_dataset") is not None:
