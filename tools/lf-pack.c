@@ -169,13 +169,17 @@ static unsigned seqs_per_example(enum lf_rec_type t)
 
 /* ---- the sink: examples to shards ---- */
 
+struct counts {
+	uint64_t examples, sequences, tokens, label_tokens, pad_tokens, packed;
+	uint32_t longest;
+};
+
 struct split_out {
 	const char *name;
 	struct lf_shard_writer *w;
 	json_t *shards; /* manifest entries */
 	unsigned nfiles;
-	uint64_t examples, sequences, tokens, label_tokens, pad_tokens, packed;
-	uint32_t longest;
+	struct counts all, file; /* the split's, the open shard's */
 };
 
 static struct lf_outdir outdir;
@@ -188,7 +192,7 @@ static const msgpack_object *in_header;
 static int in_argc;
 static char **in_argv;
 
-static void pack_meta(msgpack_sbuffer *sb, const char *split, unsigned index);
+static void pack_meta(msgpack_sbuffer *sb, const char *split, unsigned index, const struct counts *c);
 
 static void split_close_file(struct split_out *o)
 {
@@ -196,7 +200,7 @@ static void split_close_file(struct split_out *o)
 		return;
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	pack_meta(&sb, o->name, o->nfiles - 1);
+	pack_meta(&sb, o->name, o->nfiles - 1, &o->file);
 	uint64_t n = lf_shard_writer_examples(o->w);
 	if (lf_shard_writer_finish(o->w, sb.data, sb.size) < 0)
 		lf_die("%s", lf_errmsg());
@@ -225,6 +229,27 @@ static void split_open_file(struct split_out *o)
 	if (!o->shards)
 		o->shards = json_array();
 	o->nfiles++;
+	memset(&o->file, 0, sizeof o->file);
+}
+
+static void count(struct counts *c, const struct lf_shard_seq_in *in)
+{
+	c->examples++;
+	for (unsigned j = 0; j < seqs_per_example(cfg.type); j++) {
+		c->sequences++;
+		c->tokens += in[j].n;
+		if (in[j].n > c->longest)
+			c->longest = in[j].n;
+		uint64_t used = 0;
+		for (uint32_t k = 0; k < in[j].nsegments; k++)
+			used += in[j].segments[k];
+		if (in[j].nsegments) {
+			c->pad_tokens += in[j].n - used;
+			c->packed += in[j].nsegments;
+		}
+		for (uint32_t t = 0; t < in[j].n; t++)
+			c->label_tokens += in[j].labels[t] != LF_IGNORE_INDEX;
+	}
 }
 
 static void split_add(struct split_out *o, const struct lf_shard_seq_in *in)
@@ -235,22 +260,8 @@ static void split_add(struct split_out *o, const struct lf_shard_seq_in *in)
 		split_open_file(o);
 	if (lf_shard_writer_add(o->w, in) < 0)
 		lf_die("%s", lf_errmsg());
-	o->examples++;
-	for (unsigned j = 0; j < seqs_per_example(cfg.type); j++) {
-		o->sequences++;
-		o->tokens += in[j].n;
-		if (in[j].n > o->longest)
-			o->longest = in[j].n;
-		uint64_t used = 0;
-		for (uint32_t k = 0; k < in[j].nsegments; k++)
-			used += in[j].segments[k];
-		if (in[j].nsegments) {
-			o->pad_tokens += in[j].n - used;
-			o->packed += in[j].nsegments;
-		}
-		for (uint32_t t = 0; t < in[j].n; t++)
-			o->label_tokens += in[j].labels[t] != LF_IGNORE_INDEX;
-	}
+	count(&o->all, in);
+	count(&o->file, in);
 }
 
 static void emit(struct seq *s)
@@ -625,16 +636,30 @@ static void pk_header_key(msgpack_packer *pk, const char *key)
 		msgpack_pack_nil(pk);
 }
 
-static void pack_meta(msgpack_sbuffer *sb, const char *split, unsigned index)
+static void pk_counts(msgpack_packer *pk, const struct counts *c)
+{
+	msgpack_pack_map(pk, 7);
+	lf_pk_kv_uint(pk, "examples", c->examples);
+	lf_pk_kv_uint(pk, "sequences", c->sequences);
+	lf_pk_kv_uint(pk, "tokens", c->tokens);
+	lf_pk_kv_uint(pk, "label_tokens", c->label_tokens);
+	lf_pk_kv_uint(pk, "pad_tokens", c->pad_tokens);
+	lf_pk_kv_uint(pk, "packed_examples", c->packed);
+	lf_pk_kv_uint(pk, "longest", c->longest);
+}
+
+static void pack_meta(msgpack_sbuffer *sb, const char *split, unsigned index, const struct counts *c)
 {
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 17);
+	msgpack_pack_map(&pk, 18);
 	lf_pk_kv_str(&pk, "format", "lf-shard");
 	lf_pk_kv_uint(&pk, "version", LF_SHARD_VERSION);
 	lf_pk_kv_str(&pk, "kind", lf_rec_type_name(cfg.type));
 	lf_pk_kv_str(&pk, "split", split);
 	lf_pk_kv_uint(&pk, "index", index);
+	lf_pk_str(&pk, "counts");
+	pk_counts(&pk, c);
 	lf_pk_kv_uint(&pk, "cutoff_len", cfg.cutoff);
 	lf_pk_kv_bool(&pk, "packing", cfg.packing);
 	lf_pk_kv_bool(&pk, "neat_packing", cfg.neat);
@@ -663,11 +688,12 @@ static void pack_meta(msgpack_sbuffer *sb, const char *split, unsigned index)
 
 static json_t *split_json(const struct split_out *o)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "examples", (json_int_t)o->examples, "sequences",
-			 (json_int_t)o->sequences, "tokens", (json_int_t)o->tokens, "label_tokens",
-			 (json_int_t)o->label_tokens, "pad_tokens", (json_int_t)o->pad_tokens, "packed_examples",
-			 (json_int_t)o->packed, "longest", (json_int_t)o->longest, "shards",
-			 o->shards ? o->shards : json_array());
+	const struct counts *c = &o->all;
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "examples", (json_int_t)c->examples, "sequences",
+			 (json_int_t)c->sequences, "tokens", (json_int_t)c->tokens, "label_tokens",
+			 (json_int_t)c->label_tokens, "pad_tokens", (json_int_t)c->pad_tokens, "packed_examples",
+			 (json_int_t)c->packed, "longest", (json_int_t)c->longest, "shards",
+			 o->shards ? json_incref(o->shards) : json_array());
 }
 
 static void write_manifest(void)
@@ -732,7 +758,7 @@ static void shuffle_train(void)
 {
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	pack_meta(&sb, "train", 0);
+	pack_meta(&sb, "train", 0, &train_out.file);
 	if (lf_shard_writer_finish(shuffle_spool, sb.data, sb.size) < 0)
 		lf_die("%s", lf_errmsg());
 	shuffle_spool = NULL;
@@ -1125,8 +1151,9 @@ int main(int argc, char **argv)
 	if (opt_bundle && lf_shardset_bundle(opt_output, opt_bundle) < 0)
 		lf_die("%s", lf_errmsg());
 	lf_note("%s: %llu records -> %llu train examples (%llu tokens, %llu labelled)%s", opt_output,
-		(unsigned long long)kept, (unsigned long long)train_out.examples, (unsigned long long)train_out.tokens,
-		(unsigned long long)train_out.label_tokens, val_out.examples ? ", plus a validation split" : "");
+		(unsigned long long)kept, (unsigned long long)train_out.all.examples,
+		(unsigned long long)train_out.all.tokens, (unsigned long long)train_out.all.label_tokens,
+		val_out.all.examples ? ", plus a validation split" : "");
 	lf_log_close();
 	return 0;
 }
