@@ -596,7 +596,7 @@ static void process(const struct lf_token_record *r, uint64_t position)
 		iv_ids(&it->labels, r->response, r->response.n);
 		if (cfg.efficient_eos)
 			iv_push(&it->labels, cfg.eos);
-		it->prompt_thought = r->prompt_thought <= r->prompt.n ? r->prompt_thought : 0;
+		it->prompt_thought = r->prompt_thought;
 		it->desirable = r->desirable;
 		it->dataset = r->dataset;
 		it->row = r->row;
@@ -885,6 +885,8 @@ static int check_ids(const struct lf_token_record *r)
 	for (size_t k = 0; k < r->nturns; k++)
 		if (check_field(r->turns[k].source, "source_ids") < 0 || check_field(r->turns[k].target, "target_ids") < 0)
 			return lf_fail_prefix("turn %zu", k);
+	if (r->prompt_thought > r->prompt.n || r->response_thought > r->response.n)
+		return lf_fail("prompt_thought or response_thought: longer than the ids they count");
 	return check_field(r->prompt, "prompt_ids") < 0 || check_field(r->response, "response_ids") < 0 ||
 			       check_field(r->chosen, "chosen_ids") < 0 || check_field(r->rejected, "rejected_ids") < 0 ||
 			       check_field(r->text, "ids") < 0
