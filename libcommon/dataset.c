@@ -241,9 +241,10 @@ struct lf_rows {
 	char *buf;
 	size_t cap, start, end;
 	bool eof;
-	/* JSON array of the current file */
-	json_t *array;
+	/* JSON array of the current file: elements read so far, and where the
+	 * scanner is (1-based line, 0-based column) for error messages */
 	size_t array_pos;
+	uint64_t array_line, array_col;
 	/* CSV header */
 	char **header;
 	size_t nheader;
@@ -382,8 +383,6 @@ static void close_current(struct lf_rows *r)
 		fclose(r->src.f);
 	r->src.f = NULL;
 	r->src.ar = NULL;
-	json_decref(r->array);
-	r->array = NULL;
 	for (size_t i = 0; i < r->nheader; i++)
 		free(r->header[i]);
 	free(r->header);
@@ -460,18 +459,112 @@ static int read_line(struct lf_rows *r)
 	}
 }
 
-/* Read the whole current file into r->tmp. */
-static int read_all(struct lf_rows *r)
+/* ---- JSON arrays, element by element ----
+ *
+ * A .json file holding an array of rows is read one element at a time: a
+ * scanner that follows strings and nesting cuts out each element's text,
+ * which is then parsed alone, so memory holds one row, not the file. */
+
+/* The next non-blank byte, not consumed: -1 at the end, -2 on error. */
+static int array_peek(struct lf_rows *r)
 {
-	lf_buf_reset(&r->tmp);
 	for (;;) {
+		if (fill(r) < 0)
+			return -2;
+		if (r->start == r->end)
+			return -1;
+		char c = r->buf[r->start];
+		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+			return (unsigned char)c;
+		r->start++;
+		r->array_line += c == '\n';
+		r->array_col = c == '\n' ? 0 : r->array_col + 1;
+	}
+}
+
+static int array_fail(struct lf_rows *r, const char *what)
+{
+	return lf_fail("%s: line %llu column %llu: invalid JSON: %s", r->where, (unsigned long long)r->array_line,
+		       (unsigned long long)r->array_col + 1, what);
+}
+
+/* The next element's text into r->tmp, its position in *line, *col.
+ * 1 an element, 0 the array ended (only blanks after it), -1 error. */
+static int array_element(struct lf_rows *r, uint64_t *line, uint64_t *col)
+{
+	int c = array_peek(r);
+	if (c == -2)
+		return -1;
+	if (c == ']' || (r->array_pos > 0 && c != ',')) {
+		if (c != ']')
+			return array_fail(r, c == -1 ? "the array is not closed" : "expected ',' or ']'");
+		r->start++;
+		r->array_col++;
+		c = array_peek(r);
+		if (c == -2)
+			return -1;
+		return c == -1 ? 0 : array_fail(r, "data after the array");
+	}
+	if (r->array_pos > 0) {
+		r->start++; /* the ',' */
+		r->array_col++;
+		if ((c = array_peek(r)) == -2)
+			return -1;
+	}
+	if (c == -1)
+		return array_fail(r, "the array is not closed");
+	*line = r->array_line;
+	*col = r->array_col;
+	lf_buf_reset(&r->tmp);
+	int depth = 0;
+	bool in_string = false, escaped = false, done = false;
+	while (!done) {
 		if (fill(r) < 0)
 			return -1;
 		if (r->start == r->end)
-			return 0;
-		lf_buf_add(&r->tmp, r->buf + r->start, r->end - r->start);
-		r->start = r->end;
+			return array_fail(r, "the array is not closed");
+		const char *p = r->buf + r->start;
+		size_t n = r->end - r->start, i = 0;
+		for (; i < n && !done; i++) {
+			char ch = p[i];
+			if (ch == '\n') {
+				r->array_line++;
+				r->array_col = 0;
+			} else {
+				r->array_col++;
+			}
+			if (in_string) {
+				if (escaped)
+					escaped = false;
+				else if (ch == '\\')
+					escaped = true;
+				else if (ch == '"')
+					in_string = false, done = depth == 0;
+			} else if (ch == '"') {
+				in_string = true;
+			} else if (ch == '{' || ch == '[') {
+				depth++;
+			} else if (ch == '}' || ch == ']') {
+				if (depth == 0) { /* a bare value ended by the array's ']' */
+					r->array_col--;
+					break;
+				}
+				done = --depth == 0;
+			} else if (depth == 0 && (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')) {
+				if (ch == '\n')
+					r->array_line--; /* not consumed */
+				else
+					r->array_col--;
+				break;
+			}
+		}
+		lf_buf_add(&r->tmp, p, i);
+		r->start += i;
+		if (i < n && !done)
+			done = true; /* stopped before a delimiter */
 	}
+	r->array_pos++;
+	return 1;
 }
 
 /* ---- CSV (RFC 4180) ---- */
@@ -563,31 +656,28 @@ static int start_file(struct lf_rows *r, const char *where, enum file_type type)
 	if (type == FT_JSON) {
 		/* An array of rows, or JSON lines in a .json file (as the datasets
 		 * library accepts): look at the first non-blank byte. */
+		uint64_t line = 1, col = 0;
 		for (;;) {
 			if (fill(r) < 0)
 				return -1;
 			if (r->start == r->end)
-				break;
+				return lf_fail("%s: empty file: invalid JSON", where);
 			char c = r->buf[r->start];
 			if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
 				r->start++;
+				line += c == '\n';
+				col = c == '\n' ? 0 : col + 1;
 				continue;
 			}
+			r->array_line = line;
+			r->array_col = col;
 			if (c != '[')
 				r->type = FT_JSONL;
 			break;
 		}
 		if (r->type == FT_JSON) {
-			if (read_all(r) < 0)
-				return -1;
-			json_error_t err;
-			r->array = json_loadb(r->tmp.data ? r->tmp.data : "", r->tmp.len, JSON_ALLOW_NUL, &err);
-			lf_buf_reset(&r->tmp);
-			if (!r->array)
-				return lf_fail("%s: line %d column %d: invalid JSON: %s", where, err.line, err.column,
-					       err.text);
-			if (!json_is_array(r->array))
-				return lf_fail("%s: not a JSON array of records", where);
+			r->start++; /* the '[' */
+			r->array_col++;
 			r->array_pos = 0;
 		}
 	} else if (type == FT_CSV) {
@@ -745,18 +835,29 @@ int lf_rows_next(struct lf_rows *r, json_t **row)
 				return rc;
 		}
 		switch (r->type) {
-		case FT_JSON:
-			if (r->array_pos < json_array_size(r->array)) {
-				json_t *v = json_array_get(r->array, r->array_pos++);
-				r->index++;
-				if (!json_is_object(v)) {
-					lf_fail("not a JSON object");
-					return 1;
-				}
-				*row = json_incref(v);
+		case FT_JSON: {
+			uint64_t line = 0, col = 0;
+			int rc = array_element(r, &line, &col);
+			if (rc < 0)
+				return -1;
+			if (rc == 0)
+				break;
+			r->index++;
+			json_error_t err;
+			json_t *v = json_loadb(r->tmp.data, r->tmp.len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &err);
+			if (!v)
+				return lf_fail("%s: line %llu column %llu: invalid JSON: %s", r->where,
+					       (unsigned long long)(line + (uint64_t)err.line - 1),
+					       (unsigned long long)(err.line == 1 ? col + (uint64_t)err.column : (uint64_t)err.column),
+					       err.text);
+			if (!json_is_object(v)) {
+				json_decref(v);
+				lf_fail("not a JSON object");
 				return 1;
 			}
-			break;
+			*row = v;
+			return 1;
+		}
 		case FT_JSONL: {
 			int rc;
 			while ((rc = read_line(r)) == 1 && blank(&r->tmp))
