@@ -276,3 +276,20 @@ if command -v script >/dev/null; then
 	check "a binary stream is never written to a terminal" sh -c '
 		script -qec "lf-template -t qwen \"'"$T"'/l.jsonl\"" /dev/null | grep -q "refusing to write a binary stream to a terminal"'
 fi
+
+# JSON array files are read element by element
+printf '[{"instruction":"a]\\"}{","output":"b"} ,\n {"instruction":"c","output":"d[{"}, 7]' >"$T/arr.json"
+t_arr() {
+	[ "$(lf-template -t llama3 --format alpaca "$T/arr.json" 2>/dev/null | lf-inspect --count)" = 2 ] &&
+	lf-template -t llama3 --format alpaca "$T/arr.json" 2>/dev/null | lf-inspect --head 1 | grep -q 'a]\\"}{'
+}
+check "a JSON array with brackets and quotes inside strings gives its rows; a bare value is skipped" t_arr
+printf '[{"instruction":"x","output":"y"},\n  {"instruction": , "output":"z"}]' >"$T/bad1.json"
+check "invalid JSON in an array element names its line and column" \
+	fails 1 "bad1.json: line 2 column 19: invalid JSON" lf-template -t llama3 --format alpaca "$T/bad1.json"
+printf '[{"instruction":"x","output":"y"}] junk' >"$T/bad2.json"
+check "data after the array is an error" fails 1 "line 1 column 36: invalid JSON: data after the array" \
+	lf-template -t llama3 --format alpaca "$T/bad2.json"
+printf '[{"instruction":"x","output":"y"},' >"$T/bad3.json"
+check "an array that is not closed is an error" fails 1 "the array is not closed" \
+	lf-template -t llama3 --format alpaca "$T/bad3.json"
