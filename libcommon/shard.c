@@ -131,10 +131,20 @@ struct lf_shard_writer *lf_shard_writer_open(const char *path, unsigned token_wi
 		lf_fail("%s: cannot create: %s", path, strerror(errno));
 		return NULL;
 	}
-	FILE *index = tmpfile();
+	/* the index spool lives beside the shard (same file system, which has
+	 * room for the shard), unlinked at once */
+	size_t n = strlen(path) + 8;
+	char *index_path = lf_malloc(n);
+	snprintf(index_path, n, "%s.index", path);
+	FILE *index = fopen(index_path, "w+b");
+	int e = errno;
+	if (index)
+		unlink(index_path);
+	free(index_path);
 	if (!index) {
-		lf_fail("%s: cannot create a temporary file for the index: %s", path, strerror(errno));
+		lf_fail("%s: cannot create a temporary file for the index: %s", path, strerror(e));
 		close(fd);
+		unlink(path);
 		return NULL;
 	}
 	struct lf_shard_writer *w = lf_calloc(1, sizeof *w);

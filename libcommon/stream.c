@@ -150,6 +150,8 @@ struct lf_reader {
 	uint8_t *header_bytes;
 	msgpack_unpacked header;
 	msgpack_unpacked cur;
+	const uint8_t *cur_raw; /* the bytes of cur */
+	size_t cur_len;
 	uint8_t *trailer_bytes;
 	msgpack_unpacked trailer;
 	bool done;
@@ -347,10 +349,18 @@ int lf_reader_next(struct lf_reader *r, const msgpack_object **rec)
 	}
 	/* The record's strings point into buf: keep those bytes until the next call. */
 	*rec = &r->cur.data;
+	r->cur_raw = r->buf + r->start;
+	r->cur_len = len;
 	r->start += len;
 	r->consumed += len;
 	r->records++;
 	return 1;
+}
+
+void lf_reader_raw(const struct lf_reader *r, const char **data, size_t *len)
+{
+	*data = (const char *)r->cur_raw;
+	*len = r->cur_len;
 }
 
 const msgpack_object *lf_reader_trailer(const struct lf_reader *r)

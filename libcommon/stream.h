@@ -63,6 +63,9 @@ const msgpack_object *lf_reader_header(const struct lf_reader *r);
 /* Next record: 1 and *rec set (valid until the next call), 0 at the end of a
  * complete stream (trailer read and checked), -1 on error (lf_fail). */
 int lf_reader_next(struct lf_reader *r, const msgpack_object **rec);
+/* The msgpack bytes of the record lf_reader_next last gave (valid as long
+ * as it), to pass it on without packing it again. */
+void lf_reader_raw(const struct lf_reader *r, const char **data, size_t *len);
 /* The trailer, after lf_reader_next returned 0. */
 const msgpack_object *lf_reader_trailer(const struct lf_reader *r);
 const char *lf_reader_name(const struct lf_reader *r);

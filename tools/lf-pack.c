@@ -1102,9 +1102,11 @@ int main(int argc, char **argv)
 		lf_die_usage("option '--interleave-probs': %zu probabilities for %zu datasets", nprobs, ndatasets);
 	/* one dataset: nothing to mix, as LLaMA-Factory */
 	if ((mix_interleave && ndatasets > 1) || opt_val_size > 0) {
-		mix_spool = tmpfile();
+		const char *path = lf_outdir_file(&outdir, "records.spool"); /* beside the output, unlinked */
+		mix_spool = fopen(path, "w+b");
 		if (!mix_spool)
-			lf_die("cannot create a temporary file: %s", strerror(errno));
+			lf_die("%s: cannot create: %s", path, strerror(errno));
+		unlink(path);
 		mix_rows = lf_calloc(ndatasets, sizeof *mix_rows);
 	}
 	if (opt_shuffle) {

@@ -330,12 +330,6 @@ struct resolved {
 	enum lf_rec_type type;
 };
 
-static int buf_write(void *buf, const char *data, size_t len)
-{
-	lf_buf_add(buf, data, len);
-	return 0;
-}
-
 struct record_batch {
 	const struct lf_tokenizer *t;
 	const struct resolved *r;
@@ -391,6 +385,23 @@ static int encode_elems(const struct lf_tokenizer *t, struct lf_tok_state *st, c
 	return 0;
 }
 
+/* Ids as the stream stores them: little-endian int32 bytes in b. */
+static struct lf_ids ids_le(struct lf_buf *b, const struct lf_idvec *ids)
+{
+	lf_buf_grow(b, 4 * ids->n + 1);
+	uint8_t *p = (uint8_t *)b->data;
+	for (size_t j = 0; j < ids->n; j++) {
+		uint32_t x = (uint32_t)ids->v[j];
+		p[4 * j] = (uint8_t)x;
+		p[4 * j + 1] = (uint8_t)(x >> 8);
+		p[4 * j + 2] = (uint8_t)(x >> 16);
+		p[4 * j + 3] = (uint8_t)(x >> 24);
+	}
+	b->len = 4 * ids->n;
+	b->data[b->len] = 0;
+	return (struct lf_ids){ p, ids->n };
+}
+
 static void encode_record(void *ctx, size_t i, struct lf_tok_state *st)
 {
 	struct record_batch *b = ctx;
@@ -441,24 +452,13 @@ static void encode_record(void *ctx, size_t i, struct lf_tok_state *st)
 	}
 	/* little-endian int32 bytes, as the stream stores them */
 	struct lf_buf bytes[4] = { LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT };
-	for (int k = 0; k < 4; k++) {
-		for (size_t j = 0; j < ids[k].n; j++) {
-			uint32_t x = (uint32_t)ids[k].v[j];
-			char le[4] = { (char)x, (char)(x >> 8), (char)(x >> 16), (char)(x >> 24) };
-			lf_buf_add(&bytes[k], le, 4);
-		}
-		*views[k] = (struct lf_ids){ (const uint8_t *)bytes[k].data, ids[k].n };
-	}
+	for (int k = 0; k < 4; k++)
+		*views[k] = ids_le(&bytes[k], &ids[k]);
 	struct lf_buf *tb = NULL;
 	if (tr.type == LF_REC_SFT) {
 		tb = lf_calloc(2 * (tr.nturns ? tr.nturns : 1), sizeof *tb);
 		for (size_t k = 0; k < 2 * tr.nturns; k++) {
-			for (size_t j = 0; j < turn_ids[k].n; j++) {
-				uint32_t x = (uint32_t)turn_ids[k].v[j];
-				char le[4] = { (char)x, (char)(x >> 8), (char)(x >> 16), (char)(x >> 24) };
-				lf_buf_add(&tb[k], le, 4);
-			}
-			struct lf_ids v = { (const uint8_t *)tb[k].data, turn_ids[k].n };
+			struct lf_ids v = ids_le(&tb[k], &turn_ids[k]);
 			if (k % 2)
 				kr.turns[k / 2].target = v;
 			else
@@ -627,10 +627,11 @@ static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, 
 		size_t n = 0;
 		while (n < BATCH && (rc = lf_reader_next(rd, &rec)) == 1) {
 			/* copy: the record points into the reader's buffer */
-			msgpack_packer pk;
+			const char *raw;
+			size_t len;
+			lf_reader_raw(rd, &raw, &len);
 			lf_buf_reset(&b.raw[n]);
-			msgpack_packer_init(&pk, &b.raw[n], buf_write);
-			msgpack_pack_object(&pk, *rec);
+			lf_buf_add(&b.raw[n], raw, len);
 			n++;
 		}
 		if (rc < 0)
