@@ -1,8 +1,8 @@
 /*
  * shardset.c — opening lf-pack's outputs (folder, tar bundle, single shard)
- * and writing bundles (see shardset.h).  Bundles are written and listed
- * with libarchive; their members are read in place from one mapping of the
- * uncompressed tar, so the trainer maps a bundle as it maps a shard.
+ * and writing bundles (see shardset.h).  Bundles are listed with libarchive;
+ * their members are read in place from one mapping of the uncompressed tar,
+ * so the trainer maps a bundle as it maps a shard.
  */
 #include "shardset.h"
 #include "error.h"
@@ -11,6 +11,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -339,42 +340,84 @@ int lf_shardset_verify(struct lf_shardset *s)
 	return 0;
 }
 
-/* ---- bundles ---- */
+/* ---- bundles ----
+ *
+ * Written as plain ustar members here rather than with libarchive's writer:
+ * every libarchive tar writer links archive_write_set_format.o, which pulls
+ * in all its writers, xar's among them, and with it libxml2 and ICU, which
+ * a static build (make STATIC=1, the binaries carried to GPU machines)
+ * cannot take.  Reading stays with libarchive.  A member is a 512-byte
+ * header (POSIX ustar; sizes of 8 GiB and more in GNU's base-256 form,
+ * which libarchive and GNU tar read) and its bytes padded to 512; the
+ * archive ends with two zero blocks. */
 
-static int add_file(struct archive *a, const char *dir, const char *name, const char *tar_path)
+static void tar_octal_field(char *p, size_t n, uint64_t v)
 {
+	/* n-1 octal digits and a NUL */
+	p[n - 1] = 0;
+	for (size_t i = n - 1; i-- > 0;) {
+		p[i] = (char)('0' + (v & 7));
+		v >>= 3;
+	}
+}
+
+static void tar_header(uint8_t h[512], const char *name, uint64_t size, uint64_t mtime)
+{
+	memset(h, 0, 512);
+	memcpy(h, name, strlen(name)); /* names are short: checked by the caller */
+	tar_octal_field((char *)h + 100, 8, 0644);
+	tar_octal_field((char *)h + 108, 8, 0);
+	tar_octal_field((char *)h + 116, 8, 0);
+	if (size < (uint64_t)1 << 33) {
+		tar_octal_field((char *)h + 124, 12, size);
+	} else {
+		h[124] = 0x80;
+		for (int i = 0; i < 8; i++)
+			h[135 - i] = (uint8_t)(size >> (8 * i));
+	}
+	tar_octal_field((char *)h + 136, 12, mtime);
+	h[156] = '0';
+	memcpy(h + 257, "ustar", 6);
+	memcpy(h + 263, "00", 2);
+	memset(h + 148, ' ', 8);
+	unsigned sum = 0;
+	for (int i = 0; i < 512; i++)
+		sum += h[i];
+	tar_octal_field((char *)h + 148, 7, sum);
+	h[155] = ' ';
+}
+
+static int add_file(FILE *out, const char *dir, const char *name, const char *tar_path)
+{
+	if (strlen(name) >= 100)
+		return lf_fail("%s: member name %s is too long for a tar header", tar_path, name);
 	char p[4096];
 	snprintf(p, sizeof p, "%s/%s", dir, name);
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	FILE *in = fopen(p, "rb");
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		if (fd >= 0)
-			close(fd);
+	if (!in || fstat(fileno(in), &st) != 0) {
+		if (in)
+			fclose(in);
 		return lf_fail("%s: cannot read: %s", p, strerror(errno));
 	}
-	struct archive_entry *e = archive_entry_new();
-	archive_entry_set_pathname(e, name);
-	archive_entry_set_size(e, st.st_size);
-	archive_entry_set_filetype(e, AE_IFREG);
-	archive_entry_set_perm(e, 0644);
-	archive_entry_set_mtime(e, st.st_mtime, 0);
-	int rc = 0;
-	if (archive_write_header(a, e) != ARCHIVE_OK) {
-		rc = lf_fail("%s: %s", tar_path, archive_error_string(a));
-	} else {
-		static char buf[1 << 16];
-		ssize_t k;
-		while ((k = read(fd, buf, sizeof buf)) > 0) {
-			if (archive_write_data(a, buf, (size_t)k) != k) {
-				rc = lf_fail("%s: %s", tar_path, archive_error_string(a));
-				break;
-			}
-		}
-		if (k < 0)
-			rc = lf_fail("%s: read failed: %s", p, strerror(errno));
+	uint8_t h[512];
+	tar_header(h, name, (uint64_t)st.st_size, (uint64_t)st.st_mtime);
+	int rc = fwrite(h, 1, 512, out) == 512 ? 0 : lf_fail("%s: write failed: %s", tar_path, strerror(errno));
+	static char buf[1 << 16];
+	uint64_t copied = 0;
+	size_t k;
+	while (rc == 0 && (k = fread(buf, 1, sizeof buf, in)) > 0) {
+		if (fwrite(buf, 1, k, out) != k)
+			rc = lf_fail("%s: write failed: %s", tar_path, strerror(errno));
+		copied += k;
 	}
-	archive_entry_free(e);
-	close(fd);
+	if (rc == 0 && (ferror(in) || copied != (uint64_t)st.st_size))
+		rc = lf_fail("%s: read failed or the file changed while bundling", p);
+	static const char zero[512];
+	size_t pad = (size_t)((512 - copied % 512) % 512);
+	if (rc == 0 && pad && fwrite(zero, 1, pad, out) != pad)
+		rc = lf_fail("%s: write failed: %s", tar_path, strerror(errno));
+	fclose(in);
 	return rc;
 }
 
@@ -392,22 +435,17 @@ int lf_shardset_bundle(const char *dir, const char *tar_path)
 		lf_shardset_close(s);
 		return lf_fail("--bundle needs a file name");
 	}
-	struct archive *a = archive_write_new();
-	archive_write_set_format_pax_restricted(a);
-	archive_write_set_bytes_in_last_block(a, 1);
-	int rc = archive_write_open_FILE(a, out.f) == ARCHIVE_OK ? 0 : lf_fail("%s: %s", tar_path, archive_error_string(a));
-	if (rc == 0)
-		rc = add_file(a, dir, "manifest.json", tar_path);
+	int rc = add_file(out.f, dir, "manifest.json", tar_path);
 	for (size_t i = 0; rc == 0 && i < s->nsplits; i++) {
 		for (size_t k = 0; rc == 0 && k < s->splits[i].n; k++) {
 			const char *n = lf_shard_name(s->splits[i].shards[k]);
 			const char *base = strrchr(n, '/');
-			rc = add_file(a, dir, base ? base + 1 : n, tar_path);
+			rc = add_file(out.f, dir, base ? base + 1 : n, tar_path);
 		}
 	}
-	if (rc == 0 && archive_write_close(a) != ARCHIVE_OK)
-		rc = lf_fail("%s: %s", tar_path, archive_error_string(a));
-	archive_write_free(a);
+	static const char end[1024];
+	if (rc == 0 && fwrite(end, 1, sizeof end, out.f) != sizeof end)
+		rc = lf_fail("%s: write failed: %s", tar_path, strerror(errno));
 	lf_shardset_close(s);
 	if (rc < 0) {
 		lf_output_abort(&out);

@@ -54,6 +54,10 @@ t5() {
 	lf-inspect --verify "$T/o2.tar"
 }
 check "--bundle writes one tar that lf-inspect reads in place" t5
+t_untar() {
+	mkdir "$T/untar" && tar -xf "$T/o2.tar" -C "$T/untar" && diff -r "$T/o3" "$T/untar"
+}
+check "GNU tar extracts the bundle to the very files of the folder" t_untar
 t6() {
 	lf-pack --cutoff-len 64 --val-size 0.1 -o "$T/v1" "$T/id.lfs" 2>/dev/null &&
 	lf-pack --cutoff-len 64 --val-size 0.1 -o "$T/v2" "$T/id.lfs" 2>/dev/null &&
