@@ -31,7 +31,7 @@ else
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 
-CFLAGS_ALL := $(OPT) -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-missing-field-initializers \
+CFLAGS_ALL := $(OPT) -fopenmp -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-missing-field-initializers \
   -Ilibcommon -Ikernels $(PKG_CFLAGS) -DLF_VERSION='"$(VERSION)"' $(CFLAGS)
 LDFLAGS_ALL := $(OPT) $(LDFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) -lm $(LDLIBS)
@@ -62,20 +62,21 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BINDIR)/%: $(OUT)/obj/tools/%.o $(LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
-
-$(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
-
-$(OUT)/tests/helpers/%: $(OUT)/obj/tests/helpers/%.o $(LIB)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
-
-# CUDA and CPU compute kernels (built where nvcc is found).
+# CUDA and CPU compute kernels (built where nvcc is found); every program
+# links the CPU ones (the model runtime in libcommon calls them).
 include kernels/kernels.mk
+
+$(BINDIR)/%: $(OUT)/obj/tools/%.o $(LIB) $(KERNELS_CPU_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(KERNELS_CPU_LINK) $(LDLIBS_ALL) -o $@
+
+$(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB) $(KERNELS_CPU_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(KERNELS_CPU_LINK) $(LDLIBS_ALL) -o $@
+
+$(OUT)/tests/helpers/%: $(OUT)/obj/tests/helpers/%.o $(LIB) $(KERNELS_CPU_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(KERNELS_CPU_LINK) $(LDLIBS_ALL) -o $@
 
 # `make test`: every suite, ending with "N passed, N failed".
 test: all

@@ -29,7 +29,7 @@ ifeq ($(STATIC),1)
   OPENBLAS_LINK := $(OPENBLAS_DIR)/libopenblas.a $(shell $(CC) -print-file-name=libgomp.a) \
                    -lpthread -ldl -lm
 else
-  OPENBLAS_LINK := -L$(OPENBLAS_DIR) -lopenblas -lm
+  OPENBLAS_LINK := -L$(OPENBLAS_DIR) -lopenblas -lgomp -lm
 endif
 
 KERNELS_CPU_SRC := $(wildcard kernels/cpu/*.c)

@@ -347,7 +347,7 @@ static void render_dataset(struct lf_writer *w, const struct lf_template *t, enu
 	struct lf_arena arena = { 0 };
 	uint64_t limit = opt_max_samples >= 0 ? (uint64_t)opt_max_samples : UINT64_MAX;
 	json_t *row;
-	int rc;
+	int rc = 0;
 	if (a->num_samples < 0) {
 		while (c->rows < limit && (rc = lf_rows_next(rows, &row)) == 1) {
 			uint64_t n = c->rows++;

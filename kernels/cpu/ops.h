@@ -1,0 +1,55 @@
+/* kernels/cpu/ops.h — the CPU reference of the model's ops besides the
+ * matmul: RMSNorm, rotary embeddings, attention (causal, grouped-query,
+ * sliding window, soft-capping, over a KV cache), gated activations,
+ * soft-capping of logits.  f32, row-major, contiguous unless a stride is
+ * given.  Each op gets a CUDA twin with the same arguments (issue 7). */
+#ifndef LF_KERNELS_CPU_OPS_H
+#define LF_KERNELS_CPU_OPS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * (w + offset)
+   for t < T, rows of n; offset 0 (llama) or 1 (gemma's zero-centred w).
+   out may alias x. */
+void lf_cpu_rmsnorm_f32(float *out, const float *x, const float *w, int T, int n, float eps, float offset);
+
+/* Rotary embedding in place on x[t, h, :] (rows of stride row_stride
+   floats, heads of d floats): the first rotary_dim dims are rotated by
+   angle pos[t] * inv_freq[i] in halves (x1 = dims [0, D/2), x2 = [D/2, D):
+   x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin), cos and sin scaled by
+   attention_factor; dims past rotary_dim are left alone.  The angle is
+   computed in f32 as transformers does. */
+void lf_cpu_rope_f32(float *x, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
+                     const float *inv_freq, float attention_factor);
+
+struct lf_attn {
+    int heads, kv_heads, d;
+    float scale;
+    float softcap; /* 0: none; else scores -> softcap * tanh(scores / softcap) */
+    int window;    /* 0: none; else a query at p sees keys p - window < s <= p */
+};
+
+/* Causal attention of T queries at positions q0 .. q0+T-1 over S keys at
+   positions 0 .. S-1 (S >= q0 + T): q [T, heads*d], k and v [S, kv_heads*d]
+   (the cache), out [T, heads*d].  Query head h reads kv head
+   h / (heads / kv_heads).  scratch holds T * S floats. */
+void lf_cpu_attention_f32(float *out, const float *q, const float *k, const float *v, int T, int S, int q0,
+                          const struct lf_attn *a, float *scratch);
+
+/* Gated activations, elementwise over n: out = act(gate) * up.
+   act 0: silu, 1: gelu tanh approximation, 2: gelu (erf).  out may alias
+   gate or up. */
+void lf_cpu_gated_act_f32(float *out, const float *gate, const float *up, long n, int act);
+
+/* x = cap * tanh(x / cap), in place. */
+void lf_cpu_softcap_f32(float *x, long n, float cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,446 @@
+/*
+ * model.c — loading a model folder into struct lf_model and the forward
+ * pass (see model.h).  The layer order is transformers': for each layer
+ * h = x + o(attn(norm(x))), out = h + mlp(norm(h)) (gemma2 also normalises
+ * the attention and MLP outputs); then the final norm and the head.  RoPE's
+ * frequencies are computed here from the config for every scaling type, as
+ * transformers' modeling_rope_utils does (dynamic and longrope from the
+ * current sequence length).
+ */
+#include "model.h"
+#include "error.h"
+
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- loading ---- */
+
+/* The tensor as f32: mapped when it is f32 and aligned, else converted. */
+static const float *weight(struct lf_model *m, const char *name, int ndim, const int64_t *shape, bool optional)
+{
+	if (optional && !lf_safetensors_find(m->st, name))
+		return NULL;
+	const struct lf_tensor *t = lf_safetensors_expect(m->st, name, ndim, shape);
+	if (!t)
+		return NULL;
+	if (t->dtype == LF_DTYPE_F32 && (uintptr_t)t->data % sizeof(float) == 0)
+		return t->data;
+	if (t->dtype != LF_DTYPE_F32 && t->dtype != LF_DTYPE_BF16 && t->dtype != LF_DTYPE_F16) {
+		lf_fail("%s: tensor '%s' is %s; model weights must be F32, BF16 or F16", t->file, name,
+			lf_dtype_name(t->dtype));
+		return NULL;
+	}
+	float *f = lf_malloc(lf_tensor_numel(t) * sizeof *f + 1);
+	lf_tensor_to_f32(t, f);
+	m->owned = lf_realloc(m->owned, (m->nowned + 1) * sizeof *m->owned);
+	m->owned[m->nowned++] = f;
+	return f;
+}
+
+static const float *layer_weight(struct lf_model *m, int i, const char *part, int ndim, int64_t d0, int64_t d1,
+				 bool optional, bool *failed)
+{
+	char name[256];
+	snprintf(name, sizeof name, "model.layers.%d.%s", i, part);
+	int64_t shape[2] = { d0, d1 };
+	const float *w = weight(m, name, ndim, shape, optional);
+	if (!w && !optional)
+		*failed = true;
+	return w;
+}
+
+static int load_layer(struct lf_model *m, int i)
+{
+	const struct lf_model_config *c = &m->cfg;
+	struct lf_layer *L = &m->layers[i];
+	int64_t H = c->hidden, I = c->intermediate, qd = (int64_t)c->heads * c->head_dim,
+		kd = (int64_t)c->kv_heads * c->head_dim;
+	bool bad = false;
+	if (c->arch == LF_ARCH_PHI3) {
+		const float *qkv = layer_weight(m, i, "self_attn.qkv_proj.weight", 2, qd + 2 * kd, H, false, &bad);
+		const float *gu = layer_weight(m, i, "mlp.gate_up_proj.weight", 2, 2 * I, H, false, &bad);
+		if (bad)
+			return -1;
+		L->q = qkv;
+		L->k = qkv + qd * H;
+		L->v = qkv + (qd + kd) * H;
+		L->gate = gu;
+		L->up = gu + I * H;
+	} else {
+		L->q = layer_weight(m, i, "self_attn.q_proj.weight", 2, qd, H, false, &bad);
+		L->k = layer_weight(m, i, "self_attn.k_proj.weight", 2, kd, H, false, &bad);
+		L->v = layer_weight(m, i, "self_attn.v_proj.weight", 2, kd, H, false, &bad);
+	}
+	L->o = layer_weight(m, i, "self_attn.o_proj.weight", 2, H, qd, false, &bad);
+	if (c->qkv_bias) {
+		L->q_b = layer_weight(m, i, "self_attn.q_proj.bias", 1, qd, 0, false, &bad);
+		L->k_b = layer_weight(m, i, "self_attn.k_proj.bias", 1, kd, 0, false, &bad);
+		L->v_b = layer_weight(m, i, "self_attn.v_proj.bias", 1, kd, 0, false, &bad);
+	}
+	if (c->o_bias)
+		L->o_b = layer_weight(m, i, "self_attn.o_proj.bias", 1, H, 0, false, &bad);
+	if (c->qk_norm) {
+		L->q_norm = layer_weight(m, i, "self_attn.q_norm.weight", 1, c->head_dim, 0, false, &bad);
+		L->k_norm = layer_weight(m, i, "self_attn.k_norm.weight", 1, c->head_dim, 0, false, &bad);
+	}
+	L->in_norm = layer_weight(m, i, "input_layernorm.weight", 1, H, 0, false, &bad);
+	L->post_attn_norm = layer_weight(m, i, "post_attention_layernorm.weight", 1, H, 0, false, &bad);
+	if (c->sandwich_norms) {
+		L->pre_ff_norm = layer_weight(m, i, "pre_feedforward_layernorm.weight", 1, H, 0, false, &bad);
+		L->post_ff_norm = layer_weight(m, i, "post_feedforward_layernorm.weight", 1, H, 0, false, &bad);
+	}
+	if (c->arch == LF_ARCH_MIXTRAL) {
+		L->router = layer_weight(m, i, "block_sparse_moe.gate.weight", 2, c->experts, H, false, &bad);
+		L->w1 = lf_calloc((size_t)c->experts, sizeof *L->w1);
+		L->w2 = lf_calloc((size_t)c->experts, sizeof *L->w2);
+		L->w3 = lf_calloc((size_t)c->experts, sizeof *L->w3);
+		for (int e = 0; e < c->experts && !bad; e++) {
+			char part[128];
+			snprintf(part, sizeof part, "block_sparse_moe.experts.%d.w1.weight", e);
+			L->w1[e] = layer_weight(m, i, part, 2, I, H, false, &bad);
+			snprintf(part, sizeof part, "block_sparse_moe.experts.%d.w2.weight", e);
+			L->w2[e] = layer_weight(m, i, part, 2, H, I, false, &bad);
+			snprintf(part, sizeof part, "block_sparse_moe.experts.%d.w3.weight", e);
+			L->w3[e] = layer_weight(m, i, part, 2, I, H, false, &bad);
+		}
+	} else if (c->arch != LF_ARCH_PHI3) {
+		L->gate = layer_weight(m, i, "mlp.gate_proj.weight", 2, I, H, false, &bad);
+		L->up = layer_weight(m, i, "mlp.up_proj.weight", 2, I, H, false, &bad);
+	}
+	if (c->arch != LF_ARCH_MIXTRAL)
+		L->down = layer_weight(m, i, "mlp.down_proj.weight", 2, H, I, false, &bad);
+	if (c->mlp_bias) {
+		L->gate_b = layer_weight(m, i, "mlp.gate_proj.bias", 1, I, 0, false, &bad);
+		L->up_b = layer_weight(m, i, "mlp.up_proj.bias", 1, I, 0, false, &bad);
+		L->down_b = layer_weight(m, i, "mlp.down_proj.bias", 1, H, 0, false, &bad);
+	}
+	return bad ? -1 : 0;
+}
+
+struct lf_model *lf_model_load(const char *dir)
+{
+	struct lf_model *m = lf_calloc(1, sizeof *m);
+	if (lf_model_config_load(&m->cfg, dir) < 0) {
+		free(m);
+		return NULL;
+	}
+	const struct lf_model_config *c = &m->cfg;
+	if (c->head_dim > 1024) {
+		lf_fail("%s: head_dim %d is larger than lf supports (1024)", dir, c->head_dim);
+		lf_model_free(m);
+		return NULL;
+	}
+	m->st = lf_safetensors_open(dir);
+	if (!m->st) {
+		lf_model_free(m);
+		return NULL;
+	}
+	int64_t emb[2] = { c->vocab, c->hidden }, hid[1] = { c->hidden };
+	m->embed = weight(m, "model.embed_tokens.weight", 2, emb, false);
+	m->norm = weight(m, "model.norm.weight", 1, hid, false);
+	m->lm_head = c->tie_embeddings ? m->embed : weight(m, "lm_head.weight", 2, emb, false);
+	if (!m->embed || !m->norm || !m->lm_head) {
+		lf_model_free(m);
+		return NULL;
+	}
+	m->layers = lf_calloc((size_t)c->layers, sizeof *m->layers);
+	for (int i = 0; i < c->layers; i++) {
+		if (load_layer(m, i) < 0) {
+			lf_model_free(m);
+			return NULL;
+		}
+	}
+	return m;
+}
+
+void lf_model_free(struct lf_model *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; m->layers && i < m->cfg.layers; i++) {
+		free(m->layers[i].w1);
+		free(m->layers[i].w2);
+		free(m->layers[i].w3);
+	}
+	free(m->layers);
+	for (size_t i = 0; i < m->nowned; i++)
+		free(m->owned[i]);
+	free(m->owned);
+	lf_safetensors_close(m->st);
+	lf_model_config_free(&m->cfg);
+	free(m);
+}
+
+/* ---- buffers ---- */
+
+int lf_kv_cache_init(struct lf_kv_cache *kv, const struct lf_model *m, int capacity)
+{
+	size_t n = (size_t)m->cfg.layers * (size_t)capacity * (size_t)m->cfg.kv_heads * (size_t)m->cfg.head_dim;
+	kv->capacity = capacity;
+	kv->len = 0;
+	kv->k = lf_malloc(n * sizeof(float) + 1);
+	kv->v = lf_malloc(n * sizeof(float) + 1);
+	return 0;
+}
+
+void lf_kv_cache_free(struct lf_kv_cache *kv)
+{
+	free(kv->k);
+	free(kv->v);
+	kv->k = kv->v = NULL;
+}
+
+int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int max_tokens, int max_seq)
+{
+	const struct lf_model_config *c = &m->cfg;
+	size_t T = (size_t)max_tokens;
+	size_t qd = (size_t)c->heads * (size_t)c->head_dim, kd = (size_t)c->kv_heads * (size_t)c->head_dim;
+	b->max_tokens = max_tokens;
+	b->max_seq = max_seq;
+	b->x = lf_malloc(T * (size_t)c->hidden * sizeof(float));
+	b->xn = lf_malloc(T * (size_t)c->hidden * sizeof(float));
+	b->o = lf_malloc(T * (size_t)c->hidden * sizeof(float));
+	b->moe_acc = lf_malloc(T * (size_t)c->hidden * sizeof(float));
+	b->q = lf_malloc(T * qd * sizeof(float));
+	b->att = lf_malloc(T * qd * sizeof(float));
+	b->k = lf_malloc(T * kd * sizeof(float));
+	b->v = lf_malloc(T * kd * sizeof(float));
+	b->gate = lf_malloc(T * (size_t)c->intermediate * sizeof(float));
+	b->up = lf_malloc(T * (size_t)c->intermediate * sizeof(float));
+	b->scores = lf_malloc(T * (size_t)max_seq * sizeof(float));
+	b->router = lf_malloc(T * (size_t)(c->experts + 1) * sizeof(float));
+	b->pos = lf_malloc(T * sizeof(int32_t));
+	b->inv_freq = lf_malloc((size_t)c->rope.rotary_dim * sizeof(float));
+	return 0;
+}
+
+void lf_forward_buf_free(struct lf_forward_buf *b)
+{
+	float *f[] = { b->x, b->xn, b->o, b->moe_acc, b->q, b->att, b->k, b->v, b->gate, b->up, b->scores,
+		       b->router, b->inv_freq };
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+		free(f[i]);
+	free(b->pos);
+	memset(b, 0, sizeof *b);
+}
+
+/* ---- RoPE frequencies (transformers' modeling_rope_utils) ---- */
+
+static double yarn_mscale(double scale, double mscale)
+{
+	return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+static double yarn_correction_dim(double rotations, int dim, double base, int max_pos)
+{
+	return (dim * log(max_pos / (rotations * 2 * M_PI))) / (2 * log(base));
+}
+
+/* inv_freq[0 .. D/2) and the attention factor for a sequence of seq_len. */
+static float rope_frequencies(const struct lf_rope_config *r, int seq_len, float *inv)
+{
+	int D = r->rotary_dim, half = D / 2;
+	double base = r->theta, attention = 1.0;
+	if (r->type == LF_ROPE_DYNAMIC && seq_len > r->max_pos)
+		base = r->theta * pow(r->factor * seq_len / r->max_pos - (r->factor - 1), (double)D / (D - 2));
+	for (int i = 0; i < half; i++)
+		inv[i] = (float)(1.0 / pow(base, (double)(float)(2 * i) / D));
+	switch (r->type) {
+	case LF_ROPE_LINEAR:
+		for (int i = 0; i < half; i++)
+			inv[i] = (float)(inv[i] / r->factor);
+		break;
+	case LF_ROPE_LLAMA3: {
+		double old = r->orig_max_pos, low = old / r->low_freq_factor, high = old / r->high_freq_factor;
+		for (int i = 0; i < half; i++) {
+			double f = inv[i], wl = 2 * M_PI / f;
+			if (wl > low) {
+				f = f / r->factor;
+			} else if (wl >= high) {
+				double s = (old / wl - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
+				f = (1 - s) * f / r->factor + s * f;
+			}
+			inv[i] = (float)f;
+		}
+		break;
+	}
+	case LF_ROPE_YARN: {
+		double factor = r->factor;
+		int orig = r->yarn_orig ? r->yarn_orig : r->max_pos;
+		if (r->attention_factor > 0)
+			attention = r->attention_factor;
+		else if (r->mscale > 0 && r->mscale_all_dim > 0)
+			attention = yarn_mscale(factor, r->mscale) / yarn_mscale(factor, r->mscale_all_dim);
+		else
+			attention = yarn_mscale(factor, 1);
+		double lo = yarn_correction_dim(r->beta_fast, D, r->theta, orig);
+		double hi = yarn_correction_dim(r->beta_slow, D, r->theta, orig);
+		if (r->truncate) {
+			lo = floor(lo);
+			hi = ceil(hi);
+		}
+		if (lo < 0)
+			lo = 0;
+		if (hi > D - 1)
+			hi = D - 1;
+		if (lo == hi)
+			hi += 0.001;
+		for (int i = 0; i < half; i++) {
+			double ramp = ((float)i - lo) / (hi - lo);
+			ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+			double extrap = 1 - ramp, f = inv[i];
+			inv[i] = (float)(f / factor * (1 - extrap) + f * extrap);
+		}
+		break;
+	}
+	case LF_ROPE_LONGROPE: {
+		double factor = r->orig_max_pos ? (double)r->max_pos / r->orig_max_pos : r->factor;
+		if (r->attention_factor > 0)
+			attention = r->attention_factor;
+		else
+			attention = factor <= 1 ? 1.0 : sqrt(1 + log(factor) / log((double)r->orig_max_pos));
+		const float *ext = seq_len > r->orig_max_pos ? r->long_factor : r->short_factor;
+		for (int i = 0; i < half; i++)
+			inv[i] = (float)(1.0 / (ext[i] * pow(r->theta, (double)(float)(2 * i) / D)));
+		break;
+	}
+	default:
+		break;
+	}
+	return (float)attention;
+}
+
+/* ---- forward ---- */
+
+static void linear(float *out, const float *x, const float *w, const float *bias, int T, int out_f, int in_f)
+{
+	lf_cpu_matmul_nt_f32(out, x, w, T, out_f, in_f);
+	if (bias)
+		for (int t = 0; t < T; t++)
+			for (int j = 0; j < out_f; j++)
+				out[(size_t)t * out_f + j] += bias[j];
+}
+
+/* Mixtral's sparse MLP: softmax over the router's logits, the top k
+ * renormalised, each token the weighted sum of its experts. */
+static void moe(const struct lf_model *m, const struct lf_layer *L, struct lf_forward_buf *b, int T)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int H = c->hidden, I = c->intermediate, E = c->experts, K = c->experts_per_tok;
+	linear(b->router, b->xn, L->router, NULL, T, E, H);
+	memset(b->moe_acc, 0, (size_t)T * H * sizeof(float));
+	for (int t = 0; t < T; t++) {
+		float *r = b->router + (size_t)t * E, mx = -INFINITY, sum = 0;
+		for (int e = 0; e < E; e++)
+			mx = r[e] > mx ? r[e] : mx;
+		for (int e = 0; e < E; e++)
+			sum += r[e] = expf(r[e] - mx);
+		for (int e = 0; e < E; e++)
+			r[e] /= sum;
+		int chosen[64];
+		float wsum = 0;
+		for (int k = 0; k < K; k++) {
+			int best = -1;
+			for (int e = 0; e < E; e++) {
+				bool taken = false;
+				for (int j = 0; j < k; j++)
+					taken |= chosen[j] == e;
+				if (!taken && (best < 0 || r[e] > r[best]))
+					best = e;
+			}
+			chosen[k] = best;
+			wsum += r[best];
+		}
+		const float *xt = b->xn + (size_t)t * H;
+		for (int k = 0; k < K; k++) {
+			int e = chosen[k];
+			lf_cpu_matmul_nt_f32(b->gate, xt, L->w1[e], 1, I, H);
+			lf_cpu_matmul_nt_f32(b->up, xt, L->w3[e], 1, I, H);
+			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, I, c->act);
+			lf_cpu_matmul_nt_f32(b->o, b->gate, L->w2[e], 1, H, I);
+			float w = r[e] / wsum;
+			for (int j = 0; j < H; j++)
+				b->moe_acc[(size_t)t * H + j] += w * b->o[j];
+		}
+	}
+	memcpy(b->o, b->moe_acc, (size_t)T * H * sizeof(float));
+}
+
+int lf_model_forward(const struct lf_model *m, struct lf_kv_cache *kv, struct lf_forward_buf *b, const int32_t *ids,
+		     const int32_t *positions, int T, bool last_only, float *logits)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
+	int qd = nh * d, kd = nkv * d, q0 = kv->len, S = kv->len + T;
+	if (T < 1 || T > b->max_tokens || S > kv->capacity || S > b->max_seq)
+		return lf_fail("forward: %d tokens after %d do not fit (at most %d at once, %d in all)", T, kv->len,
+			       b->max_tokens, kv->capacity < b->max_seq ? kv->capacity : b->max_seq);
+	float embed_scale = c->embed_scale ? (float)sqrt((double)H) : 1.0f;
+	for (int t = 0; t < T; t++) {
+		if (ids[t] < 0 || ids[t] >= c->vocab)
+			return lf_fail("forward: token id %d is outside the vocabulary (%d)", ids[t], c->vocab);
+		const float *e = m->embed + (size_t)ids[t] * H;
+		for (int j = 0; j < H; j++)
+			b->x[(size_t)t * H + j] = e[j] * embed_scale;
+		b->pos[t] = positions ? positions[t] : q0 + t;
+	}
+	/* dynamic and longrope scale by the sequence length: the largest
+	 * position + 1, as transformers */
+	int32_t seq_len = S;
+	if (positions) {
+		seq_len = 0;
+		for (int t = 0; t < T; t++)
+			seq_len = positions[t] + 1 > seq_len ? positions[t] + 1 : seq_len;
+	}
+	float attention_factor = rope_frequencies(&c->rope, seq_len, b->inv_freq);
+	float norm_offset = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	for (int l = 0; l < c->layers; l++) {
+		const struct lf_layer *L = &m->layers[l];
+		float *kc = kv->k + (size_t)l * kv->capacity * kd, *vc = kv->v + (size_t)l * kv->capacity * kd;
+		lf_cpu_rmsnorm_f32(b->xn, b->x, L->in_norm, T, H, eps, norm_offset);
+		linear(b->q, b->xn, L->q, L->q_b, T, qd, H);
+		linear(b->k, b->xn, L->k, L->k_b, T, kd, H);
+		linear(b->v, b->xn, L->v, L->v_b, T, kd, H);
+		if (c->qk_norm) {
+			lf_cpu_rmsnorm_f32(b->q, b->q, L->q_norm, T * nh, d, eps, 0.0f);
+			lf_cpu_rmsnorm_f32(b->k, b->k, L->k_norm, T * nkv, d, eps, 0.0f);
+		}
+		lf_cpu_rope_f32(b->q, b->pos, T, nh, d, qd, c->rope.rotary_dim, b->inv_freq, attention_factor);
+		lf_cpu_rope_f32(b->k, b->pos, T, nkv, d, kd, c->rope.rotary_dim, b->inv_freq, attention_factor);
+		memcpy(kc + (size_t)q0 * kd, b->k, (size_t)T * kd * sizeof(float));
+		memcpy(vc + (size_t)q0 * kd, b->v, (size_t)T * kd * sizeof(float));
+		struct lf_attn a = { nh, nkv, d, (float)c->attn_scale, (float)c->attn_softcap, c->window[l] };
+		lf_cpu_attention_f32(b->att, b->q, kc, vc, T, S, q0, &a, b->scores);
+		linear(b->o, b->att, L->o, L->o_b, T, H, qd);
+		if (c->sandwich_norms)
+			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_attn_norm, T, H, eps, norm_offset);
+		for (size_t i = 0; i < (size_t)T * H; i++)
+			b->x[i] += b->o[i];
+		lf_cpu_rmsnorm_f32(b->xn, b->x, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, T, H, eps,
+				   norm_offset);
+		if (c->arch == LF_ARCH_MIXTRAL) {
+			moe(m, L, b, T);
+		} else {
+			linear(b->gate, b->xn, L->gate, L->gate_b, T, I, H);
+			linear(b->up, b->xn, L->up, L->up_b, T, I, H);
+			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, (long)T * I, c->act);
+			linear(b->o, b->gate, L->down, L->down_b, T, H, I);
+		}
+		if (c->sandwich_norms)
+			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_ff_norm, T, H, eps, norm_offset);
+		for (size_t i = 0; i < (size_t)T * H; i++)
+			b->x[i] += b->o[i];
+	}
+	kv->len = S;
+	int first = last_only ? T - 1 : 0, n = T - first;
+	lf_cpu_rmsnorm_f32(b->xn, b->x + (size_t)first * H, m->norm, n, H, eps, norm_offset);
+	lf_cpu_matmul_nt_f32(logits, b->xn, m->lm_head, n, c->vocab, H);
+	if (c->final_softcap > 0)
+		lf_cpu_softcap_f32(logits, (long)n * c->vocab, (float)c->final_softcap);
+	return 0;
+}

@@ -1,0 +1,76 @@
+/*
+ * model.h — a decoder-only transformer as plain structs and an explicit
+ * forward pass over preallocated buffers (llm.c's shape): the weights of a
+ * Hugging Face model folder (f32 tensors mapped in place, bf16 and f16
+ * converted once at load), a KV cache per sequence, and logits for every
+ * position or the last one only.  Every op goes through kernels/cpu, whose
+ * CUDA twins come with the CUDA backend.
+ */
+#ifndef LF_MODEL_H
+#define LF_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model_config.h"
+#include "safetensors.h"
+
+struct lf_layer {
+	const float *q, *k, *v, *o;         /* [nh*d, H], [nkv*d, H], [nkv*d, H], [H, nh*d] */
+	const float *q_b, *k_b, *v_b, *o_b; /* or NULL */
+	const float *gate, *up, *down;      /* [I, H], [I, H], [H, I] (dense MLP) */
+	const float *gate_b, *up_b, *down_b;
+	const float *in_norm, *post_attn_norm, *pre_ff_norm, *post_ff_norm; /* [H] */
+	const float *q_norm, *k_norm;       /* [d] */
+	const float *router;                /* [E, H] */
+	const float **w1, **w2, **w3;       /* per expert: [I, H], [H, I], [I, H] */
+};
+
+struct lf_model {
+	struct lf_model_config cfg;
+	struct lf_safetensors *st;
+	const float *embed;  /* [V, H] */
+	const float *norm;   /* [H] */
+	const float *lm_head; /* [V, H] (the embedding when tied) */
+	struct lf_layer *layers;
+	float **owned; /* converted tensors, freed with the model */
+	size_t nowned;
+};
+
+/* Load config.json and the weights of a model folder.  NULL with lf_fail
+ * naming the file and tensor. */
+struct lf_model *lf_model_load(const char *dir);
+void lf_model_free(struct lf_model *m);
+
+/* Keys and values of one sequence, for every layer: capacity positions. */
+struct lf_kv_cache {
+	int capacity, len;
+	float *k, *v; /* [layers][capacity][kv_heads * head_dim] */
+};
+
+int lf_kv_cache_init(struct lf_kv_cache *kv, const struct lf_model *m, int capacity);
+void lf_kv_cache_free(struct lf_kv_cache *kv);
+
+/* Activations for up to max_tokens tokens per forward call. */
+struct lf_forward_buf {
+	int max_tokens, max_seq;
+	float *x, *xn, *q, *k, *v, *att, *o, *gate, *up, *scores, *router, *moe_acc;
+	int32_t *pos;
+	float *inv_freq;
+};
+
+int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int max_tokens, int max_seq);
+void lf_forward_buf_free(struct lf_forward_buf *b);
+
+/* Run ids[0..T) as cache entries kv->len .. kv->len+T-1 (each attends to
+ * the entries up to its own, within a sliding window where the layer has
+ * one), appending their keys and values to the cache.  positions: the RoPE
+ * positions (packed sequences restart them), or NULL for the cache
+ * indexes.  logits: [T, V], or [1, V] for the last token when last_only.
+ * -1 with lf_fail (cache or buffers too small, ids out of the
+ * vocabulary). */
+int lf_model_forward(const struct lf_model *m, struct lf_kv_cache *kv, struct lf_forward_buf *b, const int32_t *ids,
+		     const int32_t *positions, int T, bool last_only, float *logits);
+
+#endif

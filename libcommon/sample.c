@@ -1,0 +1,172 @@
+/*
+ * sample.c — next-token choice and generation settings (see sample.h).
+ * The filters follow transformers' logits processors: repetition penalty
+ * (a seen token's logit divided by the penalty when positive, multiplied
+ * when negative), temperature, top-k (ties at the k-th value kept), top-p
+ * (the smallest set of most likely tokens whose probability reaches p, at
+ * least one), then a draw from the softmax.
+ */
+#include "sample.h"
+#include "error.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void lf_gen_params_add_stop(struct lf_gen_params *p, int32_t id)
+{
+	if (id < 0 || lf_gen_params_is_stop(p, id) || p->nstop == (int)(sizeof p->stop_ids / sizeof p->stop_ids[0]))
+		return;
+	p->stop_ids[p->nstop++] = id;
+}
+
+bool lf_gen_params_is_stop(const struct lf_gen_params *p, int32_t id)
+{
+	for (int i = 0; i < p->nstop; i++)
+		if (p->stop_ids[i] == id)
+			return true;
+	return false;
+}
+
+static void add_ids(struct lf_gen_params *p, const json_t *v)
+{
+	if (json_is_integer(v))
+		lf_gen_params_add_stop(p, (int32_t)json_integer_value(v));
+	for (size_t i = 0; json_is_array(v) && i < json_array_size(v); i++)
+		if (json_is_integer(json_array_get(v, i)))
+			lf_gen_params_add_stop(p, (int32_t)json_integer_value(json_array_get(v, i)));
+}
+
+int lf_gen_params_load(struct lf_gen_params *p, const char *model_dir)
+{
+	memset(p, 0, sizeof *p);
+	p->do_sample = true;
+	p->temperature = 0.95;
+	p->top_p = 0.7;
+	p->top_k = 50;
+	p->repetition_penalty = 1.0;
+	p->max_new_tokens = 1024;
+	char path[4096];
+	snprintf(path, sizeof path, "%s/config.json", model_dir);
+	json_t *cfg = json_load_file(path, 0, NULL);
+	if (cfg)
+		add_ids(p, json_object_get(cfg, "eos_token_id"));
+	json_decref(cfg);
+	snprintf(path, sizeof path, "%s/generation_config.json", model_dir);
+	json_error_t err;
+	json_t *g = json_load_file(path, 0, &err);
+	if (!g)
+		return 0; /* absent (or unreadable): the defaults */
+	if (!json_is_object(g)) {
+		json_decref(g);
+		return lf_fail("%s: not a JSON object", path);
+	}
+	const json_t *v;
+	if ((v = json_object_get(g, "do_sample")) && json_is_boolean(v))
+		p->do_sample = json_is_true(v);
+	if ((v = json_object_get(g, "temperature")) && json_is_number(v))
+		p->temperature = json_number_value(v);
+	if ((v = json_object_get(g, "top_p")) && json_is_number(v))
+		p->top_p = json_number_value(v);
+	if ((v = json_object_get(g, "top_k")) && json_is_integer(v))
+		p->top_k = (int)json_integer_value(v);
+	if ((v = json_object_get(g, "repetition_penalty")) && json_is_number(v))
+		p->repetition_penalty = json_number_value(v);
+	if ((v = json_object_get(g, "max_new_tokens")) && json_is_integer(v))
+		p->max_new_tokens = (int)json_integer_value(v);
+	add_ids(p, json_object_get(g, "eos_token_id"));
+	json_decref(g);
+	return 0;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+struct scored {
+	float logit;
+	int32_t id;
+};
+
+static int cmp_scored_desc(const void *a, const void *b)
+{
+	const struct scored *x = a, *y = b;
+	if (x->logit != y->logit)
+		return x->logit < y->logit ? 1 : -1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int32_t lf_sample_next(float *logits, int V, const struct lf_gen_params *p, const int32_t *history, size_t nhistory,
+		       struct lf_np_rng *rng)
+{
+	if (p->repetition_penalty != 1.0) {
+		for (size_t i = 0; i < nhistory; i++) {
+			int32_t id = history[i];
+			if (id < 0 || id >= V)
+				continue;
+			/* each seen token once, as scatter over the gathered values */
+			bool earlier = false;
+			for (size_t j = 0; j < i && !earlier; j++)
+				earlier = history[j] == id;
+			if (earlier)
+				continue;
+			float x = logits[id];
+			logits[id] = x < 0 ? x * (float)p->repetition_penalty : x / (float)p->repetition_penalty;
+		}
+	}
+	if (!p->do_sample || p->temperature <= 0) {
+		int best = 0;
+		for (int v = 1; v < V; v++)
+			if (logits[v] > logits[best])
+				best = v;
+		return best;
+	}
+	for (int v = 0; v < V; v++)
+		logits[v] = (float)(logits[v] / p->temperature);
+	if (p->top_k > 0 && p->top_k < V) {
+		float *copy = lf_malloc((size_t)V * sizeof *copy);
+		memcpy(copy, logits, (size_t)V * sizeof *copy);
+		qsort(copy, (size_t)V, sizeof *copy, cmp_desc);
+		float kth = copy[p->top_k - 1];
+		for (int v = 0; v < V; v++)
+			if (logits[v] < kth)
+				logits[v] = -INFINITY;
+		free(copy);
+	}
+	struct scored *s = lf_malloc((size_t)V * sizeof *s);
+	for (int v = 0; v < V; v++)
+		s[v] = (struct scored){ logits[v], v };
+	qsort(s, (size_t)V, sizeof *s, cmp_scored_desc);
+	double mx = s[0].logit, z = 0;
+	for (int v = 0; v < V; v++)
+		z += exp(s[v].logit - mx);
+	/* top-p: keep the most likely tokens until their mass reaches top_p */
+	int keep = V;
+	if (p->top_p < 1.0) {
+		double mass = 0;
+		for (int v = 0; v < V; v++) {
+			mass += exp(s[v].logit - mx) / z;
+			if (mass >= p->top_p) {
+				keep = v + 1;
+				break;
+			}
+		}
+	}
+	double total = 0;
+	for (int v = 0; v < keep; v++)
+		total += exp(s[v].logit - mx);
+	double u = lf_np_random(rng) * total, acc = 0;
+	int32_t pick = s[keep - 1].id;
+	for (int v = 0; v < keep; v++) {
+		acc += exp(s[v].logit - mx);
+		if (u < acc) {
+			pick = s[v].id;
+			break;
+		}
+	}
+	free(s);
+	return pick;
+}

@@ -1,0 +1,229 @@
+/*
+ * lf-generate — answers for prompt records: reads a token stream of prompt
+ * records (lf-template --stage ppo, or --prompt-only, piped through
+ * lf-tokenize), generates a response for each with the model on the CPU,
+ * and writes JSON lines {"prompt", "predict", "label"} as LLaMA-Factory's
+ * generated_predictions.jsonl (special tokens left out of the text).
+ */
+#include "error.h"
+#include "log.h"
+#include "model.h"
+#include "mp.h"
+#include "options.h"
+#include "output.h"
+#include "record.h"
+#include "sample.h"
+#include "stream.h"
+#include "tokenizer.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *opt_model, *opt_tokenizer, *opt_output, *opt_adapter;
+static long long opt_max_new_tokens = -1, opt_top_k = -1, opt_seed = 42, opt_max_samples = -1;
+static double opt_temperature = -1, opt_top_p = -1, opt_repetition_penalty = -1;
+static bool opt_do_sample;
+
+static struct lf_option options[] = {
+	{ "model-name-or-path", 'm', LF_OPT_STRING, &opt_model, "DIR", "the model folder" },
+	{ "tokenizer", 0, LF_OPT_STRING, &opt_tokenizer, "PATH", "the tokenizer (default: the model folder's)",
+	  LF_OPT_CLI_ONLY },
+	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter (not built yet)" },
+	{ "do-sample", 0, LF_OPT_BOOL, &opt_do_sample, NULL, "sample (default: the model's generation_config, else on)" },
+	{ "temperature", 0, LF_OPT_FLOAT, &opt_temperature, "X", "sampling temperature (default 0.95)" },
+	{ "top-p", 0, LF_OPT_FLOAT, &opt_top_p, "X", "nucleus sampling mass (default 0.7)" },
+	{ "top-k", 0, LF_OPT_INT, &opt_top_k, "N", "sample among the N most likely tokens (default 50; 0: all)" },
+	{ "repetition-penalty", 0, LF_OPT_FLOAT, &opt_repetition_penalty, "X", "penalty for seen tokens (default 1.0)" },
+	{ "max-new-tokens", 0, LF_OPT_INT, &opt_max_new_tokens, "N", "longest answer (default 1024)" },
+	{ "seed", 0, LF_OPT_INT, &opt_seed, "N", "sampling seed (default 42)" },
+	{ "max-samples", 0, LF_OPT_INT, &opt_max_samples, "N", "answer the first N records only", LF_OPT_CLI_ONLY },
+	{ "output", 'o', LF_OPT_STRING, &opt_output, "FILE", "write to FILE (default: stdout)", LF_OPT_CLI_ONLY },
+	{ 0 }
+};
+
+static const struct lf_tool_info tool = {
+	"lf-generate", "--model-name-or-path DIR [OPTION]... [STREAM]",
+	"Generate answers for a token stream of prompt records, as JSON lines {prompt, predict, label}.",
+	"STREAM defaults to standard input.  Settings not given come from the model's\n"
+	"generation_config.json, else LLaMA-Factory's defaults.\n"
+	"Example: lf-template -t qwen3 --stage ppo --dataset-dir data --dataset identity |\n"
+	"  lf-tokenize --tokenizer m | lf-generate -m m --max-new-tokens 64",
+};
+
+/* Generation settings: the model's, then the command line's. */
+static void settings(struct lf_gen_params *p)
+{
+	if (lf_gen_params_load(p, opt_model) < 0)
+		lf_die("%s", lf_errmsg());
+	if (lf_option_find(options, "do-sample")->given)
+		p->do_sample = opt_do_sample;
+	if (opt_temperature >= 0)
+		p->temperature = opt_temperature;
+	if (opt_top_p >= 0)
+		p->top_p = opt_top_p;
+	if (opt_top_k >= 0)
+		p->top_k = (int)opt_top_k;
+	if (opt_repetition_penalty >= 0)
+		p->repetition_penalty = opt_repetition_penalty;
+	if (opt_max_new_tokens >= 0)
+		p->max_new_tokens = (int)opt_max_new_tokens;
+	if (p->top_p <= 0 || p->top_p > 1 || p->repetition_penalty <= 0)
+		lf_die_usage("--top-p must be in (0, 1] and --repetition-penalty positive");
+}
+
+static void decode(const struct lf_tokenizer *t, const int32_t *ids, size_t n, json_t *o, const char *key)
+{
+	struct lf_buf b = LF_BUF_INIT;
+	if (lf_tokenizer_decode(t, ids, n, true, &b) < 0)
+		lf_die("%s", lf_errmsg());
+	json_object_set_new(o, key, json_stringn(b.data ? b.data : "", b.len));
+	lf_buf_free(&b);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int32_t *ids_of(struct lf_ids v)
+{
+	int32_t *x = lf_malloc((v.n + 1) * sizeof *x);
+	for (size_t i = 0; i < v.n; i++)
+		x[i] = lf_ids_at(v, i);
+	return x;
+}
+
+int main(int argc, char **argv)
+{
+	lf_set_progname(argv[0]);
+	lf_output_init_signals();
+	int first = lf_options_parse(&tool, options, argc, argv);
+	if (!opt_model)
+		lf_die_usage("--model-name-or-path DIR is required");
+	if (opt_adapter)
+		lf_die_usage("--adapter-name-or-path: adapters are not built yet in lf-generate");
+	if (argc - first > 1)
+		lf_die_usage("one STREAM at a time");
+	struct lf_gen_params p;
+	settings(&p);
+	struct lf_tokenizer *t = lf_tokenizer_load(opt_tokenizer ? opt_tokenizer : opt_model);
+	if (!t)
+		lf_die("%s", lf_errmsg());
+	struct lf_reader *rd = lf_reader_open(first < argc ? argv[first] : NULL);
+	if (!rd)
+		lf_die("%s", lf_errmsg());
+	const msgpack_object *h = lf_reader_header(rd);
+	size_t kn, tn;
+	const char *kind = lf_header_kind(h, &kn), *type;
+	if (!(kn == 6 && !memcmp(kind, "tokens", 6)) || lf_mp_get_str(h, "type", &type, &tn, true) < 0 ||
+	    lf_rec_type_parse(type, tn) != LF_REC_PROMPT)
+		lf_die("%s: lf-generate reads token streams of prompt records (lf-template --stage ppo | lf-tokenize)",
+		       lf_reader_name(rd));
+	int32_t ids3[3];
+	if (lf_tokenizer_check_stream(t, h, ids3) < 0)
+		lf_die("%s: %s", lf_reader_name(rd), lf_errmsg());
+	lf_gen_params_add_stop(&p, ids3[1]); /* the template's eos */
+	const msgpack_object *stops = lf_mp_get(lf_mp_get(h, "template"), "stop_words");
+	for (uint32_t i = 0; stops && stops->type == MSGPACK_OBJECT_ARRAY && i < stops->via.array.size; i++) {
+		const msgpack_object *s = &stops->via.array.ptr[i];
+		if (s->type == MSGPACK_OBJECT_STR)
+			lf_gen_params_add_stop(&p, lf_tokenizer_token_to_id(t, s->via.str.ptr, s->via.str.size));
+	}
+	struct lf_model *m = lf_model_load(opt_model);
+	if (!m)
+		lf_die("%s", lf_errmsg());
+	struct lf_output out;
+	if (lf_output_open(&out, opt_output) < 0)
+		lf_die("%s", lf_errmsg());
+	struct lf_np_rng rng;
+	lf_np_rng_seed(&rng, (uint64_t)opt_seed);
+	struct lf_arena arena = { 0 };
+	const msgpack_object *o;
+	int rc = 0;
+	uint64_t n = 0, generated = 0, prefill_tokens = 0;
+	double prefill_s = 0, decode_s = 0;
+	float *logits = lf_malloc((size_t)m->cfg.vocab * sizeof *logits);
+	while ((opt_max_samples < 0 || n < (uint64_t)opt_max_samples) && (rc = lf_reader_next(rd, &o)) == 1) {
+		struct lf_token_record r;
+		lf_arena_reset(&arena);
+		if (lf_token_record_unpack(o, LF_REC_PROMPT, &arena, &r) < 0)
+			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)n, lf_errmsg());
+		int T = (int)r.prompt.n, cap = T + p.max_new_tokens;
+		if (T < 1)
+			lf_die("%s: record %llu: empty prompt", lf_reader_name(rd), (unsigned long long)n);
+		int32_t *seq = lf_malloc((size_t)cap * sizeof *seq);
+		int32_t *prompt = ids_of(r.prompt);
+		memcpy(seq, prompt, (size_t)T * sizeof *seq);
+		struct lf_kv_cache kv;
+		struct lf_forward_buf b;
+		lf_kv_cache_init(&kv, m, cap);
+		lf_forward_buf_init(&b, m, T, cap);
+		int len = T, produced = 0;
+		double t0 = now();
+		if (lf_model_forward(m, &kv, &b, seq, NULL, T, true, logits) < 0)
+			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)n, lf_errmsg());
+		double t1 = now();
+		while (produced < p.max_new_tokens) {
+			int32_t next = lf_sample_next(logits, m->cfg.vocab, &p, seq, (size_t)len, &rng);
+			if (lf_gen_params_is_stop(&p, next))
+				break;
+			seq[len++] = next;
+			produced++;
+			if (produced == p.max_new_tokens)
+				break;
+			if (lf_model_forward(m, &kv, &b, &next, NULL, 1, true, logits) < 0)
+				lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)n, lf_errmsg());
+		}
+		double t2 = now();
+		prefill_s += t1 - t0;
+		decode_s += t2 - t1;
+		prefill_tokens += (uint64_t)T;
+		if (lf_log_enabled())
+			lf_log_event("answer", json_pack("{s:I,s:i,s:i,s:f,s:f}", "record", (json_int_t)n, "prompt_tokens", T,
+							 "new_tokens", produced, "prefill_seconds", t1 - t0,
+							 "decode_seconds", t2 - t1));
+		json_t *line = json_object();
+		decode(t, prompt, (size_t)T, line, "prompt");
+		decode(t, seq + T, (size_t)produced, line, "predict");
+		int32_t *label = ids_of(r.response);
+		decode(t, label, r.response.n, line, "label");
+		char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+		if (fprintf(out.f, "%s\n", text) < 0)
+			lf_die("%s: write failed", opt_output ? opt_output : "<stdout>");
+		fflush(out.f);
+		free(text);
+		json_decref(line);
+		free(label);
+		free(prompt);
+		free(seq);
+		lf_forward_buf_free(&b);
+		lf_kv_cache_free(&kv);
+		generated += (uint64_t)produced;
+		n++;
+		lf_progress("%llu answers, %llu tokens", (unsigned long long)n, (unsigned long long)generated);
+	}
+	lf_progress_done();
+	if (opt_max_samples < 0 && rc < 0)
+		lf_die("%s", lf_errmsg());
+	if (lf_output_commit(&out) < 0)
+		lf_die("%s", lf_errmsg());
+	lf_note("%llu answers, %llu tokens generated; prefill %.0f tokens/s, decode %.1f tokens/s",
+		(unsigned long long)n, (unsigned long long)generated, prefill_s > 0 ? (double)prefill_tokens / prefill_s : 0,
+		decode_s > 0 ? (double)generated / decode_s : 0);
+	if (lf_log_enabled())
+		lf_log_event("summary", json_pack("{s:I,s:I,s:I,s:f,s:f}", "answers", (json_int_t)n, "prompt_tokens",
+						  (json_int_t)prefill_tokens, "new_tokens", (json_int_t)generated,
+						  "prefill_seconds", prefill_s, "decode_seconds", decode_s));
+	lf_log_close();
+	free(logits);
+	lf_arena_free(&arena);
+	lf_reader_close(rd);
+	lf_model_free(m);
+	lf_tokenizer_free(t);
+	return 0;
+}
