@@ -13,6 +13,7 @@
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +21,9 @@
 
 /* ---- loading ---- */
 
-/* The tensor as f32: mapped when it is f32 and aligned, else converted. */
-static const float *weight(struct lf_model *m, const char *name, int ndim, const int64_t *shape, bool optional)
+/* A tensor as f32: mapped when it is f32 and aligned, else converted. */
+static const float *tensor_f32(struct lf_model *m, const struct lf_tensor *t, const char *name)
 {
-	if (optional && !lf_safetensors_find(m->st, name))
-		return NULL;
-	const struct lf_tensor *t = lf_safetensors_expect(m->st, name, ndim, shape);
-	if (!t)
-		return NULL;
 	if (t->dtype == LF_DTYPE_F32 && (uintptr_t)t->data % sizeof(float) == 0)
 		return t->data;
 	if (t->dtype != LF_DTYPE_F32 && t->dtype != LF_DTYPE_BF16 && t->dtype != LF_DTYPE_F16) {
@@ -40,6 +36,14 @@ static const float *weight(struct lf_model *m, const char *name, int ndim, const
 	m->owned = lf_realloc(m->owned, (m->nowned + 1) * sizeof *m->owned);
 	m->owned[m->nowned++] = f;
 	return f;
+}
+
+static const float *weight(struct lf_model *m, const char *name, int ndim, const int64_t *shape, bool optional)
+{
+	if (optional && !lf_safetensors_find(m->st, name))
+		return NULL;
+	const struct lf_tensor *t = lf_safetensors_expect(m->st, name, ndim, shape);
+	return t ? tensor_f32(m, t, name) : NULL;
 }
 
 static const float *layer_weight(struct lf_model *m, int i, const char *part, int ndim, int64_t d0, int64_t d1,
@@ -166,7 +170,11 @@ void lf_model_free(struct lf_model *m)
 		free(m->layers[i].w1);
 		free(m->layers[i].w2);
 		free(m->layers[i].w3);
+		free(m->layers[i].lw1);
+		free(m->layers[i].lw2);
+		free(m->layers[i].lw3);
 	}
+	lf_safetensors_close(m->adapter);
 	free(m->layers);
 	for (size_t i = 0; i < m->nowned; i++)
 		free(m->owned[i]);
@@ -174,6 +182,206 @@ void lf_model_free(struct lf_model *m)
 	lf_safetensors_close(m->st);
 	lf_model_config_free(&m->cfg);
 	free(m);
+}
+
+/* ---- LoRA adapters ---- */
+
+struct adapter_config {
+	double alpha;
+	bool rslora;
+	json_t *alpha_pattern;
+};
+
+/* PEFT's pattern match of a module name: the key equals the name or ends
+ * it after a dot. */
+static bool module_matches(const char *module, const char *key)
+{
+	size_t n = strlen(module), k = strlen(key);
+	return n >= k && !strcmp(module + n - k, key) && (n == k || module[n - k - 1] == '.');
+}
+
+static double module_alpha(const struct adapter_config *ac, const char *module)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(ac->alpha_pattern, key, v)
+	{
+		if (module_matches(module, key) && json_is_number(v))
+			return json_number_value(v);
+	}
+	return ac->alpha;
+}
+
+/* The projection(s) a module's adapter attaches to: a plain one, or the
+ * row blocks of a fused one (phi3's qkv_proj and gate_up_proj). */
+static int attach(struct lf_model *m, int layer, const char *part, const float *A, const float *B, int r,
+		  float scale, const char *name)
+{
+	const struct lf_model_config *c = &m->cfg;
+	struct lf_layer *L = &m->layers[layer];
+	size_t qd = (size_t)c->heads * c->head_dim, kd = (size_t)c->kv_heads * c->head_dim, I = c->intermediate;
+	struct lf_lora base = { A, B, r, scale };
+	struct {
+		const char *part;
+		struct lf_lora *lora;
+		size_t row;
+	} plain[] = { { "self_attn.q_proj", &L->lq, 0 },     { "self_attn.k_proj", &L->lk, 0 },
+		      { "self_attn.v_proj", &L->lv, 0 },     { "self_attn.o_proj", &L->lo, 0 },
+		      { "mlp.gate_proj", &L->lgate, 0 },     { "mlp.up_proj", &L->lup, 0 },
+		      { "mlp.down_proj", &L->ldown, 0 },     { "self_attn.qkv_proj", &L->lq, 0 },
+		      { "self_attn.qkv_proj", &L->lk, qd },  { "self_attn.qkv_proj", &L->lv, qd + kd },
+		      { "mlp.gate_up_proj", &L->lgate, 0 }, { "mlp.gate_up_proj", &L->lup, I } };
+	bool found = false;
+	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+		if (strcmp(part, plain[i].part))
+			continue;
+		*plain[i].lora = base;
+		plain[i].lora->B = B + plain[i].row * (size_t)r;
+		found = true;
+	}
+	int e;
+	char w[4];
+	if (!found && c->arch == LF_ARCH_MIXTRAL && sscanf(part, "block_sparse_moe.experts.%d.%3s", &e, w) == 2 &&
+	    e >= 0 && e < c->experts) {
+		struct lf_lora **arr = !strcmp(w, "w1") ? &L->lw1 : !strcmp(w, "w2") ? &L->lw2 : !strcmp(w, "w3") ? &L->lw3 : NULL;
+		if (arr) {
+			if (!*arr)
+				*arr = lf_calloc((size_t)c->experts, sizeof **arr);
+			(*arr)[e] = base;
+			found = true;
+		}
+	}
+	return found ? 0 : lf_fail("%s: LoRA on '%s' is not supported by lf yet", name, part);
+}
+
+/* In and out features of a layer's linear module, for checking shapes. */
+static int module_shape(const struct lf_model_config *c, const char *part, int64_t *in, int64_t *out)
+{
+	int64_t H = c->hidden, I = c->intermediate, qd = (int64_t)c->heads * c->head_dim,
+		kd = (int64_t)c->kv_heads * c->head_dim;
+	const char *w = strrchr(part, '.');
+	w = w ? w + 1 : part;
+	struct {
+		const char *name;
+		int64_t in, out;
+	} shapes[] = { { "q_proj", H, qd },  { "k_proj", H, kd },      { "v_proj", H, kd },
+		       { "o_proj", qd, H },  { "gate_proj", H, I },    { "up_proj", H, I },
+		       { "down_proj", I, H }, { "qkv_proj", H, qd + 2 * kd }, { "gate_up_proj", H, 2 * I },
+		       { "w1", H, I },       { "w3", H, I },           { "w2", I, H } };
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+		if (!strcmp(w, shapes[i].name)) {
+			*in = shapes[i].in;
+			*out = shapes[i].out;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int load_adapter_config(struct adapter_config *ac, const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+	ac->alpha = 8;
+	ac->rslora = false;
+	ac->alpha_pattern = json_object();
+	json_error_t err;
+	json_t *j = json_load_file(path, 0, &err);
+	if (!j)
+		return lf_fail("%s: %s", path, err.text);
+	const char *type = json_string_value(json_object_get(j, "peft_type"));
+	int rc = 0;
+	if (!type || strcmp(type, "LORA"))
+		rc = lf_fail("%s: peft_type '%s': lf runs LoRA adapters", path, type ? type : "(none)");
+	else if (json_is_true(json_object_get(j, "use_dora")))
+		rc = lf_fail("%s: use_dora: DoRA adapters are not built yet in lf's runtime", path);
+	else if (json_is_true(json_object_get(j, "fan_in_fan_out")))
+		rc = lf_fail("%s: fan_in_fan_out (GPT-2 Conv1D layouts) is not supported", path);
+	else if (json_object_get(j, "modules_to_save") && !json_is_null(json_object_get(j, "modules_to_save")))
+		rc = lf_fail("%s: modules_to_save (fully trained extra modules) is not built yet in lf's runtime", path);
+	else if (json_is_string(json_object_get(j, "bias")) && strcmp(json_string_value(json_object_get(j, "bias")), "none"))
+		rc = lf_fail("%s: bias '%s': adapters with trained biases are not built yet", path,
+			     json_string_value(json_object_get(j, "bias")));
+	ac->alpha = json_is_number(json_object_get(j, "lora_alpha")) ? json_number_value(json_object_get(j, "lora_alpha")) : 8;
+	ac->rslora = json_is_true(json_object_get(j, "use_rslora"));
+	json_t *ap = json_object_get(j, "alpha_pattern");
+	if (json_is_object(ap)) {
+		json_decref(ac->alpha_pattern);
+		ac->alpha_pattern = json_incref(ap);
+	}
+	json_decref(j);
+	return rc;
+}
+
+int lf_model_load_adapter(struct lf_model *m, const char *dir)
+{
+	struct adapter_config ac;
+	if (load_adapter_config(&ac, dir) < 0) {
+		json_decref(ac.alpha_pattern);
+		return -1;
+	}
+	char path[4096];
+	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+	m->adapter = lf_safetensors_open(path);
+	if (!m->adapter) {
+		json_decref(ac.alpha_pattern);
+		return -1;
+	}
+	const char *prefix = "base_model.model.model.layers.";
+	int rc = 0, pairs = 0;
+	for (size_t i = 0; i < lf_safetensors_count(m->adapter) && rc == 0; i++) {
+		const struct lf_tensor *a = lf_safetensors_at(m->adapter, i);
+		const char *name = a->name, *dot;
+		size_t n = strlen(name);
+		if (n > 14 && !strcmp(name + n - 14, ".lora_B.weight"))
+			continue; /* found from its A */
+		if (strstr(name, "lora_magnitude_vector")) {
+			rc = lf_fail("%s: '%s': DoRA is not built yet in lf's runtime", path, name);
+			break;
+		}
+		int layer;
+		if (strncmp(name, prefix, strlen(prefix)) || n < 15 || strcmp(name + n - 14, ".lora_A.weight") ||
+		    sscanf(name + strlen(prefix), "%d", &layer) != 1 || layer < 0 || layer >= m->cfg.layers ||
+		    !(dot = strchr(name + strlen(prefix), '.'))) {
+			rc = lf_fail("%s: tensor '%s' is not a LoRA matrix of a decoder layer's linear module (lf runs "
+				     "those only)", path, name);
+			break;
+		}
+		char part[256], bname[512];
+		snprintf(part, sizeof part, "%.*s", (int)(name + n - 14 - dot - 1), dot + 1);
+		snprintf(bname, sizeof bname, "%.*s.lora_B.weight", (int)(n - 14), name);
+		int64_t in, out;
+		if (module_shape(&m->cfg, part, &in, &out) < 0) {
+			rc = lf_fail("%s: LoRA on '%s' is not supported by lf yet", path, part);
+			break;
+		}
+		if (a->ndim != 2 || a->shape[1] != in || a->shape[0] < 1) {
+			rc = lf_fail("%s: tensor '%s': not [r, %lld]", path, name, (long long)in);
+			break;
+		}
+		int64_t r = a->shape[0], bshape[2] = { out, r };
+		const struct lf_tensor *b = lf_safetensors_expect(m->adapter, bname, 2, bshape);
+		if (!b) {
+			rc = -1;
+			break;
+		}
+		char module[512];
+		snprintf(module, sizeof module, "model.layers.%d.%s", layer, part);
+		double alpha = module_alpha(&ac, module);
+		float scale = (float)(ac.rslora ? alpha / sqrt((double)r) : alpha / (double)r);
+		const float *A = tensor_f32(m, a, name), *B = tensor_f32(m, b, bname);
+		if (!A || !B || attach(m, layer, part, A, B, (int)r, scale, path) < 0) {
+			rc = -1;
+			break;
+		}
+		if (r > m->max_rank)
+			m->max_rank = (int)r;
+		pairs++;
+	}
+	json_decref(ac.alpha_pattern);
+	if (rc == 0 && pairs == 0)
+		rc = lf_fail("%s: no LoRA matrices", path);
+	return rc;
 }
 
 /* ---- buffers ---- */
@@ -215,6 +423,7 @@ int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int 
 	b->scores = lf_malloc(T * (size_t)max_seq * sizeof(float));
 	b->router = lf_malloc(T * (size_t)(c->experts + 1) * sizeof(float));
 	b->pos = lf_malloc(T * sizeof(int32_t));
+	b->lora_tmp = lf_malloc(T * (size_t)(m->max_rank + 1) * sizeof(float));
 	b->inv_freq = lf_malloc((size_t)c->rope.rotary_dim * sizeof(float));
 	return 0;
 }
@@ -222,7 +431,7 @@ int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int 
 void lf_forward_buf_free(struct lf_forward_buf *b)
 {
 	float *f[] = { b->x, b->xn, b->o, b->moe_acc, b->q, b->att, b->k, b->v, b->gate, b->up, b->scores,
-		       b->router, b->inv_freq };
+		       b->router, b->inv_freq, b->lora_tmp };
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 		free(f[i]);
 	free(b->pos);
@@ -317,13 +526,19 @@ static float rope_frequencies(const struct lf_rope_config *r, int seq_len, float
 
 /* ---- forward ---- */
 
-static void linear(float *out, const float *x, const float *w, const float *bias, int T, int out_f, int in_f)
+/* out = x W^T (+ bias) (+ scale * (x A^T) B^T); tmp holds T x r. */
+static void linear(float *out, const float *x, const float *w, const float *bias, const struct lf_lora *lora,
+		   float *tmp, int T, int out_f, int in_f)
 {
 	lf_cpu_matmul_nt_f32(out, x, w, T, out_f, in_f);
 	if (bias)
 		for (int t = 0; t < T; t++)
 			for (int j = 0; j < out_f; j++)
 				out[(size_t)t * out_f + j] += bias[j];
+	if (lora && lora->r) {
+		lf_cpu_matmul_nt_f32(tmp, x, lora->A, T, lora->r, in_f);
+		lf_cpu_matmul_nt_acc_f32(out, tmp, lora->B, T, out_f, lora->r, lora->scale);
+	}
 }
 
 /* Mixtral's sparse MLP: softmax over the router's logits, the top k
@@ -332,7 +547,7 @@ static void moe(const struct lf_model *m, const struct lf_layer *L, struct lf_fo
 {
 	const struct lf_model_config *c = &m->cfg;
 	int H = c->hidden, I = c->intermediate, E = c->experts, K = c->experts_per_tok;
-	linear(b->router, b->xn, L->router, NULL, T, E, H);
+	linear(b->router, b->xn, L->router, NULL, NULL, NULL, T, E, H);
 	memset(b->moe_acc, 0, (size_t)T * H * sizeof(float));
 	for (int t = 0; t < T; t++) {
 		float *r = b->router + (size_t)t * E, mx = -INFINITY, sum = 0;
@@ -359,10 +574,10 @@ static void moe(const struct lf_model *m, const struct lf_layer *L, struct lf_fo
 		const float *xt = b->xn + (size_t)t * H;
 		for (int k = 0; k < K; k++) {
 			int e = chosen[k];
-			lf_cpu_matmul_nt_f32(b->gate, xt, L->w1[e], 1, I, H);
-			lf_cpu_matmul_nt_f32(b->up, xt, L->w3[e], 1, I, H);
+			linear(b->gate, xt, L->w1[e], NULL, L->lw1 ? &L->lw1[e] : NULL, b->lora_tmp, 1, I, H);
+			linear(b->up, xt, L->w3[e], NULL, L->lw3 ? &L->lw3[e] : NULL, b->lora_tmp, 1, I, H);
 			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, I, c->act);
-			lf_cpu_matmul_nt_f32(b->o, b->gate, L->w2[e], 1, H, I);
+			linear(b->o, b->gate, L->w2[e], NULL, L->lw2 ? &L->lw2[e] : NULL, b->lora_tmp, 1, H, I);
 			float w = r[e] / wsum;
 			for (int j = 0; j < H; j++)
 				b->moe_acc[(size_t)t * H + j] += w * b->o[j];
@@ -403,9 +618,9 @@ int lf_model_forward(const struct lf_model *m, struct lf_kv_cache *kv, struct lf
 		const struct lf_layer *L = &m->layers[l];
 		float *kc = kv->k + (size_t)l * kv->capacity * kd, *vc = kv->v + (size_t)l * kv->capacity * kd;
 		lf_cpu_rmsnorm_f32(b->xn, b->x, L->in_norm, T, H, eps, norm_offset);
-		linear(b->q, b->xn, L->q, L->q_b, T, qd, H);
-		linear(b->k, b->xn, L->k, L->k_b, T, kd, H);
-		linear(b->v, b->xn, L->v, L->v_b, T, kd, H);
+		linear(b->q, b->xn, L->q, L->q_b, &L->lq, b->lora_tmp, T, qd, H);
+		linear(b->k, b->xn, L->k, L->k_b, &L->lk, b->lora_tmp, T, kd, H);
+		linear(b->v, b->xn, L->v, L->v_b, &L->lv, b->lora_tmp, T, kd, H);
 		if (c->qk_norm) {
 			lf_cpu_rmsnorm_f32(b->q, b->q, L->q_norm, T * nh, d, eps, 0.0f);
 			lf_cpu_rmsnorm_f32(b->k, b->k, L->k_norm, T * nkv, d, eps, 0.0f);
@@ -416,7 +631,7 @@ int lf_model_forward(const struct lf_model *m, struct lf_kv_cache *kv, struct lf
 		memcpy(vc + (size_t)q0 * kd, b->v, (size_t)T * kd * sizeof(float));
 		struct lf_attn a = { nh, nkv, d, (float)c->attn_scale, (float)c->attn_softcap, c->window[l] };
 		lf_cpu_attention_f32(b->att, b->q, kc, vc, T, S, q0, &a, b->scores);
-		linear(b->o, b->att, L->o, L->o_b, T, H, qd);
+		linear(b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, T, H, qd);
 		if (c->sandwich_norms)
 			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_attn_norm, T, H, eps, norm_offset);
 		for (size_t i = 0; i < (size_t)T * H; i++)
@@ -426,10 +641,10 @@ int lf_model_forward(const struct lf_model *m, struct lf_kv_cache *kv, struct lf
 		if (c->arch == LF_ARCH_MIXTRAL) {
 			moe(m, L, b, T);
 		} else {
-			linear(b->gate, b->xn, L->gate, L->gate_b, T, I, H);
-			linear(b->up, b->xn, L->up, L->up_b, T, I, H);
+			linear(b->gate, b->xn, L->gate, L->gate_b, &L->lgate, b->lora_tmp, T, I, H);
+			linear(b->up, b->xn, L->up, L->up_b, &L->lup, b->lora_tmp, T, I, H);
 			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, (long)T * I, c->act);
-			linear(b->o, b->gate, L->down, L->down_b, T, H, I);
+			linear(b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, T, H, I);
 		}
 		if (c->sandwich_norms)
 			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_ff_norm, T, H, eps, norm_offset);

@@ -16,6 +16,14 @@
 #include "model_config.h"
 #include "safetensors.h"
 
+/* A LoRA adapter on one linear layer: y += scale * B (A x), A [r, in],
+ * B [out, r] (for a fused projection, the rows of B that are this part's). */
+struct lf_lora {
+	const float *A, *B;
+	int r;
+	float scale;
+};
+
 struct lf_layer {
 	const float *q, *k, *v, *o;         /* [nh*d, H], [nkv*d, H], [nkv*d, H], [H, nh*d] */
 	const float *q_b, *k_b, *v_b, *o_b; /* or NULL */
@@ -25,6 +33,9 @@ struct lf_layer {
 	const float *q_norm, *k_norm;       /* [d] */
 	const float *router;                /* [E, H] */
 	const float **w1, **w2, **w3;       /* per expert: [I, H], [H, I], [I, H] */
+	/* adapters (r 0: none) */
+	struct lf_lora lq, lk, lv, lo, lgate, lup, ldown;
+	struct lf_lora *lw1, *lw2, *lw3; /* per expert */
 };
 
 struct lf_model {
@@ -36,12 +47,21 @@ struct lf_model {
 	struct lf_layer *layers;
 	float **owned; /* converted tensors, freed with the model */
 	size_t nowned;
+	struct lf_safetensors *adapter; /* the LoRA adapter's tensors, or NULL */
+	int max_rank;
 };
 
 /* Load config.json and the weights of a model folder.  NULL with lf_fail
  * naming the file and tensor. */
 struct lf_model *lf_model_load(const char *dir);
 void lf_model_free(struct lf_model *m);
+/* Apply a PEFT LoRA adapter folder (adapter_config.json,
+ * adapter_model.safetensors) without merging it: every lora_A/lora_B pair
+ * is attached to its linear layer with scale lora_alpha / r (rsLoRA:
+ * / sqrt(r); rank_pattern and alpha_pattern honoured).  What lf does not
+ * run (DoRA, modules_to_save, LoRA biases, embedding LoRA, fan_in_fan_out)
+ * is an error naming it.  -1 with lf_fail. */
+int lf_model_load_adapter(struct lf_model *m, const char *dir);
 
 /* Keys and values of one sequence, for every layer: capacity positions. */
 struct lf_kv_cache {
@@ -55,7 +75,7 @@ void lf_kv_cache_free(struct lf_kv_cache *kv);
 /* Activations for up to max_tokens tokens per forward call. */
 struct lf_forward_buf {
 	int max_tokens, max_seq;
-	float *x, *xn, *q, *k, *v, *att, *o, *gate, *up, *scores, *router, *moe_acc;
+	float *x, *xn, *q, *k, *v, *att, *o, *gate, *up, *scores, *router, *moe_acc, *lora_tmp;
 	int32_t *pos;
 	float *inv_freq;
 };

@@ -99,4 +99,26 @@ void lf_tokenizer_pack_header(msgpack_packer *pk, const struct lf_tokenizer *t, 
 			      const struct lf_tok_addition *added, size_t nadded);
 int lf_tokenizer_check_stream(struct lf_tokenizer *t, const msgpack_object *header, int32_t ids[3]);
 
+/* tok_elems.c: the special tokens a template fixes on a tokenizer, as
+ * LLaMA-Factory's fix_special_tokens: stop words become special tokens
+ * (those not in the vocabulary are listed in missing: lf does not resize
+ * vocabularies); with replace_eos the eos is stop_words[0]; no eos means
+ * <|endoftext|>; no pad means the eos.  Call before creating states.  -1
+ * with lf_fail. */
+struct lf_tok_specials {
+	int32_t bos, eos, pad; /* -1: none */
+	bool parse_special;    /* match special tokens inside user content too */
+	size_t missing[16], nmissing;
+};
+int lf_tok_resolve_specials(struct lf_tokenizer *t, const char *const *stop_words, const size_t *stop_lens,
+			    size_t nstop, bool replace_eos, const char *path, struct lf_tok_specials *out);
+/* Ids of an element list (text encoded with add_special_tokens=false,
+ * special tokens matched outside user content unless parse_special; bos,
+ * eos and named tokens resolved).  lead_thought / trail_thought (may be
+ * NULL): ids from leading / a trailing inserted empty thought.  -1 with
+ * lf_fail naming the element. */
+struct lf_elems;
+int lf_tok_encode_elems(const struct lf_tokenizer *t, struct lf_tok_state *st, const struct lf_tok_specials *r,
+			const struct lf_elems *e, struct lf_idvec *ids, uint32_t *lead_thought, uint32_t *trail_thought);
+
 #endif

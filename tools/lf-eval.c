@@ -29,7 +29,7 @@ static struct lf_option options[] = {
 	  "shards have one, else train)", LF_OPT_CLI_ONLY },
 	{ "max-samples", 0, LF_OPT_INT, &opt_max_samples, "N", "perplexity: the first N examples only",
 	  LF_OPT_CLI_ONLY },
-	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter (not built yet)" },
+	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter to apply (unmerged)" },
 	{ "output", 'o', LF_OPT_STRING, &opt_output, "FILE",
 	  "logits: the safetensors file to write; perplexity: JSON result file (default: stdout)", LF_OPT_CLI_ONLY },
 	{ 0 }
@@ -251,14 +251,12 @@ int main(int argc, char **argv)
 		lf_die_usage("--model-name-or-path DIR is required");
 	if (!opt_task)
 		lf_die_usage("--task is required: logits or perplexity");
-	if (opt_adapter)
-		lf_die_usage("--adapter-name-or-path: adapters are not built yet in lf-eval");
 	bool logits = !strcmp(opt_task, "logits"), ppl = !strcmp(opt_task, "perplexity");
 	if (!logits && !ppl)
 		lf_die_usage("task '%s' is not built: lf-eval runs logits and perplexity (LLaMA-Factory's benchmark "
 			     "tasks such as mmlu_test are not offered yet)", opt_task);
 	struct lf_model *m = lf_model_load(opt_model);
-	if (!m)
+	if (!m || (opt_adapter && lf_model_load_adapter(m, opt_adapter) < 0))
 		lf_die("%s", lf_errmsg());
 	if (logits)
 		task_logits(m);

@@ -31,7 +31,7 @@ static struct lf_option options[] = {
 	{ "model-name-or-path", 'm', LF_OPT_STRING, &opt_model, "DIR", "the model folder" },
 	{ "tokenizer", 0, LF_OPT_STRING, &opt_tokenizer, "PATH", "the tokenizer (default: the model folder's)",
 	  LF_OPT_CLI_ONLY },
-	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter (not built yet)" },
+	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter to apply (unmerged)" },
 	{ "do-sample", 0, LF_OPT_BOOL, &opt_do_sample, NULL, "sample (default: the model's generation_config, else on)" },
 	{ "temperature", 0, LF_OPT_FLOAT, &opt_temperature, "X", "sampling temperature (default 0.95)" },
 	{ "top-p", 0, LF_OPT_FLOAT, &opt_top_p, "X", "nucleus sampling mass (default 0.7)" },
@@ -105,8 +105,6 @@ int main(int argc, char **argv)
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (!opt_model)
 		lf_die_usage("--model-name-or-path DIR is required");
-	if (opt_adapter)
-		lf_die_usage("--adapter-name-or-path: adapters are not built yet in lf-generate");
 	if (argc - first > 1)
 		lf_die_usage("one STREAM at a time");
 	struct lf_gen_params p;
@@ -135,7 +133,7 @@ int main(int argc, char **argv)
 			lf_gen_params_add_stop(&p, lf_tokenizer_token_to_id(t, s->via.str.ptr, s->via.str.size));
 	}
 	struct lf_model *m = lf_model_load(opt_model);
-	if (!m)
+	if (!m || (opt_adapter && lf_model_load_adapter(m, opt_adapter) < 0))
 		lf_die("%s", lf_errmsg());
 	struct lf_output out;
 	if (lf_output_open(&out, opt_output) < 0)

@@ -325,8 +325,7 @@ static void json_lines(const struct lf_tokenizer *t, struct lf_tok_state **state
 /* ---- pipeline mode ---- */
 
 struct resolved {
-	int32_t bos, eos, pad; /* -1: none */
-	bool parse_special;
+	struct lf_tok_specials sp; /* bos, eos, pad, parse_special */
 	enum lf_rec_type type;
 };
 
@@ -339,51 +338,6 @@ struct record_batch {
 	uint64_t *ntokens; /* ids per record */
 	uint64_t first;
 };
-
-/* Encode an element list.  lead_thought / trail_thought (may be NULL): ids
- * from a leading / the last element that is an inserted empty thought. */
-static int encode_elems(const struct lf_tokenizer *t, struct lf_tok_state *st, const struct resolved *r,
-			const struct lf_elems *e, struct lf_idvec *ids, uint32_t *lead_thought, uint32_t *trail_thought)
-{
-	bool leading = true;
-	for (size_t i = 0; i < e->n; i++) {
-		const struct lf_elem *el = &e->v[i];
-		size_t before = ids->n;
-		switch (el->kind) {
-		case LF_ELEM_TEXT: {
-			size_t bad;
-			if (!lf_utf8_valid(el->text, el->len, &bad))
-				return lf_fail("element %zu: text is not UTF-8 (byte %zu)", i, bad);
-			lf_tokenizer_encode(t, st, el->text, el->len, r->parse_special ? NULL : el->user,
-					    r->parse_special ? 0 : el->nuser, false, ids);
-			break;
-		}
-		case LF_ELEM_BOS:
-			if (r->bos >= 0)
-				lf_idvec_push(ids, r->bos);
-			break;
-		case LF_ELEM_EOS:
-			lf_idvec_push(ids, r->eos);
-			break;
-		case LF_ELEM_TOKEN: {
-			int32_t id = lf_tokenizer_token_to_id(t, el->text, el->len);
-			if (id < 0)
-				return lf_fail("token '%.*s' is not in the vocabulary", (int)el->len, el->text);
-			lf_idvec_push(ids, id);
-			break;
-		}
-		}
-		uint32_t produced = (uint32_t)(ids->n - before);
-		bool thought = el->kind == LF_ELEM_TEXT && el->thought;
-		if (thought && leading && lead_thought)
-			*lead_thought += produced;
-		if (thought && i + 1 == e->n && trail_thought)
-			*trail_thought = produced;
-		if (!thought)
-			leading = false;
-	}
-	return 0;
-}
 
 /* Ids as the stream stores them: little-endian int32 bytes in b. */
 static struct lf_ids ids_le(struct lf_buf *b, const struct lf_idvec *ids)
@@ -433,17 +387,17 @@ static void encode_record(void *ctx, size_t i, struct lf_tok_state *st)
 		kr.turns = lf_arena_alloc(&a, (tr.nturns ? tr.nturns : 1) * sizeof *kr.turns);
 		kr.nturns = tr.nturns;
 		for (size_t k = 0; k < tr.nturns; k++)
-			if (encode_elems(b->t, st, b->r, &tr.turns[k].source, &turn_ids[2 * k], NULL, NULL) < 0 ||
-			    encode_elems(b->t, st, b->r, &tr.turns[k].target, &turn_ids[2 * k + 1], NULL, NULL) < 0)
+			if (lf_tok_encode_elems(b->t, st, &b->r->sp, &tr.turns[k].source, &turn_ids[2 * k], NULL, NULL) < 0 ||
+			    lf_tok_encode_elems(b->t, st, &b->r->sp, &tr.turns[k].target, &turn_ids[2 * k + 1], NULL, NULL) < 0)
 				goto done;
 	} else if (tr.type == LF_REC_PT) {
-		if (encode_elems(b->t, st, b->r, &tr.text, &ids[0], NULL, NULL) < 0)
+		if (lf_tok_encode_elems(b->t, st, &b->r->sp, &tr.text, &ids[0], NULL, NULL) < 0)
 			goto done;
 		views[0] = &kr.text;
 	} else {
 		uint32_t lead = 0, trail = 0;
 		for (int k = 0; k < 4; k++)
-			if (encode_elems(b->t, st, b->r, parts[k], &ids[k], k == 1 ? &lead : NULL, k == 0 ? &trail : NULL) < 0)
+			if (lf_tok_encode_elems(b->t, st, &b->r->sp, parts[k], &ids[k], k == 1 ? &lead : NULL, k == 0 ? &trail : NULL) < 0)
 				goto done;
 		if (tr.type == LF_REC_KTO) {
 			kr.prompt_thought = trail;
@@ -492,57 +446,31 @@ done:
 	msgpack_unpacked_destroy(&u);
 }
 
-static int32_t token_id(const struct lf_tokenizer *t, const char *s)
-{
-	return s ? lf_tokenizer_token_to_id(t, s, strlen(s)) : -1;
-}
-
-/* LLaMA-Factory's special tokens: stop words become special tokens (and
- * must exist); with replace_eos the eos is stop_words[0]; no eos means
- * <|endoftext|>; no pad means the eos. */
+/* LLaMA-Factory's special tokens from the header's template: stop words
+ * (registered as special tokens), replace_eos. */
 static void resolve(struct lf_tokenizer *t, const msgpack_object *header, const char *path, struct resolved *r)
 {
 	const msgpack_object *tpl = lf_mp_get(header, "template");
 	const msgpack_object *stops = lf_mp_get(tpl, "stop_words");
 	bool replace = false;
 	lf_mp_get_bool(tpl, "replace_eos", &replace, false);
-	const char *first_stop = NULL;
-	size_t first_stop_len = 0;
-	for (uint32_t i = 0; stops && stops->type == MSGPACK_OBJECT_ARRAY && i < stops->via.array.size; i++) {
+	const char *words[16];
+	size_t lens[16], n = 0;
+	for (uint32_t i = 0; stops && stops->type == MSGPACK_OBJECT_ARRAY && i < stops->via.array.size && n < 16; i++) {
 		const msgpack_object *s = &stops->via.array.ptr[i];
 		if (s->type != MSGPACK_OBJECT_STR)
 			lf_die("stream header: template stop word %u is not a string", i);
-		if (lf_tokenizer_add_special(t, s->via.str.ptr, s->via.str.size) < 0) {
-			/* LLaMA-Factory adds it as a new token (an id past the model's
-			 * embeddings unless resize_vocab); lf does not resize.  Only
-			 * the eos must exist. */
-			if (i == 0 && replace)
-				lf_die("template stop word '%.*s' (the eos with replace_eos) is not in the vocabulary of %s",
-				       (int)s->via.str.size, s->via.str.ptr, path);
-			lf_warn("template stop word '%.*s' is not in the vocabulary of %s: not added (lf does not resize "
-				"vocabularies), so text spelling it stays text", (int)s->via.str.size, s->via.str.ptr, path);
-		}
-		if (i == 0) {
-			first_stop = s->via.str.ptr;
-			first_stop_len = s->via.str.size;
-		}
+		words[n] = s->via.str.ptr;
+		lens[n++] = s->via.str.size;
 	}
-	const struct lf_tok_config *cfg = lf_tokenizer_config(t);
-	r->bos = token_id(t, cfg->bos_token);
-	if (replace) {
-		if (!first_stop)
-			lf_die("stream header: replace_eos without stop words");
-		r->eos = lf_tokenizer_token_to_id(t, first_stop, first_stop_len);
-	} else {
-		r->eos = token_id(t, cfg->eos_token);
-		if (r->eos < 0)
-			r->eos = token_id(t, "<|endoftext|>");
-	}
-	if (r->eos < 0)
-		lf_die("%s: the tokenizer has no eos token (and no <|endoftext|>)", path);
-	r->pad = token_id(t, cfg->pad_token);
-	if (r->pad < 0)
-		r->pad = r->eos;
+	bool parse = r->sp.parse_special;
+	if (lf_tok_resolve_specials(t, words, lens, n, replace, path, &r->sp) < 0)
+		lf_die("%s", lf_errmsg());
+	r->sp.parse_special = parse;
+	for (size_t i = 0; i < r->sp.nmissing; i++)
+		lf_warn("template stop word '%.*s' is not in the vocabulary of %s: not added (lf does not resize "
+			"vocabularies), so text spelling it stays text", (int)lens[r->sp.missing[i]], words[r->sp.missing[i]],
+			path);
 }
 
 static void pack_header(msgpack_packer *pk, const msgpack_object *in, const struct lf_tokenizer *t,
@@ -575,7 +503,7 @@ static void pack_header(msgpack_packer *pk, const msgpack_object *in, const stru
 			msgpack_pack_object(pk, *v);
 		}
 	}
-	int32_t ids[3] = { r->bos, r->eos, r->pad };
+	int32_t ids[3] = { r->sp.bos, r->sp.eos, r->sp.pad };
 	lf_pk_str(pk, "tokenizer");
 	lf_tokenizer_pack_header(pk, t, path, ids, additions, nadditions);
 }
@@ -598,7 +526,7 @@ static void pipeline(struct lf_tokenizer *t, size_t nthreads, const char *path, 
 		lf_die("%s: header: no known record type", lf_reader_name(rd));
 	struct resolved r = { .type = (enum lf_rec_type)lf_rec_type_parse(type, tn) };
 	if (lf_header_bool_setting(h, "parse_special_in_content", lf_option_find(options, "parse-special-in-content"),
-				   &r.parse_special) < 0)
+				   &r.sp.parse_special) < 0)
 		lf_die("%s: %s", lf_reader_name(rd), lf_errmsg());
 	resolve(t, h, path, &r);
 	struct lf_tok_state *states[64];

@@ -26,3 +26,12 @@ void lf_cpu_matmul_nt_f32(float *out, const float *a, const float *b,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
                 1.0f, a, K, b, K, 0.0f, out, N);
 }
+
+void lf_cpu_matmul_nt_acc_f32(float *out, const float *a, const float *b,
+                              int M, int N, int K, float scale)
+{
+    if (M <= 0 || N <= 0 || K <= 0)
+        return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
+                scale, a, K, b, K, 1.0f, out, N);
+}

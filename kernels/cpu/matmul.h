@@ -18,6 +18,10 @@ extern "C" {
 void lf_cpu_matmul_nt_f32(float *out, const float *a, const float *b,
                           int M, int N, int K);
 
+/* out[M,N] += scale * a[M,K] @ b[N,K]^T (LoRA's low-rank update). */
+void lf_cpu_matmul_nt_acc_f32(float *out, const float *a, const float *b,
+                              int M, int N, int K, float scale);
+
 #ifdef __cplusplus
 }
 #endif
