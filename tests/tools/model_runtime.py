@@ -90,6 +90,19 @@ def main():
                 if got != want:
                     ok, detail = False, "cached %r, full forward %r" % (got, want)
             report(ok, "%s: greedy generation with the KV cache equals full forwards" % arch, detail)
+            # lf-chat renders and tokenizes a conversation as lf-template |
+            # lf-tokenize do: its greedy answer to identity's first row
+            # ("hi") is lf-generate's; after /clear it starts over
+            def chat(lines):
+                return subprocess.run([os.path.join(BIN, "lf-chat"), "-m", model, "-t", "qwen", "--do-sample=false",
+                                       "--max-new-tokens", "10"], input=lines, capture_output=True, text=True)
+            one, many = chat("hi\n"), chat("hi\nsecond turn\n/clear\nhi\n")
+            first = json.loads(r.stdout.splitlines()[0])["predict"]
+            report(one.returncode == 0 and many.returncode == 0 and one.stdout == first + "\n" and
+                   many.stdout.startswith(first + "\n") and many.stdout.endswith("\n" + first + "\n") and
+                   len(many.stdout) > 2 * len(one.stdout),
+                   "%s: lf-chat answers as lf-generate does, and /clear starts over" % arch,
+                   "chat %r, generate %r, %s" % (one.stdout, first, one.stderr.strip()[-200:]))
             # batched equals one by one: two sequences in one file
             a, b = list(range(5, 40)), list(range(60, 75))
             both = logits_of(model, [a, b], tmp)
