@@ -424,14 +424,16 @@ int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int 
 	b->router = lf_malloc(T * (size_t)(c->experts + 1) * sizeof(float));
 	b->pos = lf_malloc(T * sizeof(int32_t));
 	b->lora_tmp = lf_malloc(T * (size_t)(m->max_rank + 1) * sizeof(float));
-	b->inv_freq = lf_malloc((size_t)c->rope.rotary_dim * sizeof(float));
+	b->inv_cap = (size_t)c->rope.rotary_dim / 2;
+	b->inv_freq = lf_malloc(b->inv_cap * sizeof(float));
+	b->attn_factor = lf_malloc(sizeof(float));
 	return 0;
 }
 
 void lf_forward_buf_free(struct lf_forward_buf *b)
 {
 	float *f[] = { b->x, b->xn, b->o, b->moe_acc, b->q, b->att, b->k, b->v, b->gate, b->up, b->scores,
-		       b->router, b->inv_freq, b->lora_tmp };
+		       b->router, b->inv_freq, b->lora_tmp, b->attn_factor };
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 		free(f[i]);
 	free(b->pos);
@@ -589,71 +591,109 @@ static void moe(const struct lf_model *m, const struct lf_layer *L, struct lf_fo
 int lf_model_forward(const struct lf_model *m, struct lf_kv_cache *kv, struct lf_forward_buf *b, const int32_t *ids,
 		     const int32_t *positions, int T, bool last_only, float *logits)
 {
+	struct lf_seq_in s = { kv, ids, positions, T };
+	return lf_model_forward_batch(m, &s, 1, b, last_only, logits);
+}
+
+int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seqs, int nseq, struct lf_forward_buf *b,
+			   bool last_only, float *logits)
+{
 	const struct lf_model_config *c = &m->cfg;
 	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
-	int qd = nh * d, kd = nkv * d, q0 = kv->len, S = kv->len + T;
-	if (T < 1 || T > b->max_tokens || S > kv->capacity || S > b->max_seq)
-		return lf_fail("forward: %d tokens after %d do not fit (at most %d at once, %d in all)", T, kv->len,
-			       b->max_tokens, kv->capacity < b->max_seq ? kv->capacity : b->max_seq);
+	int qd = nh * d, kd = nkv * d, half = c->rope.rotary_dim / 2, N = 0;
+	for (int s = 0; s < nseq; s++) {
+		const struct lf_seq_in *q = &seqs[s];
+		int S = q->kv->len + q->T;
+		if (q->T < 1 || S > q->kv->capacity || S > b->max_seq)
+			return lf_fail("forward: %d tokens after %d do not fit (%d in all)", q->T, q->kv->len,
+				       q->kv->capacity < b->max_seq ? q->kv->capacity : b->max_seq);
+		N += q->T;
+	}
+	if (N > b->max_tokens)
+		return lf_fail("forward: %d tokens at once, the buffers hold %d", N, b->max_tokens);
+	if ((size_t)nseq * half > b->inv_cap) {
+		b->inv_cap = (size_t)nseq * half;
+		b->inv_freq = lf_realloc(b->inv_freq, b->inv_cap * sizeof *b->inv_freq);
+		b->attn_factor = lf_realloc(b->attn_factor, (size_t)nseq * sizeof *b->attn_factor);
+	}
 	float embed_scale = c->embed_scale ? (float)sqrt((double)H) : 1.0f;
-	for (int t = 0; t < T; t++) {
-		if (ids[t] < 0 || ids[t] >= c->vocab)
-			return lf_fail("forward: token id %d is outside the vocabulary (%d)", ids[t], c->vocab);
-		const float *e = m->embed + (size_t)ids[t] * H;
-		for (int j = 0; j < H; j++)
-			b->x[(size_t)t * H + j] = e[j] * embed_scale;
-		b->pos[t] = positions ? positions[t] : q0 + t;
+	for (int s = 0, row = 0; s < nseq; s++) {
+		const struct lf_seq_in *q = &seqs[s];
+		/* dynamic and longrope scale by the sequence length: the largest
+		 * position + 1, as transformers */
+		int32_t seq_len = q->kv->len + q->T;
+		if (q->positions)
+			for (int t = 0, mx = 0; t < q->T; t++)
+				seq_len = mx = q->positions[t] + 1 > mx ? q->positions[t] + 1 : mx;
+		b->attn_factor[s] = rope_frequencies(&c->rope, seq_len, b->inv_freq + (size_t)s * half);
+		for (int t = 0; t < q->T; t++, row++) {
+			if (q->ids[t] < 0 || q->ids[t] >= c->vocab)
+				return lf_fail("forward: token id %d is outside the vocabulary (%d)", q->ids[t], c->vocab);
+			const float *e = m->embed + (size_t)q->ids[t] * H;
+			for (int j = 0; j < H; j++)
+				b->x[(size_t)row * H + j] = e[j] * embed_scale;
+			b->pos[row] = q->positions ? q->positions[t] : q->kv->len + t;
+		}
 	}
-	/* dynamic and longrope scale by the sequence length: the largest
-	 * position + 1, as transformers */
-	int32_t seq_len = S;
-	if (positions) {
-		seq_len = 0;
-		for (int t = 0; t < T; t++)
-			seq_len = positions[t] + 1 > seq_len ? positions[t] + 1 : seq_len;
-	}
-	float attention_factor = rope_frequencies(&c->rope, seq_len, b->inv_freq);
 	float norm_offset = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
 	for (int l = 0; l < c->layers; l++) {
 		const struct lf_layer *L = &m->layers[l];
-		float *kc = kv->k + (size_t)l * kv->capacity * kd, *vc = kv->v + (size_t)l * kv->capacity * kd;
-		lf_cpu_rmsnorm_f32(b->xn, b->x, L->in_norm, T, H, eps, norm_offset);
-		linear(b->q, b->xn, L->q, L->q_b, &L->lq, b->lora_tmp, T, qd, H);
-		linear(b->k, b->xn, L->k, L->k_b, &L->lk, b->lora_tmp, T, kd, H);
-		linear(b->v, b->xn, L->v, L->v_b, &L->lv, b->lora_tmp, T, kd, H);
+		lf_cpu_rmsnorm_f32(b->xn, b->x, L->in_norm, N, H, eps, norm_offset);
+		linear(b->q, b->xn, L->q, L->q_b, &L->lq, b->lora_tmp, N, qd, H);
+		linear(b->k, b->xn, L->k, L->k_b, &L->lk, b->lora_tmp, N, kd, H);
+		linear(b->v, b->xn, L->v, L->v_b, &L->lv, b->lora_tmp, N, kd, H);
 		if (c->qk_norm) {
-			lf_cpu_rmsnorm_f32(b->q, b->q, L->q_norm, T * nh, d, eps, 0.0f);
-			lf_cpu_rmsnorm_f32(b->k, b->k, L->k_norm, T * nkv, d, eps, 0.0f);
+			lf_cpu_rmsnorm_f32(b->q, b->q, L->q_norm, N * nh, d, eps, 0.0f);
+			lf_cpu_rmsnorm_f32(b->k, b->k, L->k_norm, N * nkv, d, eps, 0.0f);
 		}
-		lf_cpu_rope_f32(b->q, b->pos, T, nh, d, qd, c->rope.rotary_dim, b->inv_freq, attention_factor);
-		lf_cpu_rope_f32(b->k, b->pos, T, nkv, d, kd, c->rope.rotary_dim, b->inv_freq, attention_factor);
-		memcpy(kc + (size_t)q0 * kd, b->k, (size_t)T * kd * sizeof(float));
-		memcpy(vc + (size_t)q0 * kd, b->v, (size_t)T * kd * sizeof(float));
+		/* per sequence: rotary embedding, the cache, attention */
 		struct lf_attn a = { nh, nkv, d, (float)c->attn_scale, (float)c->attn_softcap, c->window[l] };
-		lf_cpu_attention_f32(b->att, b->q, kc, vc, T, S, q0, &a, b->scores);
-		linear(b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, T, H, qd);
+		for (int s = 0, row = 0; s < nseq; s++) {
+			const struct lf_seq_in *q = &seqs[s];
+			struct lf_kv_cache *kv = q->kv;
+			int T = q->T, q0 = kv->len;
+			float *kc = kv->k + (size_t)l * kv->capacity * kd, *vc = kv->v + (size_t)l * kv->capacity * kd;
+			float *qr = b->q + (size_t)row * qd, *kr = b->k + (size_t)row * kd, *vr = b->v + (size_t)row * kd;
+			const float *inv = b->inv_freq + (size_t)s * half;
+			lf_cpu_rope_f32(qr, b->pos + row, T, nh, d, qd, c->rope.rotary_dim, inv, b->attn_factor[s]);
+			lf_cpu_rope_f32(kr, b->pos + row, T, nkv, d, kd, c->rope.rotary_dim, inv, b->attn_factor[s]);
+			memcpy(kc + (size_t)q0 * kd, kr, (size_t)T * kd * sizeof(float));
+			memcpy(vc + (size_t)q0 * kd, vr, (size_t)T * kd * sizeof(float));
+			lf_cpu_attention_f32(b->att + (size_t)row * qd, qr, kc, vc, T, q0 + T, q0, &a, b->scores);
+			row += T;
+		}
+		linear(b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, N, H, qd);
 		if (c->sandwich_norms)
-			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_attn_norm, T, H, eps, norm_offset);
-		for (size_t i = 0; i < (size_t)T * H; i++)
+			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_attn_norm, N, H, eps, norm_offset);
+		for (size_t i = 0; i < (size_t)N * H; i++)
 			b->x[i] += b->o[i];
-		lf_cpu_rmsnorm_f32(b->xn, b->x, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, T, H, eps,
+		lf_cpu_rmsnorm_f32(b->xn, b->x, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps,
 				   norm_offset);
 		if (c->arch == LF_ARCH_MIXTRAL) {
-			moe(m, L, b, T);
+			moe(m, L, b, N);
 		} else {
-			linear(b->gate, b->xn, L->gate, L->gate_b, &L->lgate, b->lora_tmp, T, I, H);
-			linear(b->up, b->xn, L->up, L->up_b, &L->lup, b->lora_tmp, T, I, H);
-			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, (long)T * I, c->act);
-			linear(b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, T, H, I);
+			linear(b->gate, b->xn, L->gate, L->gate_b, &L->lgate, b->lora_tmp, N, I, H);
+			linear(b->up, b->xn, L->up, L->up_b, &L->lup, b->lora_tmp, N, I, H);
+			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, (long)N * I, c->act);
+			linear(b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, N, H, I);
 		}
 		if (c->sandwich_norms)
-			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_ff_norm, T, H, eps, norm_offset);
-		for (size_t i = 0; i < (size_t)T * H; i++)
+			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_ff_norm, N, H, eps, norm_offset);
+		for (size_t i = 0; i < (size_t)N * H; i++)
 			b->x[i] += b->o[i];
 	}
-	kv->len = S;
-	int first = last_only ? T - 1 : 0, n = T - first;
-	lf_cpu_rmsnorm_f32(b->xn, b->x + (size_t)first * H, m->norm, n, H, eps, norm_offset);
+	for (int s = 0; s < nseq; s++)
+		seqs[s].kv->len += seqs[s].T;
+	/* the rows whose logits are wanted: every row, or each sequence's last */
+	int n = N;
+	if (last_only) {
+		n = 0;
+		for (int s = 0, row = 0; s < nseq; s++) {
+			row += seqs[s].T;
+			memmove(b->x + (size_t)n++ * H, b->x + (size_t)(row - 1) * H, (size_t)H * sizeof(float));
+		}
+	}
+	lf_cpu_rmsnorm_f32(b->xn, b->x, m->norm, n, H, eps, norm_offset);
 	lf_cpu_matmul_nt_f32(logits, b->xn, m->lm_head, n, c->vocab, H);
 	if (c->final_softcap > 0)
 		lf_cpu_softcap_f32(logits, (long)n * c->vocab, (float)c->final_softcap);

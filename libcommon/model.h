@@ -77,7 +77,8 @@ struct lf_forward_buf {
 	int max_tokens, max_seq;
 	float *x, *xn, *q, *k, *v, *att, *o, *gate, *up, *scores, *router, *moe_acc, *lora_tmp;
 	int32_t *pos;
-	float *inv_freq;
+	float *inv_freq, *attn_factor; /* per sequence of a call */
+	size_t inv_cap;
 };
 
 int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int max_tokens, int max_seq);
@@ -92,5 +93,18 @@ void lf_forward_buf_free(struct lf_forward_buf *b);
  * vocabulary). */
 int lf_model_forward(const struct lf_model *m, struct lf_kv_cache *kv, struct lf_forward_buf *b, const int32_t *ids,
 		     const int32_t *positions, int T, bool last_only, float *logits);
+
+/* Several sequences at once, each with its own cache: their tokens go
+ * through every linear layer as one matrix (the batch), attention stays
+ * within each sequence.  The buffers must hold the sum of their T.
+ * logits: [sum T, V], or [nseq, V] (each sequence's last token) when
+ * last_only. */
+struct lf_seq_in {
+	struct lf_kv_cache *kv;
+	const int32_t *ids, *positions; /* positions may be NULL */
+	int T;
+};
+int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seqs, int nseq, struct lf_forward_buf *b,
+			   bool last_only, float *logits);
 
 #endif

@@ -23,7 +23,7 @@
 #include <string.h>
 
 static char *opt_model, *opt_tokenizer, *opt_output, *opt_adapter;
-static long long opt_max_new_tokens = -1, opt_top_k = -1, opt_seed = 42, opt_max_samples = -1;
+static long long opt_max_new_tokens = -1, opt_top_k = -1, opt_seed = 42, opt_max_samples = -1, opt_batch_size = 8;
 static double opt_temperature = -1, opt_top_p = -1, opt_repetition_penalty = -1;
 static bool opt_do_sample;
 
@@ -40,6 +40,7 @@ static struct lf_option options[] = {
 	{ "max-new-tokens", 0, LF_OPT_INT, &opt_max_new_tokens, "N", "longest answer (default 1024)" },
 	{ "seed", 0, LF_OPT_INT, &opt_seed, "N", "sampling seed (default 42)" },
 	{ "max-samples", 0, LF_OPT_INT, &opt_max_samples, "N", "answer the first N records only", LF_OPT_CLI_ONLY },
+	{ "batch-size", 'b', LF_OPT_INT, &opt_batch_size, "N", "answer N prompts at once (default 8)", LF_OPT_CLI_ONLY },
 	{ "output", 'o', LF_OPT_STRING, &opt_output, "FILE", "write to FILE (default: stdout)", LF_OPT_CLI_ONLY },
 	{ 0 }
 };
@@ -98,6 +99,109 @@ static int32_t *ids_of(struct lf_ids v)
 	return x;
 }
 
+/* ---- batches ---- */
+
+struct job {
+	uint64_t record;
+	int T, cap, len; /* prompt length, room, ids so far */
+	int32_t *seq, *label;
+	size_t nlabel;
+	bool done;
+	struct lf_kv_cache kv;
+	struct lf_np_rng rng;
+};
+
+static struct {
+	uint64_t generated, prefill_tokens;
+	double prefill_s, decode_s;
+} stats;
+
+static void write_answer(const struct lf_tokenizer *t, const struct job *j, FILE *f)
+{
+	json_t *line = json_object();
+	decode(t, j->seq, (size_t)j->T, line, "prompt");
+	decode(t, j->seq + j->T, (size_t)(j->len - j->T), line, "predict");
+	decode(t, j->label, j->nlabel, line, "label");
+	char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+	if (fprintf(f, "%s\n", text) < 0)
+		lf_die("%s: write failed", opt_output ? opt_output : "<stdout>");
+	free(text);
+	json_decref(line);
+}
+
+/* The batch's prompts in one forward, then one token per unfinished
+ * sequence per forward until each stops. */
+static void run_batch(const struct lf_model *m, const struct lf_gen_params *p, struct job *jobs, int nb,
+		      const struct lf_tokenizer *t, FILE *f)
+{
+	int V = m->cfg.vocab, sum = 0, maxcap = 0;
+	for (int i = 0; i < nb; i++) {
+		sum += jobs[i].T;
+		maxcap = jobs[i].cap > maxcap ? jobs[i].cap : maxcap;
+	}
+	struct lf_forward_buf b;
+	lf_forward_buf_init(&b, m, sum > nb ? sum : nb, maxcap);
+	float *logits = lf_malloc((size_t)nb * V * sizeof *logits);
+	struct lf_seq_in *in = lf_malloc((size_t)nb * sizeof *in);
+	int *which = lf_malloc((size_t)nb * sizeof *which);
+	for (int i = 0; i < nb; i++)
+		in[i] = (struct lf_seq_in){ &jobs[i].kv, jobs[i].seq, NULL, jobs[i].T };
+	double t0 = now();
+	if (lf_model_forward_batch(m, in, nb, &b, true, logits) < 0)
+		lf_die("record %llu: %s", (unsigned long long)jobs[0].record, lf_errmsg());
+	double t1 = now();
+	int active = nb;
+	for (int i = 0; i < nb; i++)
+		which[i] = i;
+	for (;;) {
+		/* choose each active sequence's next token */
+		int next_active = 0;
+		for (int k = 0; k < active; k++) {
+			struct job *j = &jobs[which[k]];
+			int32_t next = lf_sample_next(logits + (size_t)k * V, V, p, j->seq, (size_t)j->len, &j->rng);
+			if (lf_gen_params_is_stop(p, next)) {
+				j->done = true;
+				continue;
+			}
+			j->seq[j->len++] = next;
+			if (j->len - j->T == p->max_new_tokens) {
+				j->done = true;
+				continue;
+			}
+			in[next_active] = (struct lf_seq_in){ &j->kv, &j->seq[j->len - 1], NULL, 1 };
+			which[next_active++] = which[k];
+		}
+		active = next_active;
+		if (!active)
+			break;
+		if (lf_model_forward_batch(m, in, active, &b, true, logits) < 0)
+			lf_die("record %llu: %s", (unsigned long long)jobs[which[0]].record, lf_errmsg());
+	}
+	double t2 = now();
+	stats.prefill_s += t1 - t0;
+	stats.decode_s += t2 - t1;
+	for (int i = 0; i < nb; i++) {
+		struct job *j = &jobs[i];
+		stats.prefill_tokens += (uint64_t)j->T;
+		stats.generated += (uint64_t)(j->len - j->T);
+		if (lf_log_enabled())
+			lf_log_event("answer", json_pack("{s:I,s:i,s:i,s:i}", "record", (json_int_t)j->record, "prompt_tokens",
+							 j->T, "new_tokens", j->len - j->T, "batch", nb));
+		write_answer(t, j, f);
+		free(j->seq);
+		free(j->label);
+		lf_kv_cache_free(&j->kv);
+	}
+	fflush(f);
+	if (lf_log_enabled())
+		lf_log_event("batch", json_pack("{s:i,s:f,s:f}", "sequences", nb, "prefill_seconds", t1 - t0,
+						"decode_seconds", t2 - t1));
+	free(which);
+	free(in);
+	free(logits);
+	lf_forward_buf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
 	lf_set_progname(argv[0]);
@@ -107,6 +211,8 @@ int main(int argc, char **argv)
 		lf_die_usage("--model-name-or-path DIR is required");
 	if (argc - first > 1)
 		lf_die_usage("one STREAM at a time");
+	if (opt_batch_size < 1 || opt_batch_size > 4096)
+		lf_die_usage("option '--batch-size': N must be between 1 and 4096");
 	struct lf_gen_params p;
 	settings(&p);
 	struct lf_tokenizer *t = lf_tokenizer_load(opt_tokenizer ? opt_tokenizer : opt_model);
@@ -138,87 +244,65 @@ int main(int argc, char **argv)
 	struct lf_output out;
 	if (lf_output_open(&out, opt_output) < 0)
 		lf_die("%s", lf_errmsg());
-	struct lf_np_rng rng;
-	lf_np_rng_seed(&rng, (uint64_t)opt_seed);
 	struct lf_arena arena = { 0 };
 	const msgpack_object *o;
-	int rc = 0;
-	uint64_t n = 0, generated = 0, prefill_tokens = 0;
-	double prefill_s = 0, decode_s = 0;
-	float *logits = lf_malloc((size_t)m->cfg.vocab * sizeof *logits);
-	while ((opt_max_samples < 0 || n < (uint64_t)opt_max_samples) && (rc = lf_reader_next(rd, &o)) == 1) {
-		struct lf_token_record r;
-		lf_arena_reset(&arena);
-		if (lf_token_record_unpack(o, LF_REC_PROMPT, &arena, &r) < 0)
-			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)n, lf_errmsg());
-		int T = (int)r.prompt.n, cap = T + p.max_new_tokens;
-		if (T < 1)
-			lf_die("%s: record %llu: empty prompt", lf_reader_name(rd), (unsigned long long)n);
-		int32_t *seq = lf_malloc((size_t)cap * sizeof *seq);
-		int32_t *prompt = ids_of(r.prompt);
-		memcpy(seq, prompt, (size_t)T * sizeof *seq);
-		struct lf_kv_cache kv;
-		struct lf_forward_buf b;
-		lf_kv_cache_init(&kv, m, cap);
-		lf_forward_buf_init(&b, m, T, cap);
-		int len = T, produced = 0;
-		double t0 = now();
-		if (lf_model_forward(m, &kv, &b, seq, NULL, T, true, logits) < 0)
-			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)n, lf_errmsg());
-		double t1 = now();
-		while (produced < p.max_new_tokens) {
-			int32_t next = lf_sample_next(logits, m->cfg.vocab, &p, seq, (size_t)len, &rng);
-			if (lf_gen_params_is_stop(&p, next))
-				break;
-			seq[len++] = next;
-			produced++;
-			if (produced == p.max_new_tokens)
-				break;
-			if (lf_model_forward(m, &kv, &b, &next, NULL, 1, true, logits) < 0)
-				lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)n, lf_errmsg());
+	int rc = 1;
+	uint64_t n = 0;
+	struct job *jobs = lf_calloc((size_t)opt_batch_size, sizeof *jobs);
+	while (rc == 1) {
+		/* a batch of records */
+		int nb = 0;
+		while (nb < opt_batch_size && (opt_max_samples < 0 || n + (uint64_t)nb < (uint64_t)opt_max_samples) &&
+		       (rc = lf_reader_next(rd, &o)) == 1) {
+			struct lf_token_record r;
+			lf_arena_reset(&arena);
+			if (lf_token_record_unpack(o, LF_REC_PROMPT, &arena, &r) < 0)
+				lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)(n + nb), lf_errmsg());
+			if (r.prompt.n < 1)
+				lf_die("%s: record %llu: empty prompt", lf_reader_name(rd), (unsigned long long)(n + nb));
+			struct job *j = &jobs[nb];
+			j->record = n + (uint64_t)nb;
+			j->T = (int)r.prompt.n;
+			j->cap = j->T + p.max_new_tokens;
+			j->seq = lf_malloc((size_t)j->cap * sizeof *j->seq);
+			int32_t *prompt = ids_of(r.prompt);
+			memcpy(j->seq, prompt, (size_t)j->T * sizeof *j->seq);
+			free(prompt);
+			j->label = ids_of(r.response);
+			j->nlabel = r.response.n;
+			j->len = j->T;
+			j->done = false;
+			/* each record its own draws, whatever the batch size */
+			uint32_t words[3] = { (uint32_t)opt_seed, (uint32_t)((uint64_t)opt_seed >> 32), (uint32_t)j->record };
+			lf_np_rng_seed_words(&j->rng, words, 3);
+			lf_kv_cache_init(&j->kv, m, j->cap);
+			nb++;
 		}
-		double t2 = now();
-		prefill_s += t1 - t0;
-		decode_s += t2 - t1;
-		prefill_tokens += (uint64_t)T;
-		if (lf_log_enabled())
-			lf_log_event("answer", json_pack("{s:I,s:i,s:i,s:f,s:f}", "record", (json_int_t)n, "prompt_tokens", T,
-							 "new_tokens", produced, "prefill_seconds", t1 - t0,
-							 "decode_seconds", t2 - t1));
-		json_t *line = json_object();
-		decode(t, prompt, (size_t)T, line, "prompt");
-		decode(t, seq + T, (size_t)produced, line, "predict");
-		int32_t *label = ids_of(r.response);
-		decode(t, label, r.response.n, line, "label");
-		char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
-		if (fprintf(out.f, "%s\n", text) < 0)
-			lf_die("%s: write failed", opt_output ? opt_output : "<stdout>");
-		fflush(out.f);
-		free(text);
-		json_decref(line);
-		free(label);
-		free(prompt);
-		free(seq);
-		lf_forward_buf_free(&b);
-		lf_kv_cache_free(&kv);
-		generated += (uint64_t)produced;
-		n++;
-		lf_progress("%llu answers, %llu tokens", (unsigned long long)n, (unsigned long long)generated);
+		if (rc < 0 && !nb)
+			break;
+		if (nb)
+			run_batch(m, &p, jobs, nb, t, out.f);
+		n += (uint64_t)nb;
+		lf_progress("%llu answers, %llu tokens", (unsigned long long)n, (unsigned long long)stats.generated);
+		if (opt_max_samples >= 0 && n >= (uint64_t)opt_max_samples)
+			break;
 	}
+	free(jobs);
 	lf_progress_done();
-	if (opt_max_samples < 0 && rc < 0)
+	if (rc < 0)
 		lf_die("%s", lf_errmsg());
 	if (lf_output_commit(&out) < 0)
 		lf_die("%s", lf_errmsg());
 	lf_note("%llu answers, %llu tokens generated; prefill %.0f tokens/s, decode %.1f tokens/s",
-		(unsigned long long)n, (unsigned long long)generated, prefill_s > 0 ? (double)prefill_tokens / prefill_s : 0,
-		decode_s > 0 ? (double)generated / decode_s : 0);
+		(unsigned long long)n, (unsigned long long)stats.generated,
+		stats.prefill_s > 0 ? (double)stats.prefill_tokens / stats.prefill_s : 0,
+		stats.decode_s > 0 ? (double)stats.generated / stats.decode_s : 0);
 	if (lf_log_enabled())
-		lf_log_event("summary", json_pack("{s:I,s:I,s:I,s:f,s:f}", "answers", (json_int_t)n, "prompt_tokens",
-						  (json_int_t)prefill_tokens, "new_tokens", (json_int_t)generated,
-						  "prefill_seconds", prefill_s, "decode_seconds", decode_s));
+		lf_log_event("summary", json_pack("{s:I,s:I,s:I,s:f,s:f,s:I}", "answers", (json_int_t)n, "prompt_tokens",
+						  (json_int_t)stats.prefill_tokens, "new_tokens",
+						  (json_int_t)stats.generated, "prefill_seconds", stats.prefill_s,
+						  "decode_seconds", stats.decode_s, "batch_size", (json_int_t)opt_batch_size));
 	lf_log_close();
-	free(logits);
 	lf_arena_free(&arena);
 	lf_reader_close(rd);
 	lf_model_free(m);

@@ -93,6 +93,13 @@ def main():
             # lf-chat renders and tokenizes a conversation as lf-template |
             # lf-tokenize do: its greedy answer to identity's first row
             # ("hi") is lf-generate's; after /clear it starts over
+            # prompts of different lengths answered together equal answered
+            # one by one, sampled too (each record has its own draws)
+            b1 = run("lf-generate", "-m", model, "--max-new-tokens", "6", "--batch-size", "1", "--top-k", "0", stream)
+            b8 = run("lf-generate", "-m", model, "--max-new-tokens", "6", "--batch-size", "8", "--top-k", "0", stream)
+            report(b1.returncode == 0 and b1.stdout == b8.stdout and len(b1.stdout.splitlines()) == 2,
+                   "%s: batched sampling equals one prompt at a time" % arch, b8.stderr.strip()[-200:])
+
             def chat(lines):
                 return subprocess.run([os.path.join(BIN, "lf-chat"), "-m", model, "-t", "qwen", "--do-sample=false",
                                        "--max-new-tokens", "10"], input=lines, capture_output=True, text=True)
