@@ -20,15 +20,17 @@
 # peer is given lf's ids (lf-inspect), so both sides run the same tokens.
 #
 #   prefill  last-position logits only, KV cache filled.
-#            lf: lf-generate --max-new-tokens 1 on the 5 records; tokens / the
-#              sum of the 4 measured prefill_seconds of its log (one prompt at
-#              a time: lf does not batch prompts).
+#            lf: lf-generate --max-new-tokens 1 --batch-size 4 on 8 records (a
+#              warm-up batch, then the 4 measured prompts as one batch: their
+#              tokens share every matrix product) -> 4 x 256 tokens / that
+#              batch's prefill_seconds ("batch 4"); and --batch-size 1 on the
+#              5 records, the 4 measured batches' prefill_seconds ("1 by 1").
 #            torch: model(input_ids, logits_to_keep=1) on the 4 prompts as one
 #              [4, 256] batch ("batch 4", what the issue asks for), and one at
 #              a time ("1 by 1").
 #   decode   single stream, greedy, 128 new tokens after the first measured
 #            prompt: lf-generate --do-sample=false --max-new-tokens 128,
-#            new_tokens / decode_seconds; torch: a manual loop of
+#            new_tokens / the batch's decode_seconds; torch: a manual loop of
 #            model(next, past_key_values=DynamicCache, logits_to_keep=1) +
 #            argmax, the same steps lf times (128 argmaxes, 127 one-token
 #            forwards), EOS not a stop.  Whether both give the same answer
@@ -79,6 +81,9 @@ ptoks=${LF_BENCH_PROMPT_TOKENS:-256}
 newtoks=${LF_BENCH_NEW_TOKENS:-128}
 threads=${LF_BENCH_THREADS:-$(nproc)}
 attn=${LF_BENCH_ATTN:-eager}
+noise=${LF_BENCH_NOISE:-0.1}
+quiet_wait=${LF_BENCH_QUIET_WAIT:-300}
+max_runs=${LF_BENCH_MAX_RUNS:-$((reps * 2 + 1))}
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 now() { date +%s.%N; }
 
@@ -89,13 +94,35 @@ mkdir "$work/bin"
 cp bin/lf-init bin/lf-generate bin/lf-template bin/lf-tokenize bin/lf-inspect "$work/bin/"
 B=$work/bin
 
-if [ -x /usr/bin/time ]; then
-	peak() { /usr/bin/time -f %M -o "$@"; }  # peak FILE CMD...: CMD's peak RSS (KiB) into FILE
-else
-	echo "note: /usr/bin/time (GNU time) not found, lf's peak RSS not measured: apt-get install time" >&2
-	peak() { local f=$1; shift; echo 0 >"$f"; "$@"; }
-fi
-PEER() { PYTHONPATH=$tf4${PYTHONPATH:+:$PYTHONPATH} "$peer" "$@"; }
+[ -x /usr/bin/time ] || { echo "forward.sh: needs GNU time (/usr/bin/time): apt-get install time" >&2; exit 1; }
+# busy: the machine's busy CPU time so far, in jiffies (1/100 s): user nice system irq softirq steal
+busy() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# timed TAG CMD...: run CMD under GNU time ("peak-RSS-KiB wall user sys" into $work/TAG.time) with the
+# machine's busy jiffies before and after in $work/TAG.busy: their difference less CMD's own user + sys
+# is what other processes took meanwhile
+timed() {
+	local tag=$1 b0 rc=0
+	shift
+	b0=$(busy)
+	/usr/bin/time -f "%M %e %U %S" -o "$work/$tag.time" "$@" || rc=$?
+	echo "$b0 $(busy)" >"$work/$tag.busy"
+	return $rc
+}
+# quiet: wait (up to $quiet_wait s) until the other processes take under $noise of a core for 2 s running
+quiet() {
+	local waited=0 b0 b1
+	while :; do
+		b0=$(busy)
+		sleep 2
+		b1=$(busy)
+		awk "BEGIN { exit !(($b1 - $b0) / 200 < $noise) }" && return 0
+		waited=$((waited + 2))
+		[ "$waited" = 2 ] && echo "  waiting for the machine to be quiet (others use $(awk "BEGIN { print ($b1 - $b0) / 200 }") cores) ..." >&2
+		[ "$waited" -ge "$quiet_wait" ] && { echo "  still busy after $quiet_wait s: going on" >&2; return 0; }
+	done
+}
+peer_cmd=(env "PYTHONPATH=$tf4${PYTHONPATH:+:$PYTHONPATH}" "$peer")
+PEER() { "${peer_cmd[@]}" "$@"; }
 if ! PEER -c "import torch, transformers" 2>/dev/null; then
 	echo "forward.sh: $peer cannot import torch and transformers (scripts/goldens/venv.sh makes that venv)" >&2
 	exit 1
@@ -124,7 +151,7 @@ model() {
 
 # the prompts: N+1 texts cut to exactly ptoks tokens (template included); once
 pdir=$cache/prompts-$((nprompts + 1))x$ptoks
-pstamp="v2 $shared $tokdir"
+pstamp="v3 $shared $tokdir"
 if [ ! -f "$pdir/.complete" ] || [ "$(cat "$pdir/.complete")" != "$pstamp" ]; then
 	echo "making $pdir" >&2
 	rm -rf "$pdir"
@@ -162,8 +189,10 @@ if len(chosen) != n:
     sys.exit("forward.sh: no cut of prompt(s) %s gives %d tokens" % (sorted(set(range(n)) - set(chosen)), want))
 json.dump([chosen[i] for i in range(n)], open(sys.argv[4], "w"), ensure_ascii=False, indent=1)
 json.dump([chosen[1]], open(sys.argv[5], "w"), ensure_ascii=False, indent=1)
+json.dump([chosen[0]] * (n - 1) + [chosen[i] for i in range(1, n)], open(sys.argv[4][:-len("prompts.json")] + "batch.json", "w"),
+          ensure_ascii=False, indent=1)
 PY
-	for f in prompts decode; do
+	for f in prompts decode batch; do
 		"$B/lf-template" -t llama2 --stage ppo --format alpaca "$pdir/$f.json" 2>/dev/null |
 			"$B/lf-tokenize" --tokenizer "$tokdir" 2>/dev/null >"$pdir/$f.lfs"
 	done
@@ -178,98 +207,128 @@ results=$work/results.jsonl
 IFS=, read -ra mlist <<<"$models"
 for name in "${mlist[@]}"; do
 	dir=$(model "$name")
-	for rep in $(seq "$reps"); do
-		echo "[$name $rep/$reps] lf prefill ..." >&2
-		rm -f "$work/p.log" "$work/d.log"
-		peak "$work/p.rss" "$B/lf-generate" -m "$dir" --do-sample=false --max-new-tokens 1 --log "$work/p.log" \
+	clean=0 run=0
+	while [ "$clean" -lt "$reps" ] && [ "$run" -lt "$max_runs" ]; do
+		run=$((run + 1))
+		quiet
+		echo "[$name run $run, $clean/$reps clean so far] lf prefill ..." >&2
+		rm -f "$work/p.log" "$work/b.log" "$work/d.log" "$work/peer.json"
+		timed p "$B/lf-generate" -m "$dir" --do-sample=false --max-new-tokens 1 --batch-size 1 --log "$work/p.log" \
 			"$pdir/prompts.lfs" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-		echo "[$name $rep/$reps] lf decode ..." >&2
-		peak "$work/d.rss" "$B/lf-generate" -m "$dir" --do-sample=false --max-new-tokens "$newtoks" --log "$work/d.log" \
+		"$B/lf-generate" -m "$dir" --do-sample=false --max-new-tokens 1 --batch-size "$nprompts" --log "$work/b.log" \
+			"$pdir/batch.lfs" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+		echo "[$name run $run] lf decode ..." >&2
+		timed d "$B/lf-generate" -m "$dir" --do-sample=false --max-new-tokens "$newtoks" --batch-size 1 --log "$work/d.log" \
 			"$pdir/decode.lfs" >"$work/d.out" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-		echo "[$name $rep/$reps] torch ..." >&2
-		rm -f "$work/peer.json"
-		PEER scripts/bench/forward-peer.py --model "$dir" --ids "$pdir/ids.jsonl" --threads "$threads" \
+		echo "[$name run $run] torch ..." >&2
+		timed t "${peer_cmd[@]}" scripts/bench/forward-peer.py --model "$dir" --ids "$pdir/ids.jsonl" --threads "$threads" \
 			--new-tokens "$newtoks" --attn "$attn" --lf-output "$work/d.out" --result "$work/peer.json" \
 			>"$work/peer.log" 2>&1 || { tail -n 20 "$work/peer.log" >&2; exit 1; }
-		python3 - "$name" "$rep" "$work" >>"$results" <<'PY'
+		verdict=$(python3 - "$name" "$run" "$work" "$noise" "$results" <<'PY'
 import json, sys
-name, rep, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+name, run, work, noise, results = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
+def events(path, kind):
+    return [e for e in map(json.loads, open(path)) if e.get("event") == kind]
 def answers(path):
-    return [e for e in map(json.loads, open(path)) if e.get("event") == "answer"]
+    return events(path, "answer")
+def proc(tag):  # peak RSS KiB, and the cores other processes used on average while it ran
+    rss, wall, user, sys_ = map(float, open("%s/%s.time" % (work, tag)).read().split()[-4:])
+    b0, b1 = map(int, open("%s/%s.busy" % (work, tag)).read().split())
+    return int(rss), max(0.0, ((b1 - b0) / 100 - user - sys_) / max(wall, 0.01))
 p = answers(work + "/p.log")[1:]  # record 0: the warm-up
+pb = events(work + "/p.log", "batch")[1:]
+b4 = events(work + "/b.log", "batch")[1]  # batch 0: the warm-up
 d = answers(work + "/d.log")[0]
-print(json.dumps({"model": name, "rep": rep,
-                  "lf": {"prefill_tokens": sum(e["prompt_tokens"] for e in p),
-                         "prefill_s": sum(e["prefill_seconds"] for e in p),
-                         "prompt_tokens": [e["prompt_tokens"] for e in p],
-                         "decode_prompt_tokens": d["prompt_tokens"], "new_tokens": d["new_tokens"],
-                         "decode_s": d["decode_seconds"],
-                         "rss_prefill_kib": int(open(work + "/p.rss").read().split()[-1]),
-                         "rss_decode_kib": int(open(work + "/d.rss").read().split()[-1])},
-                  "torch": json.load(open(work + "/peer.json"))}))
+db = events(work + "/d.log", "batch")[0]
+(rp, op), (rd, od), (rt, ot) = proc("p"), proc("d"), proc("t")
+row = {"model": name, "run": run, "others": [op, od, ot], "clean": max(op, od, ot) < noise,
+       "lf": {"prefill_tokens": sum(e["prompt_tokens"] for e in p), "prefill_s": sum(e["prefill_seconds"] for e in pb),
+              "prefill_batch_s": b4["prefill_seconds"], "prefill_batch_prompts": b4["sequences"],
+              "prompt_tokens": [e["prompt_tokens"] for e in p], "decode_prompt_tokens": d["prompt_tokens"],
+              "new_tokens": d["new_tokens"], "decode_s": db["decode_seconds"],
+              "rss_prefill_kib": rp, "rss_decode_kib": rd},
+       "torch": json.load(open(work + "/peer.json"))}
+open(results, "a").write(json.dumps(row) + "\n")
+print("clean" if row["clean"] else "noisy (other processes used %.2f/%.2f/%.2f cores)" % (op, od, ot))
 PY
+)
+		echo "[$name run $run] $verdict" >&2
+		[ "$verdict" = clean ] && clean=$((clean + 1))
 	done
 done
 
 python3 - "$results" "$threads" "$attn" "$(awk "BEGIN { printf \"%.0f\", $(now) - $t_start }")" \
-	"$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+	"$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$noise" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-threads, attn, elapsed = int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+threads, attn, elapsed, noise = int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), float(sys.argv[7])
 med = statistics.median
 def spread(xs): return "%.1f-%.1f" % (min(xs), max(xs))
 t0 = rows[0]["torch"]
-print("lf-generate vs PyTorch %s eager (transformers %s, attn_implementation=%s), float32 CPU, %d threads;"
-      " median of %d interleaved runs" % (t0["torch"], t0["transformers"], attn, threads,
-                                          len([r for r in rows if r["model"] == rows[0]["model"]])))
+print("lf-generate vs PyTorch %s eager (transformers %s, attn_implementation=%s), float32 CPU, %d threads"
+      % (t0["torch"], t0["transformers"], attn, threads))
 print("prefill: %d prompts x %d tokens, last-position logits; decode: 1 stream, %d new tokens greedy after %d"
       % (t0["prompts"], t0["prompt_tokens"], rows[0]["lf"]["new_tokens"], t0["decode_prompt_tokens"]))
-hdr = "%-6s %-38s %12s %12s %8s %6s" % ("model", "measurement", "lf tok/s", "torch tok/s", "ratio", "goal")
+hdr = "%-6s %-38s %12s %12s %8s %9s" % ("model", "measurement (median)", "lf tok/s", "torch tok/s", "ratio", "goal")
 print(hdr)
 print("-" * len(hdr))
 notes, details = [], []
 for name in dict.fromkeys(r["model"] for r in rows):
-    rs = [r for r in rows if r["model"] == name]
+    every = [r for r in rows if r["model"] == name]
+    rs = [r for r in every if r["clean"]]
+    if not rs:
+        notes.append("WARNING: %s: no run without other load (over %.2f cores): the medians are of all %d runs"
+                     % (name, noise, len(every)))
+        rs = every
     t = rs[0]["torch"]
     lf_pre = [r["lf"]["prefill_tokens"] / r["lf"]["prefill_s"] for r in rs]
+    lf_b4 = [r["lf"]["prefill_tokens"] / r["lf"]["prefill_batch_s"] for r in rs]
     tb = [r["torch"]["prompts"] * r["torch"]["prompt_tokens"] / r["torch"]["prefill_batch_s"] for r in rs]
     ts = [r["torch"]["prompts"] * r["torch"]["prompt_tokens"] / r["torch"]["prefill_single_s"] for r in rs]
     lf_dec = [r["lf"]["new_tokens"] / r["lf"]["decode_s"] for r in rs]
     td = [r["torch"]["new_tokens"] / r["torch"]["decode_s"] for r in rs]
-    label = "%s" % name
-    for what, a, b, goal in (("prefill (lf 1 by 1, torch batch 4)", lf_pre, tb, 1.5),
+    label = name
+    for what, a, b, goal in (("prefill (both batch 4)", lf_b4, tb, 1.5),
                              ("prefill (both 1 by 1)", lf_pre, ts, 1.5),
                              ("decode", lf_dec, td, 3.0)):
         ratio = med(a) / med(b)
-        print("%-6s %-38s %12.1f %12.1f %7.2fx %6s" % (label, what, med(a), med(b), ratio,
-                                                      "%.1fx %s" % (goal, "ok" if ratio >= goal else "no")))
+        print("%-6s %-38s %12.1f %12.1f %7.2fx %9s" % (label, what, med(a), med(b), ratio,
+                                                      ">=%.1fx %s" % (goal, "ok" if ratio >= goal else "no")))
         label = ""
-    print("%-6s %-38s %12.0f %12.0f %8s" % ("", "peak RSS MB prefill / torch process", med([r["lf"]["rss_prefill_kib"] for r in rs]) / 1024,
-                                           med([r["torch"]["rss_peak_kib"] for r in rs]) / 1024, ""))
-    print("%-6s %-38s %12.0f %12.0f %8s" % ("", "peak RSS MB decode / torch after import", med([r["lf"]["rss_decode_kib"] for r in rs]) / 1024,
-                                           med([r["torch"]["rss_import_kib"] for r in rs]) / 1024, ""))
-    details.append("%s: %d parameters (%d without the embedding and head), f32 weights %.0f MB; lf prefill %s tok/s,"
-                   " torch batch %s, 1 by 1 %s; lf decode %s tok/s (%.1f ms/token), torch %s (%.1f ms/token)"
-                   % (name, t["params"], t["params_non_embedding"], t["params"] * 4 / 1e6, spread(lf_pre), spread(tb),
-                      spread(ts), spread(lf_dec), 1000 / med(lf_dec), spread(td), 1000 / med(td)))
-    for r in rs:
+    print("%-6s %-38s %12.0f %12.0f" % ("", "peak RSS MB: lf prefill / torch process",
+                                        med([r["lf"]["rss_prefill_kib"] for r in rs]) / 1024,
+                                        med([r["torch"]["rss_peak_kib"] for r in rs]) / 1024))
+    print("%-6s %-38s %12.0f %12.0f" % ("", "peak RSS MB: lf decode / torch imports",
+                                        med([r["lf"]["rss_decode_kib"] for r in rs]) / 1024,
+                                        med([r["torch"]["rss_import_kib"] for r in rs]) / 1024))
+    details.append("%s: %d parameters (%d without the embedding and the head), f32 weights %.0f MB" % (
+        name, t["params"], t["params_non_embedding"], t["params"] * 4 / 1e6))
+    details.append("  %d of %d runs clean (others' load per run, cores, lf prefill/lf decode/torch: %s)" % (
+        len([r for r in every if r["clean"]]), len(every),
+        ", ".join("%.2f/%.2f/%.2f" % tuple(r["others"]) for r in every)))
+    details.append("  range over those runs: lf prefill batch 4 %s tok/s, 1 by 1 %s, torch batch 4 %s, 1 by 1 %s;"
+                   " lf decode %s tok/s (median %.1f ms/token), torch %s (%.1f ms/token)" % (
+                       spread(lf_b4), spread(lf_pre), spread(tb), spread(ts), spread(lf_dec), 1000 / med(lf_dec),
+                       spread(td), 1000 / med(td)))
+    for r in every:
         if r["lf"]["new_tokens"] != r["torch"]["new_tokens"]:
             notes.append("WARNING: %s run %d: lf stopped after %d new tokens (EOS), torch made %d"
-                         % (name, r["rep"], r["lf"]["new_tokens"], r["torch"]["new_tokens"]))
+                         % (name, r["run"], r["lf"]["new_tokens"], r["torch"]["new_tokens"]))
         if any(n != t["prompt_tokens"] for n in r["lf"]["prompt_tokens"]):
             notes.append("WARNING: %s: lf's prompts have %s tokens" % (name, r["lf"]["prompt_tokens"]))
         if not r["torch"]["batch_single_same_argmax"]:
-            notes.append("note: %s run %d: torch's batch and 1-by-1 last-position argmax differ" % (name, r["rep"]))
-    same = [r["torch"]["same_answer"] for r in rs]
+            notes.append("note: %s run %d: torch's batch and 1-by-1 last-position argmax differ" % (name, r["run"]))
+    same = [r["torch"]["same_answer"] for r in every]
     notes.append("%s: lf's greedy answer %s torch's" % (name, "is the same text as" if all(same) else
                                                          "DIFFERS from (%d of %d runs)" % (same.count(False), len(same))))
 print("-" * len(hdr))
-print("ratio = lf tokens/s / torch tokens/s (> 1: lf faster); goal from the issue: prefill >= 1.5x, decode >= 3x")
-print("torch RSS includes torch and transformers themselves (import alone: the second torch figure)")
+print("ratio = lf tokens/s / torch tokens/s (> 1: lf faster); goal from the issue: prefill >= 1.5x, decode >= 3x;"
+      " torch's RSS includes torch and transformers themselves")
+print("medians of the clean runs: those during which other processes used under %.2f cores (LF_BENCH_NOISE)" % noise)
 for d in details:
     print(d)
 for n in notes:
     print(n)
-print("whole run: %.0f s; load average (1/5/15 min) at the start %s, at the end %s (other work on the"
-      " machine slows both sides)" % (elapsed, sys.argv[5], sys.argv[6]))
+print("whole run: %.0f s; load average (1/5/15 min) at the start %s, at the end %s"
+      % (elapsed, sys.argv[5], sys.argv[6]))
 PY
