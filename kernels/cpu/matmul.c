@@ -22,6 +22,12 @@ void lf_cpu_matmul_nt_f32(float *out, const float *a, const float *b,
         memset(out, 0, (size_t)M * (size_t)N * sizeof *out);
         return;
     }
+    /* one row (decoding a token): a matrix-vector product, which reads the
+       weight once instead of packing it first as sgemm does */
+    if (M == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, b, K, a, 1, 0.0f, out, 1);
+        return;
+    }
     /* row-major: out = 1 * a * b^T + 0 * out; leading dims are row lengths */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
                 1.0f, a, K, b, K, 0.0f, out, N);
