@@ -396,6 +396,25 @@ int lf_kv_cache_init(struct lf_kv_cache *kv, const struct lf_model *m, int capac
 	return 0;
 }
 
+int lf_kv_cache_reserve(struct lf_kv_cache *kv, const struct lf_model *m, int capacity)
+{
+	if (capacity <= kv->capacity)
+		return 0;
+	struct lf_kv_cache bigger;
+	lf_kv_cache_init(&bigger, m, capacity);
+	size_t kd = (size_t)m->cfg.kv_heads * (size_t)m->cfg.head_dim;
+	for (int l = 0; l < m->cfg.layers; l++) {
+		memcpy(bigger.k + (size_t)l * capacity * kd, kv->k + (size_t)l * kv->capacity * kd,
+		       (size_t)kv->len * kd * sizeof(float));
+		memcpy(bigger.v + (size_t)l * capacity * kd, kv->v + (size_t)l * kv->capacity * kd,
+		       (size_t)kv->len * kd * sizeof(float));
+	}
+	bigger.len = kv->len;
+	lf_kv_cache_free(kv);
+	*kv = bigger;
+	return 0;
+}
+
 void lf_kv_cache_free(struct lf_kv_cache *kv)
 {
 	free(kv->k);

@@ -70,6 +70,8 @@ struct lf_kv_cache {
 };
 
 int lf_kv_cache_init(struct lf_kv_cache *kv, const struct lf_model *m, int capacity);
+/* Room for capacity positions, keeping what the cache holds. */
+int lf_kv_cache_reserve(struct lf_kv_cache *kv, const struct lf_model *m, int capacity);
 void lf_kv_cache_free(struct lf_kv_cache *kv);
 
 /* Activations for up to max_tokens tokens per forward call. */

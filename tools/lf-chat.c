@@ -164,7 +164,9 @@ int main(int argc, char **argv)
 	if (tty)
 		fprintf(stderr, "lf-chat: %s with template %s; /clear starts over, /exit leaves\n", opt_model, opt_template);
 	struct chat c = { 0 };
-	struct lf_idvec ids = { 0 };
+	struct lf_idvec ids = { 0 }, cached = { 0 };
+	struct lf_kv_cache kv;
+	lf_kv_cache_init(&kv, m, 1);
 	struct lf_buf text = LF_BUF_INIT;
 	float *logits = lf_malloc((size_t)m->cfg.vocab * sizeof *logits);
 	char *line = NULL;
@@ -181,6 +183,8 @@ int main(int argc, char **argv)
 			break;
 		if (!strcmp(line, "/clear")) {
 			chat_clear(&c);
+			kv.len = 0;
+			cached.n = 0;
 			if (tty)
 				fputs("History has been removed.\n", stderr);
 			continue;
@@ -188,12 +192,18 @@ int main(int argc, char **argv)
 		chat_add(&c, LF_ROLE_USER, line, (size_t)len);
 		if (prompt_ids(&tpl, &c, t, st, &sp, &ids) < 0)
 			lf_die("%s", lf_errmsg());
-		size_t T = ids.n, total = T + (size_t)p.max_new_tokens;
-		struct lf_kv_cache kv;
+		/* the cache keeps the conversation: only what differs from what it
+		 * holds runs again (not with RoPE scaled by the length, whose keys
+		 * depend on it) */
+		size_t T = ids.n, common = 0;
+		bool reuse = m->cfg.rope.type != LF_ROPE_DYNAMIC && m->cfg.rope.type != LF_ROPE_LONGROPE;
+		while (reuse && common < (size_t)kv.len && common + 1 < T && cached.v[common] == ids.v[common])
+			common++;
+		kv.len = (int)common;
+		lf_kv_cache_reserve(&kv, m, (int)(T + (size_t)p.max_new_tokens));
 		struct lf_forward_buf b;
-		lf_kv_cache_init(&kv, m, (int)total);
-		lf_forward_buf_init(&b, m, (int)T, (int)total);
-		if (lf_model_forward(m, &kv, &b, ids.v, NULL, (int)T, true, logits) < 0)
+		lf_forward_buf_init(&b, m, (int)(T - common), kv.capacity);
+		if (lf_model_forward(m, &kv, &b, ids.v + common, NULL, (int)(T - common), true, logits) < 0)
 			lf_die("%s", lf_errmsg());
 		if (tty)
 			fputs("Assistant: ", stderr);
@@ -214,13 +224,17 @@ int main(int argc, char **argv)
 		fputc('\n', stdout);
 		fflush(stdout);
 		chat_add(&c, LF_ROLE_ASSISTANT, text.data ? text.data : "", text.len);
+		cached.n = 0; /* what the cache now holds */
+		for (int i = 0; i < kv.len; i++)
+			lf_idvec_push(&cached, ids.v[i]);
 		lf_forward_buf_free(&b);
-		lf_kv_cache_free(&kv);
 	}
 	free(line);
 	free(logits);
 	lf_buf_free(&text);
 	lf_idvec_free(&ids);
+	lf_idvec_free(&cached);
+	lf_kv_cache_free(&kv);
 	chat_clear(&c);
 	free(c.msgs);
 	lf_tok_state_free(st);

@@ -110,6 +110,24 @@ def main():
                    len(many.stdout) > 2 * len(one.stdout),
                    "%s: lf-chat answers as lf-generate does, and /clear starts over" % arch,
                    "chat %r, generate %r, %s" % (one.stdout, first, one.stderr.strip()[-200:]))
+            # the second turn, answered from the cache kept since the first,
+            # equals lf-generate's answer to the two-turn conversation
+            two = chat("hi\nsecond turn\n")
+            second = two.stdout[len(one.stdout):-1] if two.stdout.startswith(one.stdout) else None
+            conv = os.path.join(tmp, arch + "-conv.json")
+            json.dump([{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": first},
+                                          {"from": "human", "value": "second turn"}, {"from": "gpt", "value": "x"}]}],
+                      open(conv, "w"))
+            q1 = subprocess.Popen([os.path.join(BIN, "lf-template"), "-t", "qwen", "--stage", "ppo", "--format",
+                                   "sharegpt", conv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            q2 = subprocess.run([os.path.join(BIN, "lf-tokenize"), "--tokenizer", model], stdin=q1.stdout,
+                                capture_output=True)
+            q1.wait()
+            g = subprocess.run([os.path.join(BIN, "lf-generate"), "-m", model, "--do-sample=false",
+                                "--max-new-tokens", "10"], input=q2.stdout, capture_output=True)
+            want = json.loads(g.stdout.decode().splitlines()[0])["predict"] if g.returncode == 0 else "(failed)"
+            report(second == want, "%s: lf-chat's second turn from its kept cache equals a fresh run" % arch,
+                   "chat %r, generate %r %s" % (second, want, g.stderr.decode()[-200:]))
             # batched equals one by one: two sequences in one file
             a, b = list(range(5, 40)), list(range(60, 75))
             both = logits_of(model, [a, b], tmp)
