@@ -439,7 +439,8 @@ int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int 
 	b->v = lf_malloc(T * kd * sizeof(float));
 	b->gate = lf_malloc(T * (size_t)c->intermediate * sizeof(float));
 	b->up = lf_malloc(T * (size_t)c->intermediate * sizeof(float));
-	b->scores = lf_malloc(T * (size_t)max_seq * sizeof(float));
+	b->scores_cap = (size_t)max_seq; /* grown to T x S as a call needs */
+	b->scores = lf_malloc(b->scores_cap * sizeof(float));
 	b->router = lf_malloc(T * (size_t)(c->experts + 1) * sizeof(float));
 	b->pos = lf_malloc(T * sizeof(int32_t));
 	b->lora_tmp = lf_malloc(T * (size_t)(m->max_rank + 1) * sizeof(float));
@@ -630,6 +631,14 @@ int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seq
 	}
 	if (N > b->max_tokens)
 		return lf_fail("forward: %d tokens at once, the buffers hold %d", N, b->max_tokens);
+	/* attention scores: one sequence at a time, T x S */
+	for (int s = 0; s < nseq; s++) {
+		size_t need = (size_t)seqs[s].T * (size_t)(seqs[s].kv->len + seqs[s].T);
+		if (need > b->scores_cap) {
+			b->scores_cap = need;
+			b->scores = lf_realloc(b->scores, need * sizeof(float));
+		}
+	}
 	if ((size_t)nseq * half > b->inv_cap) {
 		b->inv_cap = (size_t)nseq * half;
 		b->inv_freq = lf_realloc(b->inv_freq, b->inv_cap * sizeof *b->inv_freq);

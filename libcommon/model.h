@@ -80,7 +80,7 @@ struct lf_forward_buf {
 	float *x, *xn, *q, *k, *v, *att, *o, *gate, *up, *scores, *router, *moe_acc, *lora_tmp;
 	int32_t *pos;
 	float *inv_freq, *attn_factor; /* per sequence of a call */
-	size_t inv_cap;
+	size_t inv_cap, scores_cap;
 };
 
 int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int max_tokens, int max_seq);
