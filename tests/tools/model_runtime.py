@@ -134,6 +134,30 @@ def main():
             alone = logits_of(model, [b], tmp)[0]
             report(np.array_equal(both[1], alone), "%s: each sequence's logits are its own" % arch)
 
+        # lf-init's folders load in transformers (goldens made there by
+        # scripts/goldens/make-init-goldens.py): the same bytes again, the
+        # same token ids as AutoTokenizer, the same logits within 1e-4
+        import hashlib
+        gold = os.path.join(ROOT, "tests", "golden", "init")
+        for arch in sorted(os.listdir(gold)):
+            g = os.path.join(gold, arch)
+            model = os.path.join(tmp, "init-" + arch)
+            r = run("lf-init", *json.load(open(os.path.join(g, "args.json"))), "-o", model)
+            sha = hashlib.sha256(open(os.path.join(model, "model.safetensors"), "rb").read()).hexdigest() \
+                if r.returncode == 0 else r.stderr
+            report(sha == open(os.path.join(g, "sha256")).read().strip(),
+                   "%s: lf-init writes the same model.safetensors for the same options and seed" % arch)
+            want = json.loads(open(os.path.join(g, "ids.jsonl")).readline())
+            tok = run("lf-tokenize", "--tokenizer", model, "--text", "--no-special",
+                      input=json.dumps({"text": want["text"]}) + "\n")
+            report(tok.returncode == 0 and json.loads(tok.stdout)["ids"] == want["ids"],
+                   "%s: lf-init's tokenizer gives AutoTokenizer's ids" % arch, tok.stdout.strip())
+            mine = logits_of(model, [want["ids"]], tmp)[0]
+            y = load_file(os.path.join(g, "logits.safetensors"))["logits.0"]
+            err, scale = float(np.abs(mine - y).max()), float(np.abs(y).max())
+            report(err <= 1e-4 * scale, "%s: transformers runs lf-init's model as lf does" % arch,
+                   "max error %.3g, scale %.3g" % (err, scale))
+
         # perplexity over shards equals the loss from the logits
         model = os.path.join(tmp, "llama")
         p1 = subprocess.Popen([os.path.join(BIN, "lf-template"), "-t", "qwen", "--dataset-dir", DATA, "--dataset",
