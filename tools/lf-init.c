@@ -103,9 +103,8 @@ static const char *const specials[] = { "<|endoftext|>", "<|im_start|>", "<|im_e
 					"<tool_call>", "</tool_call>" };
 #define NSPECIALS (sizeof specials / sizeof specials[0])
 
-static json_t *byte_level(bool trim)
+static json_t *byte_level(void)
 {
-	(void)trim;
 	return json_pack("{s:s,s:b,s:b,s:b}", "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1,
 			 "use_regex", 1);
 }
@@ -142,8 +141,8 @@ static int generate_tokenizer(struct lf_outdir *d, int max_pos)
 	}
 	json_t *tok = json_pack("{s:s,s:n,s:n,s:o,s:n,s:o,s:o,s:o,s:{s:s,s:n,s:n,s:n,s:n,s:b,s:b,s:b,s:o,s:[]}}",
 				"version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer",
-				"pre_tokenizer", byte_level(false), "post_processor", byte_level(true), "decoder",
-				byte_level(true), "model", "type", "BPE", "dropout", "unk_token",
+				"pre_tokenizer", byte_level(), "post_processor", byte_level(), "decoder",
+				byte_level(), "model", "type", "BPE", "dropout", "unk_token",
 				"continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0, "byte_fallback", 0,
 				"ignore_merges", 0, "vocab", vocab, "merges");
 	if (write_json(lf_outdir_file(d, "tokenizer.json"), tok) < 0)
