@@ -162,27 +162,34 @@ static void naive_matmul_nt(double *out, const float *a, const float *b,
         }
 }
 
-/* out += scale * a b^T (LoRA's update) against the naive product. */
-static void check_matmul_acc(int M, int N, int K)
+/* lf_cpu_matmul_nt_f32 (scale 0), or lf_cpu_matmul_nt_acc_f32 with that
+ * scale over random contents (LoRA's update), against the naive product. */
+static void check_matmul(int M, int N, int K, float scale)
 {
     size_t na = (size_t)M * K, nb = (size_t)N * K, no = (size_t)M * N;
     float *a = malloc((na ? na : 1) * sizeof *a), *b = malloc((nb ? nb : 1) * sizeof *b);
     float *out = malloc((no ? no : 1) * sizeof *out), *init = malloc((no ? no : 1) * sizeof *init);
     double *ref = malloc((no ? no : 1) * sizeof *ref);
     char name[64], detail[160];
-    snprintf(name, sizeof name, "matmul_nt_acc_f32_%dx%dx%d", M, N, K);
+    snprintf(name, sizeof name, scale ? "matmul_nt_acc_f32_%dx%dx%d" : "matmul_nt_f32_%dx%dx%d", M, N, K);
     if (!a || !b || !out || !ref || !init) {
         report(0, name, "out of memory");
         return;
     }
     for (size_t i = 0; i < na; i++) a[i] = rng_uniform();
     for (size_t i = 0; i < nb; i++) b[i] = rng_uniform();
-    for (size_t i = 0; i < no; i++) out[i] = init[i] = rng_uniform();
-    lf_cpu_matmul_nt_acc_f32(out, a, b, M, N, K, 0.75f);
+    for (size_t i = 0; i < no; i++) /* plain: NaN, which must all be overwritten */
+        out[i] = init[i] = scale ? rng_uniform() : NAN;
+    if (scale)
+        lf_cpu_matmul_nt_acc_f32(out, a, b, M, N, K, scale);
+    else
+        lf_cpu_matmul_nt_f32(out, a, b, M, N, K);
     naive_matmul_nt(ref, a, b, M, N, K);
+    /* f32 accumulation of K terms of size <= 1: error well under K * 2^-24 * K */
     double max_err = 0.0, tol = 1e-6 * (K + 1) + 1e-6;
     for (size_t i = 0; i < no; i++) {
-        double e = fabs((double)out[i] - (init[i] + 0.75 * ref[i]));
+        double want = scale ? init[i] + (double)scale * ref[i] : ref[i];
+        double e = fabs((double)out[i] - want);
         if (!(e <= max_err))
             max_err = isnan(e) ? INFINITY : e;
     }
@@ -195,38 +202,6 @@ static void check_matmul_acc(int M, int N, int K)
     free(ref);
 }
 
-static void check_matmul(int M, int N, int K)
-{
-    size_t na = (size_t)M * K, nb = (size_t)N * K, no = (size_t)M * N;
-    float *a = malloc((na ? na : 1) * sizeof *a), *b = malloc((nb ? nb : 1) * sizeof *b);
-    float *out = malloc((no ? no : 1) * sizeof *out);
-    double *ref = malloc((no ? no : 1) * sizeof *ref);
-    char name[64], detail[160];
-    snprintf(name, sizeof name, "matmul_nt_f32_%dx%dx%d", M, N, K);
-    if (!a || !b || !out || !ref) {
-        report(0, name, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < na; i++) a[i] = rng_uniform();
-    for (size_t i = 0; i < nb; i++) b[i] = rng_uniform();
-    for (size_t i = 0; i < no; i++) out[i] = NAN; /* must all be overwritten */
-    lf_cpu_matmul_nt_f32(out, a, b, M, N, K);
-    naive_matmul_nt(ref, a, b, M, N, K);
-    /* f32 accumulation of K terms of size <= 1: error well under K * 2^-24 * K */
-    double max_err = 0.0, tol = 1e-6 * (K + 1) + 1e-6;
-    for (size_t i = 0; i < no; i++) {
-        double e = fabs((double)out[i] - ref[i]);
-        if (!(e <= max_err))
-            max_err = isnan(e) ? INFINITY : e;
-    }
-    snprintf(detail, sizeof detail, "max abs err %.3g > tol %.3g", max_err, tol);
-    report(max_err <= tol, name, detail);
-    free(a);
-    free(b);
-    free(out);
-    free(ref);
-}
-
 int main(void)
 {
     check_bf16_patterns();
@@ -236,10 +211,10 @@ int main(void)
         { 1, 1, 1 }, { 3, 5, 7 }, { 16, 16, 16 }, { 64, 33, 129 },
         { 1, 257, 513 }, { 257, 129, 513 }, { 128, 96, 1024 }, { 4, 6, 0 },
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        check_matmul(shapes[i][0], shapes[i][1], shapes[i][2]);
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        check_matmul_acc(shapes[i][0], shapes[i][1], shapes[i][2]);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        check_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 0.0f);
+        check_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 0.75f);
+    }
     if (failures) {
         printf("kernels_cpu_check: %d check(s) failed\n", failures);
         return 1;
