@@ -106,7 +106,6 @@ struct job {
 	int T, cap, len; /* prompt length, room, ids so far */
 	int32_t *seq, *label;
 	size_t nlabel;
-	bool done;
 	struct lf_kv_cache kv;
 	struct lf_np_rng rng;
 };
@@ -159,15 +158,11 @@ static void run_batch(const struct lf_model *m, const struct lf_gen_params *p, s
 		for (int k = 0; k < active; k++) {
 			struct job *j = &jobs[which[k]];
 			int32_t next = lf_sample_next(logits + (size_t)k * V, V, p, j->seq, (size_t)j->len, &j->rng);
-			if (lf_gen_params_is_stop(p, next)) {
-				j->done = true;
-				continue;
-			}
+			if (lf_gen_params_is_stop(p, next))
+				continue; /* finished */
 			j->seq[j->len++] = next;
-			if (j->len - j->T == p->max_new_tokens) {
-				j->done = true;
+			if (j->len - j->T == p->max_new_tokens)
 				continue;
-			}
 			in[next_active] = (struct lf_seq_in){ &j->kv, &j->seq[j->len - 1], NULL, 1 };
 			which[next_active++] = which[k];
 		}
@@ -265,13 +260,11 @@ int main(int argc, char **argv)
 			j->T = (int)r.prompt.n;
 			j->cap = j->T + p.max_new_tokens;
 			j->seq = lf_malloc((size_t)j->cap * sizeof *j->seq);
-			int32_t *prompt = ids_of(r.prompt);
-			memcpy(j->seq, prompt, (size_t)j->T * sizeof *j->seq);
-			free(prompt);
+			for (int i = 0; i < j->T; i++)
+				j->seq[i] = lf_ids_at(r.prompt, (size_t)i);
 			j->label = ids_of(r.response);
 			j->nlabel = r.response.n;
 			j->len = j->T;
-			j->done = false;
 			/* each record its own draws, whatever the batch size */
 			uint32_t words[3] = { (uint32_t)opt_seed, (uint32_t)((uint64_t)opt_seed >> 32), (uint32_t)j->record };
 			lf_np_rng_seed_words(&j->rng, words, 3);
