@@ -258,3 +258,18 @@ int lf_tokenizer_decode(const struct lf_tokenizer *t, const int32_t *ids, size_t
 	free(l.v);
 	return 0;
 }
+
+int lf_tokenizer_decode_generated(const struct lf_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+				  struct lf_buf *out)
+{
+	int32_t *known = lf_malloc((n + 1) * sizeof *known);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		if (lf_tokenizer_id_to_token(t, ids[i], &len))
+			known[k++] = ids[i];
+	}
+	int rc = lf_tokenizer_decode(t, known, k, skip_special, out);
+	free(known);
+	return rc;
+}

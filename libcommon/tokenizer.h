@@ -64,6 +64,12 @@ void lf_tokenizer_encode(const struct lf_tokenizer *t, struct lf_tok_state *st, 
 int lf_tokenizer_decode(const struct lf_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
 			struct lf_buf *out);
 
+/* The same for what a model generated: ids the tokenizer lacks (a model's
+ * embedding rows past the tokenizer's vocabulary, as padded vocabularies
+ * have) give no text, as transformers' decode leaves them out. */
+int lf_tokenizer_decode_generated(const struct lf_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+				  struct lf_buf *out);
+
 /* Token lookups (added tokens first, then the model's vocabulary). */
 int32_t lf_tokenizer_token_to_id(const struct lf_tokenizer *t, const char *s, size_t len);
 const char *lf_tokenizer_id_to_token(const struct lf_tokenizer *t, int32_t id, size_t *len);

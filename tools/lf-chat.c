@@ -99,7 +99,7 @@ static int prompt_ids(const struct lf_template *tpl, const struct chat *c, const
 static void stream_text(const struct lf_tokenizer *t, const int32_t *ids, size_t n, size_t *shown, struct lf_buf *text)
 {
 	lf_buf_reset(text);
-	if (lf_tokenizer_decode(t, ids, n, true, text) < 0)
+	if (lf_tokenizer_decode_generated(t, ids, n, true, text) < 0)
 		return;
 	size_t len = text->len;
 	if (len >= 3 && !memcmp(text->data + len - 3, "\xEF\xBF\xBD", 3))
@@ -218,7 +218,7 @@ int main(int argc, char **argv)
 				lf_die("%s", lf_errmsg());
 		}
 		lf_buf_reset(&text);
-		lf_tokenizer_decode(t, ids.v + T, ids.n - T, true, &text);
+		lf_tokenizer_decode_generated(t, ids.v + T, ids.n - T, true, &text);
 		if (text.len > shown)
 			fwrite(text.data + shown, 1, text.len - shown, stdout);
 		fputc('\n', stdout);

@@ -78,7 +78,7 @@ static void settings(struct lf_gen_params *p)
 static void decode(const struct lf_tokenizer *t, const int32_t *ids, size_t n, json_t *o, const char *key)
 {
 	struct lf_buf b = LF_BUF_INIT;
-	if (lf_tokenizer_decode(t, ids, n, true, &b) < 0)
+	if (lf_tokenizer_decode_generated(t, ids, n, true, &b) < 0)
 		lf_die("%s", lf_errmsg());
 	json_object_set_new(o, key, json_stringn(b.data ? b.data : "", b.len));
 	lf_buf_free(&b);

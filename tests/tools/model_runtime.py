@@ -134,6 +134,27 @@ def main():
             alone = logits_of(model, [b], tmp)[0]
             report(np.array_equal(both[1], alone), "%s: each sequence's logits are its own" % arch)
 
+        # a head larger than the tokenizer (padded vocabularies): the ids
+        # past it give no text, as transformers' decode, instead of an error
+        big = os.path.join(tmp, "big-vocab")
+        run("lf-init", "-t", "llama", "--hidden-size", "32", "--vocab-size", "4000", "--initializer-range", "0.5",
+            "-o", big)
+        p1 = subprocess.Popen([os.path.join(BIN, "lf-template"), "-t", "qwen", "--stage", "ppo", "--dataset-dir", DATA,
+                               "--dataset", "identity", "--max-samples", "3"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+        toks = subprocess.run([os.path.join(BIN, "lf-tokenize"), "--tokenizer", big], stdin=p1.stdout,
+                              capture_output=True).stdout
+        p1.wait()
+        g = subprocess.run([os.path.join(BIN, "lf-generate"), "-m", big, "--max-new-tokens", "20", "--log",
+                            os.path.join(tmp, "big.log")], input=toks, capture_output=True)
+        new = sum(e.get("new_tokens", 0) for e in map(json.loads, open(os.path.join(tmp, "big.log")))
+                  if e.get("event") == "answer") if g.returncode == 0 else 0
+        report(g.returncode == 0 and len(g.stdout.splitlines()) == 3 and new > 0,
+               "ids past the tokenizer's vocabulary give no text instead of an error", g.stderr.decode()[-200:])
+        c = subprocess.run([os.path.join(BIN, "lf-chat"), "-m", big, "-t", "qwen", "--max-new-tokens", "20"],
+                           input="hi\n", capture_output=True, text=True)
+        report(c.returncode == 0, "lf-chat too", c.stderr[-200:])
+
         # lf-init's folders load in transformers (goldens made there by
         # scripts/goldens/make-init-goldens.py): the same bytes again, the
         # same token ids as AutoTokenizer, the same logits within 1e-4
