@@ -80,6 +80,25 @@ int lf_gen_params_load(struct lf_gen_params *p, const char *model_dir)
 	return 0;
 }
 
+int lf_gen_params_override(struct lf_gen_params *p, const struct lf_gen_options *o)
+{
+	if (o->do_sample_given)
+		p->do_sample = o->do_sample;
+	if (o->temperature >= 0)
+		p->temperature = o->temperature;
+	if (o->top_p >= 0)
+		p->top_p = o->top_p;
+	if (o->top_k >= 0)
+		p->top_k = (int)o->top_k;
+	if (o->repetition_penalty >= 0)
+		p->repetition_penalty = o->repetition_penalty;
+	if (o->max_new_tokens >= 0)
+		p->max_new_tokens = o->max_new_tokens > INT32_MAX / 2 ? INT32_MAX / 2 : (int)o->max_new_tokens;
+	if (p->top_p <= 0 || p->top_p > 1 || p->repetition_penalty <= 0)
+		return lf_fail("top_p must be in (0, 1] and repetition_penalty positive");
+	return 0;
+}
+
 static int cmp_desc(const void *a, const void *b)
 {
 	float x = *(const float *)a, y = *(const float *)b;

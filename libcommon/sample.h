@@ -29,6 +29,18 @@ struct lf_gen_params {
  * the stop ids).  -1 with lf_fail on a malformed file. */
 int lf_gen_params_load(struct lf_gen_params *p, const char *model_dir);
 bool lf_gen_params_is_stop(const struct lf_gen_params *p, int32_t id);
+
+/* The settings a program's options give (lf-generate, lf-chat): negative
+ * numbers and do_sample_given false mean "not given". */
+struct lf_gen_options {
+	bool do_sample, do_sample_given;
+	double temperature, top_p, repetition_penalty;
+	long long top_k, max_new_tokens;
+};
+#define LF_GEN_OPTIONS_UNSET { false, false, -1, -1, -1, -1, -1 }
+/* Apply the given ones over p and check the result (top_p in (0, 1],
+ * repetition_penalty positive).  -1 with lf_fail. */
+int lf_gen_params_override(struct lf_gen_params *p, const struct lf_gen_options *o);
 void lf_gen_params_add_stop(struct lf_gen_params *p, int32_t id);
 
 /* The next token.  logits (V values) are modified in place; history: the

@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 static char *opt_model, *opt_template, *opt_tokenizer, *opt_system, *opt_adapter;
-static long long opt_max_new_tokens = -1, opt_top_k = -1, opt_seed = 42;
-static double opt_temperature = -1, opt_top_p = -1, opt_repetition_penalty = -1;
-static bool opt_do_sample, opt_enable_thinking = true;
+static long long opt_seed = 42;
+static struct lf_gen_options gen = LF_GEN_OPTIONS_UNSET;
+static bool opt_enable_thinking = true;
 
 static struct lf_option options[] = {
 	{ "model-name-or-path", 'm', LF_OPT_STRING, &opt_model, "DIR", "the model folder" },
@@ -34,12 +34,12 @@ static struct lf_option options[] = {
 	{ "enable-thinking", 0, LF_OPT_BOOL, &opt_enable_thinking, NULL,
 	  "reasoning templates: let the model think (default on)" },
 	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter to apply (unmerged)" },
-	{ "do-sample", 0, LF_OPT_BOOL, &opt_do_sample, NULL, "sample (default: the model's generation_config, else on)" },
-	{ "temperature", 0, LF_OPT_FLOAT, &opt_temperature, "X", "sampling temperature (default 0.95)" },
-	{ "top-p", 0, LF_OPT_FLOAT, &opt_top_p, "X", "nucleus sampling mass (default 0.7)" },
-	{ "top-k", 0, LF_OPT_INT, &opt_top_k, "N", "sample among the N most likely tokens (default 50; 0: all)" },
-	{ "repetition-penalty", 0, LF_OPT_FLOAT, &opt_repetition_penalty, "X", "penalty for seen tokens (default 1.0)" },
-	{ "max-new-tokens", 0, LF_OPT_INT, &opt_max_new_tokens, "N", "longest answer (default 1024)" },
+	{ "do-sample", 0, LF_OPT_BOOL, &gen.do_sample, NULL, "sample (default: the model's generation_config, else on)" },
+	{ "temperature", 0, LF_OPT_FLOAT, &gen.temperature, "X", "sampling temperature (default 0.95)" },
+	{ "top-p", 0, LF_OPT_FLOAT, &gen.top_p, "X", "nucleus sampling mass (default 0.7)" },
+	{ "top-k", 0, LF_OPT_INT, &gen.top_k, "N", "sample among the N most likely tokens (default 50; 0: all)" },
+	{ "repetition-penalty", 0, LF_OPT_FLOAT, &gen.repetition_penalty, "X", "penalty for seen tokens (default 1.0)" },
+	{ "max-new-tokens", 0, LF_OPT_INT, &gen.max_new_tokens, "N", "longest answer (default 1024)" },
 	{ "seed", 0, LF_OPT_INT, &opt_seed, "N", "sampling seed (default 42)", LF_OPT_CLI_ONLY },
 	{ 0 }
 };
@@ -126,18 +126,9 @@ int main(int argc, char **argv)
 	struct lf_gen_params p;
 	if (lf_gen_params_load(&p, opt_model) < 0)
 		lf_die("%s", lf_errmsg());
-	if (lf_option_find(options, "do-sample")->given)
-		p.do_sample = opt_do_sample;
-	if (opt_temperature >= 0)
-		p.temperature = opt_temperature;
-	if (opt_top_p >= 0)
-		p.top_p = opt_top_p;
-	if (opt_top_k >= 0)
-		p.top_k = (int)opt_top_k;
-	if (opt_repetition_penalty >= 0)
-		p.repetition_penalty = opt_repetition_penalty;
-	if (opt_max_new_tokens >= 0)
-		p.max_new_tokens = (int)opt_max_new_tokens;
+	gen.do_sample_given = lf_option_find(options, "do-sample")->given;
+	if (lf_gen_params_override(&p, &gen) < 0)
+		lf_die_usage("%s", lf_errmsg());
 	const char *tok_path = opt_tokenizer ? opt_tokenizer : opt_model;
 	struct lf_tokenizer *t = lf_tokenizer_load(tok_path);
 	if (!t)

@@ -23,21 +23,20 @@
 #include <string.h>
 
 static char *opt_model, *opt_tokenizer, *opt_output, *opt_adapter;
-static long long opt_max_new_tokens = -1, opt_top_k = -1, opt_seed = 42, opt_max_samples = -1, opt_batch_size = 8;
-static double opt_temperature = -1, opt_top_p = -1, opt_repetition_penalty = -1;
-static bool opt_do_sample;
+static long long opt_seed = 42, opt_max_samples = -1, opt_batch_size = 8;
+static struct lf_gen_options gen = LF_GEN_OPTIONS_UNSET;
 
 static struct lf_option options[] = {
 	{ "model-name-or-path", 'm', LF_OPT_STRING, &opt_model, "DIR", "the model folder" },
 	{ "tokenizer", 0, LF_OPT_STRING, &opt_tokenizer, "PATH", "the tokenizer (default: the model folder's)",
 	  LF_OPT_CLI_ONLY },
 	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter to apply (unmerged)" },
-	{ "do-sample", 0, LF_OPT_BOOL, &opt_do_sample, NULL, "sample (default: the model's generation_config, else on)" },
-	{ "temperature", 0, LF_OPT_FLOAT, &opt_temperature, "X", "sampling temperature (default 0.95)" },
-	{ "top-p", 0, LF_OPT_FLOAT, &opt_top_p, "X", "nucleus sampling mass (default 0.7)" },
-	{ "top-k", 0, LF_OPT_INT, &opt_top_k, "N", "sample among the N most likely tokens (default 50; 0: all)" },
-	{ "repetition-penalty", 0, LF_OPT_FLOAT, &opt_repetition_penalty, "X", "penalty for seen tokens (default 1.0)" },
-	{ "max-new-tokens", 0, LF_OPT_INT, &opt_max_new_tokens, "N", "longest answer (default 1024)" },
+	{ "do-sample", 0, LF_OPT_BOOL, &gen.do_sample, NULL, "sample (default: the model's generation_config, else on)" },
+	{ "temperature", 0, LF_OPT_FLOAT, &gen.temperature, "X", "sampling temperature (default 0.95)" },
+	{ "top-p", 0, LF_OPT_FLOAT, &gen.top_p, "X", "nucleus sampling mass (default 0.7)" },
+	{ "top-k", 0, LF_OPT_INT, &gen.top_k, "N", "sample among the N most likely tokens (default 50; 0: all)" },
+	{ "repetition-penalty", 0, LF_OPT_FLOAT, &gen.repetition_penalty, "X", "penalty for seen tokens (default 1.0)" },
+	{ "max-new-tokens", 0, LF_OPT_INT, &gen.max_new_tokens, "N", "longest answer (default 1024)" },
 	{ "seed", 0, LF_OPT_INT, &opt_seed, "N", "sampling seed (default 42)" },
 	{ "max-samples", 0, LF_OPT_INT, &opt_max_samples, "N", "answer the first N records only", LF_OPT_CLI_ONLY },
 	{ "batch-size", 'b', LF_OPT_INT, &opt_batch_size, "N", "answer N prompts at once (default 8)", LF_OPT_CLI_ONLY },
@@ -57,22 +56,11 @@ static const struct lf_tool_info tool = {
 /* Generation settings: the model's, then the command line's. */
 static void settings(struct lf_gen_params *p)
 {
+	gen.do_sample_given = lf_option_find(options, "do-sample")->given;
 	if (lf_gen_params_load(p, opt_model) < 0)
 		lf_die("%s", lf_errmsg());
-	if (lf_option_find(options, "do-sample")->given)
-		p->do_sample = opt_do_sample;
-	if (opt_temperature >= 0)
-		p->temperature = opt_temperature;
-	if (opt_top_p >= 0)
-		p->top_p = opt_top_p;
-	if (opt_top_k >= 0)
-		p->top_k = (int)opt_top_k;
-	if (opt_repetition_penalty >= 0)
-		p->repetition_penalty = opt_repetition_penalty;
-	if (opt_max_new_tokens >= 0)
-		p->max_new_tokens = (int)opt_max_new_tokens;
-	if (p->top_p <= 0 || p->top_p > 1 || p->repetition_penalty <= 0)
-		lf_die_usage("--top-p must be in (0, 1] and --repetition-penalty positive");
+	if (lf_gen_params_override(p, &gen) < 0)
+		lf_die_usage("%s", lf_errmsg());
 }
 
 static void decode(const struct lf_tokenizer *t, const int32_t *ids, size_t n, json_t *o, const char *key)
