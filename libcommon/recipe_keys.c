@@ -80,7 +80,7 @@ const struct lf_recipe_key lf_recipe_keys[] = {
 	{ "compute_accuracy", "lf-train", NULL, LF_KEY_PLANNED, NULL },
 	{ "create_new_adapter", "lf-train", NULL, LF_KEY_PLANNED, NULL },
 	{ "crop_to_patches", "lf-template", NULL, LF_KEY_PLANNED, N_MM },
-	{ "cutoff_len", "lf-pack", NULL, LF_KEY_ACTIVE, NULL },
+	{ "cutoff_len", "lf-pack", "lf-eval", LF_KEY_ACTIVE, NULL },
 	{ "data_seed", "lf-train", NULL, LF_KEY_PLANNED, NULL },
 	{ "data_shared_file_system", "lf", NULL, LF_KEY_NO_EFFECT, "lf keeps no per-node preprocessing cache" },
 	{ "dataloader_drop_last", "lf-train", NULL, LF_KEY_PLANNED, NULL },

@@ -4,31 +4,37 @@
  * and perplexity over the labels of lf-pack's shards (--task perplexity).
  */
 #include "error.h"
+#include "example.h"
 #include "log.h"
 #include "model.h"
 #include "options.h"
 #include "safetensors.h"
 #include "shardset.h"
+#include "stream.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static char *opt_model, *opt_task, *opt_input, *opt_output, *opt_split, *opt_adapter;
-static long long opt_max_samples = -1;
+static long long opt_max_samples = -1, opt_cutoff_len = 2048;
 
 static struct lf_option options[] = {
 	{ "model-name-or-path", 'm', LF_OPT_STRING, &opt_model, "DIR", "the model folder (config.json, safetensors)" },
 	{ "task", 0, LF_OPT_STRING, &opt_task, "TASK", "logits or perplexity" },
 	{ "input", 'i', LF_OPT_STRING, &opt_input, "PATH",
-	  "logits: JSON lines {\"ids\": [...]}; perplexity: lf-pack's shards (folder, bundle or .shard)",
+	  "logits: JSON lines {\"ids\": [...]}; perplexity: lf-pack's shards (folder, bundle or .shard) or a token "
+	  "stream from lf-tokenize (- for standard input)",
 	  LF_OPT_CLI_ONLY },
 	{ "split", 0, LF_OPT_STRING, &opt_split, "NAME", "perplexity: the split to read (default: validation if the "
 	  "shards have one, else train)", LF_OPT_CLI_ONLY },
 	{ "max-samples", 0, LF_OPT_INT, &opt_max_samples, "N", "perplexity: the first N examples only",
 	  LF_OPT_CLI_ONLY },
+	{ "cutoff-len", 0, LF_OPT_INT, &opt_cutoff_len, "N",
+	  "perplexity over a token stream: cut each example to N tokens as lf-pack does (default 2048)" },
 	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter to apply (unmerged)" },
 	{ "output", 'o', LF_OPT_STRING, &opt_output, "FILE",
 	  "logits: the safetensors file to write; perplexity: JSON result file (default: stdout)", LF_OPT_CLI_ONLY },
@@ -37,10 +43,10 @@ static struct lf_option options[] = {
 
 static const struct lf_tool_info tool = {
 	"lf-eval", "--model-name-or-path DIR --task TASK [OPTION]...",
-	"Evaluate a Hugging Face model on the CPU: logits of token ids, perplexity over lf-pack shards.",
+	"Evaluate a Hugging Face model on the CPU: logits of token ids, perplexity over lf-pack shards or a token stream.",
 	"Tasks:\n"
 	"  logits      --input ids.jsonl -o logits.safetensors: tensor logits.N [T, vocab] (f32) for line N\n"
-	"  perplexity  --input SHARDS: mean loss over the label tokens and its exp, as one JSON object",
+	"  perplexity  --input SHARDS|STREAM: mean loss over the label tokens and its exp, as one JSON object",
 };
 
 /* ---- logits ---- */
@@ -173,10 +179,15 @@ static void run_part(const struct lf_model *m, const int32_t *ids, const int32_t
 	lf_kv_cache_free(&kv);
 }
 
-static void task_perplexity(const struct lf_model *m)
+/* What perplexity adds up over the examples. */
+struct ppl {
+	double sum;
+	uint64_t label_tokens, tokens, examples;
+	const char *split; /* the shards' split, or "stream" */
+};
+
+static void ppl_shards(const struct lf_model *m, struct ppl *r)
 {
-	if (!opt_input)
-		lf_die_usage("--task perplexity needs --input SHARDS (lf-pack's output)");
 	struct lf_shardset *set = lf_shardset_open(opt_input);
 	if (!set)
 		lf_die("%s", lf_errmsg());
@@ -188,13 +199,13 @@ static void task_perplexity(const struct lf_model *m)
 	uint64_t n = lf_shardset_examples(set, (size_t)split);
 	if (opt_max_samples >= 0 && (uint64_t)opt_max_samples < n)
 		n = (uint64_t)opt_max_samples;
-	double sum = 0;
-	uint64_t count = 0, tokens = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		struct lf_shard_seq q;
 		if (lf_shardset_get(set, (size_t)split, i, 0, &q) < 0)
 			lf_die("%s", lf_errmsg());
 		int T = (int)q.n;
+		r->examples++;
+		r->tokens += (uint64_t)T;
 		if (T < 2)
 			continue;
 		int32_t *ids = lf_malloc((size_t)T * sizeof *ids), *labels = lf_malloc((size_t)T * sizeof *labels);
@@ -214,31 +225,110 @@ static void task_perplexity(const struct lf_model *m)
 		for (int s = 0; s < nparts; s++) {
 			int len = neat ? (int)lf_shard_seq_segment(&q, (uint32_t)s) : T;
 			if (len >= 2)
-				run_part(m, ids + start, q.nsegments ? pos + start : NULL, labels + start, len, i, &sum, &count);
+				run_part(m, ids + start, q.nsegments ? pos + start : NULL, labels + start, len, i,
+					 &r->sum, &r->label_tokens);
 			start += len;
 		}
-		tokens += (uint64_t)T;
 		free(ids);
 		free(labels);
 		free(pos);
 		lf_progress("%llu of %llu examples", (unsigned long long)i + 1, (unsigned long long)n);
 	}
+	r->split = lf_strdup(lf_shardset_split_name(set, (size_t)split));
+	lf_shardset_close(set);
+}
+
+/* A token stream: each sft record is its supervised example, each pt
+ * record its document, cut to --cutoff-len as lf-pack would without
+ * packing. */
+static void ppl_stream(const struct lf_model *m, struct ppl *r)
+{
+	struct lf_reader *rd = lf_reader_open(opt_input);
+	if (!rd)
+		lf_die("%s", lf_errmsg());
+	const char *name = lf_reader_name(rd);
+	struct lf_example_settings ex = { 0 };
+	if (lf_example_settings_read(lf_reader_header(rd), NULL, NULL, &ex) < 0)
+		lf_die("%s: %s", name, lf_errmsg());
+	if (ex.type != LF_REC_SFT && ex.type != LF_REC_PT)
+		lf_die("%s: perplexity over a stream reads sft and pt records, not %s (pack them with lf-pack)", name,
+		       lf_rec_type_name(ex.type));
+	if (opt_cutoff_len < 2)
+		lf_die_usage("option '--cutoff-len': at least 2 tokens");
+	ex.cutoff = (size_t)opt_cutoff_len;
+	if (ex.vocab > (uint64_t)m->cfg.vocab)
+		lf_die("%s: the stream's tokenizer has %llu ids, the model %d", name, (unsigned long long)ex.vocab,
+		       m->cfg.vocab);
+	struct lf_arena arena = { 0 };
+	struct lf_ivec ids = { 0 }, labels = { 0 };
+	const msgpack_object *o;
+	int rc = 0;
+	while ((opt_max_samples < 0 || r->examples < (uint64_t)opt_max_samples) && (rc = lf_reader_next(rd, &o)) == 1) {
+		struct lf_token_record rec;
+		lf_arena_reset(&arena);
+		if (lf_token_record_unpack(o, ex.type, &arena, &rec) < 0 || lf_example_check_ids(&rec, ex.vocab) < 0)
+			lf_die("%s: record %llu: %s", name, (unsigned long long)r->examples, lf_errmsg());
+		if (ex.type == LF_REC_SFT)
+			lf_example_supervised(&rec, &ex, &ids, &labels);
+		else
+			lf_example_document(&rec, &ex, &ids, &labels);
+		if (ids.n >= 2)
+			run_part(m, ids.v, NULL, labels.v, (int)ids.n, r->examples, &r->sum, &r->label_tokens);
+		r->examples++;
+		r->tokens += ids.n;
+		lf_progress("%llu examples", (unsigned long long)r->examples);
+	}
+	if (rc < 0)
+		lf_die("%s", lf_errmsg());
+	lf_ivec_free(&ids);
+	lf_ivec_free(&labels);
+	lf_arena_free(&arena);
+	lf_reader_close(rd);
+	r->split = lf_strdup("stream");
+}
+
+/* Shards (a folder, a .shard or a bundle) start with their magic or are a
+ * folder; anything else is read as a stream. */
+static bool input_is_shards(const char *path)
+{
+	struct stat st;
+	if (!strcmp(path, "-") || stat(path, &st) != 0)
+		return false;
+	if (S_ISDIR(st.st_mode))
+		return true;
+	FILE *f = fopen(path, "rb");
+	char head[512] = { 0 };
+	size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+	if (f)
+		fclose(f);
+	return (n >= 7 && !memcmp(head, LF_SHARD_MAGIC, 7)) || (n >= 262 && !memcmp(head + 257, "ustar", 5));
+}
+
+static void task_perplexity(const struct lf_model *m)
+{
+	if (!opt_input)
+		lf_die_usage("--task perplexity needs --input SHARDS or a token stream");
+	struct ppl r = { 0 };
+	if (input_is_shards(opt_input))
+		ppl_shards(m, &r);
+	else
+		ppl_stream(m, &r);
 	lf_progress_done();
-	if (!count)
+	if (!r.label_tokens)
 		lf_die("%s: no label tokens to evaluate", opt_input);
-	double loss = sum / (double)count;
-	json_t *r = json_pack("{s:s,s:s,s:I,s:I,s:I,s:f,s:f}", "task", "perplexity", "split",
-			      lf_shardset_split_name(set, (size_t)split), "examples", (json_int_t)n, "tokens",
-			      (json_int_t)tokens, "label_tokens", (json_int_t)count, "loss", loss, "perplexity", exp(loss));
-	char *text = json_dumps(r, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(10));
+	double loss = r.sum / (double)r.label_tokens;
+	json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:f,s:f}", "task", "perplexity", "split", r.split, "examples",
+			      (json_int_t)r.examples, "tokens", (json_int_t)r.tokens, "label_tokens",
+			      (json_int_t)r.label_tokens, "loss", loss, "perplexity", exp(loss));
+	char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(10));
 	FILE *out = opt_output ? fopen(opt_output, "w") : stdout;
 	if (!out || fprintf(out, "%s\n", text) < 0 || (out != stdout && fclose(out) != 0))
 		lf_die("%s: write failed", opt_output ? opt_output : "<stdout>");
 	if (lf_log_enabled())
-		lf_log_event("result", json_deep_copy(r));
+		lf_log_event("result", json_deep_copy(j));
 	free(text);
-	json_decref(r);
-	lf_shardset_close(set);
+	json_decref(j);
+	free((char *)r.split);
 }
 
 int main(int argc, char **argv)

@@ -12,6 +12,7 @@
  */
 #include "buf.h"
 #include "error.h"
+#include "example.h"
 #include "log.h"
 #include "mp.h"
 #include "nprandom.h"
@@ -80,64 +81,19 @@ static const struct lf_tool_info tool = {
 	"Example: lf-template -t llama3 --dataset identity | lf-tokenize --tokenizer m | lf-pack --cutoff-len 1024 -o id",
 };
 
-/* ---- growable id arrays ---- */
-
-struct ivec {
-	int32_t *v;
-	size_t n, cap;
-};
-
-static void iv_reserve(struct ivec *a, size_t n)
-{
-	if (n > a->cap) {
-		a->cap = n > 2 * a->cap ? n : 2 * a->cap;
-		a->v = lf_realloc(a->v, a->cap * sizeof *a->v);
-	}
-}
-
-static void iv_push(struct ivec *a, int32_t x)
-{
-	iv_reserve(a, a->n + 1);
-	a->v[a->n++] = x;
-}
-
-static void iv_fill(struct ivec *a, int32_t x, size_t k)
-{
-	iv_reserve(a, a->n + k);
-	for (size_t i = 0; i < k; i++)
-		a->v[a->n++] = x;
-}
-
-static void iv_ids(struct ivec *a, struct lf_ids ids, size_t k)
-{
-	iv_reserve(a, a->n + k);
-	for (size_t i = 0; i < k; i++)
-		a->v[a->n++] = lf_ids_at(ids, i);
-}
-
-static void iv_cat(struct ivec *a, const int32_t *v, size_t k)
-{
-	iv_reserve(a, a->n + k);
-	memcpy(a->v + a->n, v, k * sizeof *v);
-	a->n += k;
-}
-
 /* ---- settings from the stream header ---- */
 
 static struct {
-	enum lf_rec_type type;
-	size_t cutoff;       /* LLaMA-Factory's data_args.cutoff_len after its packing -1 */
-	size_t block;        /* length of every packed sequence */
-	bool packing, neat, train_on_prompt, mask_history, efficient_eos, add_bos;
-	int32_t bos, eos, pad;
+	struct lf_example_settings ex; /* type, cutoff (after packing's -1), labels, special ids */
+	size_t block;                  /* length of every packed sequence */
+	bool packing, neat;
 	unsigned width;
-	uint64_t vocab;
 } cfg;
 
 /* ---- the examples processors produce ---- */
 
 struct seq {
-	struct ivec ids, labels;
+	struct lf_ivec ids, labels;
 	uint32_t *segs;
 	size_t nsegs, cap_segs;
 	uint32_t flags, dataset;
@@ -223,7 +179,7 @@ static void split_open_file(struct split_out *o)
 	char name[64];
 	snprintf(name, sizeof name, "%s-%05u.shard", o->name, o->nfiles);
 	const char *path = lf_outdir_file(&outdir, name);
-	o->w = lf_shard_writer_open(path, cfg.width, seqs_per_example(cfg.type));
+	o->w = lf_shard_writer_open(path, cfg.width, seqs_per_example(cfg.ex.type));
 	if (!o->w)
 		lf_die("%s", lf_errmsg());
 	if (!o->shards)
@@ -235,7 +191,7 @@ static void split_open_file(struct split_out *o)
 static void count(struct counts *c, const struct lf_shard_seq_in *in)
 {
 	c->examples++;
-	for (unsigned j = 0; j < seqs_per_example(cfg.type); j++) {
+	for (unsigned j = 0; j < seqs_per_example(cfg.ex.type); j++) {
 		c->sequences++;
 		c->tokens += in[j].n;
 		if (in[j].n > c->longest)
@@ -267,7 +223,7 @@ static void split_add(struct split_out *o, const struct lf_shard_seq_in *in)
 static void emit(struct seq *s)
 {
 	struct lf_shard_seq_in in[2];
-	unsigned k = seqs_per_example(cfg.type);
+	unsigned k = seqs_per_example(cfg.ex.type);
 	for (unsigned j = 0; j < k; j++)
 		in[j] = (struct lf_shard_seq_in){ s[j].ids.v, s[j].labels.v, (uint32_t)s[j].ids.n, s[j].segs,
 						  (uint32_t)s[j].nsegs, s[j].flags, s[j].dataset, s[j].row };
@@ -279,73 +235,10 @@ static void emit(struct seq *s)
 	}
 }
 
-/* ---- LLaMA-Factory's truncation ---- */
-
-/* infer_seqlen: how much of a source and a target fit in cutoff. */
-static void infer_seqlen(size_t source, size_t target, size_t cutoff, size_t *new_source, size_t *new_target)
-{
-	size_t max_target;
-	if (target * 2 < cutoff)
-		max_target = cutoff;
-	else if (source * 2 < cutoff)
-		max_target = cutoff - source;
-	else /* int(cutoff * (target / (source + target))), in doubles as Python */
-		max_target = (size_t)((double)cutoff * ((double)target / (double)(source + target)));
-	*new_target = max_target < target ? max_target : target;
-	size_t max_source = cutoff > *new_target ? cutoff - *new_target : 0;
-	*new_source = max_source < source ? max_source : source;
-}
-
-/* ---- supervised (sft) ---- */
-
-static void supervised(const struct lf_token_record *r, struct ivec *ids, struct ivec *labels)
-{
-	ids->n = labels->n = 0;
-	size_t total = cfg.efficient_eos ? 1 : 0;
-	size_t nt = r->nturns;
-	/* with mask_history the latest turn is budgeted first and the kept
-	 * turns are put back in order at the end */
-	size_t *keep_s = lf_calloc(nt + 1, sizeof *keep_s), *keep_t = lf_calloc(nt + 1, sizeof *keep_t);
-	size_t kept = 0;
-	for (size_t k = 0; k < nt; k++) {
-		if (total >= cfg.cutoff)
-			break;
-		const struct lf_token_turn *turn = &r->turns[cfg.mask_history ? nt - 1 - k : k];
-		infer_seqlen(turn->source.n, turn->target.n, cfg.cutoff - total, &keep_s[k], &keep_t[k]);
-		total += keep_s[k] + keep_t[k];
-		kept++;
-	}
-	for (size_t i = 0; i < kept; i++) {
-		size_t k = cfg.mask_history ? kept - 1 - i : i; /* processing index (turn_idx) */
-		const struct lf_token_turn *turn = &r->turns[cfg.mask_history ? nt - 1 - k : k];
-		size_t sl = keep_s[k], tl = keep_t[k];
-		iv_ids(ids, turn->source, sl);
-		if (cfg.train_on_prompt) {
-			iv_ids(labels, turn->source, sl);
-		} else if (cfg.efficient_eos && k != 0 && sl > 0) {
-			iv_push(labels, cfg.eos);
-			iv_fill(labels, LF_IGNORE_INDEX, sl - 1);
-		} else {
-			iv_fill(labels, LF_IGNORE_INDEX, sl);
-		}
-		iv_ids(ids, turn->target, tl);
-		if (cfg.mask_history && k != 0)
-			iv_fill(labels, LF_IGNORE_INDEX, tl);
-		else
-			iv_ids(labels, turn->target, tl);
-	}
-	if (cfg.efficient_eos) {
-		iv_push(ids, cfg.eos);
-		iv_push(labels, cfg.eos);
-	}
-	free(keep_s);
-	free(keep_t);
-}
-
 /* ---- the batch: records of one preprocessing batch ---- */
 
 struct item {
-	struct ivec ids, labels; /* sft: the encoded example; kto: prompt, response */
+	struct lf_ivec ids, labels; /* sft: the encoded example; kto: prompt, response */
 	uint32_t dataset, prompt_thought;
 	uint64_t row;
 	bool desirable;
@@ -356,16 +249,16 @@ static struct {
 	size_t n, cap;
 	uint64_t id; /* batch number */
 	bool open;
-	struct ivec pt; /* pre-training: the batch's ids concatenated */
+	struct lf_ivec pt; /* pre-training: the batch's ids concatenated */
 } batch;
 
 static struct seq out[2];
 
-static void emit_one(const struct ivec *ids, const struct ivec *labels, uint32_t dataset, uint64_t row)
+static void emit_one(const struct lf_ivec *ids, const struct lf_ivec *labels, uint32_t dataset, uint64_t row)
 {
 	seq_clear(&out[0]);
-	iv_cat(&out[0].ids, ids->v, ids->n);
-	iv_cat(&out[0].labels, labels->v, labels->n);
+	lf_ivec_cat(&out[0].ids, ids->v, ids->n);
+	lf_ivec_cat(&out[0].labels, labels->v, labels->n);
 	out[0].dataset = dataset;
 	out[0].row = row;
 	emit(out);
@@ -409,7 +302,7 @@ static void pack_batch(void)
 		seq_clear(&out[0]);
 		if (cfg.neat)
 			out[0].flags |= LF_SEQ_NEAT;
-		size_t room = cfg.cutoff;
+		size_t room = cfg.ex.cutoff;
 		for (;;) {
 			size_t lo = 0, hi = nleft; /* bisect right */
 			while (lo < hi) {
@@ -434,13 +327,13 @@ static void pack_batch(void)
 					gh = mid;
 			}
 			const struct item *it = &batch.v[sorted[--group_end[g]].idx];
-			iv_cat(&out[0].ids, it->ids.v, it->ids.n);
-			iv_cat(&out[0].labels, it->labels.v, it->labels.n);
+			lf_ivec_cat(&out[0].ids, it->ids.v, it->ids.n);
+			lf_ivec_cat(&out[0].labels, it->labels.v, it->labels.n);
 			seq_add_segment(&out[0], (uint32_t)len);
 		}
 		size_t pad = cfg.block - out[0].ids.n;
-		iv_fill(&out[0].ids, cfg.pad, pad);
-		iv_fill(&out[0].labels, LF_IGNORE_INDEX, pad);
+		lf_ivec_fill(&out[0].ids, cfg.ex.pad, pad);
+		lf_ivec_fill(&out[0].labels, LF_IGNORE_INDEX, pad);
 		emit(out);
 	}
 	free(sorted);
@@ -456,11 +349,11 @@ static void pt_blocks(void)
 	size_t nblocks = batch.pt.n / cfg.block;
 	for (size_t b = 0; b < nblocks; b++) {
 		seq_clear(&out[0]);
-		iv_cat(&out[0].ids, batch.pt.v + b * cfg.block, cfg.block);
-		if (cfg.add_bos && cfg.bos >= 0)
-			out[0].ids.v[0] = cfg.bos;
+		lf_ivec_cat(&out[0].ids, batch.pt.v + b * cfg.block, cfg.block);
+		if (cfg.ex.add_bos && cfg.ex.bos >= 0)
+			out[0].ids.v[0] = cfg.ex.bos;
 		for (size_t t = 0; t < cfg.block; t++) /* the collator masks pad ids */
-			iv_push(&out[0].labels, out[0].ids.v[t] == cfg.pad ? LF_IGNORE_INDEX : out[0].ids.v[t]);
+			lf_ivec_push(&out[0].labels, out[0].ids.v[t] == cfg.ex.pad ? LF_IGNORE_INDEX : out[0].ids.v[t]);
 		emit(out);
 	}
 	batch.pt.n = 0;
@@ -476,26 +369,26 @@ static void kto_batch(void)
 		size_t sl, tl;
 		seq_clear(&out[0]);
 		seq_clear(&out[1]);
-		infer_seqlen(it->ids.n, it->labels.n, cfg.cutoff, &sl, &tl);
-		iv_cat(&out[0].ids, it->ids.v, sl);
-		iv_cat(&out[0].ids, it->labels.v, tl);
-		iv_fill(&out[0].labels, LF_IGNORE_INDEX, sl);
-		iv_cat(&out[0].labels, it->labels.v, tl);
+		lf_infer_seqlen(it->ids.n, it->labels.n, cfg.ex.cutoff, &sl, &tl);
+		lf_ivec_cat(&out[0].ids, it->ids.v, sl);
+		lf_ivec_cat(&out[0].ids, it->labels.v, tl);
+		lf_ivec_fill(&out[0].labels, LF_IGNORE_INDEX, sl);
+		lf_ivec_cat(&out[0].labels, it->labels.v, tl);
 		out[0].flags = it->desirable ? LF_SEQ_DESIRABLE : 0;
 		out[0].dataset = it->dataset;
 		out[0].row = it->row;
 		/* the KL prompt: ours without our inserted thought, plus theirs */
-		static struct ivec kl_prompt;
-		struct ivec *kp = &kl_prompt;
+		static struct lf_ivec kl_prompt;
+		struct lf_ivec *kp = &kl_prompt;
 		kp->n = 0;
-		iv_cat(kp, it->ids.v, it->ids.n - it->prompt_thought);
-		iv_cat(kp, kl->ids.v + kl->ids.n - kl->prompt_thought, kl->prompt_thought);
+		lf_ivec_cat(kp, it->ids.v, it->ids.n - it->prompt_thought);
+		lf_ivec_cat(kp, kl->ids.v + kl->ids.n - kl->prompt_thought, kl->prompt_thought);
 		size_t ksl, ktl;
-		infer_seqlen(kp->n, kl->labels.n, cfg.cutoff, &ksl, &ktl);
-		iv_cat(&out[1].ids, kp->v, ksl);
-		iv_cat(&out[1].ids, kl->labels.v, ktl);
-		iv_fill(&out[1].labels, LF_IGNORE_INDEX, ksl);
-		iv_cat(&out[1].labels, kl->labels.v, ktl);
+		lf_infer_seqlen(kp->n, kl->labels.n, cfg.ex.cutoff, &ksl, &ktl);
+		lf_ivec_cat(&out[1].ids, kp->v, ksl);
+		lf_ivec_cat(&out[1].ids, kl->labels.v, ktl);
+		lf_ivec_fill(&out[1].labels, LF_IGNORE_INDEX, ksl);
+		lf_ivec_cat(&out[1].labels, kl->labels.v, ktl);
 		out[1].dataset = kl->dataset;
 		out[1].row = kl->row;
 		emit(out);
@@ -506,11 +399,11 @@ static void batch_flush(void)
 {
 	if (!batch.open)
 		return;
-	if (cfg.type == LF_REC_SFT && cfg.packing)
+	if (cfg.ex.type == LF_REC_SFT && cfg.packing)
 		pack_batch();
-	else if (cfg.type == LF_REC_PT && cfg.packing)
+	else if (cfg.ex.type == LF_REC_PT && cfg.packing)
 		pt_blocks();
-	else if (cfg.type == LF_REC_KTO)
+	else if (cfg.ex.type == LF_REC_KTO)
 		kto_batch();
 	batch.n = 0;
 	batch.open = false;
@@ -531,7 +424,7 @@ static struct item *batch_item(void)
 
 /* ---- one record ---- */
 
-static struct ivec scratch_ids, scratch_labels;
+static struct lf_ivec scratch_ids, scratch_labels;
 
 static void process(const struct lf_token_record *r, uint64_t position)
 {
@@ -540,51 +433,51 @@ static void process(const struct lf_token_record *r, uint64_t position)
 		batch_flush();
 	batch.open = true;
 	batch.id = id;
-	switch (cfg.type) {
+	switch (cfg.ex.type) {
 	case LF_REC_SFT:
-		supervised(r, &scratch_ids, &scratch_labels);
+		lf_example_supervised(r, &cfg.ex, &scratch_ids, &scratch_labels);
 		if (!cfg.packing) {
 			emit_one(&scratch_ids, &scratch_labels, r->dataset, r->row);
-		} else if (scratch_ids.n <= cfg.cutoff) { /* longer ones are dropped, as LLaMA-Factory */
+		} else if (scratch_ids.n <= cfg.ex.cutoff) { /* longer ones are dropped, as LLaMA-Factory */
 			struct item *it = batch_item();
-			iv_cat(&it->ids, scratch_ids.v, scratch_ids.n);
-			iv_cat(&it->labels, scratch_labels.v, scratch_labels.n);
+			lf_ivec_cat(&it->ids, scratch_ids.v, scratch_ids.n);
+			lf_ivec_cat(&it->labels, scratch_labels.v, scratch_labels.n);
 		}
 		break;
 	case LF_REC_PT:
 		if (cfg.packing) {
-			iv_ids(&batch.pt, r->text, r->text.n);
+			lf_ivec_ids(&batch.pt, r->text, r->text.n);
 		} else {
 			scratch_ids.n = scratch_labels.n = 0;
-			if (cfg.add_bos && cfg.bos >= 0)
-				iv_push(&scratch_ids, cfg.bos);
-			iv_ids(&scratch_ids, r->text, r->text.n);
-			if (scratch_ids.n > cfg.cutoff)
-				scratch_ids.n = cfg.cutoff;
+			if (cfg.ex.add_bos && cfg.ex.bos >= 0)
+				lf_ivec_push(&scratch_ids, cfg.ex.bos);
+			lf_ivec_ids(&scratch_ids, r->text, r->text.n);
+			if (scratch_ids.n > cfg.ex.cutoff)
+				scratch_ids.n = cfg.ex.cutoff;
 			for (size_t t = 0; t < scratch_ids.n; t++)
-				iv_push(&scratch_labels,
-					scratch_ids.v[t] == cfg.pad ? LF_IGNORE_INDEX : scratch_ids.v[t]);
+				lf_ivec_push(&scratch_labels,
+					scratch_ids.v[t] == cfg.ex.pad ? LF_IGNORE_INDEX : scratch_ids.v[t]);
 			emit_one(&scratch_ids, &scratch_labels, r->dataset, r->row);
 		}
 		break;
 	case LF_REC_PAIRWISE: {
-		size_t extra = cfg.efficient_eos ? 1 : 0;
+		size_t extra = cfg.ex.efficient_eos ? 1 : 0;
 		size_t cn = r->chosen.n + extra, rn = r->rejected.n + extra, sl, tl;
-		infer_seqlen(r->prompt.n, cn > rn ? cn : rn, cfg.cutoff, &sl, &tl);
+		lf_infer_seqlen(r->prompt.n, cn > rn ? cn : rn, cfg.ex.cutoff, &sl, &tl);
 		const struct lf_ids *resp[2] = { &r->chosen, &r->rejected };
 		for (int j = 0; j < 2; j++) {
 			seq_clear(&out[j]);
 			out[j].dataset = r->dataset;
 			out[j].row = r->row;
-			iv_ids(&out[j].ids, r->prompt, sl);
-			iv_fill(&out[j].labels, LF_IGNORE_INDEX, sl);
+			lf_ivec_ids(&out[j].ids, r->prompt, sl);
+			lf_ivec_fill(&out[j].labels, LF_IGNORE_INDEX, sl);
 			size_t n = resp[j]->n + extra < tl ? resp[j]->n + extra : tl;
 			size_t from_ids = n < resp[j]->n ? n : resp[j]->n;
-			iv_ids(&out[j].ids, *resp[j], from_ids);
-			iv_ids(&out[j].labels, *resp[j], from_ids);
+			lf_ivec_ids(&out[j].ids, *resp[j], from_ids);
+			lf_ivec_ids(&out[j].labels, *resp[j], from_ids);
 			if (n > from_ids) {
-				iv_push(&out[j].ids, cfg.eos);
-				iv_push(&out[j].labels, cfg.eos);
+				lf_ivec_push(&out[j].ids, cfg.ex.eos);
+				lf_ivec_push(&out[j].labels, cfg.ex.eos);
 			}
 		}
 		emit(out);
@@ -592,10 +485,10 @@ static void process(const struct lf_token_record *r, uint64_t position)
 	}
 	case LF_REC_KTO: {
 		struct item *it = batch_item();
-		iv_ids(&it->ids, r->prompt, r->prompt.n);
-		iv_ids(&it->labels, r->response, r->response.n);
-		if (cfg.efficient_eos)
-			iv_push(&it->labels, cfg.eos);
+		lf_ivec_ids(&it->ids, r->prompt, r->prompt.n);
+		lf_ivec_ids(&it->labels, r->response, r->response.n);
+		if (cfg.ex.efficient_eos)
+			lf_ivec_push(&it->labels, cfg.ex.eos);
 		it->prompt_thought = r->prompt_thought;
 		it->desirable = r->desirable;
 		it->dataset = r->dataset;
@@ -603,24 +496,24 @@ static void process(const struct lf_token_record *r, uint64_t position)
 		break;
 	}
 	case LF_REC_PROMPT: {
-		size_t extra = cfg.efficient_eos ? 1 : 0, sl, tl;
-		infer_seqlen(r->prompt.n, r->response.n + extra, cfg.cutoff, &sl, &tl);
+		size_t extra = cfg.ex.efficient_eos ? 1 : 0, sl, tl;
+		lf_infer_seqlen(r->prompt.n, r->response.n + extra, cfg.ex.cutoff, &sl, &tl);
 		seq_clear(&out[0]);
 		seq_clear(&out[1]);
 		out[0].dataset = out[1].dataset = r->dataset;
 		out[0].row = out[1].row = r->row;
-		iv_ids(&out[0].ids, r->prompt, sl);
-		iv_fill(&out[0].labels, LF_IGNORE_INDEX, sl);
+		lf_ivec_ids(&out[0].ids, r->prompt, sl);
+		lf_ivec_fill(&out[0].labels, LF_IGNORE_INDEX, sl);
 		size_t from_ids = tl < r->response.n ? tl : r->response.n;
-		iv_ids(&out[1].ids, r->response, from_ids);
+		lf_ivec_ids(&out[1].ids, r->response, from_ids);
 		if (tl > from_ids)
-			iv_push(&out[1].ids, cfg.eos);
-		iv_cat(&out[1].labels, out[1].ids.v, out[1].ids.n);
+			lf_ivec_push(&out[1].ids, cfg.ex.eos);
+		lf_ivec_cat(&out[1].labels, out[1].ids.v, out[1].ids.n);
 		emit(out);
 		break;
 	}
 	default:
-		lf_die("record type %s is not packed", lf_rec_type_name(cfg.type));
+		lf_die("record type %s is not packed", lf_rec_type_name(cfg.ex.type));
 	}
 }
 
@@ -655,16 +548,16 @@ static void pack_meta(msgpack_sbuffer *sb, const char *split, unsigned index, co
 	msgpack_pack_map(&pk, 18);
 	lf_pk_kv_str(&pk, "format", "lf-shard");
 	lf_pk_kv_uint(&pk, "version", LF_SHARD_VERSION);
-	lf_pk_kv_str(&pk, "kind", lf_rec_type_name(cfg.type));
+	lf_pk_kv_str(&pk, "kind", lf_rec_type_name(cfg.ex.type));
 	lf_pk_kv_str(&pk, "split", split);
 	lf_pk_kv_uint(&pk, "index", index);
 	lf_pk_str(&pk, "counts");
 	pk_counts(&pk, c);
-	lf_pk_kv_uint(&pk, "cutoff_len", cfg.cutoff);
+	lf_pk_kv_uint(&pk, "cutoff_len", cfg.ex.cutoff);
 	lf_pk_kv_bool(&pk, "packing", cfg.packing);
 	lf_pk_kv_bool(&pk, "neat_packing", cfg.neat);
-	lf_pk_kv_bool(&pk, "train_on_prompt", cfg.train_on_prompt);
-	lf_pk_kv_bool(&pk, "mask_history", cfg.mask_history);
+	lf_pk_kv_bool(&pk, "train_on_prompt", cfg.ex.train_on_prompt);
+	lf_pk_kv_bool(&pk, "mask_history", cfg.ex.mask_history);
 	lf_pk_kv_uint(&pk, "preprocessing_batch_size", (uint64_t)opt_batch_size);
 	pk_header_key(&pk, "stage");
 	pk_header_key(&pk, "tokenizer");
@@ -701,8 +594,8 @@ static void write_manifest(void)
 	json_t *m = json_object();
 	json_object_set_new(m, "format", json_string("lf-shards"));
 	json_object_set_new(m, "version", json_integer(1));
-	json_object_set_new(m, "kind", json_string(lf_rec_type_name(cfg.type)));
-	json_object_set_new(m, "cutoff_len", json_integer((json_int_t)cfg.cutoff));
+	json_object_set_new(m, "kind", json_string(lf_rec_type_name(cfg.ex.type)));
+	json_object_set_new(m, "cutoff_len", json_integer((json_int_t)cfg.ex.cutoff));
 	json_object_set_new(m, "packing", json_boolean(cfg.packing));
 	json_object_set_new(m, "neat_packing", json_boolean(cfg.neat));
 	const msgpack_object *tok = lf_mp_get(in_header, "tokenizer");
@@ -727,7 +620,7 @@ static void write_manifest(void)
 
 static void copy_example(struct lf_shard *s, uint64_t i, struct split_out *o)
 {
-	static struct ivec ids[2], labels[2];
+	static struct lf_ivec ids[2], labels[2];
 	static uint32_t *segs[2];
 	static size_t cap_segs[2];
 	struct lf_shard_seq_in in[2];
@@ -737,8 +630,8 @@ static void copy_example(struct lf_shard *s, uint64_t i, struct split_out *o)
 		if (lf_shard_get(s, i, j, &q) < 0)
 			lf_die("%s", lf_errmsg());
 		ids[j].n = labels[j].n = 0;
-		iv_reserve(&ids[j], q.n + 1);
-		iv_reserve(&labels[j], q.n + 1);
+		lf_ivec_reserve(&ids[j], q.n + 1);
+		lf_ivec_reserve(&labels[j], q.n + 1);
 		lf_shard_seq_decode(&q, ids[j].v, labels[j].v);
 		if (q.nsegments > cap_segs[j]) {
 			cap_segs[j] = q.nsegments;
@@ -805,93 +698,36 @@ static uint64_t kept;
 
 static void read_header(struct lf_reader *rd)
 {
-	const msgpack_object *h = lf_reader_header(rd);
 	const char *name = lf_reader_name(rd);
-	size_t kn;
-	const char *kind = lf_header_kind(h, &kn);
-	if (!(kn == 6 && !memcmp(kind, "tokens", 6)))
-		lf_die("%s: a '%.*s' stream; lf-pack reads token streams (from lf-tokenize)", name, (int)kn, kind);
-	const char *type;
-	size_t tn;
-	if (lf_mp_get_str(h, "type", &type, &tn, true) < 0 || lf_rec_type_parse(type, tn) < 0)
-		lf_die("%s: header: no known record type", name);
-	cfg.type = (enum lf_rec_type)lf_rec_type_parse(type, tn);
+	if (lf_example_settings_read(lf_reader_header(rd), lf_option_find(options, "train-on-prompt"),
+				     lf_option_find(options, "mask-history"), &cfg.ex) < 0)
+		lf_die("%s: %s", name, lf_errmsg());
 	if (opt_stage) {
 		static const char *const want[] = { [LF_REC_SFT] = "sft", [LF_REC_PAIRWISE] = "rm",
 						    [LF_REC_KTO] = "kto", [LF_REC_PT] = "pt", [LF_REC_PROMPT] = "ppo" };
-		bool ok = !strcmp(opt_stage, want[cfg.type]) ||
-			  (cfg.type == LF_REC_PAIRWISE && !strcmp(opt_stage, "dpo")) ||
-			  (cfg.type == LF_REC_PROMPT && !strcmp(opt_stage, "sft"));
+		bool ok = !strcmp(opt_stage, want[cfg.ex.type]) ||
+			  (cfg.ex.type == LF_REC_PAIRWISE && !strcmp(opt_stage, "dpo")) ||
+			  (cfg.ex.type == LF_REC_PROMPT && !strcmp(opt_stage, "sft"));
 		if (!ok)
 			lf_die("%s: a stream of %s records cannot make stage '%s' data (make the stream with "
-			       "lf-template --stage %s)", name, lf_rec_type_name(cfg.type), opt_stage, opt_stage);
+			       "lf-template --stage %s)", name, lf_rec_type_name(cfg.ex.type), opt_stage, opt_stage);
 	}
-	if (lf_header_bool_setting(h, "train_on_prompt", lf_option_find(options, "train-on-prompt"),
-				   &cfg.train_on_prompt) < 0 ||
-	    lf_header_bool_setting(h, "mask_history", lf_option_find(options, "mask-history"), &cfg.mask_history) < 0)
-		lf_die("%s: %s", name, lf_errmsg());
-	const msgpack_object *tpl = lf_mp_get(h, "template");
-	if (lf_mp_get_bool(tpl, "efficient_eos", &cfg.efficient_eos, false) < 0)
-		lf_die("%s: header template: %s", name, lf_errmsg());
-	const msgpack_object *tok = lf_mp_get(h, "tokenizer");
-	if (!tok || tok->type != MSGPACK_OBJECT_MAP)
-		lf_die("%s: header: no tokenizer map (not written by lf-tokenize?)", name);
-	const msgpack_object *ids[3] = { lf_mp_get(tok, "bos_id"), lf_mp_get(tok, "eos_id"), lf_mp_get(tok, "pad_id") };
-	int32_t *dst[3] = { &cfg.bos, &cfg.eos, &cfg.pad };
-	const char *what[3] = { "bos_id", "eos_id", "pad_id" };
-	for (int i = 0; i < 3; i++) {
-		*dst[i] = -1;
-		if (!ids[i] || ids[i]->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (ids[i]->type != MSGPACK_OBJECT_POSITIVE_INTEGER || ids[i]->via.u64 > INT32_MAX)
-			lf_die("%s: header: tokenizer %s is not a token id", name, what[i]);
-		*dst[i] = (int32_t)ids[i]->via.u64;
-	}
-	if (cfg.eos < 0 || cfg.pad < 0)
-		lf_die("%s: header: the tokenizer map has no eos_id or pad_id", name);
-	if (lf_mp_get_bool(tok, "add_bos_token", &cfg.add_bos, false) < 0 ||
-	    lf_mp_get_uint(tok, "vocab_size", &cfg.vocab, true) < 0)
-		lf_die("%s: header tokenizer: %s", name, lf_errmsg());
-	cfg.width = cfg.vocab <= 65536 ? 2 : 4;
+	cfg.width = cfg.ex.vocab <= 65536 ? 2 : 4;
 	/* LLaMA-Factory: neat_packing turns packing on; an explicit packing
 	 * takes 1 from cutoff_len; pre-training packs by default. */
 	const struct lf_option *pk = lf_option_find(options, "packing");
 	bool explicit_packing = opt_neat_packing || (pk->given && opt_packing);
 	cfg.neat = opt_neat_packing;
-	cfg.packing = explicit_packing || (!pk->given && cfg.type == LF_REC_PT);
-	if (cfg.neat && cfg.type != LF_REC_SFT)
+	cfg.packing = explicit_packing || (!pk->given && cfg.ex.type == LF_REC_PT);
+	if (cfg.neat && cfg.ex.type != LF_REC_SFT)
 		lf_die_usage("--neat-packing is for sft streams only (as LLaMA-Factory)");
-	if (cfg.packing && cfg.type != LF_REC_SFT && cfg.type != LF_REC_PT)
+	if (cfg.packing && cfg.ex.type != LF_REC_SFT && cfg.ex.type != LF_REC_PT)
 		lf_die_usage("--packing is for sft and pt streams; this stream holds %s records",
-			     lf_rec_type_name(cfg.type));
-	cfg.cutoff = (size_t)opt_cutoff_len - (explicit_packing ? 1 : 0);
-	cfg.block = cfg.type == LF_REC_PT ? cfg.cutoff : cfg.cutoff + 1;
-	if (cfg.cutoff < 1)
+			     lf_rec_type_name(cfg.ex.type));
+	cfg.ex.cutoff = (size_t)opt_cutoff_len - (explicit_packing ? 1 : 0);
+	cfg.block = cfg.ex.type == LF_REC_PT ? cfg.ex.cutoff : cfg.ex.cutoff + 1;
+	if (cfg.ex.cutoff < 1)
 		lf_die_usage("option '--cutoff-len': too short for packing");
-}
-
-static int check_field(struct lf_ids ids, const char *field)
-{
-	for (size_t i = 0; i < ids.n; i++)
-		if ((uint64_t)(uint32_t)lf_ids_at(ids, i) >= cfg.vocab)
-			return lf_fail("%s: token id %d is outside the vocabulary (%llu ids)", field,
-				       (int)lf_ids_at(ids, i), (unsigned long long)cfg.vocab);
-	return 0;
-}
-
-/* Ids outside the tokenizer's vocabulary would index past the embeddings. */
-static int check_ids(const struct lf_token_record *r)
-{
-	for (size_t k = 0; k < r->nturns; k++)
-		if (check_field(r->turns[k].source, "source_ids") < 0 || check_field(r->turns[k].target, "target_ids") < 0)
-			return lf_fail_prefix("turn %zu", k);
-	if (r->prompt_thought > r->prompt.n || r->response_thought > r->response.n)
-		return lf_fail("prompt_thought or response_thought: longer than the ids they count");
-	return check_field(r->prompt, "prompt_ids") < 0 || check_field(r->response, "response_ids") < 0 ||
-			       check_field(r->chosen, "chosen_ids") < 0 || check_field(r->rejected, "rejected_ids") < 0 ||
-			       check_field(r->text, "ids") < 0
-		       ? -1
-		       : 0;
 }
 
 /* ---- the record spool: interleaved mixing and the validation split ----
@@ -989,7 +825,7 @@ static void process_spooled(const struct lf_hf_pick *picks, const size_t *which,
 		lf_arena_reset(&arena);
 		if (pread(fileno(mix_spool), buf, sp.len, (off_t)sp.offset) != (ssize_t)sp.len ||
 		    msgpack_unpack_next(&u, buf, sp.len, &off) != MSGPACK_UNPACK_SUCCESS ||
-		    lf_token_record_unpack(&u.data, cfg.type, &arena, &r) < 0)
+		    lf_token_record_unpack(&u.data, cfg.ex.type, &arena, &r) < 0)
 			lf_die("cannot read back spooled record %zu", i);
 		process(&r, i);
 		lf_progress("%s: %zu of %zu records", what, i, n);
@@ -1111,7 +947,7 @@ int main(int argc, char **argv)
 	}
 	if (opt_shuffle) {
 		shuffle_path = lf_strdup(lf_outdir_file(&outdir, "train.spool"));
-		shuffle_spool = lf_shard_writer_open(shuffle_path, cfg.width, seqs_per_example(cfg.type));
+		shuffle_spool = lf_shard_writer_open(shuffle_path, cfg.width, seqs_per_example(cfg.ex.type));
 		if (!shuffle_spool)
 			lf_die("%s", lf_errmsg());
 	}
@@ -1122,7 +958,7 @@ int main(int argc, char **argv)
 	while ((rc = lf_reader_next(rd, &o)) == 1) {
 		struct lf_token_record r;
 		lf_arena_reset(&arena);
-		if (lf_token_record_unpack(o, cfg.type, &arena, &r) < 0 || check_ids(&r) < 0)
+		if (lf_token_record_unpack(o, cfg.ex.type, &arena, &r) < 0 || lf_example_check_ids(&r, cfg.ex.vocab) < 0)
 			lf_die("%s: record %llu: %s", lf_reader_name(rd), (unsigned long long)nrec, lf_errmsg());
 		nrec++;
 		if (opt_max_samples >= 0 && r.row >= (uint64_t)opt_max_samples)

@@ -183,10 +183,12 @@ def main():
         model = os.path.join(tmp, "llama")
         p1 = subprocess.Popen([os.path.join(BIN, "lf-template"), "-t", "qwen", "--dataset-dir", DATA, "--dataset",
                                "identity", "--max-samples", "4"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        p2 = subprocess.Popen([os.path.join(BIN, "lf-tokenize"), "--tokenizer", model], stdin=p1.stdout,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        stream = os.path.join(tmp, "identity.tokens")
+        with open(stream, "wb") as f:
+            subprocess.run([os.path.join(BIN, "lf-tokenize"), "--tokenizer", model], stdin=p1.stdout, stdout=f,
+                           stderr=subprocess.DEVNULL, check=True)
         shards = os.path.join(tmp, "shards")
-        subprocess.run([os.path.join(BIN, "lf-pack"), "--cutoff-len", "64", "-o", shards], stdin=p2.stdout,
+        subprocess.run([os.path.join(BIN, "lf-pack"), "--cutoff-len", "64", "-o", shards], stdin=open(stream, "rb"),
                        stderr=subprocess.DEVNULL, check=True)
         r = run("lf-eval", "-m", model, "--task", "perplexity", "--input", shards)
         rows = [json.loads(l) for l in run("lf-inspect", shards).stdout.splitlines()]
@@ -203,6 +205,33 @@ def main():
                abs(res["perplexity"] - np.exp(total / count)) < 1e-3 * np.exp(total / count),
                "perplexity over shards is the mean next-token loss over label tokens",
                "%s vs loss %.6f over %d" % (r.stdout.strip() or r.stderr.strip(), total / max(count, 1), count))
+        # the token stream itself, from a file and from standard input, cut
+        # as lf-pack cuts: the same examples, the same numbers
+        for args, src in (([stream], None), (["-"], stream)):
+            with open(src or os.devnull, "rb") as f:
+                s = run("lf-eval", "-m", model, "--task", "perplexity", "--cutoff-len", "64", "--input", *args,
+                        stdin=f)
+            got = json.loads(s.stdout) if s.returncode == 0 else {}
+            report(s.returncode == 0 and got.get("split") == "stream" and
+                   got.get("label_tokens") == res.get("label_tokens") and got.get("tokens") == res.get("tokens") and
+                   abs(got["loss"] - res["loss"]) < 1e-6,
+                   "perplexity over a token stream%s equals perplexity over its shards" % (" on stdin" if src else ""),
+                   s.stdout.strip() or s.stderr.strip())
+        s = run("lf-eval", "-m", model, "--task", "perplexity", "--cutoff-len", "16", "--max-samples", "2", "--input",
+                stream)
+        got = json.loads(s.stdout) if s.returncode == 0 else {}
+        report(s.returncode == 0 and got.get("examples") == 2 and got.get("tokens") == 32,
+               "perplexity over a stream: --cutoff-len cuts, --max-samples stops", s.stdout.strip() or s.stderr)
+        kto = os.path.join(tmp, "kto.tokens")
+        with open(kto, "wb") as f:
+            p1 = subprocess.Popen([os.path.join(BIN, "lf-template"), "-t", "qwen", "--dataset-dir", DATA, "--dataset",
+                                   "kto_en_demo", "--stage", "kto", "--max-samples", "2"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)
+            subprocess.run([os.path.join(BIN, "lf-tokenize"), "--tokenizer", model], stdin=p1.stdout, stdout=f,
+                           stderr=subprocess.DEVNULL)
+        s = run("lf-eval", "-m", model, "--task", "perplexity", "--input", kto)
+        report(s.returncode != 0 and "kto" in s.stderr and "lf-pack" in s.stderr and not s.stdout,
+               "perplexity refuses a stream of kto records, naming them", s.stderr.strip())
 
         # bad model folders
         def broken(name, edit):
