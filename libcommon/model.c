@@ -24,7 +24,7 @@
 /* A tensor as f32: mapped when it is f32 and aligned, else converted. */
 static const float *tensor_f32(struct lf_model *m, const struct lf_tensor *t, const char *name)
 {
-	if (t->dtype == LF_DTYPE_F32 && (uintptr_t)t->data % sizeof(float) == 0)
+	if (!m->writable && t->dtype == LF_DTYPE_F32 && (uintptr_t)t->data % sizeof(float) == 0)
 		return t->data;
 	if (t->dtype != LF_DTYPE_F32 && t->dtype != LF_DTYPE_BF16 && t->dtype != LF_DTYPE_F16) {
 		lf_fail("%s: tensor '%s' is %s; model weights must be F32, BF16 or F16", t->file, name,
@@ -38,12 +38,27 @@ static const float *tensor_f32(struct lf_model *m, const struct lf_tensor *t, co
 	return f;
 }
 
+static void record_tensor(struct lf_model *m, const char *name, const float *data, int ndim, int64_t d0, int64_t d1)
+{
+	m->tensors = lf_realloc(m->tensors, (m->ntensors + 1) * sizeof *m->tensors);
+	struct lf_model_tensor *mt = &m->tensors[m->ntensors++];
+	mt->name = lf_strdup(name);
+	mt->data = data;
+	mt->n = (size_t)d0 * (size_t)d1;
+	mt->ndim = ndim;
+	mt->shape[0] = d0;
+	mt->shape[1] = d1;
+}
+
 static const float *weight(struct lf_model *m, const char *name, int ndim, const int64_t *shape, bool optional)
 {
 	if (optional && !lf_safetensors_find(m->st, name))
 		return NULL;
 	const struct lf_tensor *t = lf_safetensors_expect(m->st, name, ndim, shape);
-	return t ? tensor_f32(m, t, name) : NULL;
+	const float *f = t ? tensor_f32(m, t, name) : NULL;
+	if (f)
+		record_tensor(m, name, f, ndim, shape[0], ndim > 1 ? shape[1] : 1);
+	return f;
 }
 
 static const float *layer_weight(struct lf_model *m, int i, const char *part, int ndim, int64_t d0, int64_t d1,
@@ -126,9 +141,10 @@ static int load_layer(struct lf_model *m, int i)
 	return bad ? -1 : 0;
 }
 
-struct lf_model *lf_model_load(const char *dir)
+static struct lf_model *load(const char *dir, bool writable)
 {
 	struct lf_model *m = lf_calloc(1, sizeof *m);
+	m->writable = writable;
 	if (lf_model_config_load(&m->cfg, dir) < 0) {
 		free(m);
 		return NULL;
@@ -162,10 +178,23 @@ struct lf_model *lf_model_load(const char *dir)
 	return m;
 }
 
+struct lf_model *lf_model_load(const char *dir)
+{
+	return load(dir, false);
+}
+
+struct lf_model *lf_model_load_writable(const char *dir)
+{
+	return load(dir, true);
+}
+
 void lf_model_free(struct lf_model *m)
 {
 	if (!m)
 		return;
+	for (size_t i = 0; i < m->ntensors; i++)
+		free(m->tensors[i].name);
+	free(m->tensors);
 	for (int i = 0; m->layers && i < m->cfg.layers; i++) {
 		free(m->layers[i].w1);
 		free(m->layers[i].w2);
@@ -374,6 +403,8 @@ int lf_model_load_adapter(struct lf_model *m, const char *dir)
 			rc = -1;
 			break;
 		}
+		record_tensor(m, name, A, 2, r, in);
+		record_tensor(m, bname, B, 2, out, r);
 		if (r > m->max_rank)
 			m->max_rank = (int)r;
 		pairs++;
@@ -382,6 +413,27 @@ int lf_model_load_adapter(struct lf_model *m, const char *dir)
 	if (rc == 0 && pairs == 0)
 		rc = lf_fail("%s: no LoRA matrices", path);
 	return rc;
+}
+
+int lf_model_new_lora(struct lf_model *m, int layer, const char *part, int r, float scale)
+{
+	int64_t in, out;
+	if (layer < 0 || layer >= m->cfg.layers || r < 1 || module_shape(&m->cfg, part, &in, &out) < 0)
+		return lf_fail("LoRA on layer %d's '%s' is not supported by lf yet", layer, part);
+	float *A = lf_calloc((size_t)r * (size_t)in + 1, sizeof *A), *B = lf_calloc((size_t)out * (size_t)r + 1, sizeof *B);
+	m->owned = lf_realloc(m->owned, (m->nowned + 2) * sizeof *m->owned);
+	m->owned[m->nowned++] = A;
+	m->owned[m->nowned++] = B;
+	if (attach(m, layer, part, A, B, r, scale, "lf_model_new_lora") < 0)
+		return -1;
+	char name[512];
+	snprintf(name, sizeof name, "base_model.model.model.layers.%d.%s.lora_A.weight", layer, part);
+	record_tensor(m, name, A, 2, r, in);
+	snprintf(name, sizeof name, "base_model.model.model.layers.%d.%s.lora_B.weight", layer, part);
+	record_tensor(m, name, B, 2, out, r);
+	if (r > m->max_rank)
+		m->max_rank = r;
+	return 0;
 }
 
 /* ---- buffers ---- */
@@ -544,6 +596,11 @@ static float rope_frequencies(const struct lf_rope_config *r, int seq_len, float
 		break;
 	}
 	return (float)attention;
+}
+
+float lf_model_rope_frequencies(const struct lf_model *m, int seq_len, float *inv_freq)
+{
+	return rope_frequencies(&m->cfg.rope, seq_len, inv_freq);
 }
 
 /* ---- forward ---- */

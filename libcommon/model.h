@@ -38,8 +38,20 @@ struct lf_layer {
 	struct lf_lora *lw1, *lw2, *lw3; /* per expert */
 };
 
+/* A tensor of the model file as the model uses it (f32). */
+struct lf_model_tensor {
+	char *name;
+	const float *data;
+	size_t n;
+	int ndim;
+	int64_t shape[2];
+};
+
 struct lf_model {
 	struct lf_model_config cfg;
+	struct lf_model_tensor *tensors; /* every tensor loaded, in load order */
+	size_t ntensors;
+	bool writable; /* every tensor is an owned copy (lf_model_load_writable) */
 	struct lf_safetensors *st;
 	const float *embed;  /* [V, H] */
 	const float *norm;   /* [H] */
@@ -54,6 +66,9 @@ struct lf_model {
 /* Load config.json and the weights of a model folder.  NULL with lf_fail
  * naming the file and tensor. */
 struct lf_model *lf_model_load(const char *dir);
+/* The same with every tensor copied into memory lf owns (f32), so that
+ * training may change it: tensors[i].data may then be cast to float *. */
+struct lf_model *lf_model_load_writable(const char *dir);
 void lf_model_free(struct lf_model *m);
 /* Apply a PEFT LoRA adapter folder (adapter_config.json,
  * adapter_model.safetensors) without merging it: every lora_A/lora_B pair
@@ -62,6 +77,18 @@ void lf_model_free(struct lf_model *m);
  * run (DoRA, modules_to_save, LoRA biases, embedding LoRA, fan_in_fan_out)
  * is an error naming it.  -1 with lf_fail. */
 int lf_model_load_adapter(struct lf_model *m, const char *dir);
+/* A new LoRA pair on layer's linear module part (a Hugging Face module
+ * path below the layer, such as "self_attn.q_proj" or "mlp.gate_up_proj"),
+ * A [r, in] and B [out, r] owned by the model, zero, named as PEFT saves
+ * them (base_model.model.model.layers.N.PART.lora_A.weight) in the tensor
+ * table; y gains scale * B (A x).  -1 with lf_fail for a module lf has no
+ * LoRA for. */
+int lf_model_new_lora(struct lf_model *m, int layer, const char *part, int r, float scale);
+
+/* RoPE's inverse frequencies (rotary_dim / 2 of them) for a sequence
+ * whose largest position is seq_len - 1 (dynamic and longrope depend on
+ * it); returns the attention factor that scales cos and sin. */
+float lf_model_rope_frequencies(const struct lf_model *m, int seq_len, float *inv_freq);
 
 /* Keys and values of one sequence, for every layer: capacity positions. */
 struct lf_kv_cache {

@@ -1,0 +1,514 @@
+/*
+ * backprop.c — the training pass (see backprop.h): gradient pointers that
+ * mirror the model's weights, the per-layer forward that keeps its inner
+ * activations, the loss over the label tokens (only the rows that have a
+ * label go through the head), and the backward pass layer by layer, last
+ * first.  The layer is transformers': x + o(attn(norm(x))), then
+ * h + mlp(norm(h)), with gemma2's extra norms on both outputs.
+ */
+#include "backprop.h"
+#include "error.h"
+
+#include "cpu/grad.h"
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- gradient pointers ---- */
+
+/* The gradient of the weight at w: the matching place in the gradient of
+ * the tensor that holds it, or NULL when that tensor is frozen. */
+static float *grad_of(const struct lf_model *m, float *const *grads, const float *w)
+{
+	if (!w)
+		return NULL;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		const struct lf_model_tensor *t = &m->tensors[i];
+		if (w >= t->data && w < t->data + t->n)
+			return grads[i] ? grads[i] + (w - t->data) : NULL;
+	}
+	return NULL;
+}
+
+static struct lf_lora_grad lora_grad_of(const struct lf_model *m, float *const *grads, const struct lf_lora *l)
+{
+	struct lf_lora_grad g = { NULL, NULL };
+	if (l->r) {
+		g.A = grad_of(m, grads, l->A);
+		g.B = grad_of(m, grads, l->B);
+	}
+	return g;
+}
+
+void lf_model_grad_init(struct lf_model_grad *g, const struct lf_model *m, float *const *grads)
+{
+	g->embed = grad_of(m, grads, m->embed);
+	g->norm = grad_of(m, grads, m->norm);
+	g->lm_head = grad_of(m, grads, m->lm_head);
+	g->layers = lf_calloc((size_t)m->cfg.layers, sizeof *g->layers);
+	for (int l = 0; l < m->cfg.layers; l++) {
+		const struct lf_layer *L = &m->layers[l];
+		struct lf_layer_grad *G = &g->layers[l];
+		const float *w[] = { L->q, L->k, L->v, L->o, L->q_b, L->k_b, L->v_b, L->o_b, L->gate, L->up, L->down,
+				     L->gate_b, L->up_b, L->down_b, L->in_norm, L->post_attn_norm, L->pre_ff_norm,
+				     L->post_ff_norm, L->q_norm, L->k_norm };
+		float **d[] = { &G->q, &G->k, &G->v, &G->o, &G->q_b, &G->k_b, &G->v_b, &G->o_b, &G->gate, &G->up,
+				&G->down, &G->gate_b, &G->up_b, &G->down_b, &G->in_norm, &G->post_attn_norm,
+				&G->pre_ff_norm, &G->post_ff_norm, &G->q_norm, &G->k_norm };
+		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+			*d[i] = grad_of(m, grads, w[i]);
+		G->lq = lora_grad_of(m, grads, &L->lq);
+		G->lk = lora_grad_of(m, grads, &L->lk);
+		G->lv = lora_grad_of(m, grads, &L->lv);
+		G->lo = lora_grad_of(m, grads, &L->lo);
+		G->lgate = lora_grad_of(m, grads, &L->lgate);
+		G->lup = lora_grad_of(m, grads, &L->lup);
+		G->ldown = lora_grad_of(m, grads, &L->ldown);
+	}
+}
+
+void lf_model_grad_free(struct lf_model_grad *g, const struct lf_model *m)
+{
+	(void)m;
+	free(g->layers);
+	g->layers = NULL;
+}
+
+/* ---- buffers ---- */
+
+static float *floats(size_t n)
+{
+	return lf_calloc(n + 1, sizeof(float));
+}
+
+static void acts_alloc(struct lf_layer_acts *A, const struct lf_model_config *c, size_t N)
+{
+	size_t H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
+	       kd = (size_t)c->kv_heads * c->head_dim;
+	A->xn1 = floats(N * H);
+	A->q = floats(N * qd);
+	A->k = floats(N * kd);
+	A->v = floats(N * kd);
+	A->q_raw = c->qk_norm ? floats(N * qd) : NULL;
+	A->k_raw = c->qk_norm ? floats(N * kd) : NULL;
+	A->att = floats(N * qd);
+	A->ao = floats(N * H);
+	A->xmid = floats(N * H);
+	A->xn2 = floats(N * H);
+	A->gate = floats(N * I);
+	A->up = floats(N * I);
+	A->h = floats(N * I);
+	A->mo = floats(N * H);
+}
+
+static void acts_free(struct lf_layer_acts *A)
+{
+	float *p[] = { A->xn1, A->q, A->k, A->v, A->q_raw, A->k_raw, A->att, A->ao, A->xmid, A->xn2, A->gate,
+		       A->up, A->h, A->mo };
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+		free(p[i]);
+}
+
+int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_tokens, int max_span,
+		     bool checkpointing)
+{
+	const struct lf_model_config *c = &m->cfg;
+	memset(bp, 0, sizeof *bp);
+	if (c->arch == LF_ARCH_MIXTRAL)
+		return lf_fail("training mixtral (mixture of experts) is not built yet");
+	if (max_tokens < 1 || max_span < 1 || max_span > max_tokens)
+		return lf_fail("training buffers: bad sizes (%d tokens, spans of %d)", max_tokens, max_span);
+	size_t N = (size_t)max_tokens, H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
+	       kd = (size_t)c->kv_heads * c->head_dim, S = (size_t)max_span;
+	size_t wide = qd > I ? qd : I, r = m->max_rank > 0 ? (size_t)m->max_rank : 1;
+	bp->max_tokens = max_tokens;
+	bp->max_span = max_span;
+	bp->checkpointing = checkpointing;
+	bp->xs = floats((size_t)(c->layers + 1) * N * H);
+	int nacts = checkpointing ? 1 : c->layers;
+	bp->acts = lf_calloc((size_t)nacts, sizeof *bp->acts);
+	for (int i = 0; i < nacts; i++)
+		acts_alloc(&bp->acts[i], c, N);
+	bp->dx = floats(N * H);
+	bp->dh1 = floats(N * H);
+	bp->dh2 = floats(N * H);
+	bp->dmid = floats(N * (wide > H ? wide : H));
+	bp->dq = floats(N * qd);
+	bp->dk = floats(N * kd);
+	bp->dv = floats(N * kd);
+	bp->dqk_raw = floats(N * qd);
+	bp->datt = floats(N * qd);
+	bp->dgate = floats(N * I);
+	bp->dup = floats(N * I);
+	bp->lora_u = floats(N * r);
+	bp->lora_t = floats(N * r);
+	bp->scores = floats(3 * S * S);
+	/* the head: at most ~16M logits at once */
+	size_t rows = ((size_t)1 << 24) / (size_t)c->vocab;
+	bp->head_rows = (int)(rows < 1 ? 1 : rows > N ? N : rows);
+	bp->xg = floats(N * H);
+	bp->xf = floats(N * H);
+	bp->dxf = floats(N * H);
+	bp->logits = floats((size_t)bp->head_rows * c->vocab);
+	bp->capped = c->final_softcap > 0 ? floats((size_t)bp->head_rows * c->vocab) : NULL;
+	bp->pos = lf_calloc(N, sizeof *bp->pos);
+	bp->targets = lf_calloc(N, sizeof *bp->targets);
+	bp->rows = lf_calloc(N, sizeof *bp->rows);
+	bp->head_targets = lf_calloc(N, sizeof *bp->head_targets);
+	bp->span_start = lf_calloc(N, sizeof *bp->span_start);
+	bp->span_len = lf_calloc(N, sizeof *bp->span_len);
+	bp->inv_freq = floats(N * (size_t)(c->rope.rotary_dim / 2 + 1));
+	bp->attn_factor = floats(N);
+	return 0;
+}
+
+void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
+{
+	int nacts = bp->checkpointing ? 1 : m->cfg.layers;
+	for (int i = 0; bp->acts && i < nacts; i++)
+		acts_free(&bp->acts[i]);
+	float *p[] = { bp->xs, bp->dx, bp->dh1, bp->dh2, bp->dmid, bp->dq, bp->dk, bp->dv, bp->dqk_raw, bp->datt,
+		       bp->dgate, bp->dup, bp->lora_u, bp->lora_t, bp->scores, bp->xg, bp->xf, bp->dxf, bp->logits,
+		       bp->capped, bp->inv_freq, bp->attn_factor };
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+		free(p[i]);
+	free(bp->acts);
+	free(bp->pos);
+	free(bp->targets);
+	free(bp->rows);
+	free(bp->head_targets);
+	free(bp->span_start);
+	free(bp->span_len);
+	memset(bp, 0, sizeof *bp);
+}
+
+/* ---- linear layers ---- */
+
+/* out = x W^T (+ b) (+ s B (A x)); u holds x A^T for the backward. */
+static void linear_fwd(float *out, const float *x, const float *w, const float *b, const struct lf_lora *lora,
+		       float *u, int N, int out_f, int in_f)
+{
+	lf_cpu_matmul_nt_f32(out, x, w, N, out_f, in_f);
+	if (b)
+		for (int t = 0; t < N; t++)
+			for (int j = 0; j < out_f; j++)
+				out[(size_t)t * out_f + j] += b[j];
+	if (lora->r) {
+		lf_cpu_matmul_nt_f32(u, x, lora->A, N, lora->r, in_f);
+		lf_cpu_matmul_nt_acc_f32(out, u, lora->B, N, out_f, lora->r, lora->scale);
+	}
+}
+
+/* Backward of linear_fwd given dy: dx = beta dx + dy W (+ the adapter's
+ * part); gradients of W, b, A and B added where they are trained. */
+static void linear_bwd(float *dx, float beta, const float *dy, const float *x, const float *w,
+		       const struct lf_lora *lora, float *gw, float *gb, const struct lf_lora_grad *gl, float *u,
+		       float *t, int N, int out_f, int in_f)
+{
+	lf_cpu_matmul_nn_f32(dx, dy, w, N, out_f, in_f, beta);
+	if (gw)
+		lf_cpu_matmul_tn_acc_f32(gw, dy, x, N, out_f, in_f, 1.0f);
+	if (gb)
+		lf_cpu_bias_grad_f32(gb, dy, N, out_f);
+	if (!lora->r)
+		return;
+	int r = lora->r;
+	/* u = x A^T, t = s dy B: dx += t A, dB += s dy^T u, dA += t^T x */
+	lf_cpu_matmul_nt_f32(u, x, lora->A, N, r, in_f);
+	lf_cpu_matmul_nn_f32(t, dy, lora->B, N, out_f, r, 0.0f);
+	for (size_t i = 0; i < (size_t)N * r; i++)
+		t[i] *= lora->scale;
+	lf_cpu_matmul_nn_f32(dx, t, lora->A, N, r, in_f, 1.0f);
+	if (gl->B)
+		lf_cpu_matmul_tn_acc_f32(gl->B, dy, u, N, out_f, r, lora->scale);
+	if (gl->A)
+		lf_cpu_matmul_tn_acc_f32(gl->A, t, x, N, r, in_f, 1.0f);
+}
+
+/* ---- one layer ---- */
+
+static struct lf_attn attn_of(const struct lf_model_config *c, int l)
+{
+	struct lf_attn a = { c->heads, c->kv_heads, c->head_dim, (float)c->attn_scale, (float)c->attn_softcap,
+			     c->window[l] };
+	return a;
+}
+
+static void residual_add(float *out, const float *x, const float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = x[i] + y[i];
+}
+
+/* Layer l on x [N, H]: its inner activations into A, its output into xout
+ * (NULL: not needed, a recomputation). */
+static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, struct lf_layer_acts *A,
+		      const float *x, float *xout, const struct lf_train_row *rows, int nrows, int N)
+{
+	const struct lf_model_config *c = &m->cfg;
+	const struct lf_layer *L = &m->layers[l];
+	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
+	int qd = nh * d, kd = nkv * d, half = c->rope.rotary_dim / 2;
+	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	lf_cpu_rmsnorm_f32(A->xn1, x, L->in_norm, N, H, eps, off);
+	linear_fwd(A->q, A->xn1, L->q, L->q_b, &L->lq, bp->lora_u, N, qd, H);
+	linear_fwd(A->k, A->xn1, L->k, L->k_b, &L->lk, bp->lora_u, N, kd, H);
+	linear_fwd(A->v, A->xn1, L->v, L->v_b, &L->lv, bp->lora_u, N, kd, H);
+	if (c->qk_norm) {
+		memcpy(A->q_raw, A->q, (size_t)N * qd * sizeof(float));
+		memcpy(A->k_raw, A->k, (size_t)N * kd * sizeof(float));
+		lf_cpu_rmsnorm_f32(A->q, A->q_raw, L->q_norm, N * nh, d, eps, 0.0f);
+		lf_cpu_rmsnorm_f32(A->k, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f);
+	}
+	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
+		const float *inv = bp->inv_freq + (size_t)r * half;
+		lf_cpu_rope_f32(A->q + (size_t)row0 * qd, bp->pos + row0, rows[r].T, nh, d, qd, c->rope.rotary_dim, inv,
+				bp->attn_factor[r]);
+		lf_cpu_rope_f32(A->k + (size_t)row0 * kd, bp->pos + row0, rows[r].T, nkv, d, kd, c->rope.rotary_dim,
+				inv, bp->attn_factor[r]);
+	}
+	struct lf_attn a = attn_of(c, l);
+	for (int s = 0; s < bp->nspans; s++) {
+		size_t s0 = (size_t)bp->span_start[s];
+		int len = bp->span_len[s];
+		lf_cpu_attention_f32(A->att + s0 * qd, A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, len, len, 0, &a,
+				     bp->scores);
+	}
+	linear_fwd(A->ao, A->att, L->o, L->o_b, &L->lo, bp->lora_u, N, H, qd);
+	const float *branch = A->ao;
+	if (c->sandwich_norms) {
+		lf_cpu_rmsnorm_f32(bp->dh1, A->ao, L->post_attn_norm, N, H, eps, off);
+		branch = bp->dh1;
+	}
+	residual_add(A->xmid, x, branch, (size_t)N * H);
+	lf_cpu_rmsnorm_f32(A->xn2, A->xmid, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off);
+	linear_fwd(A->gate, A->xn2, L->gate, L->gate_b, &L->lgate, bp->lora_u, N, I, H);
+	linear_fwd(A->up, A->xn2, L->up, L->up_b, &L->lup, bp->lora_u, N, I, H);
+	lf_cpu_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act);
+	linear_fwd(A->mo, A->h, L->down, L->down_b, &L->ldown, bp->lora_u, N, H, I);
+	if (!xout)
+		return;
+	branch = A->mo;
+	if (c->sandwich_norms) {
+		lf_cpu_rmsnorm_f32(bp->dh1, A->mo, L->post_ff_norm, N, H, eps, off);
+		branch = bp->dh1;
+	}
+	residual_add(xout, A->xmid, branch, (size_t)N * H);
+}
+
+/* Backward of layer l: dx holds the gradient of its output and becomes
+ * that of its input x. */
+static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, const struct lf_layer_acts *A,
+		      const float *x, float *dx, const struct lf_layer_grad *G, const struct lf_train_row *rows,
+		      int nrows, int N)
+{
+	const struct lf_model_config *c = &m->cfg;
+	const struct lf_layer *L = &m->layers[l];
+	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
+	int qd = nh * d, kd = nkv * d, half = c->rope.rotary_dim / 2;
+	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	size_t NH = (size_t)N * H;
+	/* the MLP: out = xmid + [norm](down(act(gate) * up)) */
+	const float *dmo = dx;
+	if (c->sandwich_norms) {
+		memset(bp->dh1, 0, NH * sizeof(float));
+		lf_cpu_rmsnorm_bwd_f32(bp->dh1, G->post_ff_norm, dx, A->mo, L->post_ff_norm, N, H, eps, off);
+		dmo = bp->dh1;
+	}
+	linear_bwd(bp->dmid, 0.0f, dmo, A->h, L->down, &L->ldown, G->down, G->down_b, &G->ldown, bp->lora_u,
+		   bp->lora_t, N, H, I);
+	lf_cpu_gated_act_bwd_f32(bp->dgate, bp->dup, bp->dmid, A->gate, A->up, (long)N * I, c->act);
+	linear_bwd(bp->dh2, 0.0f, bp->dgate, A->xn2, L->gate, &L->lgate, G->gate, G->gate_b, &G->lgate, bp->lora_u,
+		   bp->lora_t, N, I, H);
+	linear_bwd(bp->dh2, 1.0f, bp->dup, A->xn2, L->up, &L->lup, G->up, G->up_b, &G->lup, bp->lora_u, bp->lora_t,
+		   N, I, H);
+	lf_cpu_rmsnorm_bwd_f32(dx, c->sandwich_norms ? G->pre_ff_norm : G->post_attn_norm, bp->dh2, A->xmid,
+			       c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off);
+	/* attention: xmid = x + [norm](o(attn(rope(q), rope(k), v))) */
+	const float *dao = dx;
+	if (c->sandwich_norms) {
+		memset(bp->dh1, 0, NH * sizeof(float));
+		lf_cpu_rmsnorm_bwd_f32(bp->dh1, G->post_attn_norm, dx, A->ao, L->post_attn_norm, N, H, eps, off);
+		dao = bp->dh1;
+	}
+	linear_bwd(bp->datt, 0.0f, dao, A->att, L->o, &L->lo, G->o, G->o_b, &G->lo, bp->lora_u, bp->lora_t, N, H, qd);
+	memset(bp->dk, 0, (size_t)N * kd * sizeof(float));
+	memset(bp->dv, 0, (size_t)N * kd * sizeof(float));
+	struct lf_attn a = attn_of(c, l);
+	for (int s = 0; s < bp->nspans; s++) {
+		size_t s0 = (size_t)bp->span_start[s];
+		int len = bp->span_len[s];
+		lf_cpu_attention_bwd_f32(bp->dq + s0 * qd, bp->dk + s0 * kd, bp->dv + s0 * kd, bp->datt + s0 * qd,
+					 A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, A->att + s0 * qd, len, len, 0,
+					 &a, bp->scores);
+	}
+	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
+		const float *inv = bp->inv_freq + (size_t)r * half;
+		lf_cpu_rope_bwd_f32(bp->dq + (size_t)row0 * qd, bp->pos + row0, rows[r].T, nh, d, qd,
+				    c->rope.rotary_dim, inv, bp->attn_factor[r]);
+		lf_cpu_rope_bwd_f32(bp->dk + (size_t)row0 * kd, bp->pos + row0, rows[r].T, nkv, d, kd,
+				    c->rope.rotary_dim, inv, bp->attn_factor[r]);
+	}
+	if (c->qk_norm) {
+		memset(bp->dqk_raw, 0, (size_t)N * qd * sizeof(float));
+		lf_cpu_rmsnorm_bwd_f32(bp->dqk_raw, G->q_norm, bp->dq, A->q_raw, L->q_norm, N * nh, d, eps, 0.0f);
+		memcpy(bp->dq, bp->dqk_raw, (size_t)N * qd * sizeof(float));
+		memset(bp->dqk_raw, 0, (size_t)N * kd * sizeof(float));
+		lf_cpu_rmsnorm_bwd_f32(bp->dqk_raw, G->k_norm, bp->dk, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f);
+		memcpy(bp->dk, bp->dqk_raw, (size_t)N * kd * sizeof(float));
+	}
+	linear_bwd(bp->dh2, 0.0f, bp->dq, A->xn1, L->q, &L->lq, G->q, G->q_b, &G->lq, bp->lora_u, bp->lora_t, N, qd, H);
+	linear_bwd(bp->dh2, 1.0f, bp->dk, A->xn1, L->k, &L->lk, G->k, G->k_b, &G->lk, bp->lora_u, bp->lora_t, N, kd, H);
+	linear_bwd(bp->dh2, 1.0f, bp->dv, A->xn1, L->v, &L->lv, G->v, G->v_b, &G->lv, bp->lora_u, bp->lora_t, N, kd, H);
+	lf_cpu_rmsnorm_bwd_f32(dx, G->in_norm, bp->dh2, x, L->in_norm, N, H, eps, off);
+}
+
+/* ---- the head and the loss ---- */
+
+/* Loss over the rows that have a target; dx = its gradient w.r.t. the last
+ * layer's output x (zero on rows without a target). */
+static void head_fwd_bwd(const struct lf_model *m, struct lf_backprop *bp, const struct lf_model_grad *g,
+			 const float *x, float *dx, int N, float scale, double *loss_sum)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int H = c->hidden, V = c->vocab;
+	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	int n = 0;
+	for (int t = 0; t < N; t++)
+		if (bp->targets[t] >= 0)
+			bp->rows[n++] = t;
+	memset(dx, 0, (size_t)N * H * sizeof(float));
+	if (!n)
+		return;
+	for (int i = 0; i < n; i++)
+		memcpy(bp->xg + (size_t)i * H, x + (size_t)bp->rows[i] * H, (size_t)H * sizeof(float));
+	lf_cpu_rmsnorm_f32(bp->xf, bp->xg, m->norm, n, H, eps, off);
+	int32_t *tg = bp->head_targets;
+	for (int i = 0; i < n; i++)
+		tg[i] = bp->targets[bp->rows[i]];
+	for (int i0 = 0; i0 < n; i0 += bp->head_rows) {
+		int k = n - i0 < bp->head_rows ? n - i0 : bp->head_rows;
+		const float *xf = bp->xf + (size_t)i0 * H;
+		lf_cpu_matmul_nt_f32(bp->logits, xf, m->lm_head, k, V, H);
+		if (c->final_softcap > 0) {
+			lf_cpu_softcap_f32(bp->logits, (long)k * V, (float)c->final_softcap);
+			memcpy(bp->capped, bp->logits, (size_t)k * V * sizeof(float));
+		}
+		lf_cpu_cross_entropy_f32(bp->logits, tg + i0, k, V, scale, loss_sum);
+		if (c->final_softcap > 0)
+			lf_cpu_softcap_bwd_f32(bp->logits, bp->capped, (long)k * V, (float)c->final_softcap);
+		lf_cpu_matmul_nn_f32(bp->dxf + (size_t)i0 * H, bp->logits, m->lm_head, k, V, H, 0.0f);
+		if (g->lm_head)
+			lf_cpu_matmul_tn_acc_f32(g->lm_head, bp->logits, xf, k, V, H, 1.0f);
+	}
+	memset(bp->dh1, 0, (size_t)n * H * sizeof(float));
+	lf_cpu_rmsnorm_bwd_f32(bp->dh1, g->norm, bp->dxf, bp->xg, m->norm, n, H, eps, off);
+	for (int i = 0; i < n; i++)
+		memcpy(dx + (size_t)bp->rows[i] * H, bp->dh1 + (size_t)i * H, (size_t)H * sizeof(float));
+}
+
+/* ---- the step ---- */
+
+long lf_train_row_label_tokens(const struct lf_train_row *r)
+{
+	long n = 0;
+	for (int t = 1; t < r->T; t++)
+		n += r->labels[t] >= 0;
+	return n;
+}
+
+static int check_rows(const struct lf_backprop *bp, const struct lf_model *m, const struct lf_train_row *rows,
+		      int nrows, int *N)
+{
+	*N = 0;
+	for (int r = 0; r < nrows; r++) {
+		const struct lf_train_row *q = &rows[r];
+		if (q->T < 1)
+			return lf_fail("row %d: no tokens", r);
+		long sum = 0;
+		for (int s = 0; q->spans && s < q->nspans; s++) {
+			if (q->spans[s] < 1 || q->spans[s] > (uint32_t)bp->max_span)
+				return lf_fail("row %d: span %d of %u tokens (1 to %d)", r, s, q->spans[s], bp->max_span);
+			sum += q->spans[s];
+		}
+		if (q->spans ? sum != q->T : q->T > bp->max_span)
+			return lf_fail("row %d: spans of %ld tokens for %d tokens (longest %d)", r, sum, q->T,
+				       bp->max_span);
+		for (int t = 0; t < q->T; t++) {
+			if (q->ids[t] < 0 || q->ids[t] >= m->cfg.vocab)
+				return lf_fail("row %d: token id %d is outside the vocabulary (%d)", r, q->ids[t],
+					       m->cfg.vocab);
+			if (q->labels[t] >= m->cfg.vocab || (q->labels[t] < 0 && q->labels[t] != -100))
+				return lf_fail("row %d: label %d is neither a token id nor -100", r, q->labels[t]);
+		}
+		*N += q->T;
+	}
+	if (*N > bp->max_tokens)
+		return lf_fail("a micro-batch of %d tokens; the buffers hold %d", *N, bp->max_tokens);
+	return 0;
+}
+
+int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
+		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum, long *label_tokens)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int N, H = c->hidden, half = c->rope.rotary_dim / 2;
+	if (check_rows(bp, m, rows, nrows, &N) < 0)
+		return -1;
+	size_t NH = (size_t)N * H;
+	/* embeddings, positions, targets (labels shifted within each row) */
+	float embed_scale = c->embed_scale ? (float)sqrt((double)H) : 1.0f;
+	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
+		const struct lf_train_row *q = &rows[r];
+		int seq_len = 0;
+		for (int t = 0; t < q->T; t++) {
+			int32_t p = q->positions ? q->positions[t] : t;
+			bp->pos[row0 + t] = p;
+			seq_len = p + 1 > seq_len ? p + 1 : seq_len;
+			bp->targets[row0 + t] = t + 1 < q->T ? q->labels[t + 1] : -100;
+			const float *e = m->embed + (size_t)q->ids[t] * H;
+			float *xr = bp->xs + (size_t)(row0 + t) * H;
+			for (int j = 0; j < H; j++)
+				xr[j] = e[j] * embed_scale;
+		}
+		bp->attn_factor[r] = lf_model_rope_frequencies(m, seq_len, bp->inv_freq + (size_t)r * half);
+		*label_tokens += lf_train_row_label_tokens(q);
+	}
+	/* the spans attention stays within, in token order */
+	bp->nspans = 0;
+	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
+		int k = rows[r].spans ? rows[r].nspans : 1;
+		for (int s = 0, start = row0; s < k; s++) {
+			int len = rows[r].spans ? (int)rows[r].spans[s] : rows[r].T;
+			bp->span_start[bp->nspans] = start;
+			bp->span_len[bp->nspans++] = len;
+			start += len;
+		}
+	}
+	/* forward */
+	for (int l = 0; l < c->layers; l++)
+		layer_fwd(m, l, bp, &bp->acts[bp->checkpointing ? 0 : l], bp->xs + (size_t)l * NH,
+			  bp->xs + (size_t)(l + 1) * NH, rows, nrows, N);
+	head_fwd_bwd(m, bp, g, bp->xs + (size_t)c->layers * NH, bp->dx, N, scale, loss_sum);
+	/* backward, last layer first */
+	for (int l = c->layers - 1; l >= 0; l--) {
+		struct lf_layer_acts *A = &bp->acts[bp->checkpointing ? 0 : l];
+		const float *x = bp->xs + (size_t)l * NH;
+		if (bp->checkpointing)
+			layer_fwd(m, l, bp, A, x, NULL, rows, nrows, N);
+		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], rows, nrows, N);
+	}
+	if (g->embed) {
+		for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++)
+			for (int t = 0; t < rows[r].T; t++) {
+				float *ge = g->embed + (size_t)rows[r].ids[t] * H;
+				const float *d = bp->dx + (size_t)(row0 + t) * H;
+				for (int j = 0; j < H; j++)
+					ge[j] += d[j] * embed_scale;
+			}
+	}
+	return 0;
+}

@@ -1,0 +1,90 @@
+/*
+ * backprop.h — the training pass of a model: forward over a micro-batch of
+ * token rows keeping what the backward needs (every layer's input, and the
+ * layer's inner activations, recomputed per layer under gradient
+ * checkpointing), the causal LM loss over the label tokens, and the
+ * backward pass adding every trained tensor's gradient.  Plain structs over
+ * preallocated buffers, as the inference forward in model.c; every op is a
+ * kernels/cpu op (ops.h, grad.h) that gets a CUDA twin.
+ */
+#ifndef LF_BACKPROP_H
+#define LF_BACKPROP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/* Where the gradient of each weight of the model goes (NULL: not trained),
+ * mirroring struct lf_layer. */
+struct lf_lora_grad {
+	float *A, *B;
+};
+
+struct lf_layer_grad {
+	float *q, *k, *v, *o, *q_b, *k_b, *v_b, *o_b;
+	float *gate, *up, *down, *gate_b, *up_b, *down_b;
+	float *in_norm, *post_attn_norm, *pre_ff_norm, *post_ff_norm, *q_norm, *k_norm;
+	struct lf_lora_grad lq, lk, lv, lo, lgate, lup, ldown;
+};
+
+struct lf_model_grad {
+	float *embed, *norm, *lm_head;
+	struct lf_layer_grad *layers;
+};
+
+/* Point g at the gradient buffers: grads[i] holds the gradient of
+ * m->tensors[i] (same size), or is NULL for a frozen tensor.  A weight that
+ * is part of a tensor (phi3's fused projections, a tied head) gets the
+ * matching part of that tensor's gradient. */
+void lf_model_grad_init(struct lf_model_grad *g, const struct lf_model *m, float *const *grads);
+void lf_model_grad_free(struct lf_model_grad *g, const struct lf_model *m);
+
+/* One row of a micro-batch: T token ids, their labels (-100 ignored;
+ * unshifted: position t predicts labels[t + 1], as transformers), RoPE
+ * positions (NULL: 0 .. T-1) and the spans attention stays within (NULL: the
+ * whole row; neat packing gives one span per packed example). */
+struct lf_train_row {
+	const int32_t *ids, *labels, *positions;
+	const uint32_t *spans;
+	int T, nspans;
+};
+
+/* The inner activations of one layer. */
+struct lf_layer_acts {
+	float *xn1, *q, *k, *v, *q_raw, *k_raw, *att, *ao, *xmid, *xn2, *gate, *up, *h, *mo;
+};
+
+struct lf_backprop {
+	int max_tokens, max_span;
+	bool checkpointing;
+	float *xs;                  /* [layers + 1][max_tokens][hidden]: every layer's input, the last output */
+	struct lf_layer_acts *acts; /* one set (checkpointing) or one per layer */
+	float *dx, *dh1, *dh2, *dq, *dk, *dv, *dqk_raw, *datt, *dmid, *dgate, *dup, *lora_u, *lora_t, *scores;
+	float *xg, *xf, *dxf, *logits, *capped;
+	int32_t *pos, *targets, *rows, *head_targets;
+	int *span_start, *span_len, nspans;
+	float *inv_freq, *attn_factor;
+	int head_rows; /* rows of logits computed at once */
+};
+
+/* Buffers for micro-batches of up to max_tokens tokens in all, spans of
+ * up to max_span tokens.  checkpointing: keep only each layer's input and
+ * recompute the layer in the backward pass (LLaMA-Factory's default). */
+int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_tokens, int max_span,
+		     bool checkpointing);
+void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m);
+
+/* Forward, loss and backward of one micro-batch: adds scale * the gradient
+ * of the summed cross-entropy over its label tokens to g's buffers, adds
+ * that sum to *loss_sum and the number of label tokens to *label_tokens.
+ * -1 with lf_fail (too many tokens, an id or label outside the vocabulary,
+ * an architecture whose training is not built). */
+int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
+		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum, long *label_tokens);
+
+/* The number of label tokens a row contributes (labels[1..T) >= 0). */
+long lf_train_row_label_tokens(const struct lf_train_row *r);
+
+#endif
