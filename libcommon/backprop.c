@@ -369,8 +369,9 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 /* ---- the head and the loss ---- */
 
 /* Loss over the rows that have a target; dx = its gradient w.r.t. the last
- * layer's output x (zero on rows without a target). */
-static void head_fwd_bwd(const struct lf_model *m, struct lf_backprop *bp, const struct lf_model_grad *g,
+ * layer's output x (zero on rows without a target); g NULL: the loss only.
+ * Returns the number of targets. */
+static long head_fwd_bwd(const struct lf_model *m, struct lf_backprop *bp, const struct lf_model_grad *g,
 			 const float *x, float *dx, int N, float scale, double *loss_sum)
 {
 	const struct lf_model_config *c = &m->cfg;
@@ -380,9 +381,10 @@ static void head_fwd_bwd(const struct lf_model *m, struct lf_backprop *bp, const
 	for (int t = 0; t < N; t++)
 		if (bp->targets[t] >= 0)
 			bp->rows[n++] = t;
-	memset(dx, 0, (size_t)N * H * sizeof(float));
+	if (g)
+		memset(dx, 0, (size_t)N * H * sizeof(float));
 	if (!n)
-		return;
+		return 0;
 	for (int i = 0; i < n; i++)
 		memcpy(bp->xg + (size_t)i * H, x + (size_t)bp->rows[i] * H, (size_t)H * sizeof(float));
 	lf_cpu_rmsnorm_f32(bp->xf, bp->xg, m->norm, n, H, eps, off);
@@ -398,16 +400,21 @@ static void head_fwd_bwd(const struct lf_model *m, struct lf_backprop *bp, const
 			memcpy(bp->capped, bp->logits, (size_t)k * V * sizeof(float));
 		}
 		lf_cpu_cross_entropy_f32(bp->logits, tg + i0, k, V, scale, loss_sum);
+		if (!g)
+			continue;
 		if (c->final_softcap > 0)
 			lf_cpu_softcap_bwd_f32(bp->logits, bp->capped, (long)k * V, (float)c->final_softcap);
 		lf_cpu_matmul_nn_f32(bp->dxf + (size_t)i0 * H, bp->logits, m->lm_head, k, V, H, 0.0f);
 		if (g->lm_head)
 			lf_cpu_matmul_tn_acc_f32(g->lm_head, bp->logits, xf, k, V, H, 1.0f);
 	}
+	if (!g)
+		return n;
 	memset(bp->dh1, 0, (size_t)n * H * sizeof(float));
 	lf_cpu_rmsnorm_bwd_f32(bp->dh1, g->norm, bp->dxf, bp->xg, m->norm, n, H, eps, off);
 	for (int i = 0; i < n; i++)
 		memcpy(dx + (size_t)bp->rows[i] * H, bp->dh1 + (size_t)i * H, (size_t)H * sizeof(float));
+	return n;
 }
 
 /* ---- the step ---- */
@@ -415,8 +422,8 @@ static void head_fwd_bwd(const struct lf_model *m, struct lf_backprop *bp, const
 long lf_train_row_label_tokens(const struct lf_train_row *r)
 {
 	long n = 0;
-	for (int t = 1; t < r->T; t++)
-		n += r->labels[t] >= 0;
+	for (int t = 0; t < r->T; t++)
+		n += r->labels[t] != -100;
 	return n;
 }
 
@@ -451,15 +458,14 @@ static int check_rows(const struct lf_backprop *bp, const struct lf_model *m, co
 	return 0;
 }
 
-int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
-		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum, long *label_tokens)
+/* Embeddings, positions, RoPE frequencies, targets (labels shifted within
+ * each row) and attention spans of a micro-batch; the number of tokens. */
+static int prepare(struct lf_backprop *bp, const struct lf_model *m, const struct lf_train_row *rows, int nrows)
 {
 	const struct lf_model_config *c = &m->cfg;
 	int N, H = c->hidden, half = c->rope.rotary_dim / 2;
 	if (check_rows(bp, m, rows, nrows, &N) < 0)
 		return -1;
-	size_t NH = (size_t)N * H;
-	/* embeddings, positions, targets (labels shifted within each row) */
 	float embed_scale = c->embed_scale ? (float)sqrt((double)H) : 1.0f;
 	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
 		const struct lf_train_row *q = &rows[r];
@@ -475,7 +481,6 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 				xr[j] = e[j] * embed_scale;
 		}
 		bp->attn_factor[r] = lf_model_rope_frequencies(m, seq_len, bp->inv_freq + (size_t)r * half);
-		*label_tokens += lf_train_row_label_tokens(q);
 	}
 	/* the spans attention stays within, in token order */
 	bp->nspans = 0;
@@ -488,6 +493,20 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 			start += len;
 		}
 	}
+	return N;
+}
+
+int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
+		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum, long *label_tokens)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int N = prepare(bp, m, rows, nrows), H = c->hidden;
+	if (N < 0)
+		return -1;
+	size_t NH = (size_t)N * H;
+	float embed_scale = c->embed_scale ? (float)sqrt((double)H) : 1.0f;
+	for (int r = 0; r < nrows; r++)
+		*label_tokens += lf_train_row_label_tokens(&rows[r]);
 	/* forward */
 	for (int l = 0; l < c->layers; l++)
 		layer_fwd(m, l, bp, &bp->acts[bp->checkpointing ? 0 : l], bp->xs + (size_t)l * NH,
@@ -510,5 +529,20 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 					ge[j] += d[j] * embed_scale;
 			}
 	}
+	return 0;
+}
+
+int lf_backprop_loss(struct lf_backprop *bp, const struct lf_model *m, const struct lf_train_row *rows, int nrows,
+		     double *loss_sum, long *targets)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int N = prepare(bp, m, rows, nrows);
+	if (N < 0)
+		return -1;
+	size_t NH = (size_t)N * c->hidden;
+	for (int l = 0; l < c->layers; l++)
+		layer_fwd(m, l, bp, &bp->acts[bp->checkpointing ? 0 : l], bp->xs + (size_t)l * NH,
+			  bp->xs + (size_t)(l + 1) * NH, rows, nrows, N);
+	*targets += head_fwd_bwd(m, bp, NULL, bp->xs + (size_t)c->layers * NH, NULL, N, 1.0f, loss_sum);
 	return 0;
 }

@@ -84,7 +84,14 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m);
 int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
 		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum, long *label_tokens);
 
-/* The number of label tokens a row contributes (labels[1..T) >= 0). */
+/* Forward and loss only (evaluation): adds the summed cross-entropy over
+ * the predicted label tokens (labels[t + 1] >= 0) to *loss_sum and their
+ * number to *targets.  -1 with lf_fail. */
+int lf_backprop_loss(struct lf_backprop *bp, const struct lf_model *m, const struct lf_train_row *rows, int nrows,
+		     double *loss_sum, long *targets);
+
+/* The label tokens of a row as transformers counts num_items_in_batch:
+ * labels != -100 at every position, the first included (unshifted). */
 long lf_train_row_label_tokens(const struct lf_train_row *r);
 
 #endif

@@ -3,11 +3,11 @@
 # with a chat template into an lf stream, look at it, and tokenize it with
 # Qwen3's tokenizer from the shared reference files (../shared/tokenizers,
 # when present), and pack it into training shards as LLaMA-Factory's
-# preprocessing would.  Later issues grow this into tokenize -> pack ->
-# train -> chat on a tiny model lf creates.
+# preprocessing would; then create a tiny random model, fine-tune it on the
+# demo data (full, then LoRA merged into it) and let it answer.
 set -e
 cd "$(dirname "$0")/.."
-for t in lf-template lf-inspect lf-tokenize lf-pack lf-init lf-eval lf-generate lf-chat; do
+for t in lf-template lf-inspect lf-tokenize lf-pack lf-init lf-eval lf-generate lf-chat lf-train lf-merge; do
 	[ -x bin/$t ] || { make -s tools; break; }
 done
 out=build/demo
@@ -71,6 +71,27 @@ echo "== lf-chat: one message"
 echo "Hello!" | lf-chat -m "$out/tiny" -t qwen --do-sample=false --max-new-tokens 16
 
 echo
-echo "The streams, shards and model are in $out; see lf-inspect(1), lf-tokenize(1), lf-pack(1), lf-init(1),"
-echo "lf-generate(1), lf-eval(1), lf-chat(1), lf-stream(5) and lf-shard(5).  An untrained model answers noise:"
-echo "training (lf-train) is the next step."
+echo "== lf-train: full fine-tuning on the packed demo data, 40 epochs (the loss every 40 steps)"
+lf-train -m "$out/tiny" -d "$out/tiny-shards" --finetuning-type full --learning-rate 5e-3 --num-train-epochs 40 \
+	--per-device-train-batch-size 4 --lr-scheduler-type cosine --warmup-ratio 0.05 --logging-steps 40 \
+	--save-steps 0 --overwrite-output-dir -o "$out/tiny-sft"
+python3 -c 'import json, sys
+for l in open(sys.argv[1]): r = json.loads(l); print("step %3d  loss %.3f" % (r["current_steps"], r["loss"]))' \
+	"$out/tiny-sft/trainer_log.jsonl"
+echo "== the trained model answers the demo questions (greedy)"
+lf-template -t qwen --stage ppo --dataset-dir data/demo --dataset lf_identity --max-samples 3 2>/dev/null |
+	lf-tokenize --tokenizer "$out/tiny" 2>/dev/null |
+	lf-generate -m "$out/tiny-sft" --do-sample=false --max-new-tokens 48 2>/dev/null |
+	python3 -c 'import json, sys
+for l in sys.stdin: r = json.loads(l); print("Q:", r["prompt"].split("user\n")[-1].split("\n")[0]); print("A:", r["predict"])'
+
+echo
+echo "== lf-train --finetuning-type lora on top of it, then lf-merge into one model folder"
+lf-train -m "$out/tiny-sft" -d "$out/tiny-shards" --lora-rank 8 --learning-rate 5e-3 --num-train-epochs 5 \
+	--per-device-train-batch-size 4 --logging-steps 100 --save-steps 0 --overwrite-output-dir -o "$out/tiny-lora"
+lf-merge -m "$out/tiny-sft" -a "$out/tiny-lora" -o "$out/tiny-merged"
+lf-eval -m "$out/tiny-merged" --task perplexity --input "$out/tiny-shards"
+
+echo
+echo "The streams, shards and models are in $out; see lf-inspect(1), lf-tokenize(1), lf-pack(1), lf-init(1),"
+echo "lf-train(1), lf-merge(1), lf-generate(1), lf-eval(1), lf-chat(1), lf-stream(5) and lf-shard(5)."

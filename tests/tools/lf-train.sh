@@ -1,0 +1,130 @@
+#!/bin/sh
+# lf-train: the pipeline from data to a trained adapter that PEFT's layout
+# and lf-eval read, exact resumption (from a copied checkpoint and after
+# SIGINT), freeze tuning's parameter choice, outputs in the base dtype,
+# recipes, and clear errors for bad input and what is not built.
+# (Gradients against transformers + PEFT: tests/tools/train_goldens.py.)
+. tests/lib.sh
+HELP=${LF_UNITS:-$ROOT/build/dyn/tests}/helpers
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
+# a tiny llama with lf-init's byte-level tokenizer, and identity's sft shards
+lf-init -t llama --hidden-size 32 --intermediate-size 64 --num-hidden-layers 2 -o "$T/m" 2>/dev/null
+lf-init -t llama --hidden-size 32 --intermediate-size 64 --num-hidden-layers 2 --dtype bfloat16 -o "$T/m16" \
+	2>/dev/null
+lf-template -t qwen --dataset-dir "$SHARED" --dataset identity --max-samples 24 2>/dev/null |
+	lf-tokenize --tokenizer "$T/m" -o "$T/id.lfs" 2>/dev/null
+lf-pack --cutoff-len 96 --val-size 4 -o "$T/shards" "$T/id.lfs" 2>/dev/null
+
+check "lf-train --finetuning-type lora writes a PEFT adapter, logs and results" sh -c '
+	lf-train -m "'"$T"'/m" -d "'"$T"'/shards" --lora-rank 4 --learning-rate 0.01 --max-steps 8 \
+		--per-device-train-batch-size 4 --logging-steps 2 --save-steps 4 -o "'"$T"'/lora" 2>/dev/null &&
+	cd "'"$T"'/lora" && test -s adapter_model.safetensors && test -s tokenizer.json && test -d checkpoint-4 &&
+	test -s checkpoint-4/optimizer.safetensors && test -s checkpoint-4/adapter_model.safetensors &&
+	test "$(wc -l <trainer_log.jsonl)" = 4 &&
+	grep -q "\"peft_type\": \"LORA\"" adapter_config.json && grep -q "\"r\": 4" adapter_config.json &&
+	grep -q "\"lora_alpha\": 8" adapter_config.json && grep -q eval_loss all_results.json'
+check "the adapter holds PEFT names for every linear layer of every layer (2 x 7 x A, B)" sh -c '
+	"'"$HELP"'/st-dump" read "'"$T"'/lora/adapter_model.safetensors" | grep -o "\"name\":\"[^\"]*\"" >"'"$T"'/names"
+	test "$(wc -l <"'"$T"'/names")" = 28 &&
+	grep -q "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight" "'"$T"'/names" &&
+	grep -q "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" "'"$T"'/names"'
+check "training lowers the loss, and lf-eval runs the adapter: lower perplexity than the base" sh -c '
+	first=$(head -1 "'"$T"'/lora/trainer_log.jsonl" | sed "s/.*\"loss\":\([0-9.]*\).*/\1/")
+	last=$(tail -1 "'"$T"'/lora/trainer_log.jsonl" | sed "s/.*\"loss\":\([0-9.]*\).*/\1/")
+	a=$(lf-eval -m "'"$T"'/m" --task perplexity --input "'"$T"'/shards" | sed "s/.*\"loss\":\([0-9.]*\).*/\1/")
+	b=$(lf-eval -m "'"$T"'/m" --adapter-name-or-path "'"$T"'/lora" --task perplexity --input "'"$T"'/shards" |
+		sed "s/.*\"loss\":\([0-9.]*\).*/\1/")
+	echo "train $first -> $last, eval $a -> $b"
+	awk -v f="$first" -v l="$last" -v a="$a" -v b="$b" "BEGIN { exit !(l < f && b < a) }"'
+
+# resumption: 8 steps at once equal 4 steps, a copied checkpoint, 4 more
+FULL="-m $T/m -d $T/shards --finetuning-type full --learning-rate 0.003 --max-steps 8 --save-steps 4"
+FULL="$FULL --per-device-train-batch-size 3 --gradient-accumulation-steps 2 --weight-decay 0.1 --warmup-steps 2"
+FULL="$FULL --lr-scheduler-type cosine --logging-steps 1"
+check "a run resumed from checkpoint-4 ends with the same weights and log as an uninterrupted one" sh -c '
+	lf-train '"$FULL"' -o "'"$T"'/full" 2>/dev/null && mkdir "'"$T"'/resumed" &&
+	cp -r "'"$T"'/full/checkpoint-4" "'"$T"'/resumed/" &&
+	lf-train '"$FULL"' -o "'"$T"'/resumed" 2>"'"$T"'/resume.err" && grep -q "resuming from" "'"$T"'/resume.err" &&
+	cmp "'"$T"'/full/model.safetensors" "'"$T"'/resumed/model.safetensors" &&
+	cmp "'"$T"'/full/trainer_log.jsonl" "'"$T"'/resumed/trainer_log.jsonl"'
+check "--overwrite-output-dir starts afresh (the old checkpoints go)" sh -c '
+	lf-train '"$FULL"' --max-steps 2 --save-steps 1 --overwrite-output-dir -o "'"$T"'/resumed" 2>/dev/null &&
+	test -d "'"$T"'/resumed/checkpoint-1" && ! test -d "'"$T"'/resumed/checkpoint-4" &&
+	test "$(wc -l <"'"$T"'/resumed/trainer_log.jsonl")" = 2'
+check "--save-total-limit keeps the last checkpoints only" sh -c '
+	lf-train '"$FULL"' --save-steps 2 --save-total-limit 2 -o "'"$T"'/limit" 2>/dev/null &&
+	ls "'"$T"'/limit" | grep checkpoint | tr "\n" " " | grep -x "checkpoint-4 checkpoint-6 "'
+check "a checkpoint made with another batch size is refused" \
+	fails 1 "another seed, batch size" lf-train $FULL --per-device-train-batch-size 2 -o "$T/full"
+
+# SIGINT: the step finishes, a checkpoint is saved, no final model, 130
+LONG="-m $T/m -d $T/shards --lora-rank 4 --max-steps 100000 --save-steps 0 --logging-steps 1"
+LONG="$LONG --per-device-train-batch-size 4"
+lf-train $LONG -o "$T/int" 2>/dev/null &
+pid=$!
+i=0
+while [ "$i" -lt 200 ] && ! [ -s "$T/int/trainer_log.jsonl" ]; do sleep 0.05; i=$((i + 1)); done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+check "SIGINT: exit status 130, a resumable checkpoint, no final adapter" sh -c '
+	test '"$rc"' = 130 && ls "'"$T"'/int" | grep -q "^checkpoint-[0-9]*$" &&
+	! test -e "'"$T"'/int/adapter_model.safetensors" && ! ls "'"$T"'/int" | grep -q tmp'
+check "and the next run resumes from it" sh -c '
+	step=$(ls "'"$T"'/int" | sed -n "s/^checkpoint-//p")
+	lf-train '"$LONG"' --max-steps $((step + 2)) -o "'"$T"'/int" 2>"'"$T"'/int.err";
+	grep -q "resuming from .*checkpoint-$step" "'"$T"'/int.err" && test -s "'"$T"'/int/adapter_model.safetensors"'
+
+# freeze tuning chooses parameters as LLaMA-Factory: a substring match
+check "freeze: the last layer's parameters only (--dump-grads names them)" sh -c '
+	lf-train -m "'"$T"'/m" -d "'"$T"'/shards" --finetuning-type freeze --freeze-trainable-layers 1 \
+		--max-steps 1 --dump-grads "'"$T"'/fz.safetensors" -o "'"$T"'/fz" 2>/dev/null &&
+	"'"$HELP"'/st-dump" read "'"$T"'/fz.safetensors" | grep -o "\"name\":\"[^\"]*\"" >"'"$T"'/fz.names" &&
+	test "$(grep -c "layers\.1\." "'"$T"'/fz.names")" = 9 && ! grep -q "layers\.0\.\|embed" "'"$T"'/fz.names" &&
+	grep -q "\"loss\"" "'"$T"'/fz.names"'
+check "freeze: an extra module 'norm' also trains every norm whose name contains it (LLaMA-Factory's rule)" sh -c '
+	lf-train -m "'"$T"'/m" -d "'"$T"'/shards" --finetuning-type freeze --freeze-trainable-layers 1 \
+		--freeze-trainable-modules mlp --freeze-extra-modules norm --max-steps 1 \
+		--dump-grads "'"$T"'/fz2.safetensors" -o "'"$T"'/fz2" 2>/dev/null &&
+	"'"$HELP"'/st-dump" read "'"$T"'/fz2.safetensors" | grep -o "\"name\":\"[^\"]*\"" >"'"$T"'/fz2.names" &&
+	grep -q "layers.0.input_layernorm" "'"$T"'/fz2.names" && grep -q "model.norm.weight" "'"$T"'/fz2.names" &&
+	grep -q "layers.1.mlp.up_proj" "'"$T"'/fz2.names" && ! grep -q "self_attn" "'"$T"'/fz2.names"'
+check "full fine-tuning of a bf16 model writes bf16 weights that lf-eval loads" sh -c '
+	lf-train -m "'"$T"'/m16" -d "'"$T"'/shards" --finetuning-type full --max-steps 2 -o "'"$T"'/f16" 2>/dev/null &&
+	"'"$HELP"'/st-dump" read "'"$T"'/f16/model.safetensors" | grep -q "\"dtype\":\"BF16\"" &&
+	! "'"$HELP"'/st-dump" read "'"$T"'/f16/model.safetensors" | grep -q "\"dtype\":\"F32\"" &&
+	lf-eval -m "'"$T"'/f16" --task perplexity --input "'"$T"'/shards" >/dev/null'
+check "a LLaMA-Factory recipe's keys drive the run (--config)" sh -c '
+	printf "%s\n" "stage: sft" "finetuning_type: lora" "lora_rank: 2" "lora_target: q_proj,v_proj" \
+		"learning_rate: 1.0e-3" "max_steps: 2" "per_device_train_batch_size: 2" "output_dir: '"$T"'/rec" \
+		"model_name_or_path: '"$T"'/m" >"'"$T"'/r.yaml" &&
+	lf-train --config "'"$T"'/r.yaml" -d "'"$T"'/shards" 2>/dev/null &&
+	grep -q "\"r\": 2" "'"$T"'/rec/adapter_config.json" &&
+	test "$("'"$HELP"'/st-dump" read "'"$T"'/rec/adapter_model.safetensors" | grep -o "lora_A" | wc -l)" = 4'
+check "--adapter-name-or-path trains an adapter further (its rank and targets kept)" sh -c '
+	lf-train -m "'"$T"'/m" -d "'"$T"'/shards" --adapter-name-or-path "'"$T"'/rec" --max-steps 1 -o "'"$T"'/more" \
+		2>/dev/null && grep -q "\"r\": 2" "'"$T"'/more/adapter_config.json" && grep -q q_proj "'"$T"'/more/adapter_config.json"'
+
+# errors
+check "no --data: a usage error" fails 2 "required" lf-train -m "$T/m" -o "$T/x"
+check "an unknown fine-tuning type is named" fails 2 "'oft' is not full" \
+	lf-train -m "$T/m" -d "$T/shards" --finetuning-type oft -o "$T/x"
+check "DoRA is not built yet, and says so" fails 2 "use-dora is not built yet" \
+	lf-train -m "$T/m" -d "$T/shards" --use-dora -o "$T/x"
+check "a recipe key lf-train does not build yet is named" sh -c '
+	printf "use_dora: true\n" >"'"$T"'/bad.yaml"
+	lf-train --config "'"$T"'/bad.yaml" -m "'"$T"'/m" -d "'"$T"'/shards" -o "'"$T"'/x" 2>&1 | grep -q "use-dora"'
+check "an unknown lora target is named" fails 2 "'qq_proj' is not a linear module" \
+	lf-train -m "$T/m" -d "$T/shards" --lora-target q_proj,qq_proj -o "$T/x"
+lf-template -t qwen --dataset-dir "$SHARED" --dataset kto_en_demo --stage kto --max-samples 4 2>/dev/null |
+	lf-tokenize --tokenizer "$T/m" 2>/dev/null | lf-pack -o "$T/kto" 2>/dev/null
+check "kto shards are refused, naming their kind" fails 1 "shards of kto examples" \
+	lf-train -m "$T/m" -d "$T/kto" -o "$T/x"
+check "--stage pt on sft shards is refused" fails 1 "sft shards, but --stage pt" \
+	lf-train -m "$T/m" -d "$T/shards" --stage pt -o "$T/x"
+printf '%s\n' '{"input_ids": [1, 2, 300], "labels": [-100, 2, 300]}' >"$T/big.jsonl"
+"$HELP/shard-from-jsonl" sft train 16 400 "$T/big.jsonl" "$T/big.shard"
+check "a token id outside the model's vocabulary names the micro-batch and the id" \
+	fails 1 "micro-batch 0: row 0: token id 300 is outside the vocabulary" \
+	lf-train -m "$T/m" -d "$T/big.shard" --max-steps 1 -o "$T/x"

@@ -1,0 +1,1060 @@
+/*
+ * lf-train — fine-tune a Hugging Face model on lf-pack's shards, on the CPU:
+ * stages pt and sft; full, freeze and LoRA (rsLoRA) fine-tuning; AdamW with
+ * the Hugging Face Trainer's schedules, gradient accumulation, clipping and
+ * loss normalisation; evaluation; checkpoints that resume exactly; a PEFT
+ * adapter or a model folder at the end, in LLaMA-Factory's output layout.
+ */
+#include "backprop.h"
+#include "error.h"
+#include "log.h"
+#include "model.h"
+#include "mp.h"
+#include "nprandom.h"
+#include "optim.h"
+#include "options.h"
+#include "output.h"
+#include "safetensors.h"
+#include "shard.h"
+#include "shardset.h"
+
+#include "cpu/bf16.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- options (LLaMA-Factory's names) ---- */
+
+static char *opt_model, *opt_adapter, *opt_data, *opt_stage, *opt_ft, *opt_output, *opt_sched;
+static char *opt_lora_target, *opt_freeze_modules, *opt_freeze_extra, *opt_resume, *opt_dump_grads;
+static char *opt_additional_target, *opt_report_to;
+static double opt_lr = 5e-5, opt_epochs = 3.0, opt_warmup_ratio = 0, opt_wd = 0, opt_beta1 = 0.9, opt_beta2 = 0.999;
+static double opt_eps = 1e-8, opt_max_grad_norm = 1.0, opt_lora_alpha = -1, opt_lora_dropout = 0;
+static double opt_loraplus = 0, opt_neftune = 0, opt_moe_aux = 0;
+static long long opt_max_steps = -1, opt_batch = 8, opt_eval_batch = 8, opt_ga = 1, opt_seed = 42, opt_warmup_steps = 0;
+static long long opt_lora_rank = 8, opt_freeze_layers = 2, opt_logging_steps = 500, opt_save_steps = 500;
+static long long opt_save_limit = -1, opt_eval_steps = -1;
+static bool opt_overwrite, opt_no_ckpt, opt_rslora, opt_dora, opt_pissa_init, opt_plot_loss, opt_do_train = true;
+static bool opt_bf16, opt_fp16, opt_save_only_model;
+
+static struct lf_option options[] = {
+	{ "model-name-or-path", 'm', LF_OPT_STRING, &opt_model, "DIR", "the base model folder (required)" },
+	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter to train further" },
+	{ "data", 'd', LF_OPT_STRING, &opt_data, "SHARDS", "lf-pack's output (folder, bundle or .shard; required)",
+	  LF_OPT_CLI_ONLY },
+	{ "stage", 0, LF_OPT_STRING, &opt_stage, "STAGE", "pt or sft (default: the shards' kind)" },
+	{ "finetuning-type", 0, LF_OPT_STRING, &opt_ft, "TYPE", "lora (default), freeze or full" },
+	{ "output-dir", 'o', LF_OPT_STRING, &opt_output, "DIR", "checkpoints, logs and the result (required)" },
+	{ "overwrite-output-dir", 0, LF_OPT_BOOL, &opt_overwrite, NULL,
+	  "start afresh instead of resuming from the last checkpoint in --output-dir" },
+	{ "resume-from-checkpoint", 0, LF_OPT_STRING, &opt_resume, "DIR", "resume from this checkpoint folder" },
+	{ "learning-rate", 0, LF_OPT_FLOAT, &opt_lr, "LR", "AdamW's peak learning rate (default 5e-5)" },
+	{ "lr-scheduler-type", 0, LF_OPT_STRING, &opt_sched, "NAME",
+	  "linear (default), cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt" },
+	{ "warmup-ratio", 0, LF_OPT_FLOAT, &opt_warmup_ratio, "R", "warm up over this fraction of the steps" },
+	{ "warmup-steps", 0, LF_OPT_INT, &opt_warmup_steps, "N", "warm up over N steps (--warmup-ratio, when given, wins, as transformers 5)" },
+	{ "num-train-epochs", 0, LF_OPT_FLOAT, &opt_epochs, "E", "epochs (default 3.0)" },
+	{ "max-steps", 0, LF_OPT_INT, &opt_max_steps, "N", "optimizer steps in all (wins over the epochs)" },
+	{ "per-device-train-batch-size", 0, LF_OPT_INT, &opt_batch, "N", "examples per micro-batch (default 8)" },
+	{ "per-device-eval-batch-size", 0, LF_OPT_INT, &opt_eval_batch, "N", "examples per evaluation batch (default 8)" },
+	{ "gradient-accumulation-steps", 0, LF_OPT_INT, &opt_ga, "N", "micro-batches per optimizer step (default 1)" },
+	{ "weight-decay", 0, LF_OPT_FLOAT, &opt_wd, "W", "AdamW's decoupled weight decay (default 0)" },
+	{ "adam-beta1", 0, LF_OPT_FLOAT, &opt_beta1, "B", "default 0.9" },
+	{ "adam-beta2", 0, LF_OPT_FLOAT, &opt_beta2, "B", "default 0.999" },
+	{ "adam-epsilon", 0, LF_OPT_FLOAT, &opt_eps, "E", "default 1e-8" },
+	{ "max-grad-norm", 0, LF_OPT_FLOAT, &opt_max_grad_norm, "N", "clip the gradient norm to N (default 1.0; 0: off)" },
+	{ "seed", 0, LF_OPT_INT, &opt_seed, "N", "seed of the data order and the LoRA initialisation (default 42)" },
+	{ "disable-gradient-checkpointing", 0, LF_OPT_BOOL, &opt_no_ckpt, NULL,
+	  "keep every layer's activations instead of recomputing them (more memory, less time)" },
+	{ "lora-rank", 0, LF_OPT_INT, &opt_lora_rank, "R", "LoRA rank (default 8)" },
+	{ "lora-alpha", 0, LF_OPT_FLOAT, &opt_lora_alpha, "A", "LoRA alpha (default 2 x rank)" },
+	{ "lora-dropout", 0, LF_OPT_FLOAT, &opt_lora_dropout, "P", "LoRA dropout (only 0 is built)" },
+	{ "lora-target", 0, LF_OPT_STRING, &opt_lora_target, "LIST",
+	  "modules that get LoRA: all (every linear layer but the head) or names such as q_proj,v_proj" },
+	{ "additional-target", 0, LF_OPT_STRING, &opt_additional_target, "LIST", "not built yet" },
+	{ "use-rslora", 0, LF_OPT_BOOL, &opt_rslora, NULL, "rank-stabilised LoRA: scale alpha / sqrt(rank)" },
+	{ "use-dora", 0, LF_OPT_BOOL, &opt_dora, NULL, "not built yet" },
+	{ "pissa-init", 0, LF_OPT_BOOL, &opt_pissa_init, NULL, "not built yet" },
+	{ "loraplus-lr-ratio", 0, LF_OPT_FLOAT, &opt_loraplus, "R", "not built yet" },
+	{ "freeze-trainable-layers", 0, LF_OPT_INT, &opt_freeze_layers, "N",
+	  "freeze: train the last N layers (negative: the first -N; default 2)" },
+	{ "freeze-trainable-modules", 0, LF_OPT_STRING, &opt_freeze_modules, "LIST",
+	  "freeze: the modules of those layers to train (all, or names such as mlp,self_attn)" },
+	{ "freeze-extra-modules", 0, LF_OPT_STRING, &opt_freeze_extra, "LIST",
+	  "freeze: modules outside the layers to train too (embed_tokens, norm, lm_head)" },
+	{ "neftune-noise-alpha", 0, LF_OPT_FLOAT, &opt_neftune, "A", "not built yet" },
+	{ "moe-aux-loss-coef", 0, LF_OPT_FLOAT, &opt_moe_aux, "C", "not built yet" },
+	{ "logging-steps", 0, LF_OPT_INT, &opt_logging_steps, "N", "log every N steps (default 500)" },
+	{ "save-steps", 0, LF_OPT_INT, &opt_save_steps, "N", "write a checkpoint every N steps (default 500)" },
+	{ "save-total-limit", 0, LF_OPT_INT, &opt_save_limit, "N", "keep the last N checkpoints only" },
+	{ "eval-steps", 0, LF_OPT_INT, &opt_eval_steps, "N",
+	  "evaluate on the validation split every N steps (default: at the end only)" },
+	{ "report-to", 0, LF_OPT_STRING, &opt_report_to, "NAME", "none (tensorboard is not built yet)" },
+	{ "plot-loss", 0, LF_OPT_BOOL, &opt_plot_loss, NULL, "not built yet" },
+	{ "do-train", 0, LF_OPT_BOOL, &opt_do_train, NULL, "train (the default; false, evaluation only, is not built)" },
+	{ "bf16", 0, LF_OPT_BOOL, &opt_bf16, NULL,
+	  "bf16 mixed precision: the CPU computes in f32 (more precise) and says so; outputs keep the base's dtype" },
+	{ "fp16", 0, LF_OPT_BOOL, &opt_fp16, NULL, "as --bf16, for f16 mixed precision" },
+	{ "save-only-model", 0, LF_OPT_BOOL, &opt_save_only_model, NULL,
+	  "checkpoints without the optimizer state (smaller; they cannot be resumed)" },
+	{ "dump-grads", 0, LF_OPT_STRING, &opt_dump_grads, "FILE",
+	  "write the first step's loss and every trained gradient (grad.NAME) to FILE.safetensors", LF_OPT_CLI_ONLY },
+	{ 0 }
+};
+
+static const struct lf_tool_info tool = {
+	"lf-train", "-m MODEL -d SHARDS -o DIR [OPTION]...",
+	"Fine-tune a Hugging Face model on lf-pack's shards on the CPU (stages pt and sft).",
+	"Example: lf-train -m models/tiny -d shards/ --finetuning-type lora --lora-rank 8 -o runs/sft",
+};
+
+/* ---- the run ---- */
+
+enum ft { FT_FULL, FT_FREEZE, FT_LORA };
+
+/* A trained tensor with its gradient and AdamW state. */
+struct param {
+	const struct lf_model_tensor *t;
+	float *w, *g, *m, *v;
+	bool decay;
+};
+
+static struct {
+	enum ft ft;
+	struct lf_model *m;
+	size_t nbase;       /* tensors of the base model (the rest are the adapter's) */
+	float **grads;      /* per tensor, NULL when frozen */
+	struct param *p;
+	size_t np;
+	struct lf_model_grad g;
+	struct lf_backprop bp;
+	struct lf_shardset *set;
+	int train, eval;    /* splits, eval -1 when there is none */
+	uint64_t ntrain;
+	long batches_per_epoch, steps_per_epoch, total_steps, warmup;
+	struct lf_lr_sched sched;
+	long step;          /* optimizer steps done */
+	double loss_total;  /* the sum of every step's loss, for train_loss */
+	json_t *history;    /* log_history */
+	double logged_loss; /* losses since the last log line */
+	long logged_steps;
+	double t0;
+	int lora_r;
+	float lora_scale;
+	json_t *lora_targets;
+} R;
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+	stop_signal = sig;
+	signal(sig, SIG_DFL); /* a second one stops at once */
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static bool in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t k = e ? (size_t)(e - p) : strlen(p);
+		while (k && *p == ' ')
+			p++, k--;
+		while (k && p[k - 1] == ' ')
+			k--;
+		if (k == n && !memcmp(p, name, n))
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+/* ---- what is trained ---- */
+
+/* LLaMA-Factory's freeze tuning: the parameters whose name contains
+ * ".IDX.MODULE" for a trainable layer IDX and module (".IDX." for "all"),
+ * or an extra module's name, as a substring. */
+static bool freeze_trains(const char *name)
+{
+	int L = R.m->cfg.layers, n = (int)opt_freeze_layers;
+	int lo = n > 0 ? (L - n > 0 ? L - n : 0) : 0, hi = n > 0 ? L : (-n < L ? -n : L);
+	for (int i = lo; i < hi; i++) {
+		char pat[512];
+		for (const char *p = opt_freeze_modules; p && *p;) {
+			const char *e = strchr(p, ',');
+			int k = e ? (int)(e - p) : (int)strlen(p);
+			if (k == 3 && !memcmp(p, "all", 3))
+				snprintf(pat, sizeof pat, ".%d.", i);
+			else
+				snprintf(pat, sizeof pat, ".%d.%.*s", i, k, p);
+			if (strstr(name, pat))
+				return true;
+			p = e ? e + 1 : NULL;
+		}
+	}
+	for (const char *p = opt_freeze_extra; p && *p;) {
+		const char *e = strchr(p, ',');
+		char mod[256];
+		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		if (*mod && strstr(name, mod))
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+/* Check the module names freeze tuning was given, as LLaMA-Factory does. */
+static void freeze_check_modules(void)
+{
+	static const char *const hidden[] = { "self_attn", "mlp", "block_sparse_moe", "input_layernorm",
+					      "post_attention_layernorm", "pre_feedforward_layernorm",
+					      "post_feedforward_layernorm" };
+	for (const char *p = opt_freeze_modules; p && *p;) {
+		const char *e = strchr(p, ',');
+		char mod[256];
+		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		bool ok = !strcmp(mod, "all");
+		for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
+			ok |= !strcmp(mod, hidden[i]);
+		if (!ok)
+			lf_die_usage("option '--freeze-trainable-modules': '%s' is not a module of the decoder layers "
+				     "(self_attn, mlp, input_layernorm, post_attention_layernorm, ...)", mod);
+		p = e ? e + 1 : NULL;
+	}
+	for (const char *p = opt_freeze_extra; p && *p;) {
+		const char *e = strchr(p, ',');
+		char mod[256];
+		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		if (strcmp(mod, "embed_tokens") && strcmp(mod, "norm") && (strcmp(mod, "lm_head") || R.m->cfg.tie_embeddings))
+			lf_die_usage("option '--freeze-extra-modules': '%s' is not a module outside the layers "
+				     "(embed_tokens, norm, lm_head)", mod);
+		p = e ? e + 1 : NULL;
+	}
+}
+
+/* The linear modules LoRA goes on, per layer, as Hugging Face names them
+ * below the layer; "all" is every one (LLaMA-Factory: every linear layer
+ * but lm_head). */
+static int lora_parts(const char **parts)
+{
+	static const char *const dense[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+					     "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
+	static const char *const phi3[] = { "self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj",
+					    "mlp.down_proj" };
+	bool is_phi3 = R.m->cfg.arch == LF_ARCH_PHI3;
+	const char *const *all = is_phi3 ? phi3 : dense;
+	int nall = is_phi3 ? 4 : 7, n = 0;
+	for (int i = 0; i < nall; i++) {
+		const char *last = strrchr(all[i], '.') + 1;
+		if (!strcmp(opt_lora_target, "all") || in_list(opt_lora_target, last))
+			parts[n++] = all[i];
+	}
+	/* every name given must be one of them */
+	for (const char *p = opt_lora_target; strcmp(opt_lora_target, "all") && p && *p;) {
+		const char *e = strchr(p, ',');
+		char mod[256];
+		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		bool ok = false;
+		for (int i = 0; i < nall; i++)
+			ok |= !strcmp(strrchr(all[i], '.') + 1, mod);
+		if (!ok)
+			lf_die_usage("option '--lora-target': '%s' is not a linear module of this model", mod);
+		p = e ? e + 1 : NULL;
+	}
+	return n;
+}
+
+/* PEFT's initialisation: A uniform in +-1/sqrt(in) (kaiming_uniform with
+ * a = sqrt(5)), B zero. */
+static void lora_init(float *A, size_t r, size_t in, struct lf_np_rng *rng)
+{
+	float bound = (float)(1.0 / sqrt((double)in));
+	for (size_t i = 0; i < r * in; i++)
+		A[i] = (float)((2.0 * lf_np_random(rng) - 1.0) * bound);
+}
+
+static void setup_params(void)
+{
+	struct lf_model *m = R.m;
+	R.grads = lf_calloc(m->ntensors + 1, sizeof *R.grads);
+	for (size_t i = 0; i < m->ntensors; i++) {
+		const struct lf_model_tensor *t = &m->tensors[i];
+		bool train = R.ft == FT_FULL || (R.ft == FT_FREEZE && freeze_trains(t->name)) ||
+			     (R.ft == FT_LORA && i >= R.nbase);
+		if (!train)
+			continue;
+		R.p = lf_realloc(R.p, (R.np + 1) * sizeof *R.p);
+		struct param *p = &R.p[R.np++];
+		p->t = t;
+		p->w = (float *)t->data; /* owned copies: the model was loaded writable */
+		p->g = R.grads[i] = lf_calloc(t->n + 1, sizeof(float));
+		p->m = lf_calloc(t->n + 1, sizeof(float));
+		p->v = lf_calloc(t->n + 1, sizeof(float));
+		p->decay = lf_param_decays(t->name);
+	}
+	if (!R.np)
+		lf_die_usage("nothing to train: --finetuning-type %s selects no parameter of %s", opt_ft, opt_model);
+	lf_model_grad_init(&R.g, m, R.grads);
+}
+
+/* ---- data ---- */
+
+struct batch {
+	struct lf_train_row *rows;
+	int32_t **bufs; /* ids, labels, positions per row */
+	uint32_t **spans;
+	int n;
+};
+
+static void batch_clear(struct batch *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		free(b->bufs[3 * i]);
+		free(b->bufs[3 * i + 1]);
+		free(b->bufs[3 * i + 2]);
+		free(b->spans[i]);
+	}
+	b->n = 0;
+}
+
+/* Example i of split into the batch: ids, labels, positions restarting at
+ * each packed example, and (neat packing) one attention span per example
+ * and one for the padding after them. */
+static void batch_add(struct batch *b, int split, uint64_t i)
+{
+	struct lf_shard_seq q;
+	if (lf_shardset_get(R.set, (size_t)split, i, 0, &q) < 0)
+		lf_die("%s", lf_errmsg());
+	b->rows = lf_realloc(b->rows, (size_t)(b->n + 1) * sizeof *b->rows);
+	b->bufs = lf_realloc(b->bufs, (size_t)(b->n + 1) * 3 * sizeof *b->bufs);
+	b->spans = lf_realloc(b->spans, (size_t)(b->n + 1) * sizeof *b->spans);
+	int T = (int)q.n;
+	int32_t *ids = lf_malloc((size_t)T * sizeof *ids + 4), *labels = lf_malloc((size_t)T * sizeof *labels + 4);
+	int32_t *pos = lf_malloc((size_t)T * sizeof *pos + 4);
+	uint32_t *spans = NULL;
+	lf_shard_seq_decode(&q, ids, labels);
+	int t = 0, nspans = 0;
+	bool neat = q.nsegments && (q.flags & LF_SEQ_NEAT);
+	if (neat)
+		spans = lf_malloc((q.nsegments + 1) * sizeof *spans);
+	for (uint32_t s = 0; s < q.nsegments; s++) {
+		uint32_t len = lf_shard_seq_segment(&q, s);
+		for (uint32_t k = 0; k < len; k++)
+			pos[t++] = (int32_t)k;
+		if (neat)
+			spans[nspans++] = len;
+	}
+	if (neat && t < T)
+		spans[nspans++] = (uint32_t)(T - t);
+	for (int k = 0; t < T; t++, k++)
+		pos[t] = q.nsegments ? 0 : k;
+	struct lf_train_row *r = &b->rows[b->n];
+	r->ids = ids;
+	r->labels = labels;
+	r->positions = pos;
+	r->T = T;
+	r->spans = spans;
+	r->nspans = nspans;
+	b->bufs[3 * b->n] = ids;
+	b->bufs[3 * b->n + 1] = labels;
+	b->bufs[3 * b->n + 2] = pos;
+	b->spans[b->n] = spans;
+	b->n++;
+}
+
+/* The example at (epoch, index): a permutation of the training split
+ * seeded by (seed, epoch), the same whatever the number of processes. */
+static uint64_t *epoch_order(long epoch)
+{
+	static uint64_t *order;
+	static long cached = -1;
+	if (cached != epoch) {
+		size_t *perm = lf_malloc((R.ntrain + 1) * sizeof *perm);
+		struct lf_np_rng rng;
+		uint32_t words[2] = { (uint32_t)opt_seed, (uint32_t)epoch };
+		lf_np_rng_seed_words(&rng, words, 2);
+		lf_np_permutation(&rng, R.ntrain, perm);
+		free(order);
+		order = lf_malloc((R.ntrain + 1) * sizeof *order);
+		for (uint64_t i = 0; i < R.ntrain; i++)
+			order[i] = perm[i];
+		free(perm);
+		cached = epoch;
+	}
+	return order;
+}
+
+/* ---- evaluation ---- */
+
+static double evaluate(double *ppl)
+{
+	uint64_t n = lf_shardset_examples(R.set, (size_t)R.eval);
+	struct batch b = { 0 };
+	double sum = 0;
+	long count = 0;
+	for (uint64_t i = 0; i < n; i += (uint64_t)opt_eval_batch) {
+		for (uint64_t k = i; k < n && k < i + (uint64_t)opt_eval_batch; k++)
+			batch_add(&b, R.eval, k);
+		if (lf_backprop_loss(&R.bp, R.m, b.rows, b.n, &sum, &count) < 0)
+			lf_die("%s: validation example %llu: %s", opt_data, (unsigned long long)i, lf_errmsg());
+		batch_clear(&b);
+	}
+	free(b.rows);
+	free(b.bufs);
+	free(b.spans);
+	double loss = count ? sum / (double)count : NAN;
+	*ppl = exp(loss);
+	return loss;
+}
+
+/* ---- logs ---- */
+
+static void hms(char *out, size_t n, double s)
+{
+	long t = (long)(s + 0.5);
+	snprintf(out, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+static void write_json(const char *path, json_t *j)
+{
+	struct lf_output o;
+	if (lf_output_open(&o, path) < 0 || json_dumpf(j, o.f, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0 ||
+	    fputc('\n', o.f) == EOF || lf_output_commit(&o) < 0)
+		lf_die("%s: %s", path, lf_errmsg());
+}
+
+/* One line of trainer_log.jsonl (LLaMA-Factory's LogCallback fields). */
+static void trainer_log(json_t *fields)
+{
+	char path[4096], el[32], rem[32];
+	double elapsed = now() - R.t0;
+	double remaining = R.step ? elapsed / R.step * (R.total_steps - R.step) : 0;
+	hms(el, sizeof el, elapsed);
+	hms(rem, sizeof rem, remaining);
+	json_object_set_new(fields, "current_steps", json_integer(R.step));
+	json_object_set_new(fields, "total_steps", json_integer(R.total_steps));
+	json_object_set_new(fields, "epoch", json_real((double)R.step / (double)R.steps_per_epoch));
+	json_object_set_new(fields, "percentage", json_real(round(1e4 * R.step / R.total_steps) / 100));
+	json_object_set_new(fields, "elapsed_time", json_string(el));
+	json_object_set_new(fields, "remaining_time", json_string(rem));
+	snprintf(path, sizeof path, "%s/trainer_log.jsonl", opt_output);
+	FILE *f = fopen(path, "a");
+	char *text = json_dumps(fields, JSON_COMPACT | JSON_REAL_PRECISION(10));
+	if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0)
+		lf_die("%s: cannot append", path);
+	free(text);
+	if (lf_log_enabled())
+		lf_log_event("log", json_deep_copy(fields));
+	json_array_append_new(R.history, fields);
+}
+
+/* ---- saving ---- */
+
+static void save_tensors(const char *dir, const char *base, bool adapter_names_only, bool as_base_dtype)
+{
+	struct lf_st_writer *w = lf_st_writer_open(dir, base, as_base_dtype ? 5000000000ull : 0, NULL);
+	if (!w)
+		lf_die("%s", lf_errmsg());
+	void **conv = lf_calloc(R.m->ntensors + 1, sizeof *conv);
+	for (size_t i = 0; i < R.m->ntensors; i++) {
+		const struct lf_model_tensor *t = &R.m->tensors[i];
+		if (adapter_names_only != (i >= R.nbase))
+			continue;
+		enum lf_dtype dt = LF_DTYPE_F32;
+		const void *data = t->data;
+		const struct lf_tensor *src = as_base_dtype ? lf_safetensors_find(R.m->st, t->name) : NULL;
+		if (src && src->dtype == LF_DTYPE_BF16) {
+			uint16_t *h = lf_malloc(t->n * 2 + 2);
+			for (size_t k = 0; k < t->n; k++)
+				h[k] = lf_f32_to_bf16(t->data[k]);
+			conv[i] = h;
+			data = h;
+			dt = LF_DTYPE_BF16;
+		} else if (src && src->dtype == LF_DTYPE_F16) {
+			_Float16 *h = lf_malloc(t->n * 2 + 2);
+			for (size_t k = 0; k < t->n; k++)
+				h[k] = (_Float16)t->data[k];
+			conv[i] = h;
+			data = h;
+			dt = LF_DTYPE_F16;
+		}
+		if (lf_st_writer_add(w, t->name, dt, t->ndim, t->shape, data) < 0)
+			lf_die("%s", lf_errmsg());
+	}
+	if (lf_st_writer_finish(w) < 0)
+		lf_die("%s", lf_errmsg());
+	for (size_t i = 0; i < R.m->ntensors; i++)
+		free(conv[i]);
+	free(conv);
+}
+
+static void copy_file(const char *from_dir, const char *to_dir, const char *name)
+{
+	char src[4096], dst[4096];
+	snprintf(src, sizeof src, "%s/%s", from_dir, name);
+	snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
+	FILE *in = fopen(src, "rb");
+	if (!in)
+		return; /* optional files */
+	struct lf_output o;
+	if (lf_output_open(&o, dst) < 0)
+		lf_die("%s", lf_errmsg());
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+		if (fwrite(buf, 1, n, o.f) != n)
+			lf_die("%s: write failed", dst);
+	fclose(in);
+	if (lf_output_commit(&o) < 0)
+		lf_die("%s", lf_errmsg());
+}
+
+static void save_adapter_config(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+	json_t *c = json_pack("{s:s,s:s,s:s,s:I,s:f,s:f,s:O,s:b,s:b,s:s,s:b,s:b,s:b,s:n,s:{},s:{},s:n}", "peft_type",
+			      "LORA", "task_type", "CAUSAL_LM", "base_model_name_or_path", opt_model, "r",
+			      (json_int_t)R.lora_r, "lora_alpha", opt_lora_alpha, "lora_dropout", opt_lora_dropout,
+			      "target_modules", R.lora_targets, "use_rslora", opt_rslora, "use_dora", false, "bias",
+			      "none", "fan_in_fan_out", false, "inference_mode", true, "init_lora_weights", true,
+			      "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform");
+	write_json(path, c);
+	json_decref(c);
+}
+
+/* The trained weights into dir: the adapter (LoRA) or the whole model
+ * (f32 masters in a checkpoint; the base's dtype in the final output). */
+static void save_weights(const char *dir, bool final)
+{
+	if (R.ft == FT_LORA) {
+		save_adapter_config(dir);
+		save_tensors(dir, "adapter_model", true, false);
+	} else {
+		save_tensors(dir, "model", false, final);
+		copy_file(opt_model, dir, "config.json");
+		copy_file(opt_model, dir, "generation_config.json");
+	}
+	static const char *const tok[] = { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+					   "chat_template.jinja", "tokenizer.model" };
+	for (size_t i = 0; i < sizeof tok / sizeof tok[0]; i++)
+		copy_file(opt_model, dir, tok[i]);
+}
+
+static json_t *state_json(void)
+{
+	return json_pack("{s:I,s:f,s:I,s:f,s:O,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:f,s:I}}", "global_step",
+			 (json_int_t)R.step, "epoch", (double)R.step / (double)R.steps_per_epoch, "max_steps",
+			 (json_int_t)R.total_steps, "num_train_epochs", opt_epochs, "log_history", R.history,
+			 "logging_steps", (json_int_t)opt_logging_steps, "save_steps", (json_int_t)opt_save_steps,
+			 "eval_steps", (json_int_t)opt_eval_steps, "train_batch_size", (json_int_t)opt_batch, "lf",
+			 "seed", (json_int_t)opt_seed, "gradient_accumulation_steps", (json_int_t)opt_ga, "loss_total",
+			 R.loss_total, "examples", (json_int_t)R.ntrain);
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return (x > y) - (x < y);
+}
+
+/* The checkpoint-N folders of output_dir, in step order. */
+static long *list_checkpoints(size_t *n)
+{
+	*n = 0;
+	DIR *d = opendir(opt_output);
+	long *steps = NULL;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		long s;
+		char tail;
+		if (sscanf(e->d_name, "checkpoint-%ld%c", &s, &tail) == 1 && s > 0) {
+			steps = lf_realloc(steps, (*n + 1) * sizeof *steps);
+			steps[(*n)++] = s;
+		}
+	}
+	if (d)
+		closedir(d);
+	if (*n)
+		qsort(steps, *n, sizeof *steps, cmp_long);
+	return steps;
+}
+
+static void remove_tree(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char p[4096];
+	while (d && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+		unlink(p);
+	}
+	if (d)
+		closedir(d);
+	rmdir(path);
+}
+
+/* checkpoint-STEP: the weights, the optimizer state, trainer_state.json;
+ * built under a temporary name and renamed, so a kill leaves the previous
+ * checkpoints whole. */
+static void save_checkpoint(void)
+{
+	char name[4096];
+	snprintf(name, sizeof name, "%s/checkpoint-%ld", opt_output, R.step);
+	struct lf_outdir d;
+	if (lf_outdir_open(&d, name, "trainer_state.json") < 0)
+		lf_die("%s", lf_errmsg());
+	save_weights(d.tmp, false);
+	struct lf_st_writer *w = opt_save_only_model ? NULL : lf_st_writer_open(d.tmp, "optimizer", 0, NULL);
+	char **names = lf_calloc(2 * R.np + 1, sizeof *names);
+	for (size_t i = 0; i < R.np && w; i++) {
+		const struct lf_model_tensor *t = R.p[i].t;
+		names[2 * i] = lf_malloc(strlen(t->name) + 16);
+		names[2 * i + 1] = lf_malloc(strlen(t->name) + 16);
+		sprintf(names[2 * i], "exp_avg.%s", t->name);
+		sprintf(names[2 * i + 1], "exp_avg_sq.%s", t->name);
+		if (lf_st_writer_add(w, names[2 * i], LF_DTYPE_F32, t->ndim, t->shape, R.p[i].m) < 0 ||
+		    lf_st_writer_add(w, names[2 * i + 1], LF_DTYPE_F32, t->ndim, t->shape, R.p[i].v) < 0)
+			lf_die("%s", lf_errmsg());
+	}
+	if (!opt_save_only_model && (!w || lf_st_writer_finish(w) < 0))
+		lf_die("%s", lf_errmsg());
+	for (size_t i = 0; i < 2 * R.np; i++)
+		free(names[i]);
+	free(names);
+	json_t *st = state_json();
+	char path[4096];
+	snprintf(path, sizeof path, "%s/trainer_state.json", d.tmp);
+	write_json(path, st);
+	json_decref(st);
+	if (lf_outdir_commit(&d) < 0)
+		lf_die("%s", lf_errmsg());
+	size_t n;
+	long *steps = list_checkpoints(&n);
+	for (size_t i = 0; opt_save_limit > 0 && i + (size_t)opt_save_limit < n; i++) {
+		snprintf(name, sizeof name, "%s/checkpoint-%ld", opt_output, steps[i]);
+		remove_tree(name);
+	}
+	free(steps);
+}
+
+/* Resume from a checkpoint folder: trained weights, optimizer state, the
+ * step and the log history. */
+static void load_checkpoint(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+	json_error_t err;
+	json_t *st = json_load_file(path, 0, &err);
+	json_t *lf = st ? json_object_get(st, "lf") : NULL;
+	if (!st || !json_is_integer(json_object_get(st, "global_step")) || !json_is_object(lf))
+		lf_die("%s: not a trainer state lf wrote (%s)", path, st ? "fields missing" : err.text);
+	if (json_integer_value(json_object_get(lf, "seed")) != opt_seed ||
+	    json_integer_value(json_object_get(lf, "gradient_accumulation_steps")) != opt_ga ||
+	    json_integer_value(json_object_get(st, "train_batch_size")) != opt_batch ||
+	    json_integer_value(json_object_get(lf, "examples")) != (json_int_t)R.ntrain)
+		lf_die("%s: the checkpoint was made with another seed, batch size, accumulation or data", path);
+	R.step = (long)json_integer_value(json_object_get(st, "global_step"));
+	R.loss_total = json_real_value(json_object_get(lf, "loss_total"));
+	json_decref(R.history);
+	R.history = json_incref(json_object_get(st, "log_history"));
+	json_decref(st);
+	/* the log restarts from the checkpoint's history: lines a killed run
+	 * wrote after its last checkpoint are dropped */
+	snprintf(path, sizeof path, "%s/trainer_log.jsonl", opt_output);
+	struct lf_output out;
+	if (lf_output_open(&out, path) < 0)
+		lf_die("%s", lf_errmsg());
+	size_t i;
+	json_t *line;
+	json_array_foreach(R.history, i, line) {
+		if (json_dumpf(line, out.f, JSON_COMPACT | JSON_REAL_PRECISION(10)) < 0 || fputc('\n', out.f) == EOF)
+			lf_die("%s: write failed", path);
+	}
+	if (lf_output_commit(&out) < 0)
+		lf_die("%s", lf_errmsg());
+	snprintf(path, sizeof path, "%s/%s", dir, R.ft == FT_LORA ? "adapter_model.safetensors" : "model.safetensors");
+	struct lf_safetensors *w = lf_safetensors_open(path);
+	snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+	if (access(path, F_OK) != 0)
+		lf_die("%s: no optimizer state (saved with --save-only-model?): this checkpoint cannot be resumed; "
+		       "--overwrite-output-dir starts afresh", dir);
+	struct lf_safetensors *o = w ? lf_safetensors_open(path) : NULL;
+	if (!w || !o)
+		lf_die("%s", lf_errmsg());
+	for (size_t i = 0; i < R.np; i++) {
+		const struct lf_model_tensor *t = R.p[i].t;
+		char name[1024];
+		const struct lf_tensor *x = lf_safetensors_expect(w, t->name, t->ndim, t->shape);
+		snprintf(name, sizeof name, "exp_avg.%s", t->name);
+		const struct lf_tensor *a = x ? lf_safetensors_expect(o, name, t->ndim, t->shape) : NULL;
+		snprintf(name, sizeof name, "exp_avg_sq.%s", t->name);
+		const struct lf_tensor *b = a ? lf_safetensors_expect(o, name, t->ndim, t->shape) : NULL;
+		if (!b || x->dtype != LF_DTYPE_F32 || a->dtype != LF_DTYPE_F32 || b->dtype != LF_DTYPE_F32)
+			lf_die("%s: %s", dir, b ? "state tensors must be F32" : lf_errmsg());
+		lf_tensor_to_f32(x, R.p[i].w);
+		lf_tensor_to_f32(a, R.p[i].m);
+		lf_tensor_to_f32(b, R.p[i].v);
+	}
+	lf_safetensors_close(w);
+	lf_safetensors_close(o);
+	lf_note("resuming from %s (step %ld of %ld)", dir, R.step, R.total_steps);
+}
+
+static void dump_grads(double loss)
+{
+	const char *slash = strrchr(opt_dump_grads, '/');
+	char dir[4096], base[1024];
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - opt_dump_grads) : 1, slash ? opt_dump_grads : ".");
+	snprintf(base, sizeof base, "%s", slash ? slash + 1 : opt_dump_grads);
+	size_t bl = strlen(base);
+	if (bl > 12 && !strcmp(base + bl - 12, ".safetensors"))
+		base[bl - 12] = 0;
+	struct lf_st_writer *w = lf_st_writer_open(dir, base, 0, NULL);
+	float l = (float)loss;
+	int64_t one = 1;
+	if (!w || lf_st_writer_add(w, "loss", LF_DTYPE_F32, 1, &one, &l) < 0)
+		lf_die("%s", lf_errmsg());
+	char **names = lf_calloc(R.np + 1, sizeof *names);
+	for (size_t i = 0; i < R.np; i++) {
+		names[i] = lf_malloc(strlen(R.p[i].t->name) + 6);
+		sprintf(names[i], "grad.%s", R.p[i].t->name);
+		if (lf_st_writer_add(w, names[i], LF_DTYPE_F32, R.p[i].t->ndim, R.p[i].t->shape, R.p[i].g) < 0)
+			lf_die("%s", lf_errmsg());
+	}
+	if (lf_st_writer_finish(w) < 0)
+		lf_die("%s", lf_errmsg());
+	for (size_t i = 0; i < R.np; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* ---- the loop ---- */
+
+/* One optimizer step over the micro-batches that start at batch index
+ * first of the epoch: returns the step's loss. */
+static double train_step(long epoch, long first, long nbatches, double *grad_norm)
+{
+	const uint64_t *order = epoch_order(epoch);
+	struct batch *mb = lf_calloc((size_t)nbatches, sizeof *mb);
+	long items = 0;
+	for (long k = 0; k < nbatches; k++) {
+		uint64_t from = (uint64_t)(first + k) * (uint64_t)opt_batch;
+		for (uint64_t i = from; i < R.ntrain && i < from + (uint64_t)opt_batch; i++)
+			batch_add(&mb[k], R.train, order[i]);
+		for (int r = 0; r < mb[k].n; r++)
+			items += lf_train_row_label_tokens(&mb[k].rows[r]);
+	}
+	for (size_t i = 0; i < R.np; i++)
+		memset(R.p[i].g, 0, R.p[i].t->n * sizeof(float));
+	double loss_sum = 0;
+	long counted = 0;
+	for (long k = 0; k < nbatches; k++) {
+		if (items && lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum,
+					      &counted) < 0)
+			lf_die("%s: epoch %ld, micro-batch %ld: %s", opt_data, epoch, first + k, lf_errmsg());
+		batch_clear(&mb[k]);
+		free(mb[k].rows);
+		free(mb[k].bufs);
+		free(mb[k].spans);
+	}
+	free(mb);
+	double loss = items ? loss_sum / (double)items : 0;
+	if (opt_dump_grads && R.step == 0)
+		dump_grads(loss);
+	double *sq = lf_malloc((R.np + 1) * sizeof *sq);
+	for (size_t i = 0; i < R.np; i++)
+		sq[i] = lf_grad_norm_sq(R.p[i].g, R.p[i].t->n);
+	float coef = lf_clip_coef(sq, R.np, opt_max_grad_norm, grad_norm);
+	free(sq);
+	double lr = lf_lr_at(&R.sched, R.step);
+	struct lf_adamw h = { opt_lr, opt_beta1, opt_beta2, opt_eps, opt_wd };
+	for (size_t i = 0; i < R.np; i++) {
+		lf_grad_scale(R.p[i].g, R.p[i].t->n, coef);
+		lf_adamw_step(R.p[i].w, R.p[i].g, R.p[i].m, R.p[i].v, R.p[i].t->n, R.step + 1, lr, &h, R.p[i].decay);
+	}
+	R.step++;
+	return loss;
+}
+
+static void train(void)
+{
+	R.t0 = now();
+	double eval_ppl;
+	while (R.step < R.total_steps) {
+		long epoch = R.step / R.steps_per_epoch, in_epoch = R.step % R.steps_per_epoch;
+		long first = in_epoch * opt_ga, n = R.batches_per_epoch - first < opt_ga ? R.batches_per_epoch - first : opt_ga;
+		double gn, lr = lf_lr_at(&R.sched, R.step);
+		double loss = train_step(epoch, first, n, &gn);
+		R.loss_total += loss;
+		R.logged_loss += loss;
+		R.logged_steps++;
+		double elapsed = now() - R.t0;
+		lf_progress("step %ld/%ld  loss %.4f  lr %.3g  grad_norm %.3f  %.2f s/step", R.step, R.total_steps, loss,
+			    lr, gn, elapsed / R.step);
+		if (R.step % opt_logging_steps == 0 || R.step == R.total_steps) {
+			trainer_log(json_pack("{s:f,s:f,s:f}", "loss", R.logged_loss / R.logged_steps, "lr", lr,
+					      "grad_norm", gn));
+			R.logged_loss = 0;
+			R.logged_steps = 0;
+		}
+		if (R.eval >= 0 && opt_eval_steps > 0 && R.step % opt_eval_steps == 0) {
+			double el = evaluate(&eval_ppl);
+			trainer_log(json_pack("{s:f,s:f}", "eval_loss", el, "eval_perplexity", eval_ppl));
+		}
+		if (stop_signal) {
+			lf_progress_done();
+			save_checkpoint();
+			lf_note("stopped by signal %d after step %ld: checkpoint-%ld saved; run again to resume",
+				(int)stop_signal, R.step, R.step);
+			exit(128 + stop_signal);
+		}
+		if (opt_save_steps > 0 && R.step % opt_save_steps == 0 && R.step < R.total_steps)
+			save_checkpoint();
+	}
+	lf_progress_done();
+}
+
+/* ---- setup ---- */
+
+static void check_options(void)
+{
+	/* string options are freed when given again: their defaults go in here */
+	opt_ft = opt_ft ? opt_ft : "lora";
+	opt_sched = opt_sched ? opt_sched : "linear";
+	opt_lora_target = opt_lora_target ? opt_lora_target : "all";
+	opt_freeze_modules = opt_freeze_modules ? opt_freeze_modules : "all";
+	if (!opt_model || !opt_data || !opt_output)
+		lf_die_usage("--model-name-or-path, --data and --output-dir are required");
+	R.ft = !strcmp(opt_ft, "full") ? FT_FULL : !strcmp(opt_ft, "freeze") ? FT_FREEZE : !strcmp(opt_ft, "lora") ? FT_LORA : -1;
+	if ((int)R.ft < 0)
+		lf_die_usage("option '--finetuning-type': '%s' is not full, freeze or lora (oft and QLoRA are not "
+			     "built yet)", opt_ft);
+	if (opt_stage && strcmp(opt_stage, "pt") && strcmp(opt_stage, "sft"))
+		lf_die_usage("option '--stage': '%s' is not built yet (lf-train runs pt and sft)", opt_stage);
+	const char *unbuilt = opt_dora ? "--use-dora" : opt_pissa_init ? "--pissa-init" : opt_loraplus > 0 ?
+			      "--loraplus-lr-ratio" : opt_neftune > 0 ? "--neftune-noise-alpha" : opt_moe_aux > 0 ?
+			      "--moe-aux-loss-coef" : opt_lora_dropout > 0 ? "--lora-dropout above 0" :
+			      opt_additional_target ? "--additional-target" : opt_plot_loss ? "--plot-loss" :
+			      opt_report_to && strcmp(opt_report_to, "none") ? "--report-to" : NULL;
+	if (unbuilt)
+		lf_die_usage("%s is not built yet in lf-train", unbuilt);
+	if (!opt_do_train)
+		lf_die_usage("--do-train false (evaluation or prediction only) is not built in lf-train: use lf-eval "
+			     "or lf-generate");
+	if (opt_bf16 || opt_fp16)
+		lf_note("--%s: lf-train computes in f32 on the CPU (the CUDA backend will honour mixed precision); the "
+			"outputs keep the base model's dtype", opt_bf16 ? "bf16" : "fp16");
+	if (opt_batch < 1 || opt_eval_batch < 1 || opt_ga < 1 || opt_lora_rank < 1 || opt_logging_steps < 1 ||
+	    opt_lr < 0 || opt_epochs <= 0 || opt_warmup_ratio < 0 || opt_warmup_ratio > 1 || opt_warmup_steps < 0)
+		lf_die_usage("batch sizes, accumulation, rank and logging steps must be positive, the learning rate "
+			     "and warmup not negative, the epochs above 0");
+	enum lf_lr_sched_type type;
+	if (lf_lr_sched_parse(opt_sched, &type) < 0)
+		lf_die_usage("option '--lr-scheduler-type': %s", lf_errmsg());
+	R.sched.type = type;
+	if (opt_lora_alpha < 0)
+		opt_lora_alpha = 2.0 * (double)opt_lora_rank;
+}
+
+static void open_data(void)
+{
+	R.set = lf_shardset_open(opt_data);
+	if (!R.set)
+		lf_die("%s", lf_errmsg());
+	const char *kind = NULL;
+	size_t kn = 0;
+	lf_mp_get_str(lf_shardset_meta(R.set), "kind", &kind, &kn, false);
+	bool pt = kind && kn == 2 && !memcmp(kind, "pt", 2), sft = kind && kn == 3 && !memcmp(kind, "sft", 3);
+	if (!pt && !sft)
+		lf_die("%s: shards of %.*s examples; lf-train trains on sft and pt shards", opt_data, (int)kn,
+		       kind ? kind : "unknown");
+	if (opt_stage && strcmp(opt_stage, pt ? "pt" : "sft"))
+		lf_die("%s: %s shards, but --stage %s", opt_data, pt ? "pt" : "sft", opt_stage);
+	R.train = lf_shardset_find_split(R.set, "train");
+	R.eval = lf_shardset_find_split(R.set, "validation");
+	if (R.train < 0 || !(R.ntrain = lf_shardset_examples(R.set, (size_t)R.train)))
+		lf_die("%s: no training examples", opt_data);
+	uint64_t cutoff = 0;
+	lf_mp_get_uint(lf_shardset_meta(R.set), "cutoff_len", &cutoff, false);
+	int longest = (int)cutoff + 1;
+	if (lf_backprop_init(&R.bp, R.m, (int)(opt_batch > opt_eval_batch ? opt_batch : opt_eval_batch) * longest,
+			     longest, !opt_no_ckpt) < 0)
+		lf_die("%s", lf_errmsg());
+	/* steps: every epoch's micro-batches, the last accumulation possibly
+	 * shorter */
+	R.batches_per_epoch = (long)((R.ntrain + (uint64_t)opt_batch - 1) / (uint64_t)opt_batch);
+	R.steps_per_epoch = (R.batches_per_epoch + opt_ga - 1) / opt_ga;
+	R.total_steps = opt_max_steps > 0 ? opt_max_steps : (long)ceil(opt_epochs * (double)R.steps_per_epoch);
+	bool ratio = lf_option_find(options, "warmup-ratio")->given;
+	R.warmup = lf_warmup_steps((double)opt_warmup_steps, ratio ? opt_warmup_ratio : NAN, R.total_steps);
+	if (R.warmup < 0)
+		lf_die_usage("%s", lf_errmsg());
+	lf_lr_sched_init(&R.sched, R.sched.type, R.warmup, R.total_steps, opt_lr);
+	if (lf_lr_sched_check(&R.sched) < 0)
+		lf_die_usage("option '--lr-scheduler-type': %s", lf_errmsg());
+}
+
+static void load_model(void)
+{
+	R.m = R.ft == FT_LORA ? lf_model_load(opt_model) : lf_model_load_writable(opt_model);
+	if (!R.m)
+		lf_die("%s", lf_errmsg());
+	R.nbase = R.m->ntensors;
+	if (R.ft == FT_FREEZE)
+		freeze_check_modules();
+	if (R.ft != FT_LORA) {
+		if (opt_adapter)
+			lf_die_usage("--adapter-name-or-path trains an adapter further: it needs --finetuning-type lora");
+		return;
+	}
+	R.m->writable = true; /* the adapter's tensors are copies, to be trained */
+	R.lora_targets = json_array();
+	if (opt_adapter) {
+		if (lf_model_load_adapter(R.m, opt_adapter) < 0)
+			lf_die("%s", lf_errmsg());
+		R.lora_r = R.m->max_rank;
+		/* the adapter's own settings go into the saved config */
+		char path[4096];
+		snprintf(path, sizeof path, "%s/adapter_config.json", opt_adapter);
+		json_t *c = json_load_file(path, 0, NULL);
+		opt_lora_alpha = json_number_value(json_object_get(c, "lora_alpha"));
+		opt_rslora = json_is_true(json_object_get(c, "use_rslora"));
+		json_t *tm = json_object_get(c, "target_modules");
+		if (json_is_array(tm))
+			json_array_extend(R.lora_targets, tm);
+		else if (json_is_string(tm))
+			json_array_append(R.lora_targets, tm);
+		json_decref(c);
+		return;
+	}
+	const char *parts[8];
+	int np = lora_parts(parts);
+	R.lora_r = (int)opt_lora_rank;
+	R.lora_scale = (float)(opt_rslora ? opt_lora_alpha / sqrt((double)R.lora_r) : opt_lora_alpha / R.lora_r);
+	struct lf_np_rng rng;
+	lf_np_rng_seed(&rng, (uint64_t)opt_seed);
+	for (int l = 0; l < R.m->cfg.layers; l++)
+		for (int i = 0; i < np; i++)
+			if (lf_model_new_lora(R.m, l, parts[i], R.lora_r, R.lora_scale) < 0)
+				lf_die("%s", lf_errmsg());
+	for (size_t i = R.nbase; i < R.m->ntensors; i += 2)
+		lora_init((float *)R.m->tensors[i].data, (size_t)R.m->tensors[i].shape[0],
+			  (size_t)R.m->tensors[i].shape[1], &rng);
+	for (int i = 0; i < np; i++)
+		json_array_append_new(R.lora_targets, json_string(strrchr(parts[i], '.') + 1));
+}
+
+/* Where to start: a given checkpoint, the last one in output_dir, or
+ * nothing (a fresh output_dir; an old one only with --overwrite-output-dir). */
+static void find_start(void)
+{
+	struct stat st;
+	if (mkdir(opt_output, 0777) != 0 && errno != EEXIST)
+		lf_die("%s: cannot create: %s", opt_output, strerror(errno));
+	if (stat(opt_output, &st) != 0 || !S_ISDIR(st.st_mode))
+		lf_die("%s: not a folder", opt_output);
+	char path[4096];
+	if (opt_resume) {
+		load_checkpoint(opt_resume);
+		return;
+	}
+	size_t n;
+	long *steps = list_checkpoints(&n);
+	if (n && !opt_overwrite) {
+		snprintf(path, sizeof path, "%s/checkpoint-%ld", opt_output, steps[n - 1]);
+		load_checkpoint(path);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			snprintf(path, sizeof path, "%s/checkpoint-%ld", opt_output, steps[i]);
+			remove_tree(path);
+		}
+		snprintf(path, sizeof path, "%s/trainer_log.jsonl", opt_output);
+		unlink(path);
+	}
+	free(steps);
+}
+
+static void finish(void)
+{
+	save_weights(opt_output, true);
+	double elapsed = now() - R.t0, ppl = NAN;
+	json_t *res = json_pack("{s:f,s:f,s:f,s:f,s:f}", "epoch", (double)R.step / (double)R.steps_per_epoch,
+				"train_loss", R.step ? R.loss_total / (double)R.step : NAN, "train_runtime", elapsed,
+				"train_samples_per_second", elapsed > 0 ? (double)R.step * opt_batch * opt_ga / elapsed : 0,
+				"train_steps_per_second", elapsed > 0 ? (double)R.step / elapsed : 0);
+	char path[4096];
+	snprintf(path, sizeof path, "%s/train_results.json", opt_output);
+	write_json(path, res);
+	if (R.eval >= 0) {
+		double el = evaluate(&ppl);
+		json_object_set_new(res, "eval_loss", json_real(el));
+		json_object_set_new(res, "perplexity", json_real(ppl));
+		json_t *ev = json_pack("{s:f,s:f,s:f}", "epoch", (double)R.step / (double)R.steps_per_epoch,
+				       "eval_loss", el, "perplexity", ppl);
+		snprintf(path, sizeof path, "%s/eval_results.json", opt_output);
+		write_json(path, ev);
+		json_decref(ev);
+	}
+	snprintf(path, sizeof path, "%s/all_results.json", opt_output);
+	write_json(path, res);
+	if (lf_log_enabled())
+		lf_log_event("result", json_deep_copy(res));
+	json_decref(res);
+	json_t *st = state_json();
+	snprintf(path, sizeof path, "%s/trainer_state.json", opt_output);
+	write_json(path, st);
+	json_decref(st);
+}
+
+int main(int argc, char **argv)
+{
+	lf_set_progname(argv[0]);
+	int first = lf_options_parse(&tool, options, argc, argv);
+	if (first < argc)
+		lf_die_usage("unexpected operand '%s'", argv[first]);
+	check_options();
+	lf_output_init_signals();
+	signal(SIGINT, on_stop);
+	signal(SIGTERM, on_stop);
+	R.history = json_array();
+	load_model();
+	setup_params();
+	open_data();
+	find_start();
+	train();
+	finish();
+	lf_model_grad_free(&R.g, R.m);
+	lf_backprop_free(&R.bp, R.m);
+	for (size_t i = 0; i < R.np; i++) {
+		free(R.p[i].g);
+		free(R.p[i].m);
+		free(R.p[i].v);
+	}
+	free(R.p);
+	free(R.grads);
+	json_decref(R.history);
+	json_decref(R.lora_targets);
+	lf_shardset_close(R.set);
+	lf_model_free(R.m);
+	lf_log_close();
+	return 0;
+}
