@@ -19,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *opt_model, *opt_adapter, *opt_export_dir;
+static char *opt_model, *opt_adapter, *opt_export_dir, *opt_export_device;
+static bool opt_legacy;
 static long long opt_export_size = 5;
 
 static struct lf_option options[] = {
@@ -27,6 +28,9 @@ static struct lf_option options[] = {
 	{ "adapter-name-or-path", 'a', LF_OPT_STRING, &opt_adapter, "DIR", "the PEFT LoRA adapter (required)" },
 	{ "export-dir", 'o', LF_OPT_STRING, &opt_export_dir, "DIR", "the merged model folder (required)" },
 	{ "export-size", 0, LF_OPT_INT, &opt_export_size, "GB", "the largest safetensors file, in GB (default 5)" },
+	{ "export-device", 0, LF_OPT_STRING, &opt_export_device, "DEVICE",
+	  "cpu or auto (both merge on the CPU, the only device lf-merge uses)" },
+	{ "export-legacy-format", 0, LF_OPT_BOOL, &opt_legacy, NULL, "write .bin files: not supported (safetensors only)" },
 	{ 0 }
 };
 
@@ -81,6 +85,10 @@ int main(int argc, char **argv)
 		lf_die_usage("--model-name-or-path, --adapter-name-or-path and --export-dir are required");
 	if (opt_export_size < 1)
 		lf_die_usage("option '--export-size': at least 1 (GB)");
+	if (opt_export_device && strcmp(opt_export_device, "cpu") && strcmp(opt_export_device, "auto"))
+		lf_die_usage("option '--export-device': '%s' is not cpu or auto", opt_export_device);
+	if (opt_legacy)
+		lf_die_usage("--export-legacy-format (pytorch_model.bin) is not supported: lf writes safetensors");
 	lf_output_init_signals();
 	struct lf_model *m = lf_model_load_writable(opt_model);
 	if (!m)
