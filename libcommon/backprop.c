@@ -67,12 +67,39 @@ void lf_model_grad_init(struct lf_model_grad *g, const struct lf_model *m, float
 		G->lgate = lora_grad_of(m, grads, &L->lgate);
 		G->lup = lora_grad_of(m, grads, &L->lup);
 		G->ldown = lora_grad_of(m, grads, &L->ldown);
+		int E = m->cfg.experts;
+		if (m->cfg.arch != LF_ARCH_MIXTRAL)
+			continue;
+		G->router = grad_of(m, grads, L->router);
+		G->lrouter = lora_grad_of(m, grads, &L->lrouter);
+		G->w1 = lf_calloc((size_t)E, sizeof *G->w1);
+		G->w2 = lf_calloc((size_t)E, sizeof *G->w2);
+		G->w3 = lf_calloc((size_t)E, sizeof *G->w3);
+		G->lw1 = lf_calloc((size_t)E, sizeof *G->lw1);
+		G->lw2 = lf_calloc((size_t)E, sizeof *G->lw2);
+		G->lw3 = lf_calloc((size_t)E, sizeof *G->lw3);
+		for (int e = 0; e < E; e++) {
+			G->w1[e] = grad_of(m, grads, L->w1[e]);
+			G->w2[e] = grad_of(m, grads, L->w2[e]);
+			G->w3[e] = grad_of(m, grads, L->w3[e]);
+			if (L->lw1)
+				G->lw1[e] = lora_grad_of(m, grads, &L->lw1[e]);
+			if (L->lw2)
+				G->lw2[e] = lora_grad_of(m, grads, &L->lw2[e]);
+			if (L->lw3)
+				G->lw3[e] = lora_grad_of(m, grads, &L->lw3[e]);
+		}
 	}
 }
 
 void lf_model_grad_free(struct lf_model_grad *g, const struct lf_model *m)
 {
-	(void)m;
+	for (int l = 0; g->layers && l < m->cfg.layers; l++) {
+		struct lf_layer_grad *G = &g->layers[l];
+		void *p[] = { G->w1, G->w2, G->w3, G->lw1, G->lw2, G->lw3 };
+		for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+			free(p[i]);
+	}
 	free(g->layers);
 	g->layers = NULL;
 }
@@ -86,8 +113,11 @@ static float *floats(size_t n)
 
 static void acts_alloc(struct lf_layer_acts *A, const struct lf_model_config *c, size_t N)
 {
-	size_t H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
-	       kd = (size_t)c->kv_heads * c->head_dim;
+	size_t H = c->hidden, qd = (size_t)c->heads * c->head_dim, kd = (size_t)c->kv_heads * c->head_dim;
+	bool moe = c->arch == LF_ARCH_MIXTRAL;
+	size_t E = moe ? (size_t)c->experts : 0, K = moe ? (size_t)c->experts_per_tok : 0;
+	/* the MLP's rows: a token each, or a (token, choice) pair each */
+	size_t I = c->intermediate, P = moe ? N * K : N;
 	A->xn1 = floats(N * H);
 	A->q = floats(N * qd);
 	A->k = floats(N * kd);
@@ -98,16 +128,27 @@ static void acts_alloc(struct lf_layer_acts *A, const struct lf_model_config *c,
 	A->ao = floats(N * H);
 	A->xmid = floats(N * H);
 	A->xn2 = floats(N * H);
-	A->gate = floats(N * I);
-	A->up = floats(N * I);
-	A->h = floats(N * I);
+	A->gate = floats(P * I);
+	A->up = floats(P * I);
+	A->h = floats(P * I);
 	A->mo = floats(N * H);
+	if (moe) {
+		A->probs = floats(N * E);
+		A->weights = floats(N * K);
+		A->xe = floats(P * H);
+		A->eo = floats(P * H);
+		A->choice = lf_calloc(P + 1, sizeof *A->choice);
+		A->pair_row = lf_calloc(P + 1, sizeof *A->pair_row);
+		A->pair_of = lf_calloc(P + 1, sizeof *A->pair_of);
+		A->expert_start = lf_calloc(E + 1, sizeof *A->expert_start);
+	}
 }
 
 static void acts_free(struct lf_layer_acts *A)
 {
-	float *p[] = { A->xn1, A->q, A->k, A->v, A->q_raw, A->k_raw, A->att, A->ao, A->xmid, A->xn2, A->gate,
-		       A->up, A->h, A->mo };
+	void *p[] = { A->xn1, A->q, A->k, A->v, A->q_raw, A->k_raw, A->att, A->ao, A->xmid, A->xn2, A->gate,
+		      A->up, A->h, A->mo, A->probs, A->weights, A->xe, A->eo, A->choice, A->pair_row, A->pair_of,
+		      A->expert_start };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);
 }
@@ -117,12 +158,12 @@ int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_t
 {
 	const struct lf_model_config *c = &m->cfg;
 	memset(bp, 0, sizeof *bp);
-	if (c->arch == LF_ARCH_MIXTRAL)
-		return lf_fail("training mixtral (mixture of experts) is not built yet");
 	if (max_tokens < 1 || max_span < 1 || max_span > max_tokens)
 		return lf_fail("training buffers: bad sizes (%d tokens, spans of %d)", max_tokens, max_span);
 	size_t N = (size_t)max_tokens, H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
 	       kd = (size_t)c->kv_heads * c->head_dim, S = (size_t)max_span;
+	bool moe = c->arch == LF_ARCH_MIXTRAL;
+	size_t E = moe ? (size_t)c->experts : 0, K = moe ? (size_t)c->experts_per_tok : 1, P = N * K;
 	size_t wide = qd > I ? qd : I, r = m->max_rank > 0 ? (size_t)m->max_rank : 1;
 	bp->max_tokens = max_tokens;
 	bp->max_span = max_span;
@@ -135,16 +176,23 @@ int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_t
 	bp->dx = floats(N * H);
 	bp->dh1 = floats(N * H);
 	bp->dh2 = floats(N * H);
-	bp->dmid = floats(N * (wide > H ? wide : H));
+	bp->dmid = floats(P * (wide > H ? wide : H));
 	bp->dq = floats(N * qd);
 	bp->dk = floats(N * kd);
 	bp->dv = floats(N * kd);
 	bp->dqk_raw = floats(N * qd);
 	bp->datt = floats(N * qd);
-	bp->dgate = floats(N * I);
-	bp->dup = floats(N * I);
-	bp->lora_u = floats(N * r);
-	bp->lora_t = floats(N * r);
+	bp->dgate = floats(P * I);
+	bp->dup = floats(P * I);
+	bp->lora_u = floats(P * r);
+	bp->lora_t = floats(P * r);
+	if (moe) {
+		bp->expert_load = lf_calloc(K * E + 2 * E + 1, sizeof *bp->expert_load);
+		bp->dprobs = floats(N * E);
+		bp->dweights = floats(N * K);
+		bp->dxe = floats(P * H);
+		bp->deo = floats(P * H);
+	}
 	bp->scores = floats(3 * S * S);
 	/* the head: at most ~16M logits at once */
 	size_t rows = ((size_t)1 << 24) / (size_t)c->vocab;
@@ -172,9 +220,10 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 		acts_free(&bp->acts[i]);
 	float *p[] = { bp->xs, bp->dx, bp->dh1, bp->dh2, bp->dmid, bp->dq, bp->dk, bp->dv, bp->dqk_raw, bp->datt,
 		       bp->dgate, bp->dup, bp->lora_u, bp->lora_t, bp->scores, bp->xg, bp->xf, bp->dxf, bp->logits,
-		       bp->capped, bp->inv_freq, bp->attn_factor };
+		       bp->capped, bp->inv_freq, bp->attn_factor, bp->dprobs, bp->dweights, bp->dxe, bp->deo };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);
+	free(bp->expert_load);
 	free(bp->acts);
 	free(bp->pos);
 	free(bp->targets);
@@ -226,6 +275,169 @@ static void linear_bwd(float *dx, float beta, const float *dy, const float *x, c
 		lf_cpu_matmul_tn_acc_f32(gl->B, dy, u, N, out_f, r, lora->scale);
 	if (gl->A)
 		lf_cpu_matmul_tn_acc_f32(gl->A, t, x, N, r, in_f, 1.0f);
+}
+
+/* ---- mixture of experts (mixtral) ---- */
+
+/* The router: softmax over the experts, the top k (ties to the lower
+ * index), their weights renormalised; the (token, choice) pairs grouped by
+ * expert; with count, each choice's expert and the router probabilities
+ * added to the load-balancing statistics. */
+static void moe_route(const struct lf_model *m, const struct lf_layer *L, struct lf_backprop *bp,
+		      struct lf_layer_acts *A, int N, bool count)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int H = c->hidden, E = c->experts, K = c->experts_per_tok;
+	linear_fwd(A->probs, A->xn2, L->router, NULL, &L->lrouter, bp->lora_u, N, E, H);
+	for (int t = 0; t < N; t++) {
+		float *p = A->probs + (size_t)t * E, mx = -INFINITY, sum = 0;
+		for (int e = 0; e < E; e++)
+			mx = p[e] > mx ? p[e] : mx;
+		for (int e = 0; e < E; e++)
+			sum += p[e] = expf(p[e] - mx);
+		for (int e = 0; e < E; e++)
+			p[e] /= sum;
+		int *ch = A->choice + (size_t)t * K;
+		float wsum = 0;
+		for (int k = 0; k < K; k++) {
+			int best = -1;
+			for (int e = 0; e < E; e++) {
+				bool taken = false;
+				for (int j = 0; j < k; j++)
+					taken |= ch[j] == e;
+				if (!taken && (best < 0 || p[e] > p[best]))
+					best = e;
+			}
+			ch[k] = best;
+			wsum += p[best];
+		}
+		for (int k = 0; k < K; k++)
+			A->weights[(size_t)t * K + k] = p[ch[k]] / wsum;
+		if (count) {
+			for (int k = 0; k < K; k++)
+				bp->expert_load[(size_t)k * E + ch[k]] += 1;
+			for (int e = 0; e < E; e++)
+				bp->expert_load[(size_t)K * E + e] += p[e];
+		}
+	}
+	/* pairs grouped by expert, in token order within each */
+	memset(A->expert_start, 0, (size_t)(E + 1) * sizeof *A->expert_start);
+	for (int i = 0; i < N * K; i++)
+		A->expert_start[A->choice[i] + 1]++;
+	for (int e = 0; e < E; e++)
+		A->expert_start[e + 1] += A->expert_start[e];
+	int *fill = lf_calloc((size_t)E + 1, sizeof *fill);
+	for (int t = 0; t < N; t++)
+		for (int k = 0; k < K; k++) {
+			int e = A->choice[(size_t)t * K + k], i = A->expert_start[e] + fill[e]++;
+			A->pair_row[i] = t;
+			A->pair_of[(size_t)t * K + k] = i;
+			memcpy(A->xe + (size_t)i * H, A->xn2 + (size_t)t * H, (size_t)H * sizeof(float));
+		}
+	free(fill);
+}
+
+static const struct lf_lora *expert_lora(const struct lf_lora *arr, int e)
+{
+	static const struct lf_lora none = { 0 };
+	return arr ? &arr[e] : &none;
+}
+
+/* mo = sum over each token's choices of weight x expert(xn2). */
+static void moe_fwd(const struct lf_model *m, const struct lf_layer *L, struct lf_backprop *bp,
+		    struct lf_layer_acts *A, int N, bool count)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int H = c->hidden, I = c->intermediate, E = c->experts, K = c->experts_per_tok;
+	moe_route(m, L, bp, A, N, count);
+	for (int e = 0; e < E; e++) {
+		int i0 = A->expert_start[e], n = A->expert_start[e + 1] - i0;
+		if (!n)
+			continue;
+		size_t oi = (size_t)i0 * I, oh = (size_t)i0 * H;
+		linear_fwd(A->gate + oi, A->xe + oh, L->w1[e], NULL, expert_lora(L->lw1, e), bp->lora_u, n, I, H);
+		linear_fwd(A->up + oi, A->xe + oh, L->w3[e], NULL, expert_lora(L->lw3, e), bp->lora_u, n, I, H);
+		lf_cpu_gated_act_f32(A->h + oi, A->gate + oi, A->up + oi, (long)n * I, c->act);
+		linear_fwd(A->eo + oh, A->h + oi, L->w2[e], NULL, expert_lora(L->lw2, e), bp->lora_u, n, H, I);
+	}
+	memset(A->mo, 0, (size_t)N * H * sizeof(float));
+	for (int t = 0; t < N; t++)
+		for (int k = 0; k < K; k++) {
+			const float *eo = A->eo + (size_t)A->pair_of[(size_t)t * K + k] * H;
+			float w = A->weights[(size_t)t * K + k];
+			for (int j = 0; j < H; j++)
+				A->mo[(size_t)t * H + j] += w * eo[j];
+		}
+}
+
+/* Backward of moe_fwd: dxn2 = the gradient of xn2 from dmo, through the
+ * experts and the router (and the load-balancing loss, aux_grad[e] being
+ * its gradient w.r.t. each router probability, NULL without one). */
+static void moe_bwd(const struct lf_model *m, const struct lf_layer *L, const struct lf_layer_grad *G,
+		    struct lf_backprop *bp, const struct lf_layer_acts *A, const float *dmo, float *dxn2, int N,
+		    const double *aux_grad)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int H = c->hidden, I = c->intermediate, E = c->experts, K = c->experts_per_tok;
+	/* the weighted sum: each pair's output gradient and its weight's */
+	for (int t = 0; t < N; t++)
+		for (int k = 0; k < K; k++) {
+			size_t i = (size_t)A->pair_of[(size_t)t * K + k];
+			float w = A->weights[(size_t)t * K + k], dot = 0;
+			const float *d = dmo + (size_t)t * H, *eo = A->eo + i * H;
+			for (int j = 0; j < H; j++) {
+				bp->deo[i * H + j] = w * d[j];
+				dot += d[j] * eo[j];
+			}
+			bp->dweights[(size_t)t * K + k] = dot;
+		}
+	for (int e = 0; e < E; e++) {
+		int i0 = A->expert_start[e], n = A->expert_start[e + 1] - i0;
+		if (!n)
+			continue;
+		size_t oi = (size_t)i0 * I, oh = (size_t)i0 * H;
+		struct lf_lora_grad none = { NULL, NULL };
+		linear_bwd(bp->dmid + oi, 0.0f, bp->deo + oh, A->h + oi, L->w2[e], expert_lora(L->lw2, e), G->w2[e],
+			   NULL, G->lw2 ? &G->lw2[e] : &none, bp->lora_u, bp->lora_t, n, H, I);
+		lf_cpu_gated_act_bwd_f32(bp->dgate + oi, bp->dup + oi, bp->dmid + oi, A->gate + oi, A->up + oi,
+					 (long)n * I, c->act);
+		linear_bwd(bp->dxe + oh, 0.0f, bp->dgate + oi, A->xe + oh, L->w1[e], expert_lora(L->lw1, e), G->w1[e],
+			   NULL, G->lw1 ? &G->lw1[e] : &none, bp->lora_u, bp->lora_t, n, I, H);
+		linear_bwd(bp->dxe + oh, 1.0f, bp->dup + oi, A->xe + oh, L->w3[e], expert_lora(L->lw3, e), G->w3[e],
+			   NULL, G->lw3 ? &G->lw3[e] : &none, bp->lora_u, bp->lora_t, n, I, H);
+	}
+	memset(dxn2, 0, (size_t)N * H * sizeof(float));
+	for (int i = 0; i < N * K; i++) {
+		float *d = dxn2 + (size_t)A->pair_row[i] * H;
+		const float *g = bp->dxe + (size_t)i * H;
+		for (int j = 0; j < H; j++)
+			d[j] += g[j];
+	}
+	/* the router: w_k = p_k / P over the chosen, then the softmax */
+	for (int t = 0; t < N; t++) {
+		const float *p = A->probs + (size_t)t * E, *w = A->weights + (size_t)t * K;
+		const float *dw = bp->dweights + (size_t)t * K;
+		const int *ch = A->choice + (size_t)t * K;
+		float *dp = bp->dprobs + (size_t)t * E, P = 0, dot = 0;
+		for (int e = 0; e < E; e++)
+			dp[e] = aux_grad ? (float)aux_grad[e] : 0.0f;
+		for (int k = 0; k < K; k++) {
+			P += p[ch[k]];
+			dot += dw[k] * w[k];
+		}
+		for (int k = 0; k < K; k++)
+			dp[ch[k]] += (dw[k] - dot) / P;
+		float s = 0;
+		for (int e = 0; e < E; e++)
+			s += dp[e] * p[e];
+		for (int e = 0; e < E; e++)
+			dp[e] = p[e] * (dp[e] - s);
+	}
+	/* dxn2 += dlogits Wr (+ the router's adapter) */
+	linear_bwd(bp->dxe, 0.0f, bp->dprobs, A->xn2, L->router, &L->lrouter, G->router, NULL, &G->lrouter, bp->lora_u,
+		   bp->lora_t, N, E, H);
+	for (size_t i = 0; i < (size_t)N * H; i++)
+		dxn2[i] += bp->dxe[i];
 }
 
 /* ---- one layer ---- */
@@ -285,10 +497,14 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
 	}
 	residual_add(A->xmid, x, branch, (size_t)N * H);
 	lf_cpu_rmsnorm_f32(A->xn2, A->xmid, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off);
-	linear_fwd(A->gate, A->xn2, L->gate, L->gate_b, &L->lgate, bp->lora_u, N, I, H);
-	linear_fwd(A->up, A->xn2, L->up, L->up_b, &L->lup, bp->lora_u, N, I, H);
-	lf_cpu_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act);
-	linear_fwd(A->mo, A->h, L->down, L->down_b, &L->ldown, bp->lora_u, N, H, I);
+	if (c->arch == LF_ARCH_MIXTRAL) {
+		moe_fwd(m, L, bp, A, N, xout != NULL);
+	} else {
+		linear_fwd(A->gate, A->xn2, L->gate, L->gate_b, &L->lgate, bp->lora_u, N, I, H);
+		linear_fwd(A->up, A->xn2, L->up, L->up_b, &L->lup, bp->lora_u, N, I, H);
+		lf_cpu_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act);
+		linear_fwd(A->mo, A->h, L->down, L->down_b, &L->ldown, bp->lora_u, N, H, I);
+	}
 	if (!xout)
 		return;
 	branch = A->mo;
@@ -303,7 +519,7 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
  * that of its input x. */
 static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, const struct lf_layer_acts *A,
 		      const float *x, float *dx, const struct lf_layer_grad *G, const struct lf_train_row *rows,
-		      int nrows, int N)
+		      int nrows, int N, const double *aux_grad)
 {
 	const struct lf_model_config *c = &m->cfg;
 	const struct lf_layer *L = &m->layers[l];
@@ -318,13 +534,17 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 		lf_cpu_rmsnorm_bwd_f32(bp->dh1, G->post_ff_norm, dx, A->mo, L->post_ff_norm, N, H, eps, off);
 		dmo = bp->dh1;
 	}
-	linear_bwd(bp->dmid, 0.0f, dmo, A->h, L->down, &L->ldown, G->down, G->down_b, &G->ldown, bp->lora_u,
-		   bp->lora_t, N, H, I);
-	lf_cpu_gated_act_bwd_f32(bp->dgate, bp->dup, bp->dmid, A->gate, A->up, (long)N * I, c->act);
-	linear_bwd(bp->dh2, 0.0f, bp->dgate, A->xn2, L->gate, &L->lgate, G->gate, G->gate_b, &G->lgate, bp->lora_u,
-		   bp->lora_t, N, I, H);
-	linear_bwd(bp->dh2, 1.0f, bp->dup, A->xn2, L->up, &L->lup, G->up, G->up_b, &G->lup, bp->lora_u, bp->lora_t,
-		   N, I, H);
+	if (c->arch == LF_ARCH_MIXTRAL) {
+		moe_bwd(m, L, G, bp, A, dmo, bp->dh2, N, aux_grad);
+	} else {
+		linear_bwd(bp->dmid, 0.0f, dmo, A->h, L->down, &L->ldown, G->down, G->down_b, &G->ldown,
+			   bp->lora_u, bp->lora_t, N, H, I);
+		lf_cpu_gated_act_bwd_f32(bp->dgate, bp->dup, bp->dmid, A->gate, A->up, (long)N * I, c->act);
+		linear_bwd(bp->dh2, 0.0f, bp->dgate, A->xn2, L->gate, &L->lgate, G->gate, G->gate_b, &G->lgate,
+			   bp->lora_u, bp->lora_t, N, I, H);
+		linear_bwd(bp->dh2, 1.0f, bp->dup, A->xn2, L->up, &L->lup, G->up, G->up_b, &G->lup, bp->lora_u,
+			   bp->lora_t, N, I, H);
+	}
 	lf_cpu_rmsnorm_bwd_f32(dx, c->sandwich_norms ? G->pre_ff_norm : G->post_attn_norm, bp->dh2, A->xmid,
 			       c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off);
 	/* attention: xmid = x + [norm](o(attn(rope(q), rope(k), v))) */
@@ -508,17 +728,38 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 	for (int r = 0; r < nrows; r++)
 		*label_tokens += lf_train_row_label_tokens(&rows[r]);
 	/* forward */
+	bool moe = c->arch == LF_ARCH_MIXTRAL;
+	int E = c->experts, K = c->experts_per_tok;
+	if (moe)
+		memset(bp->expert_load, 0, (size_t)(K * E + E) * sizeof *bp->expert_load);
 	for (int l = 0; l < c->layers; l++)
 		layer_fwd(m, l, bp, &bp->acts[bp->checkpointing ? 0 : l], bp->xs + (size_t)l * NH,
 			  bp->xs + (size_t)(l + 1) * NH, rows, nrows, N);
 	head_fwd_bwd(m, bp, g, bp->xs + (size_t)c->layers * NH, bp->dx, N, scale, loss_sum);
+	/* mixtral's load-balancing loss over every layer's routing (transformers'
+	 * load_balancing_loss_func): E * sum over choices k and experts e of
+	 * (share of the tokens whose choice k is e) * (mean probability of e);
+	 * its gradient w.r.t. each router probability is the same everywhere */
+	double *aux = NULL;
+	if (moe && bp->moe_aux_coef != 0) {
+		double n = (double)c->layers * N, loss = 0, *aux_grad = bp->expert_load + (size_t)(K + 1) * E;
+		for (int e = 0; e < E; e++) {
+			double share = 0;
+			for (int k = 0; k < K; k++)
+				share += bp->expert_load[(size_t)k * E + e] / n;
+			loss += share * bp->expert_load[(size_t)K * E + e] / n;
+			aux_grad[e] = bp->moe_aux_coef * E * share / n;
+		}
+		bp->moe_aux_total += bp->moe_aux_coef * E * loss;
+		aux = aux_grad;
+	}
 	/* backward, last layer first */
 	for (int l = c->layers - 1; l >= 0; l--) {
 		struct lf_layer_acts *A = &bp->acts[bp->checkpointing ? 0 : l];
 		const float *x = bp->xs + (size_t)l * NH;
 		if (bp->checkpointing)
 			layer_fwd(m, l, bp, A, x, NULL, rows, nrows, N);
-		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], rows, nrows, N);
+		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], rows, nrows, N, aux);
 	}
 	if (g->embed) {
 		for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++)

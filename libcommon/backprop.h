@@ -27,6 +27,8 @@ struct lf_layer_grad {
 	float *gate, *up, *down, *gate_b, *up_b, *down_b;
 	float *in_norm, *post_attn_norm, *pre_ff_norm, *post_ff_norm, *q_norm, *k_norm;
 	struct lf_lora_grad lq, lk, lv, lo, lgate, lup, ldown;
+	float *router, **w1, **w2, **w3; /* mixtral: the router, per expert */
+	struct lf_lora_grad lrouter, *lw1, *lw2, *lw3;
 };
 
 struct lf_model_grad {
@@ -51,9 +53,14 @@ struct lf_train_row {
 	int T, nspans;
 };
 
-/* The inner activations of one layer. */
+/* The inner activations of one layer.  A mixture of experts keeps its
+ * (token, choice) pairs grouped by expert: pair_row[i] is the token of pair
+ * i, expert e's pairs are pairs [expert_start[e], expert_start[e + 1]);
+ * gate, up, h and (per pair) the expert's output eo are in that order. */
 struct lf_layer_acts {
 	float *xn1, *q, *k, *v, *q_raw, *k_raw, *att, *ao, *xmid, *xn2, *gate, *up, *h, *mo;
+	float *probs, *weights, *xe, *eo; /* [N, E], [N, K] (by token and choice), [N K, H], [N K, H] */
+	int *choice, *pair_row, *pair_of, *expert_start; /* [N, K], [N K], [N, K] -> pair, [E + 1] */
 };
 
 struct lf_backprop {
@@ -67,6 +74,13 @@ struct lf_backprop {
 	int *span_start, *span_len, nspans;
 	float *inv_freq, *attn_factor;
 	int head_rows; /* rows of logits computed at once */
+	/* mixtral's router load-balancing loss (moe_aux_loss_coef): its
+	 * coefficient, and the sum of coef * aux over the micro-batches run
+	 * since the caller last zeroed it */
+	float moe_aux_coef;
+	double moe_aux_total;
+	double *expert_load; /* [K * E]: share of the tokens whose choice k is expert e, over all layers */
+	float *dprobs, *dweights, *dxe, *deo; /* MoE backward scratch */
 };
 
 /* Buffers for micro-batches of up to max_tokens tokens in all, spans of

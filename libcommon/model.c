@@ -259,7 +259,8 @@ static int attach(struct lf_model *m, int layer, const char *part, const float *
 		      { "mlp.gate_proj", &L->lgate, 0 },     { "mlp.up_proj", &L->lup, 0 },
 		      { "mlp.down_proj", &L->ldown, 0 },     { "self_attn.qkv_proj", &L->lq, 0 },
 		      { "self_attn.qkv_proj", &L->lk, qd },  { "self_attn.qkv_proj", &L->lv, qd + kd },
-		      { "mlp.gate_up_proj", &L->lgate, 0 }, { "mlp.gate_up_proj", &L->lup, I } };
+		      { "mlp.gate_up_proj", &L->lgate, 0 }, { "mlp.gate_up_proj", &L->lup, I },
+		      { "block_sparse_moe.gate", &L->lrouter, 0 } };
 	bool found = false;
 	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
 		if (strcmp(part, plain[i].part))
@@ -296,7 +297,8 @@ static int module_shape(const struct lf_model_config *c, const char *part, int64
 	} shapes[] = { { "q_proj", H, qd },  { "k_proj", H, kd },      { "v_proj", H, kd },
 		       { "o_proj", qd, H },  { "gate_proj", H, I },    { "up_proj", H, I },
 		       { "down_proj", I, H }, { "qkv_proj", H, qd + 2 * kd }, { "gate_up_proj", H, 2 * I },
-		       { "w1", H, I },       { "w3", H, I },           { "w2", I, H } };
+		       { "w1", H, I },       { "w3", H, I },           { "w2", I, H },
+		       { "gate", H, c->experts } };
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
 		if (!strcmp(w, shapes[i].name)) {
 			*in = shapes[i].in;
@@ -626,7 +628,7 @@ static void moe(const struct lf_model *m, const struct lf_layer *L, struct lf_fo
 {
 	const struct lf_model_config *c = &m->cfg;
 	int H = c->hidden, I = c->intermediate, E = c->experts, K = c->experts_per_tok;
-	linear(b->router, b->xn, L->router, NULL, NULL, NULL, T, E, H);
+	linear(b->router, b->xn, L->router, NULL, &L->lrouter, b->lora_tmp, T, E, H);
 	memset(b->moe_acc, 0, (size_t)T * H * sizeof(float));
 	for (int t = 0; t < T; t++) {
 		float *r = b->router + (size_t)t * E, mx = -INFINITY, sum = 0;

@@ -35,6 +35,7 @@ struct lf_layer {
 	const float **w1, **w2, **w3;       /* per expert: [I, H], [H, I], [I, H] */
 	/* adapters (r 0: none) */
 	struct lf_lora lq, lk, lv, lo, lgate, lup, ldown;
+	struct lf_lora lrouter;          /* mixtral's router (block_sparse_moe.gate) */
 	struct lf_lora *lw1, *lw2, *lw3; /* per expert */
 };
 

@@ -44,7 +44,7 @@ static long long opt_max_steps = -1, opt_batch = 8, opt_eval_batch = 8, opt_ga =
 static long long opt_lora_rank = 8, opt_freeze_layers = 2, opt_logging_steps = 500, opt_save_steps = 500;
 static long long opt_save_limit = -1, opt_eval_steps = -1;
 static bool opt_overwrite, opt_no_ckpt, opt_rslora, opt_dora, opt_pissa_init, opt_plot_loss, opt_do_train = true;
-static bool opt_bf16, opt_fp16, opt_save_only_model;
+static bool opt_bf16, opt_fp16, opt_save_only_model, opt_no_shuffle;
 
 static struct lf_option options[] = {
 	{ "model-name-or-path", 'm', LF_OPT_STRING, &opt_model, "DIR", "the base model folder (required)" },
@@ -73,6 +73,8 @@ static struct lf_option options[] = {
 	{ "adam-epsilon", 0, LF_OPT_FLOAT, &opt_eps, "E", "default 1e-8" },
 	{ "max-grad-norm", 0, LF_OPT_FLOAT, &opt_max_grad_norm, "N", "clip the gradient norm to N (default 1.0; 0: off)" },
 	{ "seed", 0, LF_OPT_INT, &opt_seed, "N", "seed of the data order and the LoRA initialisation (default 42)" },
+	{ "disable-shuffling", 0, LF_OPT_BOOL, &opt_no_shuffle, NULL,
+	  "train on the examples in the shards' order every epoch (LLaMA-Factory's sequential sampler)" },
 	{ "disable-gradient-checkpointing", 0, LF_OPT_BOOL, &opt_no_ckpt, NULL,
 	  "keep every layer's activations instead of recomputing them (more memory, less time)" },
 	{ "lora-rank", 0, LF_OPT_INT, &opt_lora_rank, "R", "LoRA rank (default 8)" },
@@ -92,7 +94,8 @@ static struct lf_option options[] = {
 	{ "freeze-extra-modules", 0, LF_OPT_STRING, &opt_freeze_extra, "LIST",
 	  "freeze: modules outside the layers to train too (embed_tokens, norm, lm_head)" },
 	{ "neftune-noise-alpha", 0, LF_OPT_FLOAT, &opt_neftune, "A", "not built yet" },
-	{ "moe-aux-loss-coef", 0, LF_OPT_FLOAT, &opt_moe_aux, "C", "not built yet" },
+	{ "moe-aux-loss-coef", 0, LF_OPT_FLOAT, &opt_moe_aux, "C",
+	  "mixtral: add C x the router's load-balancing loss (default: off)" },
 	{ "logging-steps", 0, LF_OPT_INT, &opt_logging_steps, "N", "log every N steps (default 500)" },
 	{ "save-steps", 0, LF_OPT_INT, &opt_save_steps, "N", "write a checkpoint every N steps (default 500)" },
 	{ "save-total-limit", 0, LF_OPT_INT, &opt_save_limit, "N", "keep the last N checkpoints only" },
@@ -257,9 +260,26 @@ static int lora_parts(const char **parts)
 					     "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
 	static const char *const phi3[] = { "self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj",
 					    "mlp.down_proj" };
-	bool is_phi3 = R.m->cfg.arch == LF_ARCH_PHI3;
+	/* mixtral (as transformers 4.x builds it): the router and every expert */
+	static const char *mixtral[4 + 1 + 3 * 64];
+	static char names[3 * 64][64];
+	bool is_phi3 = R.m->cfg.arch == LF_ARCH_PHI3, is_moe = R.m->cfg.arch == LF_ARCH_MIXTRAL;
 	const char *const *all = is_phi3 ? phi3 : dense;
 	int nall = is_phi3 ? 4 : 7, n = 0;
+	if (is_moe) {
+		if (R.m->cfg.experts > 64)
+			lf_die("%s: %d experts; lf-train's LoRA takes up to 64", opt_model, R.m->cfg.experts);
+		memcpy(mixtral, dense, 4 * sizeof *mixtral);
+		mixtral[4] = "block_sparse_moe.gate";
+		nall = 5;
+		for (int e = 0; e < R.m->cfg.experts; e++)
+			for (int w = 1; w <= 3; w++) {
+				snprintf(names[nall - 5], sizeof names[0], "block_sparse_moe.experts.%d.w%d", e, w);
+				mixtral[nall] = names[nall - 5];
+				nall++;
+			}
+		all = mixtral;
+	}
 	for (int i = 0; i < nall; i++) {
 		const char *last = strrchr(all[i], '.') + 1;
 		if (!strcmp(opt_lora_target, "all") || in_list(opt_lora_target, last))
@@ -379,7 +399,8 @@ static void batch_add(struct batch *b, int split, uint64_t i)
 }
 
 /* The example at (epoch, index): a permutation of the training split
- * seeded by (seed, epoch), the same whatever the number of processes. */
+ * seeded by (seed, epoch), the same whatever the number of processes; the
+ * shards' order with --disable-shuffling. */
 static uint64_t *epoch_order(long epoch)
 {
 	static uint64_t *order;
@@ -389,7 +410,11 @@ static uint64_t *epoch_order(long epoch)
 		struct lf_np_rng rng;
 		uint32_t words[2] = { (uint32_t)opt_seed, (uint32_t)epoch };
 		lf_np_rng_seed_words(&rng, words, 2);
-		lf_np_permutation(&rng, R.ntrain, perm);
+		if (opt_no_shuffle)
+			for (uint64_t i = 0; i < R.ntrain; i++)
+				perm[i] = i;
+		else
+			lf_np_permutation(&rng, R.ntrain, perm);
 		free(order);
 		order = lf_malloc((R.ntrain + 1) * sizeof *order);
 		for (uint64_t i = 0; i < R.ntrain; i++)
@@ -767,6 +792,8 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 		memset(R.p[i].g, 0, R.p[i].t->n * sizeof(float));
 	double loss_sum = 0;
 	long counted = 0;
+	R.bp.moe_aux_coef = (float)opt_moe_aux;
+	R.bp.moe_aux_total = 0;
 	for (long k = 0; k < nbatches; k++) {
 		if (items && lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum,
 					      &counted) < 0)
@@ -777,7 +804,7 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 		free(mb[k].spans);
 	}
 	free(mb);
-	double loss = items ? loss_sum / (double)items : 0;
+	double loss = (items ? loss_sum / (double)items : 0) + R.bp.moe_aux_total;
 	if (opt_dump_grads && R.step == 0)
 		dump_grads(loss);
 	double *sq = lf_malloc((R.np + 1) * sizeof *sq);
@@ -851,8 +878,7 @@ static void check_options(void)
 	if (opt_stage && strcmp(opt_stage, "pt") && strcmp(opt_stage, "sft"))
 		lf_die_usage("option '--stage': '%s' is not built yet (lf-train runs pt and sft)", opt_stage);
 	const char *unbuilt = opt_dora ? "--use-dora" : opt_pissa_init ? "--pissa-init" : opt_loraplus > 0 ?
-			      "--loraplus-lr-ratio" : opt_neftune > 0 ? "--neftune-noise-alpha" : opt_moe_aux > 0 ?
-			      "--moe-aux-loss-coef" : opt_lora_dropout > 0 ? "--lora-dropout above 0" :
+			      "--loraplus-lr-ratio" : opt_neftune > 0 ? "--neftune-noise-alpha" : opt_lora_dropout > 0 ? "--lora-dropout above 0" :
 			      opt_additional_target ? "--additional-target" : opt_plot_loss ? "--plot-loss" :
 			      opt_report_to && strcmp(opt_report_to, "none") ? "--report-to" : NULL;
 	if (unbuilt)
@@ -946,7 +972,7 @@ static void load_model(void)
 		json_decref(c);
 		return;
 	}
-	const char *parts[8];
+	const char *parts[4 + 1 + 3 * 64];
 	int np = lora_parts(parts);
 	R.lora_r = (int)opt_lora_rank;
 	R.lora_scale = (float)(opt_rslora ? opt_lora_alpha / sqrt((double)R.lora_r) : opt_lora_alpha / R.lora_r);
@@ -959,8 +985,14 @@ static void load_model(void)
 	for (size_t i = R.nbase; i < R.m->ntensors; i += 2)
 		lora_init((float *)R.m->tensors[i].data, (size_t)R.m->tensors[i].shape[0],
 			  (size_t)R.m->tensors[i].shape[1], &rng);
-	for (int i = 0; i < np; i++)
-		json_array_append_new(R.lora_targets, json_string(strrchr(parts[i], '.') + 1));
+	for (int i = 0; i < np; i++) {
+		const char *last = strrchr(parts[i], '.') + 1;
+		bool seen = false;
+		for (size_t k = 0; k < json_array_size(R.lora_targets); k++)
+			seen |= !strcmp(json_string_value(json_array_get(R.lora_targets, k)), last);
+		if (!seen)
+			json_array_append_new(R.lora_targets, json_string(last));
+	}
 }
 
 /* Where to start: a given checkpoint, the last one in output_dir, or
