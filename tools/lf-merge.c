@@ -108,6 +108,8 @@ int main(int argc, char **argv)
 		merge_one((float *)L->gate, &L->lgate, I, H);
 		merge_one((float *)L->up, &L->lup, I, H);
 		merge_one((float *)L->down, &L->ldown, H, I);
+		if (L->router)
+			merge_one((float *)L->router, &L->lrouter, c->experts, H);
 		for (int e = 0; e < c->experts; e++) {
 			if (L->lw1)
 				merge_one((float *)L->w1[e], &L->lw1[e], I, H);
