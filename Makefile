@@ -23,7 +23,7 @@ else
 endif
 
 # Debian libraries the product links (scripts/install-deps.sh installs them).
-PKGS := msgpack libarchive yaml-0.1 jansson libutf8proc libpcre2-8 libxxhash
+PKGS := msgpack libarchive yaml-0.1 jansson libutf8proc libpcre2-8 libxxhash libpng
 ifeq ($(STATIC),1)
   PKG_LIBS := -Wl,-Bstatic -Wl,--start-group $(shell pkg-config --static --libs $(PKGS)) -Wl,--end-group -Wl,-Bdynamic
 else

@@ -1,12 +1,64 @@
 /* kernels/cpu/matmul.c — lf_cpu_matmul_nt_f32 (see matmul.h for the layout)
- * on top of OpenBLAS cblas_sgemm.  Threading is OpenBLAS's own
- * (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS). */
+ * on top of OpenBLAS cblas_sgemm, whose threading is its own
+ * (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS); and the matrix-vector products
+ * of one token (lf_cpu_gemv_f32, lf_cpu_gemv_multi_f32): rows split over
+ * OpenMP threads, each row a dot product of vec.c, the weight streamed
+ * from memory once. */
 #include "matmul.h"
+#include "vec.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cblas.h>
+
+/* Rows [r0, r1) of the matrices taken one after another. */
+static void gemv_rows(float *const *out, const float *const *w, const int *N, int count, const float *x, int M,
+                      int K, long r0, long r1)
+{
+    long base = 0;
+    for (int i = 0; i < count && base < r1; base += N[i], i++) {
+        long lo = r0 - base, hi = r1 - base;
+        if (lo < 0)
+            lo = 0;
+        if (hi > N[i])
+            hi = N[i];
+        if (lo < hi)
+            lf_vec_dot_rows_m_f32(out[i] + lo, N[i], w[i] + lo * (long)K, K, x, K, M, (int)(hi - lo), K);
+    }
+}
+
+void lf_cpu_gemv_multi_f32(float *const *out, const float *const *w, const int *N, int count, const float *x,
+                           int M, int K)
+{
+    long R = 0;
+    for (int i = 0; i < count; i++) {
+        if (N[i] < 0 || K < 0 || M < 0) {
+            fprintf(stderr, "%s:%d: lf_cpu_gemv_multi_f32: bad shape N=%d K=%d\n", __FILE__, __LINE__, N[i], K);
+            exit(1);
+        }
+        R += N[i];
+    }
+    if (R == 0 || M == 0)
+        return;
+    if (K == 0) {
+        for (int i = 0; i < count; i++)
+            memset(out[i], 0, (size_t)M * (size_t)N[i] * sizeof(float));
+        return;
+    }
+    /* the split depends on the thread count, a row's result does not */
+    #pragma omp parallel if (R * K >= 32768)
+    {
+        long nt = omp_get_num_threads(), t = omp_get_thread_num();
+        gemv_rows(out, w, N, count, x, M, K, R * t / nt, R * (t + 1) / nt);
+    }
+}
+
+void lf_cpu_gemv_f32(float *out, const float *w, const float *x, int N, int K)
+{
+    lf_cpu_gemv_multi_f32(&out, &w, &N, 1, x, 1, K);
+}
 
 void lf_cpu_matmul_nt_f32(float *out, const float *a, const float *b,
                           int M, int N, int K)
@@ -22,10 +74,10 @@ void lf_cpu_matmul_nt_f32(float *out, const float *a, const float *b,
         memset(out, 0, (size_t)M * (size_t)N * sizeof *out);
         return;
     }
-    /* one row (decoding a token): a matrix-vector product, which reads the
-       weight once instead of packing it first as sgemm does */
-    if (M == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, b, K, a, 1, 0.0f, out, 1);
+    /* a few rows (decoding): the weight read once for all of them instead
+       of packed first as sgemm does */
+    if (M <= LF_CPU_GEMV_MAX_M) {
+        lf_cpu_gemv_multi_f32(&out, &b, &N, 1, a, M, K);
         return;
     }
     /* row-major: out = 1 * a * b^T + 0 * out; leading dims are row lengths */

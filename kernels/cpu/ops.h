@@ -36,7 +36,11 @@ struct lf_attn {
 /* Causal attention of T queries at positions q0 .. q0+T-1 over S keys at
    positions 0 .. S-1 (S >= q0 + T): q [T, heads*d], k and v [S, kv_heads*d]
    (the cache), out [T, heads*d].  Query head h reads kv head
-   h / (heads / kv_heads).  scratch holds T * S floats. */
+   h / (heads / kv_heads).  scratch holds T * S floats (the CPU kernel
+   keeps its scores in rows of its own per thread and leaves it alone).
+   Work items (32 query rows, one head) run in parallel; a query sees
+   only the keys up to its own position, and its result does not depend
+   on the number of threads. */
 void lf_cpu_attention_f32(float *out, const float *q, const float *k, const float *v, int T, int S, int q0,
                           const struct lf_attn *a, float *scratch);
 

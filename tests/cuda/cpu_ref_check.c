@@ -1,14 +1,23 @@
 /* tests/cuda/cpu_ref_check.c — checks the CPU reference kernels
- * (kernels/cpu): lf_cpu_matmul_nt_f32 against a naive triple loop, and the
- * bf16 <-> f32 conversions against known bit patterns.  Built as
+ * (kernels/cpu): lf_cpu_matmul_nt_f32 against a naive triple loop, the
+ * bf16 <-> f32 conversions against known bit patterns, and the vector
+ * kernels (vec.h: exp, dot products, weighted sums, silu; matmul.h's gemv;
+ * ops.h's attention and gated activation) against plain scalar references
+ * in double, for every instruction set the CPU has (vec.h), at sizes that
+ * are not multiples of the vector width, and with 1, 2 and 3 threads (the
+ * results must be the same bits).  Built as
  * $(OUT)/tests/kernels_cpu_check; prints "ok NAME" or "FAIL NAME ..." per
  * check and exits 1 if any failed.  Needs no GPU. */
 #include "cpu/bf16.h"
 #include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "cpu/vec.h"
 
 #include "test_rng.h"
 
+#include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +211,352 @@ static void check_matmul(int M, int N, int K, float scale)
     free(ref);
 }
 
+/* ---- vector kernels (vec.h, gemv, attention, silu) ---- */
+
+static const char *isa_name(int isa)
+{
+    return isa == LF_CPU_ISA_AVX512 ? "avx512" : "portable";
+}
+
+/* error of got against the exact want in units of the float spacing at
+   want (results under FLT_MIN: in units of 2^-126 absolute) */
+static double ulp_err(float got, double want)
+{
+    if (isnan(want))
+        return isnan(got) ? 0 : INFINITY;
+    if (isinf((float)want)) /* overflows: inf is right */
+        return isinf(got) && (got > 0) == (want > 0) ? 0 : INFINITY;
+    double a = fabs(want);
+    double ulp = a < FLT_MIN ? ldexp(1.0, -126) : ldexp(1.0, ilogb(a) - 23);
+    return fabs((double)got - want) / ulp;
+}
+
+/* exp: lf_expf and the vector form (lf_vec_exp_sum_f32 with sub 0) against
+   exp in double, within 2 ulp; the special values exactly */
+static void check_exp(int isa)
+{
+    enum { n = 1 << 20 };
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    char name[64], detail[160];
+    snprintf(name, sizeof name, "exp_f32_%s", isa_name(isa));
+    if (!x || !y) {
+        report(0, name, "out of memory");
+        return;
+    }
+    static const float special[] = { 0.0f, -0.0f, 1.0f, -1.0f, 88.72f, 88.7228f, 88.73f, 89.0f, 100.0f, -87.3f,
+                                     -87.34f, -88.0f, -100.0f, -103.9f, -104.0f, -105.0f, -1000.0f, 1e-8f,
+                                     -1e-8f, 0.34657359f, -0.34657359f, 0.5f, 20.0f, -20.0f };
+    int ns = sizeof special / sizeof special[0];
+    for (int i = 0; i < n; i++) {
+        if (i < ns)
+            x[i] = special[i];
+        else if (i % 3 == 0) /* the whole range */
+            x[i] = 96.0f * rng_uniform() - 8.0f;
+        else if (i % 3 == 1) /* beyond it */
+            x[i] = 110.0f * rng_uniform();
+        else /* softmax's arguments: <= 0, mostly small */
+            x[i] = -fabsf(rng_uniform()) * 30.0f;
+    }
+    memcpy(y, x, n * sizeof *x);
+    lf_cpu_set_isa(isa);
+    lf_vec_exp_sum_f32(y, n - 3, 0.0f); /* n - 3: a tail that is not a whole vector */
+    lf_vec_exp_sum_f32(y + n - 3, 3, 0.0f);
+    double max_v = 0, max_s = 0;
+    for (int i = 0; i < n; i++) {
+        double want = exp((double)x[i]);
+        double ev = ulp_err(y[i], want), es = ulp_err(lf_expf(x[i]), want);
+        max_v = ev > max_v || isnan(ev) ? ev : max_v;
+        max_s = es > max_s || isnan(es) ? es : max_s;
+    }
+    /* the sum, as softmax uses it: exp(x - max) over 1001 values */
+    double want_sum = 0;
+    for (int i = 0; i < 1001; i++) {
+        y[i] = 10.0f * rng_uniform();
+        want_sum += exp((double)y[i] - 9.5);
+    }
+    float sum = lf_vec_exp_sum_f32(y, 1001, 9.5f);
+    float inf = INFINITY, nan = NAN, v[3] = { inf, -inf, nan };
+    lf_vec_exp_sum_f32(v, 3, 0.0f);
+    int special_ok = v[0] == inf && v[1] == 0.0f && isnan(v[2]) && lf_expf(inf) == inf && lf_expf(-inf) == 0.0f &&
+                     isnan(lf_expf(nan)) && lf_expf(0.0f) == 1.0f;
+    double sum_err = fabs(sum - want_sum) / want_sum;
+    snprintf(detail, sizeof detail, "max ulp error: vector %.3g, scalar %.3g (2 allowed); sum rel err %.3g; "
+             "inf/-inf/nan/0 %s", max_v, max_s, sum_err, special_ok ? "ok" : "wrong");
+    report(max_v <= 2 && max_s <= 2 && sum_err < 1e-5 && special_ok, name, detail);
+    lf_cpu_set_isa(-1);
+    free(x);
+    free(y);
+}
+
+/* dot_rows, weighted_rows, axpy, scale, silu_mul against scalar loops in
+   double, for n from 0 to 150 and a strided layout */
+static void check_vec_ops(int isa)
+{
+    enum { maxn = 150, rows = 7, ld = 163 };
+    float w[rows * ld], x[ld], p[rows], out[ld], y[ld], y0[ld], g[ld], u[ld];
+    double worst[5] = { 0 };
+    lf_cpu_set_isa(isa);
+    for (int n = 0; n <= maxn; n++) {
+        for (int i = 0; i < rows * ld; i++)
+            w[i] = rng_uniform();
+        for (int i = 0; i < ld; i++) {
+            x[i] = rng_uniform();
+            y[i] = y0[i] = rng_uniform();
+            g[i] = 12.0f * rng_uniform();
+            u[i] = rng_uniform();
+        }
+        for (int r = 0; r < rows; r++)
+            p[r] = rng_uniform();
+        /* dot products of rows of n, stride ld */
+        lf_vec_dot_rows_f32(out, w, ld, x, rows, n);
+        for (int r = 0; r < rows; r++) {
+            double want = 0;
+            for (int k = 0; k < n; k++)
+                want += (double)w[r * ld + k] * x[k];
+            double e = fabs(out[r] - want);
+            worst[0] = e > worst[0] || isnan(e) ? e : worst[0];
+        }
+        /* weighted sum of rows: out[j] = sum_r p[r] w[r, j], j < n */
+        lf_vec_weighted_rows_f32(out, p, w, ld, rows, n);
+        for (int j = 0; j < n; j++) {
+            double want = 0;
+            for (int r = 0; r < rows; r++)
+                want += (double)p[r] * w[r * ld + j];
+            double e = fabs(out[j] - want);
+            worst[1] = e > worst[1] || isnan(e) ? e : worst[1];
+        }
+        /* y += a x, then x *= a (y[n] must stay) */
+        lf_vec_axpy_f32(y, 0.375f, x, n);
+        for (int i = 0; i <= n && i < ld; i++) {
+            double want = i < n ? y0[i] + 0.375 * x[i] : y0[i];
+            double e = fabs(y[i] - want);
+            worst[2] = e > worst[2] || isnan(e) ? e : worst[2];
+        }
+        memcpy(y, x, sizeof x);
+        lf_vec_scale_f32(y, -1.5f, n);
+        for (int i = 0; i <= n && i < ld; i++) {
+            double e = fabs(y[i] - (i < n ? -1.5 * x[i] : x[i]));
+            worst[3] = e > worst[3] || isnan(e) ? e : worst[3];
+        }
+        /* silu(g) * u, in place on g */
+        memcpy(y, g, sizeof g);
+        lf_vec_silu_mul_f32(y, y, u, n);
+        for (int i = 0; i <= n && i < ld; i++) {
+            double want = i < n ? g[i] / (1.0 + exp(-(double)g[i])) * u[i] : g[i];
+            double e = fabs(y[i] - want) / (fabs(want) + 1e-30);
+            worst[4] = (e > worst[4] || isnan(e)) && fabs(want) > 1e-30 ? e : worst[4];
+        }
+    }
+    lf_cpu_set_isa(-1);
+    static const char *names[] = { "dot_rows", "weighted_rows", "axpy", "scale", "silu_mul" };
+    static const double tol[] = { 2e-6 * maxn, 2e-6 * rows, 1e-7, 1e-7, 3e-7 };
+    for (int i = 0; i < 5; i++) {
+        char name[64], detail[96];
+        snprintf(name, sizeof name, "vec_%s_f32_%s", names[i], isa_name(isa));
+        snprintf(detail, sizeof detail, "max err %.3g > tol %.3g", worst[i], tol[i]);
+        report(worst[i] <= tol[i], name, detail);
+    }
+}
+
+/* lf_cpu_gemv_multi_f32 (M vectors, three weights) against the naive
+   product; 1, 2 and 3 threads give the same bits, and so does
+   lf_cpu_gemv_f32 on each vector and weight alone */
+static void check_gemv(int isa, int M, int N, int K)
+{
+    int N2 = N / 3 + 1, N3 = 2 * N + 5, Ns[3] = { N, N2, N3 };
+    size_t nw = (size_t)(N + N2 + N3) * K, nx = (size_t)M * K, no = (size_t)M * (N + N2 + N3);
+    float *w = malloc((nw ? nw : 1) * sizeof *w), *x = malloc((nx ? nx : 1) * sizeof *x);
+    float *buf = malloc((no + 3) * sizeof *buf), *first = malloc((no + 3) * sizeof *first);
+    float *one = malloc((size_t)(N3 + 1) * sizeof *one);
+    double *ref = malloc((size_t)(M * N3 + 1) * sizeof *ref);
+    char name[64], detail[160];
+    snprintf(name, sizeof name, "gemv_f32_M%d_%dx%d_%s", M, N, K, isa_name(isa));
+    for (size_t i = 0; i < nw; i++)
+        w[i] = rng_uniform();
+    for (size_t i = 0; i < nx; i++)
+        x[i] = rng_uniform();
+    const float *ws[3] = { w, w + (size_t)N * K, w + (size_t)(N + N2) * K };
+    /* the three outputs one after another, one guard float after each */
+    float *out[3] = { buf, buf + (size_t)M * N + 1, buf + (size_t)M * (N + N2) + 2 };
+    lf_cpu_set_isa(isa);
+    double max_err = 0, tol = 1e-6 * (K + 1) + 1e-6;
+    int same = 1;
+    for (int threads = 1; threads <= 3; threads++) {
+        omp_set_num_threads(threads);
+        for (size_t i = 0; i < no + 3; i++)
+            buf[i] = NAN;
+        for (int i = 0; i < 3; i++)
+            out[i][(size_t)M * Ns[i]] = 12345.0f; /* past the end stays */
+        lf_cpu_gemv_multi_f32(out, ws, Ns, 3, x, M, K);
+        for (int i = 0; i < 3; i++) {
+            naive_matmul_nt(ref, x, ws[i], M, Ns[i], K);
+            for (size_t j = 0; j < (size_t)M * Ns[i]; j++) {
+                double e = fabs((double)out[i][j] - ref[j]);
+                max_err = e > max_err || isnan(e) ? e : max_err;
+            }
+            same &= out[i][(size_t)M * Ns[i]] == 12345.0f;
+            for (int m = 0; m < M; m++) {
+                lf_cpu_gemv_f32(one, ws[i], x + (size_t)m * K, Ns[i], K);
+                same &= memcmp(one, out[i] + (size_t)m * Ns[i], (size_t)Ns[i] * sizeof(float)) == 0;
+            }
+        }
+        if (threads == 1)
+            memcpy(first, buf, (no + 3) * sizeof *buf);
+        else
+            same &= memcmp(first, buf, (no + 3) * sizeof *buf) == 0;
+    }
+    omp_set_num_threads(2);
+    lf_cpu_set_isa(-1);
+    snprintf(detail, sizeof detail, "max abs err %.3g (tol %.3g); same bits for 1/2/3 threads and alone: %s",
+             max_err, tol, same ? "yes" : "no");
+    report(max_err <= tol && same, name, detail);
+    free(w);
+    free(x);
+    free(buf);
+    free(first);
+    free(one);
+    free(ref);
+}
+
+/* attention in double from the definition (ops.h): causal, window,
+   softcap, grouped-query */
+static void attention_ref(double *out, const float *q, const float *k, const float *v, int T, int S, int q0,
+                          const struct lf_attn *a)
+{
+    int qs = a->heads * a->d, ks = a->kv_heads * a->d, group = a->heads / a->kv_heads;
+    double *sc = malloc((size_t)S * sizeof *sc);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < a->heads; h++) {
+            int kh = h / group, p = q0 + t, lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+            double mx = -INFINITY, sum = 0;
+            for (int s = lo; s <= p; s++) {
+                double d = 0;
+                for (int i = 0; i < a->d; i++)
+                    d += (double)q[(size_t)t * qs + h * a->d + i] * k[(size_t)s * ks + kh * a->d + i];
+                d *= a->scale;
+                if (a->softcap > 0)
+                    d = a->softcap * tanh(d / a->softcap);
+                sc[s] = d;
+                mx = d > mx ? d : mx;
+            }
+            for (int s = lo; s <= p; s++)
+                sum += sc[s] = exp(sc[s] - mx);
+            for (int i = 0; i < a->d; i++) {
+                double o = 0;
+                for (int s = lo; s <= p; s++)
+                    o += sc[s] / sum * v[(size_t)s * ks + kh * a->d + i];
+                out[(size_t)t * qs + h * a->d + i] = o;
+            }
+        }
+    free(sc);
+}
+
+static void check_attention(int isa, int T, int q0, int heads, int kv_heads, int d, int window, float softcap)
+{
+    int S = q0 + T, qs = heads * d, ks = kv_heads * d;
+    float *q = malloc((size_t)T * qs * sizeof *q), *k = malloc((size_t)S * ks * sizeof *k);
+    float *v = malloc((size_t)S * ks * sizeof *v), *out = malloc((size_t)T * qs * sizeof *out);
+    float *first = malloc((size_t)T * qs * sizeof *first), *scratch = malloc((size_t)T * S * sizeof *scratch);
+    double *ref = malloc((size_t)T * qs * sizeof *ref);
+    for (size_t i = 0; i < (size_t)T * qs; i++)
+        q[i] = 2.0f * rng_uniform();
+    for (size_t i = 0; i < (size_t)S * ks; i++) {
+        k[i] = 2.0f * rng_uniform();
+        v[i] = rng_uniform();
+    }
+    struct lf_attn a = { heads, kv_heads, d, 1.0f / sqrtf((float)d), softcap, window };
+    attention_ref(ref, q, k, v, T, S, q0, &a);
+    lf_cpu_set_isa(isa);
+    double max_err = 0;
+    int same = 1;
+    for (int threads = 1; threads <= 3; threads++) {
+        omp_set_num_threads(threads);
+        for (size_t i = 0; i < (size_t)T * qs; i++)
+            out[i] = NAN;
+        lf_cpu_attention_f32(out, q, k, v, T, S, q0, &a, scratch);
+        for (size_t i = 0; i < (size_t)T * qs; i++) {
+            double e = fabs(out[i] - ref[i]);
+            max_err = e > max_err || isnan(e) ? e : max_err;
+        }
+        if (threads == 1)
+            memcpy(first, out, (size_t)T * qs * sizeof *out);
+        else
+            same &= memcmp(first, out, (size_t)T * qs * sizeof *out) == 0;
+    }
+    omp_set_num_threads(2);
+    lf_cpu_set_isa(-1);
+    char name[96], detail[128];
+    snprintf(name, sizeof name, "attention_f32_T%d_q0%d_h%d_kv%d_d%d_w%d_cap%g_%s", T, q0, heads, kv_heads, d,
+             window, softcap, isa_name(isa));
+    snprintf(detail, sizeof detail, "max abs err %.3g > 2e-6, or threads change bits (%s)", max_err,
+             same ? "same" : "differ");
+    report(max_err <= 2e-6 && same, name, detail);
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(first);
+    free(scratch);
+    free(ref);
+}
+
+/* lf_cpu_gated_act_f32 silu (act 0) over a length that splits unevenly */
+static void check_gated_silu(int isa, long n)
+{
+    float *g = malloc(n * sizeof *g), *u = malloc(n * sizeof *u), *out = malloc(n * sizeof *out);
+    for (long i = 0; i < n; i++) {
+        g[i] = 20.0f * rng_uniform();
+        u[i] = rng_uniform();
+    }
+    lf_cpu_set_isa(isa);
+    lf_cpu_gated_act_f32(out, g, u, n, 0);
+    lf_cpu_set_isa(-1);
+    double max_rel = 0;
+    for (long i = 0; i < n; i++) {
+        double want = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        double e = fabs(out[i] - want) / (fabs(want) + 1e-30);
+        max_rel = e > max_rel || isnan(e) ? e : max_rel;
+    }
+    char name[64], detail[96];
+    snprintf(name, sizeof name, "gated_act_silu_f32_%ld_%s", n, isa_name(isa));
+    snprintf(detail, sizeof detail, "max rel err %.3g > 3e-7", max_rel);
+    report(max_rel <= 3e-7, name, detail);
+    free(g);
+    free(u);
+    free(out);
+}
+
+static void check_vector_kernels(void)
+{
+    int isas[2] = { LF_CPU_ISA_PORTABLE, LF_CPU_ISA_AVX512 }, nisa = 1;
+    lf_cpu_set_isa(-1);
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512)
+        nisa = 2;
+    else
+        printf("# this CPU has no AVX-512: the portable kernels only\n");
+    static const int gemv_shapes[][2] = { { 1, 1 },  { 3, 5 },     { 17, 15 },  { 33, 16 },  { 5, 17 },
+                                          { 9, 31 }, { 64, 33 },   { 7, 63 },   { 11, 64 },  { 13, 65 },
+                                          { 100, 127 }, { 257, 513 }, { 130, 1376 }, { 4, 0 }, { 0, 8 } };
+    static const int attn[][7] = { /* T, q0, heads, kv_heads, d, window, softcap */
+        { 1, 0, 2, 1, 8, 0, 0 },     { 1, 37, 4, 2, 16, 0, 0 },   { 1, 100, 3, 3, 13, 9, 0 },
+        { 5, 0, 2, 2, 8, 0, 0 },     { 45, 0, 4, 2, 16, 0, 0 },   { 70, 3, 6, 2, 17, 0, 0 },
+        { 33, 40, 2, 1, 64, 0, 0 },  { 64, 0, 4, 4, 16, 8, 0 },   { 40, 10, 2, 2, 8, 7, 4 },
+        { 1, 20, 2, 2, 8, 0, 4 },    { 100, 0, 2, 1, 65, 31, 0 },
+    };
+    for (int i = 0; i < nisa; i++) {
+        check_exp(isas[i]);
+        check_vec_ops(isas[i]);
+        for (size_t j = 0; j < sizeof gemv_shapes / sizeof gemv_shapes[0]; j++)
+            for (int M = 1; M <= 9; M += M < 5 ? 1 : 4) /* 1 2 3 4 5 9 */
+                check_gemv(isas[i], M, gemv_shapes[j][0], gemv_shapes[j][1]);
+        for (size_t j = 0; j < sizeof attn / sizeof attn[0]; j++)
+            check_attention(isas[i], attn[j][0], attn[j][1], attn[j][2], attn[j][3], attn[j][4], attn[j][5],
+                            (float)attn[j][6]);
+        check_gated_silu(isas[i], 1000003);
+        check_gated_silu(isas[i], 37);
+    }
+}
+
 int main(void)
 {
     check_bf16_patterns();
@@ -215,6 +570,7 @@ int main(void)
         check_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 0.0f);
         check_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 0.75f);
     }
+    check_vector_kernels();
     if (failures) {
         printf("kernels_cpu_check: %d check(s) failed\n", failures);
         return 1;

@@ -1,0 +1,360 @@
+/* kernels/cpu/vec.c — the single-threaded vector building blocks of
+ * vec.h: an AVX-512 version of each (functions compiled with
+ * target("avx512f"), chosen at run time) and the portable C one.
+ *
+ * exp: x = n ln2 + r with n = rint(x / ln2) and |r| <= ln2 / 2 (ln2 in two
+ * parts, Cody and Waite), exp(r) by Cephes' expf polynomial (relative error
+ * 1.7e-7 on that interval), times 2^n in two steps so that overflow, gradual
+ * underflow and rounding come out as IEEE multiplication gives them. */
+#include "vec.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- which instruction set ---- */
+
+static int forced_isa = -1;
+
+static int cpu_best_isa(void)
+{
+    static int best = -1;
+    if (best < 0) {
+        const char *env = getenv("LF_CPU_ISA");
+        __builtin_cpu_init();
+        /* benign race: every thread computes the same value */
+        best = env && !strcmp(env, "portable") ? LF_CPU_ISA_PORTABLE
+               : __builtin_cpu_supports("avx512f") ? LF_CPU_ISA_AVX512
+                                                   : LF_CPU_ISA_PORTABLE;
+    }
+    return best;
+}
+
+int lf_cpu_isa(void)
+{
+    int best = cpu_best_isa();
+    if (forced_isa == LF_CPU_ISA_PORTABLE)
+        return LF_CPU_ISA_PORTABLE;
+    return best;
+}
+
+void lf_cpu_set_isa(int isa)
+{
+    forced_isa = isa;
+}
+
+/* ---- exp constants ---- */
+
+#define EXP_HI 88.8f             /* above: +inf (exp(88.73) > FLT_MAX) */
+#define EXP_LO -104.0f           /* below: 0 (exp(-104) < half the least subnormal) */
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_C1 0.693359375f      /* ln2's leading bits: n * C1 is exact */
+#define EXP_C2 -2.12194440e-4f   /* ln2 - C1 */
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+#define ROUND_MAGIC 12582912.0f  /* 1.5 * 2^23: adding and subtracting it rounds to an integer */
+
+/* ---- portable C ---- */
+
+static float pow2i(int n) /* 2^n for -126 <= n <= 127 */
+{
+    uint32_t u = (uint32_t)(n + 127) << 23;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float lf_expf(float x)
+{
+    if (x != x)
+        return x;
+    x = x > EXP_HI ? EXP_HI : x < EXP_LO ? EXP_LO : x;
+    float n = (x * EXP_LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    float r = x - n * EXP_C1;
+    r = r - n * EXP_C2;
+    float p = EXP_P0;
+    p = p * r + EXP_P1;
+    p = p * r + EXP_P2;
+    p = p * r + EXP_P3;
+    p = p * r + EXP_P4;
+    p = p * r + EXP_P5;
+    float y = p * (r * r) + r + 1.0f;
+    int ni = (int)n, n1 = ni >> 1, n2 = ni - n1; /* both within [-75, 64] */
+    return y * pow2i(n1) * pow2i(n2);
+}
+
+static float dot_portable(const float *w, const float *x, int K)
+{
+    float acc[16] = { 0 };
+    int k = 0;
+    for (; k + 16 <= K; k += 16)
+        for (int j = 0; j < 16; j++)
+            acc[j] += w[k + j] * x[k + j];
+    for (int j = 0; k + j < K; j++)
+        acc[j] += w[k + j] * x[k + j];
+    for (int s = 8; s > 0; s /= 2)
+        for (int j = 0; j < s; j++)
+            acc[j] += acc[j + s];
+    return acc[0];
+}
+
+/* ---- AVX-512 ---- */
+
+__attribute__((target("avx512f"))) static inline __m512 exp_avx512(__m512 x)
+{
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(EXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_C1), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_C2), r);
+    __m512 p = _mm512_set1_ps(EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P5));
+    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    /* y * 2^n, one rounding, overflow and gradual underflow as IEEE */
+    y = _mm512_scalef_ps(y, n);
+    return _mm512_mask_blend_ps(nan, y, x);
+}
+
+__attribute__((target("avx512f"))) static inline __mmask16 tail_mask(int left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+/* one row, read front to back (one stream per thread is what the
+   hardware prefetcher follows best: rows side by side measured slower):
+   four accumulators over 64-float steps, then 16-float steps, then a
+   masked tail */
+__attribute__((target("avx512f"))) static float dot1_avx512(const float *w, const float *x, int K)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 16), _mm512_loadu_ps(x + k + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 32), _mm512_loadu_ps(x + k + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 48), _mm512_loadu_ps(x + k + 48), a3);
+    }
+    for (; k + 16 <= K; k += 16)
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a0);
+    if (k < K) {
+        __mmask16 m = tail_mask(K - k);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + k), _mm512_maskz_loadu_ps(m, x + k), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+/* dot1_avx512 for four vectors x0..x3 against one row w, each with the
+   same accumulators and order as dot1_avx512, w loaded once */
+__attribute__((target("avx512f"))) static void dot4_avx512(float *out, long ldo, const float *w, const float *x,
+                                                           long ldx, int K)
+{
+    const float *x0 = x, *x1 = x + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+    __m512 z = _mm512_setzero_ps();
+    __m512 a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+    __m512 a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+        __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
+        __m512 w2 = _mm512_loadu_ps(w + k + 32), w3 = _mm512_loadu_ps(w + k + 48);
+        a00 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x0 + k), a00);
+        a01 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x0 + k + 16), a01);
+        a02 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x0 + k + 32), a02);
+        a03 = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x0 + k + 48), a03);
+        a10 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x1 + k), a10);
+        a11 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x1 + k + 16), a11);
+        a12 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x1 + k + 32), a12);
+        a13 = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x1 + k + 48), a13);
+        a20 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x2 + k), a20);
+        a21 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x2 + k + 16), a21);
+        a22 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x2 + k + 32), a22);
+        a23 = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x2 + k + 48), a23);
+        a30 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x3 + k), a30);
+        a31 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x3 + k + 16), a31);
+        a32 = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x3 + k + 32), a32);
+        a33 = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x3 + k + 48), a33);
+    }
+    for (; k + 16 <= K; k += 16) {
+        __m512 w0 = _mm512_loadu_ps(w + k);
+        a00 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x0 + k), a00);
+        a10 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x1 + k), a10);
+        a20 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x2 + k), a20);
+        a30 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x3 + k), a30);
+    }
+    if (k < K) {
+        __mmask16 m = tail_mask(K - k);
+        __m512 w0 = _mm512_maskz_loadu_ps(m, w + k);
+        a01 = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x0 + k), a01);
+        a11 = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x1 + k), a11);
+        a21 = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x2 + k), a21);
+        a31 = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x3 + k), a31);
+    }
+    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a00, a01), _mm512_add_ps(a02, a03)));
+    out[ldo] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a10, a11), _mm512_add_ps(a12, a13)));
+    out[2 * ldo] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a20, a21), _mm512_add_ps(a22, a23)));
+    out[3 * ldo] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a30, a31), _mm512_add_ps(a32, a33)));
+}
+
+__attribute__((target("avx512f"))) static void dot_rows_avx512(float *out, long ldo, const float *w, long ldw,
+                                                               const float *x, long ldx, int M, int rows, int K)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *wr = w + (long)r * ldw;
+        int m = 0;
+        for (; m + 4 <= M; m += 4)
+            dot4_avx512(out + (long)m * ldo + r, ldo, wr, x + (long)m * ldx, ldx, K);
+        for (; m < M; m++)
+            out[(long)m * ldo + r] = dot1_avx512(wr, x + (long)m * ldx, K);
+    }
+}
+
+/* columns in chunks of 64 held in four registers over all the rows */
+__attribute__((target("avx512f"))) static void weighted_rows_avx512(float *out, const float *p, const float *v,
+                                                                    long ldv, int rows, int n)
+{
+    for (int j = 0; j < n; j += 64) {
+        __mmask16 m0 = tail_mask(n - j), m1 = tail_mask(n - j - 16 > 0 ? n - j - 16 : 0);
+        __mmask16 m2 = tail_mask(n - j - 32 > 0 ? n - j - 32 : 0), m3 = tail_mask(n - j - 48 > 0 ? n - j - 48 : 0);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int r = 0; r < rows; r++) {
+            const float *vr = v + (long)r * ldv + j;
+            __m512 pr = _mm512_set1_ps(p[r]);
+            a0 = _mm512_fmadd_ps(pr, _mm512_maskz_loadu_ps(m0, vr), a0);
+            a1 = _mm512_fmadd_ps(pr, _mm512_maskz_loadu_ps(m1, vr + 16), a1);
+            a2 = _mm512_fmadd_ps(pr, _mm512_maskz_loadu_ps(m2, vr + 32), a2);
+            a3 = _mm512_fmadd_ps(pr, _mm512_maskz_loadu_ps(m3, vr + 48), a3);
+        }
+        _mm512_mask_storeu_ps(out + j, m0, a0);
+        _mm512_mask_storeu_ps(out + j + 16, m1, a1);
+        _mm512_mask_storeu_ps(out + j + 32, m2, a2);
+        _mm512_mask_storeu_ps(out + j + 48, m3, a3);
+    }
+}
+
+__attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x, int n)
+{
+    __m512 av = _mm512_set1_ps(a);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 yv = _mm512_maskz_loadu_ps(m, y + i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), yv));
+    }
+}
+
+__attribute__((target("avx512f"))) static void scale_avx512(float *x, float a, int n)
+{
+    __m512 av = _mm512_set1_ps(a);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(av, _mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+__attribute__((target("avx512f"))) static float exp_sum_avx512(float *x, int n, float sub)
+{
+    __m512 s = _mm512_set1_ps(sub), acc = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        acc = _mm512_mask_add_ps(acc, m, acc, e);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+__attribute__((target("avx512f"))) static void silu_mul_avx512(float *out, const float *gate, const float *up, long n)
+{
+    __m512 one = _mm512_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i > 16 ? 16 : (int)(n - i));
+        __m512 g = _mm512_maskz_loadu_ps(m, gate + i), u = _mm512_maskz_loadu_ps(m, up + i);
+        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        __m512 y = _mm512_div_ps(g, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(y, u));
+    }
+}
+
+/* ---- dispatch ---- */
+
+void lf_vec_dot_rows_m_f32(float *out, long ldo, const float *w, long ldw, const float *x, long ldx, int M, int rows,
+                           int K)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        dot_rows_avx512(out, ldo, w, ldw, x, ldx, M, rows, K);
+        return;
+    }
+    for (int r = 0; r < rows; r++)
+        for (int m = 0; m < M; m++)
+            out[(long)m * ldo + r] = dot_portable(w + (long)r * ldw, x + (long)m * ldx, K);
+}
+
+void lf_vec_dot_rows_f32(float *out, const float *w, long ldw, const float *x, int rows, int K)
+{
+    lf_vec_dot_rows_m_f32(out, 0, w, ldw, x, 0, 1, rows, K);
+}
+
+void lf_vec_weighted_rows_f32(float *out, const float *p, const float *v, long ldv, int rows, int n)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        weighted_rows_avx512(out, p, v, ldv, rows, n);
+        return;
+    }
+    memset(out, 0, (size_t)n * sizeof *out);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < n; j++)
+            out[j] += p[r] * v[(long)r * ldv + j];
+}
+
+void lf_vec_axpy_f32(float *y, float a, const float *x, int n)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        axpy_avx512(y, a, x, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+void lf_vec_scale_f32(float *x, float a, int n)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        scale_avx512(x, a, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        x[i] *= a;
+}
+
+float lf_vec_exp_sum_f32(float *x, int n, float sub)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512)
+        return exp_sum_avx512(x, n, sub);
+    float sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = lf_expf(x[i] - sub);
+        sum += x[i];
+    }
+    return sum;
+}
+
+void lf_vec_silu_mul_f32(float *out, const float *gate, const float *up, long n)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        silu_mul_avx512(out, gate, up, n);
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + lf_expf(-g)) * up[i];
+    }
+}

@@ -1,0 +1,67 @@
+/* kernels/cpu/vec.h — single-threaded vector building blocks of the CPU
+ * kernels (matmul.c, ops.c): dot products of matrix rows with one vector,
+ * y += a x, exp with a known error, softmax's exp-and-sum, silu(gate) * up.
+ * Each has an AVX-512 version, used where the CPU has avx512f (checked at
+ * run time; compiled with target attributes, so the build flags stay
+ * portable), and a portable C version.  Both compute the same formulas;
+ * sums may be grouped differently.
+ *
+ * Every result of a row (a dot product, an exp) depends only on that row's
+ * inputs, never on how the rows are split over calls or threads. */
+#ifndef LF_KERNELS_CPU_VEC_H
+#define LF_KERNELS_CPU_VEC_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { LF_CPU_ISA_PORTABLE = 0, LF_CPU_ISA_AVX512 = 1 };
+
+/* The instruction set the kernels use: the best this CPU has, or the one
+   set by lf_cpu_set_isa.  LF_CPU_ISA=portable in the environment forces
+   the portable C. */
+int lf_cpu_isa(void);
+/* Force an instruction set (tests compare both); -1: back to the CPU's
+   best.  Asking for AVX-512 on a CPU without it gives the portable C. */
+void lf_cpu_set_isa(int isa);
+
+/* out[r] = sum_k w[r * ldw + k] * x[k] for r < rows. */
+void lf_vec_dot_rows_f32(float *out, const float *w, long ldw, const float *x, int rows, int K);
+
+/* The same for M vectors at once, each row of w read once for all of
+   them: out[m * ldo + r] = sum_k w[r * ldw + k] * x[m * ldx + k] for
+   m < M, r < rows; each result has the same bits as
+   lf_vec_dot_rows_f32's. */
+void lf_vec_dot_rows_m_f32(float *out, long ldo, const float *w, long ldw, const float *x, long ldx, int M, int rows,
+                           int K);
+
+/* out[j] = sum_r p[r] * v[r * ldv + j] for j < n, r < rows: a weighted
+   sum of rows (attention's probabilities times the values of one query);
+   out must not alias p or v. */
+void lf_vec_weighted_rows_f32(float *out, const float *p, const float *v, long ldv, int rows, int n);
+
+/* y[i] += a * x[i] for i < n. */
+void lf_vec_axpy_f32(float *y, float a, const float *x, int n);
+
+/* x[i] *= a for i < n. */
+void lf_vec_scale_f32(float *x, float a, int n);
+
+/* exp(x) in f32: within 2 ulp of the exact value where that is a normal
+   float; results under FLT_MIN (x < -87.3) come out as zero or subnormal
+   with an absolute error under 2^-126, x > 88.72 gives +inf, NaN stays
+   NaN.  The scalar form of what the vector forms compute. */
+float lf_expf(float x);
+
+/* x[i] = exp(x[i] - sub) for i < n (lf_expf's accuracy); returns their
+   sum. */
+float lf_vec_exp_sum_f32(float *x, int n, float sub);
+
+/* out[i] = gate[i] / (1 + exp(-gate[i])) * up[i] for i < n; out may alias
+   gate or up. */
+void lf_vec_silu_mul_f32(float *out, const float *gate, const float *up, long n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
