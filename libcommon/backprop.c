@@ -35,10 +35,11 @@ static float *grad_of(const struct lf_model *m, float *const *grads, const float
 
 static struct lf_lora_grad lora_grad_of(const struct lf_model *m, float *const *grads, const struct lf_lora *l)
 {
-	struct lf_lora_grad g = { NULL, NULL };
+	struct lf_lora_grad g = { NULL, NULL, NULL };
 	if (l->r) {
 		g.A = grad_of(m, grads, l->A);
 		g.B = grad_of(m, grads, l->B);
+		g.mag = grad_of(m, grads, l->mag);
 	}
 	return g;
 }
@@ -186,6 +187,24 @@ int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_t
 	bp->dup = floats(P * I);
 	bp->lora_u = floats(P * r);
 	bp->lora_t = floats(P * r);
+	bp->model = m;
+	if (m->max_rank > 0) {
+		size_t in = qd > I ? qd : I;
+		in = in > H ? in : H;
+		bp->xdrop = floats(P * in);
+		bp->tdrop = floats(P * in);
+	}
+	if (m->max_rank > 0) { /* DoRA's scratch: rows of B A, norms, the undivided output and its gradient */
+		size_t out = qd > I ? qd : I, in = qd > I ? qd : I;
+		out = out > H ? out : H;
+		in = in > H ? in : H;
+		if (moe)
+			out = out > E ? out : E;
+		bp->dora_ba = floats(64 * in);
+		bp->dora_wn = floats(out);
+		bp->dora_z = floats(P * out);
+		bp->dora_dz = floats(P * out);
+	}
 	if (moe) {
 		bp->expert_load = lf_calloc(K * E + 2 * E + 1, sizeof *bp->expert_load);
 		bp->dprobs = floats(N * E);
@@ -220,7 +239,8 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 		acts_free(&bp->acts[i]);
 	float *p[] = { bp->xs, bp->dx, bp->dh1, bp->dh2, bp->dmid, bp->dq, bp->dk, bp->dv, bp->dqk_raw, bp->datt,
 		       bp->dgate, bp->dup, bp->lora_u, bp->lora_t, bp->scores, bp->xg, bp->xf, bp->dxf, bp->logits,
-		       bp->capped, bp->inv_freq, bp->attn_factor, bp->dprobs, bp->dweights, bp->dxe, bp->deo };
+		       bp->capped, bp->inv_freq, bp->attn_factor, bp->dprobs, bp->dweights, bp->dxe, bp->deo,
+		       bp->dora_ba, bp->dora_wn, bp->dora_z, bp->dora_dz, bp->xdrop, bp->tdrop };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);
 	free(bp->expert_load);
@@ -237,44 +257,149 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 /* ---- linear layers ---- */
 
 /* out = x W^T (+ b) (+ s B (A x)); u holds x A^T for the backward. */
-static void linear_fwd(float *out, const float *x, const float *w, const float *b, const struct lf_lora *lora,
-		       float *u, int N, int out_f, int in_f)
+/* ---- LoRA dropout ---- */
+
+static uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* The module a LoRA pair belongs to: the index of its A in the model's
+ * tensor table (fused projections share one A, and one mask, as PEFT's
+ * single module does). */
+static uint64_t lora_module(const struct lf_model *m, const struct lf_lora *l)
+{
+	for (size_t i = 0; i < m->ntensors; i++)
+		if (m->tensors[i].data == l->A)
+			return i;
+	return m->ntensors;
+}
+
+/* out = x * keep / (1 - p), or keep / (1 - p) alone (x NULL): element i is
+ * kept when the hash of (seed, module, i) falls at or above p. */
+static void dropout_mask(const struct lf_backprop *bp, uint64_t module, const float *x, float *out, size_t n)
+{
+	float scale = 1.0f / (1.0f - bp->lora_dropout);
+	uint64_t key = mix64(bp->noise_seed ^ mix64(module + 0x9e3779b97f4a7c15ULL));
+	#pragma omp parallel for if (n > 65536)
+	for (size_t i = 0; i < n; i++) {
+		double u = (double)(mix64(key + i) >> 11) * 0x1.0p-53;
+		float k = u >= bp->lora_dropout ? scale : 0.0f;
+		out[i] = x ? x[i] * k : k;
+	}
+}
+
+/* DoRA's row norms ||W_j + scale (B A)_j|| (PEFT computes them in the
+ * forward pass and detaches them), 64 rows of B A at a time. */
+static void dora_norms(struct lf_backprop *bp, const float *w, const struct lf_lora *l, int out_f, int in_f)
+{
+	for (int j0 = 0; j0 < out_f; j0 += 64) {
+		int k = out_f - j0 < 64 ? out_f - j0 : 64;
+		lf_cpu_matmul_nn_f32(bp->dora_ba, l->B + (size_t)j0 * l->r, l->A, k, l->r, in_f, 0.0f);
+		for (int j = 0; j < k; j++) {
+			const float *wr = w + (size_t)(j0 + j) * in_f, *br = bp->dora_ba + (size_t)j * in_f;
+			float ss = 0;
+			for (int i = 0; i < in_f; i++) {
+				float v = wr[i] + l->scale * br[i];
+				ss += v * v;
+			}
+			bp->dora_wn[j0 + j] = sqrtf(ss);
+		}
+	}
+}
+
+/* out = x W^T (+ s B (A x)), scaled per output by DoRA's m / ||W + s B A||
+ * where the adapter has a magnitude, (+ b); u holds x A^T. */
+static void linear_fwd(struct lf_backprop *bp, float *out, const float *x, const float *w, const float *b,
+		       const struct lf_lora *lora, float *u, int N, int out_f, int in_f)
 {
 	lf_cpu_matmul_nt_f32(out, x, w, N, out_f, in_f);
+	if (lora->r) {
+		const float *xa = x;
+		if (bp->training && bp->lora_dropout > 0) {
+			dropout_mask(bp, lora_module(bp->model, lora), x, bp->xdrop, (size_t)N * in_f);
+			xa = bp->xdrop;
+		}
+		lf_cpu_matmul_nt_f32(u, xa, lora->A, N, lora->r, in_f);
+		lf_cpu_matmul_nt_acc_f32(out, u, lora->B, N, out_f, lora->r, lora->scale);
+	}
+	if (lora->r && lora->mag) {
+		dora_norms(bp, w, lora, out_f, in_f);
+		for (int j = 0; j < out_f; j++)
+			bp->dora_wn[j] = lora->mag[j] / bp->dora_wn[j];
+		for (int t = 0; t < N; t++)
+			for (int j = 0; j < out_f; j++)
+				out[(size_t)t * out_f + j] *= bp->dora_wn[j];
+	}
 	if (b)
 		for (int t = 0; t < N; t++)
 			for (int j = 0; j < out_f; j++)
 				out[(size_t)t * out_f + j] += b[j];
-	if (lora->r) {
-		lf_cpu_matmul_nt_f32(u, x, lora->A, N, lora->r, in_f);
-		lf_cpu_matmul_nt_acc_f32(out, u, lora->B, N, out_f, lora->r, lora->scale);
-	}
 }
 
 /* Backward of linear_fwd given dy: dx = beta dx + dy W (+ the adapter's
- * part); gradients of W, b, A and B added where they are trained. */
-static void linear_bwd(float *dx, float beta, const float *dy, const float *x, const float *w,
+ * part); gradients of W, b, A, B and DoRA's magnitude added where they are
+ * trained. */
+static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const float *dy, const float *x, const float *w,
 		       const struct lf_lora *lora, float *gw, float *gb, const struct lf_lora_grad *gl, float *u,
 		       float *t, int N, int out_f, int in_f)
 {
+	if (gb)
+		lf_cpu_bias_grad_f32(gb, dy, N, out_f);
+	int r = lora->r;
+	const float *xa = x; /* the adapter's input: x, or x with dropout */
+	bool drop = r && bp->training && bp->lora_dropout > 0;
+	uint64_t module = drop ? lora_module(bp->model, lora) : 0;
+	if (drop) {
+		dropout_mask(bp, module, x, bp->xdrop, (size_t)N * in_f);
+		xa = bp->xdrop;
+	}
+	if (r)
+		lf_cpu_matmul_nt_f32(u, xa, lora->A, N, r, in_f);
+	if (r && lora->mag) {
+		/* y = g (x W^T + s u B^T) + b, g = m / ||W + s B A|| held constant:
+		 * dm = sum over rows of dy z / ||.||, and dz = g dy goes on */
+		float *z = bp->dora_z, *dz = bp->dora_dz;
+		lf_cpu_matmul_nt_f32(z, x, w, N, out_f, in_f);
+		lf_cpu_matmul_nt_acc_f32(z, u, lora->B, N, out_f, r, lora->scale);
+		dora_norms(bp, w, lora, out_f, in_f);
+		for (int j = 0; j < out_f; j++) {
+			float g = lora->mag[j] / bp->dora_wn[j];
+			double dm = 0;
+			for (int i = 0; i < N; i++) {
+				dm += (double)dy[(size_t)i * out_f + j] * z[(size_t)i * out_f + j];
+				dz[(size_t)i * out_f + j] = dy[(size_t)i * out_f + j] * g;
+			}
+			if (gl->mag)
+				gl->mag[j] += (float)(dm / bp->dora_wn[j]);
+		}
+		dy = dz;
+	}
 	lf_cpu_matmul_nn_f32(dx, dy, w, N, out_f, in_f, beta);
 	if (gw)
 		lf_cpu_matmul_tn_acc_f32(gw, dy, x, N, out_f, in_f, 1.0f);
-	if (gb)
-		lf_cpu_bias_grad_f32(gb, dy, N, out_f);
-	if (!lora->r)
+	if (!r)
 		return;
-	int r = lora->r;
-	/* u = x A^T, t = s dy B: dx += t A, dB += s dy^T u, dA += t^T x */
-	lf_cpu_matmul_nt_f32(u, x, lora->A, N, r, in_f);
+	/* u = x A^T, t = s dy B: dx += t A, dB += s dy^T u, dA += t^T x (x
+	 * after the dropout) */
 	lf_cpu_matmul_nn_f32(t, dy, lora->B, N, out_f, r, 0.0f);
 	for (size_t i = 0; i < (size_t)N * r; i++)
 		t[i] *= lora->scale;
-	lf_cpu_matmul_nn_f32(dx, t, lora->A, N, r, in_f, 1.0f);
 	if (gl->B)
 		lf_cpu_matmul_tn_acc_f32(gl->B, dy, u, N, out_f, r, lora->scale);
 	if (gl->A)
-		lf_cpu_matmul_tn_acc_f32(gl->A, t, x, N, r, in_f, 1.0f);
+		lf_cpu_matmul_tn_acc_f32(gl->A, t, xa, N, r, in_f, 1.0f);
+	if (!drop) {
+		lf_cpu_matmul_nn_f32(dx, t, lora->A, N, r, in_f, 1.0f);
+		return;
+	}
+	/* through the dropout: dx += (t A) o keep / (1 - p) */
+	lf_cpu_matmul_nn_f32(bp->tdrop, t, lora->A, N, r, in_f, 0.0f);
+	dropout_mask(bp, module, NULL, bp->xdrop, (size_t)N * in_f);
+	for (size_t i = 0; i < (size_t)N * in_f; i++)
+		dx[i] += bp->tdrop[i] * bp->xdrop[i];
 }
 
 /* ---- mixture of experts (mixtral) ---- */
@@ -288,7 +413,7 @@ static void moe_route(const struct lf_model *m, const struct lf_layer *L, struct
 {
 	const struct lf_model_config *c = &m->cfg;
 	int H = c->hidden, E = c->experts, K = c->experts_per_tok;
-	linear_fwd(A->probs, A->xn2, L->router, NULL, &L->lrouter, bp->lora_u, N, E, H);
+	linear_fwd(bp, A->probs, A->xn2, L->router, NULL, &L->lrouter, bp->lora_u, N, E, H);
 	for (int t = 0; t < N; t++) {
 		float *p = A->probs + (size_t)t * E, mx = -INFINITY, sum = 0;
 		for (int e = 0; e < E; e++)
@@ -355,10 +480,10 @@ static void moe_fwd(const struct lf_model *m, const struct lf_layer *L, struct l
 		if (!n)
 			continue;
 		size_t oi = (size_t)i0 * I, oh = (size_t)i0 * H;
-		linear_fwd(A->gate + oi, A->xe + oh, L->w1[e], NULL, expert_lora(L->lw1, e), bp->lora_u, n, I, H);
-		linear_fwd(A->up + oi, A->xe + oh, L->w3[e], NULL, expert_lora(L->lw3, e), bp->lora_u, n, I, H);
+		linear_fwd(bp, A->gate + oi, A->xe + oh, L->w1[e], NULL, expert_lora(L->lw1, e), bp->lora_u, n, I, H);
+		linear_fwd(bp, A->up + oi, A->xe + oh, L->w3[e], NULL, expert_lora(L->lw3, e), bp->lora_u, n, I, H);
 		lf_cpu_gated_act_f32(A->h + oi, A->gate + oi, A->up + oi, (long)n * I, c->act);
-		linear_fwd(A->eo + oh, A->h + oi, L->w2[e], NULL, expert_lora(L->lw2, e), bp->lora_u, n, H, I);
+		linear_fwd(bp, A->eo + oh, A->h + oi, L->w2[e], NULL, expert_lora(L->lw2, e), bp->lora_u, n, H, I);
 	}
 	memset(A->mo, 0, (size_t)N * H * sizeof(float));
 	for (int t = 0; t < N; t++)
@@ -396,14 +521,14 @@ static void moe_bwd(const struct lf_model *m, const struct lf_layer *L, const st
 		if (!n)
 			continue;
 		size_t oi = (size_t)i0 * I, oh = (size_t)i0 * H;
-		struct lf_lora_grad none = { NULL, NULL };
-		linear_bwd(bp->dmid + oi, 0.0f, bp->deo + oh, A->h + oi, L->w2[e], expert_lora(L->lw2, e), G->w2[e],
+		struct lf_lora_grad none = { NULL, NULL, NULL };
+		linear_bwd(bp, bp->dmid + oi, 0.0f, bp->deo + oh, A->h + oi, L->w2[e], expert_lora(L->lw2, e), G->w2[e],
 			   NULL, G->lw2 ? &G->lw2[e] : &none, bp->lora_u, bp->lora_t, n, H, I);
 		lf_cpu_gated_act_bwd_f32(bp->dgate + oi, bp->dup + oi, bp->dmid + oi, A->gate + oi, A->up + oi,
 					 (long)n * I, c->act);
-		linear_bwd(bp->dxe + oh, 0.0f, bp->dgate + oi, A->xe + oh, L->w1[e], expert_lora(L->lw1, e), G->w1[e],
+		linear_bwd(bp, bp->dxe + oh, 0.0f, bp->dgate + oi, A->xe + oh, L->w1[e], expert_lora(L->lw1, e), G->w1[e],
 			   NULL, G->lw1 ? &G->lw1[e] : &none, bp->lora_u, bp->lora_t, n, I, H);
-		linear_bwd(bp->dxe + oh, 1.0f, bp->dup + oi, A->xe + oh, L->w3[e], expert_lora(L->lw3, e), G->w3[e],
+		linear_bwd(bp, bp->dxe + oh, 1.0f, bp->dup + oi, A->xe + oh, L->w3[e], expert_lora(L->lw3, e), G->w3[e],
 			   NULL, G->lw3 ? &G->lw3[e] : &none, bp->lora_u, bp->lora_t, n, I, H);
 	}
 	memset(dxn2, 0, (size_t)N * H * sizeof(float));
@@ -434,7 +559,7 @@ static void moe_bwd(const struct lf_model *m, const struct lf_layer *L, const st
 			dp[e] = p[e] * (dp[e] - s);
 	}
 	/* dxn2 += dlogits Wr (+ the router's adapter) */
-	linear_bwd(bp->dxe, 0.0f, bp->dprobs, A->xn2, L->router, &L->lrouter, G->router, NULL, &G->lrouter, bp->lora_u,
+	linear_bwd(bp, bp->dxe, 0.0f, bp->dprobs, A->xn2, L->router, &L->lrouter, G->router, NULL, &G->lrouter, bp->lora_u,
 		   bp->lora_t, N, E, H);
 	for (size_t i = 0; i < (size_t)N * H; i++)
 		dxn2[i] += bp->dxe[i];
@@ -466,9 +591,9 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
 	int qd = nh * d, kd = nkv * d, half = c->rope.rotary_dim / 2;
 	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
 	lf_cpu_rmsnorm_f32(A->xn1, x, L->in_norm, N, H, eps, off);
-	linear_fwd(A->q, A->xn1, L->q, L->q_b, &L->lq, bp->lora_u, N, qd, H);
-	linear_fwd(A->k, A->xn1, L->k, L->k_b, &L->lk, bp->lora_u, N, kd, H);
-	linear_fwd(A->v, A->xn1, L->v, L->v_b, &L->lv, bp->lora_u, N, kd, H);
+	linear_fwd(bp, A->q, A->xn1, L->q, L->q_b, &L->lq, bp->lora_u, N, qd, H);
+	linear_fwd(bp, A->k, A->xn1, L->k, L->k_b, &L->lk, bp->lora_u, N, kd, H);
+	linear_fwd(bp, A->v, A->xn1, L->v, L->v_b, &L->lv, bp->lora_u, N, kd, H);
 	if (c->qk_norm) {
 		memcpy(A->q_raw, A->q, (size_t)N * qd * sizeof(float));
 		memcpy(A->k_raw, A->k, (size_t)N * kd * sizeof(float));
@@ -489,7 +614,7 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
 		lf_cpu_attention_f32(A->att + s0 * qd, A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, len, len, 0, &a,
 				     bp->scores);
 	}
-	linear_fwd(A->ao, A->att, L->o, L->o_b, &L->lo, bp->lora_u, N, H, qd);
+	linear_fwd(bp, A->ao, A->att, L->o, L->o_b, &L->lo, bp->lora_u, N, H, qd);
 	const float *branch = A->ao;
 	if (c->sandwich_norms) {
 		lf_cpu_rmsnorm_f32(bp->dh1, A->ao, L->post_attn_norm, N, H, eps, off);
@@ -500,10 +625,10 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
 	if (c->arch == LF_ARCH_MIXTRAL) {
 		moe_fwd(m, L, bp, A, N, xout != NULL);
 	} else {
-		linear_fwd(A->gate, A->xn2, L->gate, L->gate_b, &L->lgate, bp->lora_u, N, I, H);
-		linear_fwd(A->up, A->xn2, L->up, L->up_b, &L->lup, bp->lora_u, N, I, H);
+		linear_fwd(bp, A->gate, A->xn2, L->gate, L->gate_b, &L->lgate, bp->lora_u, N, I, H);
+		linear_fwd(bp, A->up, A->xn2, L->up, L->up_b, &L->lup, bp->lora_u, N, I, H);
 		lf_cpu_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act);
-		linear_fwd(A->mo, A->h, L->down, L->down_b, &L->ldown, bp->lora_u, N, H, I);
+		linear_fwd(bp, A->mo, A->h, L->down, L->down_b, &L->ldown, bp->lora_u, N, H, I);
 	}
 	if (!xout)
 		return;
@@ -537,12 +662,12 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 	if (c->arch == LF_ARCH_MIXTRAL) {
 		moe_bwd(m, L, G, bp, A, dmo, bp->dh2, N, aux_grad);
 	} else {
-		linear_bwd(bp->dmid, 0.0f, dmo, A->h, L->down, &L->ldown, G->down, G->down_b, &G->ldown,
+		linear_bwd(bp, bp->dmid, 0.0f, dmo, A->h, L->down, &L->ldown, G->down, G->down_b, &G->ldown,
 			   bp->lora_u, bp->lora_t, N, H, I);
 		lf_cpu_gated_act_bwd_f32(bp->dgate, bp->dup, bp->dmid, A->gate, A->up, (long)N * I, c->act);
-		linear_bwd(bp->dh2, 0.0f, bp->dgate, A->xn2, L->gate, &L->lgate, G->gate, G->gate_b, &G->lgate,
+		linear_bwd(bp, bp->dh2, 0.0f, bp->dgate, A->xn2, L->gate, &L->lgate, G->gate, G->gate_b, &G->lgate,
 			   bp->lora_u, bp->lora_t, N, I, H);
-		linear_bwd(bp->dh2, 1.0f, bp->dup, A->xn2, L->up, &L->lup, G->up, G->up_b, &G->lup, bp->lora_u,
+		linear_bwd(bp, bp->dh2, 1.0f, bp->dup, A->xn2, L->up, &L->lup, G->up, G->up_b, &G->lup, bp->lora_u,
 			   bp->lora_t, N, I, H);
 	}
 	lf_cpu_rmsnorm_bwd_f32(dx, c->sandwich_norms ? G->pre_ff_norm : G->post_attn_norm, bp->dh2, A->xmid,
@@ -554,7 +679,7 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 		lf_cpu_rmsnorm_bwd_f32(bp->dh1, G->post_attn_norm, dx, A->ao, L->post_attn_norm, N, H, eps, off);
 		dao = bp->dh1;
 	}
-	linear_bwd(bp->datt, 0.0f, dao, A->att, L->o, &L->lo, G->o, G->o_b, &G->lo, bp->lora_u, bp->lora_t, N, H, qd);
+	linear_bwd(bp, bp->datt, 0.0f, dao, A->att, L->o, &L->lo, G->o, G->o_b, &G->lo, bp->lora_u, bp->lora_t, N, H, qd);
 	memset(bp->dk, 0, (size_t)N * kd * sizeof(float));
 	memset(bp->dv, 0, (size_t)N * kd * sizeof(float));
 	struct lf_attn a = attn_of(c, l);
@@ -580,9 +705,9 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 		lf_cpu_rmsnorm_bwd_f32(bp->dqk_raw, G->k_norm, bp->dk, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f);
 		memcpy(bp->dk, bp->dqk_raw, (size_t)N * kd * sizeof(float));
 	}
-	linear_bwd(bp->dh2, 0.0f, bp->dq, A->xn1, L->q, &L->lq, G->q, G->q_b, &G->lq, bp->lora_u, bp->lora_t, N, qd, H);
-	linear_bwd(bp->dh2, 1.0f, bp->dk, A->xn1, L->k, &L->lk, G->k, G->k_b, &G->lk, bp->lora_u, bp->lora_t, N, kd, H);
-	linear_bwd(bp->dh2, 1.0f, bp->dv, A->xn1, L->v, &L->lv, G->v, G->v_b, &G->lv, bp->lora_u, bp->lora_t, N, kd, H);
+	linear_bwd(bp, bp->dh2, 0.0f, bp->dq, A->xn1, L->q, &L->lq, G->q, G->q_b, &G->lq, bp->lora_u, bp->lora_t, N, qd, H);
+	linear_bwd(bp, bp->dh2, 1.0f, bp->dk, A->xn1, L->k, &L->lk, G->k, G->k_b, &G->lk, bp->lora_u, bp->lora_t, N, kd, H);
+	linear_bwd(bp, bp->dh2, 1.0f, bp->dv, A->xn1, L->v, &L->lv, G->v, G->v_b, &G->lv, bp->lora_u, bp->lora_t, N, kd, H);
 	lf_cpu_rmsnorm_bwd_f32(dx, G->in_norm, bp->dh2, x, L->in_norm, N, H, eps, off);
 }
 
@@ -680,7 +805,8 @@ static int check_rows(const struct lf_backprop *bp, const struct lf_model *m, co
 
 /* Embeddings, positions, RoPE frequencies, targets (labels shifted within
  * each row) and attention spans of a micro-batch; the number of tokens. */
-static int prepare(struct lf_backprop *bp, const struct lf_model *m, const struct lf_train_row *rows, int nrows)
+static int prepare(struct lf_backprop *bp, const struct lf_model *m, const struct lf_train_row *rows, int nrows,
+		   bool training)
 {
 	const struct lf_model_config *c = &m->cfg;
 	int N, H = c->hidden, half = c->rope.rotary_dim / 2;
@@ -698,10 +824,21 @@ static int prepare(struct lf_backprop *bp, const struct lf_model *m, const struc
 			const float *e = m->embed + (size_t)q->ids[t] * H;
 			float *xr = bp->xs + (size_t)(row0 + t) * H;
 			for (int j = 0; j < H; j++)
-				xr[j] = e[j] * embed_scale;
+				xr[j] = e[j];
 		}
 		bp->attn_factor[r] = lf_model_rope_frequencies(m, seq_len, bp->inv_freq + (size_t)r * half);
 	}
+	/* NEFTune: uniform noise on the embeddings (before gemma's scaling),
+	 * training only */
+	bp->training = training;
+	if (training && bp->neftune_mag > 0) {
+		uint64_t key = mix64(bp->noise_seed ^ 0x6e656674756e65ULL);
+		for (size_t i = 0; i < (size_t)N * H; i++)
+			bp->xs[i] += bp->neftune_mag * (float)(2.0 * ((double)(mix64(key + i) >> 11) * 0x1.0p-53) - 1.0);
+	}
+	if (embed_scale != 1.0f)
+		for (size_t i = 0; i < (size_t)N * H; i++)
+			bp->xs[i] *= embed_scale;
 	/* the spans attention stays within, in token order */
 	bp->nspans = 0;
 	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
@@ -720,7 +857,7 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum, long *label_tokens)
 {
 	const struct lf_model_config *c = &m->cfg;
-	int N = prepare(bp, m, rows, nrows), H = c->hidden;
+	int N = prepare(bp, m, rows, nrows, true), H = c->hidden;
 	if (N < 0)
 		return -1;
 	size_t NH = (size_t)N * H;
@@ -777,7 +914,7 @@ int lf_backprop_loss(struct lf_backprop *bp, const struct lf_model *m, const str
 		     double *loss_sum, long *targets)
 {
 	const struct lf_model_config *c = &m->cfg;
-	int N = prepare(bp, m, rows, nrows);
+	int N = prepare(bp, m, rows, nrows, false);
 	if (N < 0)
 		return -1;
 	size_t NH = (size_t)N * c->hidden;

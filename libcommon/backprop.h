@@ -19,7 +19,7 @@
 /* Where the gradient of each weight of the model goes (NULL: not trained),
  * mirroring struct lf_layer. */
 struct lf_lora_grad {
-	float *A, *B;
+	float *A, *B, *mag;
 };
 
 struct lf_layer_grad {
@@ -81,6 +81,16 @@ struct lf_backprop {
 	double moe_aux_total;
 	double *expert_load; /* [K * E]: share of the tokens whose choice k is expert e, over all layers */
 	float *dprobs, *dweights, *dxe, *deo; /* MoE backward scratch */
+	float *dora_ba, *dora_wn, *dora_z, *dora_dz; /* DoRA scratch */
+	/* training-time noise, set by the caller before each micro-batch:
+	 * LoRA dropout (the probability; each module's mask a hash of seed,
+	 * module and element, so a recomputed layer gets the same one) and
+	 * NEFTune (uniform noise of +- neftune_mag on the embeddings) */
+	float lora_dropout, neftune_mag;
+	uint64_t noise_seed;
+	bool training;       /* set by lf_backprop_step, cleared by lf_backprop_loss */
+	const struct lf_model *model;
+	float *xdrop, *tdrop; /* dropout scratch */
 };
 
 /* Buffers for micro-batches of up to max_tokens tokens in all, spans of

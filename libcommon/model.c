@@ -217,7 +217,7 @@ void lf_model_free(struct lf_model *m)
 
 struct adapter_config {
 	double alpha;
-	bool rslora;
+	bool rslora, dora;
 	json_t *alpha_pattern;
 };
 
@@ -244,12 +244,12 @@ static double module_alpha(const struct adapter_config *ac, const char *module)
 /* The projection(s) a module's adapter attaches to: a plain one, or the
  * row blocks of a fused one (phi3's qkv_proj and gate_up_proj). */
 static int attach(struct lf_model *m, int layer, const char *part, const float *A, const float *B, int r,
-		  float scale, const char *name)
+		  float scale, const float *mag, const char *name)
 {
 	const struct lf_model_config *c = &m->cfg;
 	struct lf_layer *L = &m->layers[layer];
 	size_t qd = (size_t)c->heads * c->head_dim, kd = (size_t)c->kv_heads * c->head_dim, I = c->intermediate;
-	struct lf_lora base = { A, B, r, scale };
+	struct lf_lora base = { A, B, r, scale, mag };
 	struct {
 		const char *part;
 		struct lf_lora *lora;
@@ -267,6 +267,7 @@ static int attach(struct lf_model *m, int layer, const char *part, const float *
 			continue;
 		*plain[i].lora = base;
 		plain[i].lora->B = B + plain[i].row * (size_t)r;
+		plain[i].lora->mag = mag ? mag + plain[i].row : NULL;
 		found = true;
 	}
 	int e;
@@ -309,12 +310,101 @@ static int module_shape(const struct lf_model_config *c, const char *part, int64
 	return -1;
 }
 
+/* The model's pointer that a PEFT modules_to_save tensor replaces
+ * (base_model.model. + the base tensor's name: the embeddings, the final
+ * norm, the head), or NULL. */
+static const float **module_copy_slot(struct lf_model *m, const char *name)
+{
+	if (!strcmp(name, "base_model.model.model.embed_tokens.weight"))
+		return &m->embed;
+	if (!strcmp(name, "base_model.model.model.norm.weight"))
+		return &m->norm;
+	if (!strcmp(name, "base_model.model.lm_head.weight"))
+		return &m->lm_head;
+	return NULL;
+}
+
+int lf_model_new_module_copy(struct lf_model *m, const char *module)
+{
+	char name[256];
+	snprintf(name, sizeof name, "base_model.model.%s%s.weight",
+		 strcmp(module, "lm_head") ? "model." : "", module);
+	const float **slot = module_copy_slot(m, name);
+	if (!slot || (slot == &m->lm_head && m->cfg.tie_embeddings))
+		return lf_fail("additional target '%s': lf trains copies of embed_tokens, norm and (untied) lm_head",
+			       module);
+	size_t n = slot == &m->norm ? (size_t)m->cfg.hidden : (size_t)m->cfg.vocab * m->cfg.hidden;
+	float *f = lf_malloc(n * sizeof *f + 4);
+	memcpy(f, *slot, n * sizeof *f);
+	m->owned = lf_realloc(m->owned, (m->nowned + 1) * sizeof *m->owned);
+	m->owned[m->nowned++] = f;
+	*slot = f; /* a tied head keeps the base's embeddings, as PEFT's copy unties them */
+	if (slot == &m->norm)
+		record_tensor(m, name, f, 1, m->cfg.hidden, 1);
+	else
+		record_tensor(m, name, f, 2, m->cfg.vocab, m->cfg.hidden);
+	return 0;
+}
+
+/* DoRA at inference: each adapted layer's output rows scaled by
+ * m / ||W + scale B A||, computed once from the loaded weights. */
+static void dora_scale_of(struct lf_model *m, struct lf_lora *l, const float *w, int out, int in)
+{
+	if (!l->r || !l->mag)
+		return;
+	float *g = lf_malloc((size_t)out * sizeof *g + 4), *row = lf_malloc((size_t)in * sizeof *row + 4);
+	for (int j = 0; j < out; j++) {
+		double ss = 0;
+		for (int i = 0; i < in; i++) {
+			float ba = 0;
+			for (int k = 0; k < l->r; k++)
+				ba += l->B[(size_t)j * l->r + k] * l->A[(size_t)k * in + i];
+			row[i] = w[(size_t)j * in + i] + l->scale * ba;
+			ss += (double)row[i] * row[i];
+		}
+		g[j] = l->mag[j] / (float)sqrt(ss);
+	}
+	free(row);
+	m->owned = lf_realloc(m->owned, (m->nowned + 1) * sizeof *m->owned);
+	m->owned[m->nowned++] = g;
+	l->dora_scale = g;
+}
+
+static void dora_scales(struct lf_model *m)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int H = c->hidden, I = c->intermediate, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+	for (int i = 0; i < c->layers; i++) {
+		struct lf_layer *L = &m->layers[i];
+		dora_scale_of(m, &L->lq, L->q, qd, H);
+		dora_scale_of(m, &L->lk, L->k, kd, H);
+		dora_scale_of(m, &L->lv, L->v, kd, H);
+		dora_scale_of(m, &L->lo, L->o, H, qd);
+		if (c->arch == LF_ARCH_MIXTRAL) {
+			dora_scale_of(m, &L->lrouter, L->router, c->experts, H);
+			for (int e = 0; e < c->experts; e++) {
+				if (L->lw1)
+					dora_scale_of(m, &L->lw1[e], L->w1[e], I, H);
+				if (L->lw3)
+					dora_scale_of(m, &L->lw3[e], L->w3[e], I, H);
+				if (L->lw2)
+					dora_scale_of(m, &L->lw2[e], L->w2[e], H, I);
+			}
+		} else {
+			dora_scale_of(m, &L->lgate, L->gate, I, H);
+			dora_scale_of(m, &L->lup, L->up, I, H);
+			dora_scale_of(m, &L->ldown, L->down, H, I);
+		}
+	}
+}
+
 static int load_adapter_config(struct adapter_config *ac, const char *dir)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
 	ac->alpha = 8;
 	ac->rslora = false;
+	ac->dora = false;
 	ac->alpha_pattern = json_object();
 	json_error_t err;
 	json_t *j = json_load_file(path, 0, &err);
@@ -324,17 +414,14 @@ static int load_adapter_config(struct adapter_config *ac, const char *dir)
 	int rc = 0;
 	if (!type || strcmp(type, "LORA"))
 		rc = lf_fail("%s: peft_type '%s': lf runs LoRA adapters", path, type ? type : "(none)");
-	else if (json_is_true(json_object_get(j, "use_dora")))
-		rc = lf_fail("%s: use_dora: DoRA adapters are not built yet in lf's runtime", path);
 	else if (json_is_true(json_object_get(j, "fan_in_fan_out")))
 		rc = lf_fail("%s: fan_in_fan_out (GPT-2 Conv1D layouts) is not supported", path);
-	else if (json_object_get(j, "modules_to_save") && !json_is_null(json_object_get(j, "modules_to_save")))
-		rc = lf_fail("%s: modules_to_save (fully trained extra modules) is not built yet in lf's runtime", path);
 	else if (json_is_string(json_object_get(j, "bias")) && strcmp(json_string_value(json_object_get(j, "bias")), "none"))
 		rc = lf_fail("%s: bias '%s': adapters with trained biases are not built yet", path,
 			     json_string_value(json_object_get(j, "bias")));
 	ac->alpha = json_is_number(json_object_get(j, "lora_alpha")) ? json_number_value(json_object_get(j, "lora_alpha")) : 8;
 	ac->rslora = json_is_true(json_object_get(j, "use_rslora"));
+	ac->dora = json_is_true(json_object_get(j, "use_dora"));
 	json_t *ap = json_object_get(j, "alpha_pattern");
 	if (json_is_object(ap)) {
 		json_decref(ac->alpha_pattern);
@@ -364,11 +451,30 @@ int lf_model_load_adapter(struct lf_model *m, const char *dir)
 		const struct lf_tensor *a = lf_safetensors_at(m->adapter, i);
 		const char *name = a->name, *dot;
 		size_t n = strlen(name);
+		const float **slot = module_copy_slot(m, name);
+		if (slot) { /* modules_to_save: a trained copy replaces the base's */
+			int64_t want[2] = { m->cfg.vocab, m->cfg.hidden };
+			if (slot == &m->norm)
+				want[0] = m->cfg.hidden;
+			const struct lf_tensor *t = lf_safetensors_expect(m->adapter, name, slot == &m->norm ? 1 : 2, want);
+			const float *f = t ? tensor_f32(m, t, name) : NULL;
+			if (!f) {
+				rc = -1;
+				break;
+			}
+			*slot = f;
+			record_tensor(m, name, f, t->ndim, t->shape[0], t->ndim > 1 ? t->shape[1] : 1);
+			pairs++;
+			continue;
+		}
 		if (n > 14 && !strcmp(name + n - 14, ".lora_B.weight"))
 			continue; /* found from its A */
-		if (strstr(name, "lora_magnitude_vector")) {
-			rc = lf_fail("%s: '%s': DoRA is not built yet in lf's runtime", path, name);
-			break;
+		if (n > 22 && !strcmp(name + n - 22, ".lora_magnitude_vector")) {
+			if (!ac.dora) {
+				rc = lf_fail("%s: '%s': a DoRA magnitude, but use_dora is not set", path, name);
+				break;
+			}
+			continue; /* found from its A */
 		}
 		int layer;
 		if (strncmp(name, prefix, strlen(prefix)) || n < 15 || strcmp(name + n - 14, ".lora_A.weight") ||
@@ -400,13 +506,25 @@ int lf_model_load_adapter(struct lf_model *m, const char *dir)
 		snprintf(module, sizeof module, "model.layers.%d.%s", layer, part);
 		double alpha = module_alpha(&ac, module);
 		float scale = (float)(ac.rslora ? alpha / sqrt((double)r) : alpha / (double)r);
-		const float *A = tensor_f32(m, a, name), *B = tensor_f32(m, b, bname);
-		if (!A || !B || attach(m, layer, part, A, B, (int)r, scale, path) < 0) {
+		const float *A = tensor_f32(m, a, name), *B = tensor_f32(m, b, bname), *mag = NULL;
+		char mname[512];
+		snprintf(mname, sizeof mname, "%.*s.lora_magnitude_vector", (int)(n - 14), name);
+		if (ac.dora) {
+			const struct lf_tensor *mt = lf_safetensors_expect(m->adapter, mname, 1, &out);
+			mag = mt ? tensor_f32(m, mt, mname) : NULL;
+			if (!mag) {
+				rc = -1;
+				break;
+			}
+		}
+		if (!A || !B || attach(m, layer, part, A, B, (int)r, scale, mag, path) < 0) {
 			rc = -1;
 			break;
 		}
 		record_tensor(m, name, A, 2, r, in);
 		record_tensor(m, bname, B, 2, out, r);
+		if (mag)
+			record_tensor(m, mname, mag, 1, out, 1);
 		if (r > m->max_rank)
 			m->max_rank = (int)r;
 		pairs++;
@@ -414,25 +532,51 @@ int lf_model_load_adapter(struct lf_model *m, const char *dir)
 	json_decref(ac.alpha_pattern);
 	if (rc == 0 && pairs == 0)
 		rc = lf_fail("%s: no LoRA matrices", path);
+	if (rc == 0 && ac.dora)
+		dora_scales(m);
 	return rc;
 }
 
-int lf_model_new_lora(struct lf_model *m, int layer, const char *part, int r, float scale)
+int lf_model_new_lora(struct lf_model *m, int layer, const char *part, int r, float scale, bool dora)
 {
 	int64_t in, out;
 	if (layer < 0 || layer >= m->cfg.layers || r < 1 || module_shape(&m->cfg, part, &in, &out) < 0)
 		return lf_fail("LoRA on layer %d's '%s' is not supported by lf yet", layer, part);
 	float *A = lf_calloc((size_t)r * (size_t)in + 1, sizeof *A), *B = lf_calloc((size_t)out * (size_t)r + 1, sizeof *B);
-	m->owned = lf_realloc(m->owned, (m->nowned + 2) * sizeof *m->owned);
+	float *mag = NULL;
+	char name[512];
+	if (dora) {
+		/* the magnitude starts as the base weight's row norms (B A is 0) */
+		snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, part);
+		const float *w = NULL;
+		for (size_t i = 0; i < m->ntensors && !w; i++)
+			if (!strcmp(m->tensors[i].name, name))
+				w = m->tensors[i].data;
+		if (!w)
+			return lf_fail("DoRA on layer %d's '%s': no base weight %s", layer, part, name);
+		mag = lf_calloc((size_t)out + 1, sizeof *mag);
+		for (int64_t j = 0; j < out; j++) {
+			double ss = 0;
+			for (int64_t k = 0; k < in; k++)
+				ss += (double)w[j * in + k] * w[j * in + k];
+			mag[j] = (float)sqrt(ss);
+		}
+	}
+	m->owned = lf_realloc(m->owned, (m->nowned + 3) * sizeof *m->owned);
 	m->owned[m->nowned++] = A;
 	m->owned[m->nowned++] = B;
-	if (attach(m, layer, part, A, B, r, scale, "lf_model_new_lora") < 0)
+	if (mag)
+		m->owned[m->nowned++] = mag;
+	if (attach(m, layer, part, A, B, r, scale, mag, "lf_model_new_lora") < 0)
 		return -1;
-	char name[512];
 	snprintf(name, sizeof name, "base_model.model.model.layers.%d.%s.lora_A.weight", layer, part);
 	record_tensor(m, name, A, 2, r, in);
 	snprintf(name, sizeof name, "base_model.model.model.layers.%d.%s.lora_B.weight", layer, part);
 	record_tensor(m, name, B, 2, out, r);
+	if (mag) {
+		snprintf(name, sizeof name, "base_model.model.model.layers.%d.%s.lora_magnitude_vector", layer, part);
+		record_tensor(m, name, mag, 1, out, 1);
+	}
 	if (r > m->max_rank)
 		m->max_rank = r;
 	return 0;
@@ -607,18 +751,47 @@ float lf_model_rope_frequencies(const struct lf_model *m, int seq_len, float *in
 
 /* ---- forward ---- */
 
+/* out += scale * (x A^T) B^T, out *= DoRA's per-row scale, out += bias:
+ * what a linear layer adds to x W^T; tmp holds T x r. */
+static void linear_extras(float *out, const float *x, const float *bias, const struct lf_lora *lora, float *tmp,
+			  int T, int out_f, int in_f)
+{
+	if (lora && lora->r) {
+		lf_cpu_matmul_nt_f32(tmp, x, lora->A, T, lora->r, in_f);
+		lf_cpu_matmul_nt_acc_f32(out, tmp, lora->B, T, out_f, lora->r, lora->scale);
+		if (lora->dora_scale)
+			for (int t = 0; t < T; t++)
+				for (int j = 0; j < out_f; j++)
+					out[(size_t)t * out_f + j] *= lora->dora_scale[j];
+	}
+	if (bias)
+		for (int t = 0; t < T; t++)
+			for (int j = 0; j < out_f; j++)
+				out[(size_t)t * out_f + j] += bias[j];
+}
+
 /* out = x W^T (+ bias) (+ scale * (x A^T) B^T); tmp holds T x r. */
 static void linear(float *out, const float *x, const float *w, const float *bias, const struct lf_lora *lora,
 		   float *tmp, int T, int out_f, int in_f)
 {
 	lf_cpu_matmul_nt_f32(out, x, w, T, out_f, in_f);
-	if (bias)
-		for (int t = 0; t < T; t++)
-			for (int j = 0; j < out_f; j++)
-				out[(size_t)t * out_f + j] += bias[j];
-	if (lora && lora->r) {
-		lf_cpu_matmul_nt_f32(tmp, x, lora->A, T, lora->r, in_f);
-		lf_cpu_matmul_nt_acc_f32(out, tmp, lora->B, T, out_f, lora->r, lora->scale);
+	linear_extras(out, x, bias, lora, tmp, T, out_f, in_f);
+}
+
+/* count linear layers of the same input (q, k, v; gate, up), each as
+ * linear(): for a few tokens (decoding) their weights' rows are split over
+ * the threads together, in one parallel region, each weight streamed once. */
+static void linear_multi(int count, float *const *out, const float *x, const float *const *w,
+			 const float *const *bias, const struct lf_lora *const *lora, float *tmp, int T,
+			 const int *out_f, int in_f)
+{
+	bool few = T <= LF_CPU_GEMV_MAX_M;
+	if (few)
+		lf_cpu_gemv_multi_f32(out, w, out_f, count, x, T, in_f);
+	for (int i = 0; i < count; i++) {
+		if (!few)
+			lf_cpu_matmul_nt_f32(out[i], x, w[i], T, out_f[i], in_f);
+		linear_extras(out[i], x, bias[i], lora[i], tmp, T, out_f[i], in_f);
 	}
 }
 
@@ -726,9 +899,13 @@ int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seq
 	for (int l = 0; l < c->layers; l++) {
 		const struct lf_layer *L = &m->layers[l];
 		lf_cpu_rmsnorm_f32(b->xn, b->x, L->in_norm, N, H, eps, norm_offset);
-		linear(b->q, b->xn, L->q, L->q_b, &L->lq, b->lora_tmp, N, qd, H);
-		linear(b->k, b->xn, L->k, L->k_b, &L->lk, b->lora_tmp, N, kd, H);
-		linear(b->v, b->xn, L->v, L->v_b, &L->lv, b->lora_tmp, N, kd, H);
+		{
+			float *out[3] = { b->q, b->k, b->v };
+			const float *w[3] = { L->q, L->k, L->v }, *bias[3] = { L->q_b, L->k_b, L->v_b };
+			const struct lf_lora *lora[3] = { &L->lq, &L->lk, &L->lv };
+			int out_f[3] = { qd, kd, kd };
+			linear_multi(3, out, b->xn, w, bias, lora, b->lora_tmp, N, out_f, H);
+		}
 		if (c->qk_norm) {
 			lf_cpu_rmsnorm_f32(b->q, b->q, L->q_norm, N * nh, d, eps, 0.0f);
 			lf_cpu_rmsnorm_f32(b->k, b->k, L->k_norm, N * nkv, d, eps, 0.0f);
@@ -759,8 +936,11 @@ int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seq
 		if (c->arch == LF_ARCH_MIXTRAL) {
 			moe(m, L, b, N);
 		} else {
-			linear(b->gate, b->xn, L->gate, L->gate_b, &L->lgate, b->lora_tmp, N, I, H);
-			linear(b->up, b->xn, L->up, L->up_b, &L->lup, b->lora_tmp, N, I, H);
+			float *out[2] = { b->gate, b->up };
+			const float *w[2] = { L->gate, L->up }, *bias[2] = { L->gate_b, L->up_b };
+			const struct lf_lora *lora[2] = { &L->lgate, &L->lup };
+			int out_f[2] = { I, I };
+			linear_multi(2, out, b->xn, w, bias, lora, b->lora_tmp, N, out_f, H);
 			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, (long)N * I, c->act);
 			linear(b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, N, H, I);
 		}

@@ -22,6 +22,11 @@ struct lf_lora {
 	const float *A, *B;
 	int r;
 	float scale;
+	/* DoRA (NULL: plain LoRA): the magnitude of each output row; the
+	 * layer computes m / ||W + scale B A||_row * (W x + scale B A x) + b,
+	 * the norm taken as a constant in the backward pass (PEFT's detach) */
+	const float *mag;
+	const float *dora_scale; /* m / ||W + scale B A|| per row, as loaded (inference) */
 };
 
 struct lf_layer {
@@ -74,22 +79,33 @@ void lf_model_free(struct lf_model *m);
 /* Apply a PEFT LoRA adapter folder (adapter_config.json,
  * adapter_model.safetensors) without merging it: every lora_A/lora_B pair
  * is attached to its linear layer with scale lora_alpha / r (rsLoRA:
- * / sqrt(r); rank_pattern and alpha_pattern honoured).  What lf does not
- * run (DoRA, modules_to_save, LoRA biases, embedding LoRA, fan_in_fan_out)
- * is an error naming it.  -1 with lf_fail. */
+ * / sqrt(r); rank_pattern and alpha_pattern honoured), with its DoRA
+ * magnitude vector where use_dora is set, and modules_to_save copies of
+ * the embeddings, final norm or head.  What lf does not run (other
+ * modules_to_save, LoRA biases, embedding LoRA, fan_in_fan_out) is an error
+ * naming it.  -1 with lf_fail. */
 int lf_model_load_adapter(struct lf_model *m, const char *dir);
 /* A new LoRA pair on layer's linear module part (a Hugging Face module
  * path below the layer, such as "self_attn.q_proj" or "mlp.gate_up_proj"),
  * A [r, in] and B [out, r] owned by the model, zero, named as PEFT saves
  * them (base_model.model.model.layers.N.PART.lora_A.weight) in the tensor
- * table; y gains scale * B (A x).  -1 with lf_fail for a module lf has no
+ * table; y gains scale * B (A x).  dora: also the magnitude vector
+ * (....PART.lora_magnitude_vector [out]), set to the base weight's row norms
+ * as PEFT initialises it.  -1 with lf_fail for a module lf has no
  * LoRA for. */
-int lf_model_new_lora(struct lf_model *m, int layer, const char *part, int r, float scale);
+int lf_model_new_lora(struct lf_model *m, int layer, const char *part, int r, float scale, bool dora);
 
 /* RoPE's inverse frequencies (rotary_dim / 2 of them) for a sequence
  * whose largest position is seq_len - 1 (dynamic and longrope depend on
  * it); returns the attention factor that scales cos and sin. */
 float lf_model_rope_frequencies(const struct lf_model *m, int seq_len, float *inv_freq);
+
+/* PEFT's modules_to_save (LLaMA-Factory's additional_target): a trained copy
+ * of module (embed_tokens, norm or an untied lm_head) owned by the model and
+ * used instead of the base's, named as PEFT saves it
+ * (base_model.model.model.embed_tokens.weight).  lf_model_load_adapter
+ * takes such tensors from an adapter file too.  -1 with lf_fail. */
+int lf_model_new_module_copy(struct lf_model *m, const char *module);
 
 /* Keys and values of one sequence, for every layer: capacity positions. */
 struct lf_kv_cache {

@@ -15,6 +15,7 @@
 #include "cpu/matmul.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,8 @@ static const struct lf_tool_info tool = {
 	"Example: lf-merge -m models/tiny -a runs/sft -o merged/",
 };
 
-/* W [out, in] += scale * B [out, r] @ A [r, in] */
+/* W [out, in] += scale * B [out, r] @ A [r, in] (DoRA: then each row
+ * scaled to its magnitude) */
 static void merge_one(float *w, const struct lf_lora *l, int out, int in)
 {
 	if (!l->r)
@@ -52,6 +54,15 @@ static void merge_one(float *w, const struct lf_lora *l, int out, int in)
 			at[(size_t)j * l->r + i] = l->A[(size_t)i * in + j];
 	lf_cpu_matmul_nt_acc_f32(w, l->B, at, out, in, l->r, l->scale);
 	free(at);
+	/* DoRA: each row rescaled to its magnitude, m / ||W + s B A|| */
+	for (int j = 0; l->mag && j < out; j++) {
+		float *row = w + (size_t)j * in, ss = 0;
+		for (int i = 0; i < in; i++)
+			ss += row[i] * row[i];
+		float g = l->mag[j] / sqrtf(ss);
+		for (int i = 0; i < in; i++)
+			row[i] *= g;
+	}
 }
 
 static void copy_file(const char *name)
@@ -134,15 +145,25 @@ int main(int argc, char **argv)
 		const struct lf_tensor *src = lf_safetensors_find(m->st, t->name);
 		enum lf_dtype dt = src ? src->dtype : LF_DTYPE_F32;
 		const void *data = t->data;
+		/* a trained copy (modules_to_save) replaces the base's tensor */
+		char copy[1024];
+		snprintf(copy, sizeof copy, "base_model.model.%s", t->name);
+		for (size_t k = nbase; k < m->ntensors; k++)
+			if (!strcmp(m->tensors[k].name, copy))
+				data = m->tensors[k].data;
+		if (data != t->data && !strcmp(t->name, "model.embed_tokens.weight") && c->tie_embeddings)
+			lf_die("%s: a trained copy of the embeddings of a model with tied embeddings: the merged model "
+			       "would need an untied head, which lf-merge does not write yet", opt_adapter);
+		const float *f = data;
 		if (dt == LF_DTYPE_BF16) {
 			uint16_t *h = lf_malloc(t->n * 2 + 2);
 			for (size_t k = 0; k < t->n; k++)
-				h[k] = lf_f32_to_bf16(t->data[k]);
+				h[k] = lf_f32_to_bf16(f[k]);
 			data = conv[i] = h;
 		} else if (dt == LF_DTYPE_F16) {
 			_Float16 *h = lf_malloc(t->n * 2 + 2);
 			for (size_t k = 0; k < t->n; k++)
-				h[k] = (_Float16)t->data[k];
+				h[k] = (_Float16)f[k];
 			data = conv[i] = h;
 		} else {
 			dt = LF_DTYPE_F32;

@@ -14,9 +14,11 @@
 #include "optim.h"
 #include "options.h"
 #include "output.h"
+#include "plot.h"
 #include "safetensors.h"
 #include "shard.h"
 #include "shardset.h"
+#include "tboard.h"
 
 #include "cpu/bf16.h"
 
@@ -79,21 +81,26 @@ static struct lf_option options[] = {
 	  "keep every layer's activations instead of recomputing them (more memory, less time)" },
 	{ "lora-rank", 0, LF_OPT_INT, &opt_lora_rank, "R", "LoRA rank (default 8)" },
 	{ "lora-alpha", 0, LF_OPT_FLOAT, &opt_lora_alpha, "A", "LoRA alpha (default 2 x rank)" },
-	{ "lora-dropout", 0, LF_OPT_FLOAT, &opt_lora_dropout, "P", "LoRA dropout (only 0 is built)" },
+	{ "lora-dropout", 0, LF_OPT_FLOAT, &opt_lora_dropout, "P",
+	  "dropout on the adapters' input while training (default 0)" },
 	{ "lora-target", 0, LF_OPT_STRING, &opt_lora_target, "LIST",
 	  "modules that get LoRA: all (every linear layer but the head) or names such as q_proj,v_proj" },
-	{ "additional-target", 0, LF_OPT_STRING, &opt_additional_target, "LIST", "not built yet" },
+	{ "additional-target", 0, LF_OPT_STRING, &opt_additional_target, "LIST",
+	  "lora: modules trained in full beside the adapter (embed_tokens, norm, lm_head; PEFT's modules_to_save)" },
 	{ "use-rslora", 0, LF_OPT_BOOL, &opt_rslora, NULL, "rank-stabilised LoRA: scale alpha / sqrt(rank)" },
-	{ "use-dora", 0, LF_OPT_BOOL, &opt_dora, NULL, "not built yet" },
+	{ "use-dora", 0, LF_OPT_BOOL, &opt_dora, NULL,
+	  "DoRA: a trained magnitude per output row over the direction W + s B A (PEFT's, norm detached)" },
 	{ "pissa-init", 0, LF_OPT_BOOL, &opt_pissa_init, NULL, "not built yet" },
-	{ "loraplus-lr-ratio", 0, LF_OPT_FLOAT, &opt_loraplus, "R", "not built yet" },
+	{ "loraplus-lr-ratio", 0, LF_OPT_FLOAT, &opt_loraplus, "R",
+	  "LoRA+: B matrices (and 1-D tensors) learn at R x the learning rate" },
 	{ "freeze-trainable-layers", 0, LF_OPT_INT, &opt_freeze_layers, "N",
 	  "freeze: train the last N layers (negative: the first -N; default 2)" },
 	{ "freeze-trainable-modules", 0, LF_OPT_STRING, &opt_freeze_modules, "LIST",
 	  "freeze: the modules of those layers to train (all, or names such as mlp,self_attn)" },
 	{ "freeze-extra-modules", 0, LF_OPT_STRING, &opt_freeze_extra, "LIST",
 	  "freeze: modules outside the layers to train too (embed_tokens, norm, lm_head)" },
-	{ "neftune-noise-alpha", 0, LF_OPT_FLOAT, &opt_neftune, "A", "not built yet" },
+	{ "neftune-noise-alpha", 0, LF_OPT_FLOAT, &opt_neftune, "A",
+	  "NEFTune: uniform noise of +-A/sqrt(length x hidden) on the embeddings while training" },
 	{ "moe-aux-loss-coef", 0, LF_OPT_FLOAT, &opt_moe_aux, "C",
 	  "mixtral: add C x the router's load-balancing loss (default: off)" },
 	{ "logging-steps", 0, LF_OPT_INT, &opt_logging_steps, "N", "log every N steps (default 500)" },
@@ -101,8 +108,10 @@ static struct lf_option options[] = {
 	{ "save-total-limit", 0, LF_OPT_INT, &opt_save_limit, "N", "keep the last N checkpoints only" },
 	{ "eval-steps", 0, LF_OPT_INT, &opt_eval_steps, "N",
 	  "evaluate on the validation split every N steps (default: at the end only)" },
-	{ "report-to", 0, LF_OPT_STRING, &opt_report_to, "NAME", "none (tensorboard is not built yet)" },
-	{ "plot-loss", 0, LF_OPT_BOOL, &opt_plot_loss, NULL, "not built yet" },
+	{ "report-to", 0, LF_OPT_STRING, &opt_report_to, "NAME",
+	  "none (default) or tensorboard: event files under OUTPUT_DIR/runs/ as the Hugging Face Trainer writes them" },
+	{ "plot-loss", 0, LF_OPT_BOOL, &opt_plot_loss, NULL,
+	  "draw training_loss.png (and training_eval_loss.png) in the output folder at the end, as LLaMA-Factory" },
 	{ "do-train", 0, LF_OPT_BOOL, &opt_do_train, NULL, "train (the default; false, evaluation only, is not built)" },
 	{ "bf16", 0, LF_OPT_BOOL, &opt_bf16, NULL,
 	  "bf16 mixed precision: the CPU computes in f32 (more precise) and says so; outputs keep the base's dtype" },
@@ -124,11 +133,13 @@ static const struct lf_tool_info tool = {
 
 enum ft { FT_FULL, FT_FREEZE, FT_LORA };
 
-/* A trained tensor with its gradient and AdamW state. */
+/* A trained tensor with its gradient and AdamW state; its learning rate is
+ * lr_mult times the schedule's (LoRA+). */
 struct param {
 	const struct lf_model_tensor *t;
 	float *w, *g, *m, *v;
 	bool decay;
+	double lr_mult;
 };
 
 static struct {
@@ -142,6 +153,7 @@ static struct {
 	struct lf_backprop bp;
 	struct lf_shardset *set;
 	int train, eval;    /* splits, eval -1 when there is none */
+	bool pt;            /* pre-training shards (else sft) */
 	uint64_t ntrain;
 	long batches_per_epoch, steps_per_epoch, total_steps, warmup;
 	struct lf_lr_sched sched;
@@ -153,7 +165,8 @@ static struct {
 	double t0;
 	int lora_r;
 	float lora_scale;
-	json_t *lora_targets;
+	json_t *lora_targets, *modules_to_save;
+	struct lf_tboard *tb; /* --report-to tensorboard */
 } R;
 
 static volatile sig_atomic_t stop_signal;
@@ -327,6 +340,15 @@ static void setup_params(void)
 		p->m = lf_calloc(t->n + 1, sizeof(float));
 		p->v = lf_calloc(t->n + 1, sizeof(float));
 		p->decay = lf_param_decays(t->name);
+		p->lr_mult = 1;
+		if (opt_loraplus > 0) {
+			/* LLaMA-Factory's LoRA+ groups: B matrices and 1-D tensors at
+			 * lr x ratio (weight decay unless a bias), the rest at lr with
+			 * weight decay */
+			bool b_group = strstr(t->name, "lora_B") || t->ndim == 1;
+			p->lr_mult = b_group ? opt_loraplus : 1;
+			p->decay = b_group ? !strstr(t->name, "bias") : true;
+		}
 	}
 	if (!R.np)
 		lf_die_usage("nothing to train: --finetuning-type %s selects no parameter of %s", opt_ft, opt_model);
@@ -464,6 +486,27 @@ static void write_json(const char *path, json_t *j)
 		lf_die("%s: %s", path, lf_errmsg());
 }
 
+/* The numbers of a log entry as the Trainer's TensorBoard callback writes
+ * them (eval_X as eval/X, the rest as train/X; lr as learning_rate), at the
+ * global step. */
+static void report_scalars(json_t *fields)
+{
+	static const char *const keys[] = { "loss", "grad_norm", "lr", "epoch", "eval_loss", "eval_perplexity",
+					    "train_runtime", "train_samples_per_second", "train_steps_per_second",
+					    "train_loss" };
+	if (!R.tb)
+		return;
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		json_t *v = json_object_get(fields, keys[i]);
+		if (!json_is_number(v))
+			continue;
+		char *tag = lf_tboard_hf_tag(strcmp(keys[i], "lr") ? keys[i] : "learning_rate");
+		if (lf_tboard_scalar(R.tb, tag, R.step, (float)json_number_value(v), 0) < 0)
+			lf_die("%s", lf_errmsg());
+		free(tag);
+	}
+}
+
 /* One line of trainer_log.jsonl (LLaMA-Factory's LogCallback fields). */
 static void trainer_log(json_t *fields)
 {
@@ -486,6 +529,7 @@ static void trainer_log(json_t *fields)
 	free(text);
 	if (lf_log_enabled())
 		lf_log_event("log", json_deep_copy(fields));
+	report_scalars(fields);
 	json_array_append_new(R.history, fields);
 }
 
@@ -557,9 +601,11 @@ static void save_adapter_config(const char *dir)
 	json_t *c = json_pack("{s:s,s:s,s:s,s:I,s:f,s:f,s:O,s:b,s:b,s:s,s:b,s:b,s:b,s:n,s:{},s:{},s:n}", "peft_type",
 			      "LORA", "task_type", "CAUSAL_LM", "base_model_name_or_path", opt_model, "r",
 			      (json_int_t)R.lora_r, "lora_alpha", opt_lora_alpha, "lora_dropout", opt_lora_dropout,
-			      "target_modules", R.lora_targets, "use_rslora", opt_rslora, "use_dora", false, "bias",
+			      "target_modules", R.lora_targets, "use_rslora", opt_rslora, "use_dora", opt_dora, "bias",
 			      "none", "fan_in_fan_out", false, "inference_mode", true, "init_lora_weights", true,
 			      "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform");
+	if (json_array_size(R.modules_to_save))
+		json_object_set(c, "modules_to_save", R.modules_to_save);
 	write_json(path, c);
 	json_decref(c);
 }
@@ -795,6 +841,16 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	R.bp.moe_aux_coef = (float)opt_moe_aux;
 	R.bp.moe_aux_total = 0;
 	for (long k = 0; k < nbatches; k++) {
+		/* this micro-batch's noise: a seed from (seed, step, micro-batch);
+		 * NEFTune's scale from the length LLaMA-Factory pads it to */
+		R.bp.noise_seed = ((uint64_t)opt_seed << 40) ^ ((uint64_t)R.step << 8) ^ (uint64_t)k;
+		R.bp.lora_dropout = R.ft == FT_LORA ? (float)opt_lora_dropout : 0.0f;
+		int longest = 0;
+		for (int r = 0; r < mb[k].n; r++)
+			longest = mb[k].rows[r].T > longest ? mb[k].rows[r].T : longest;
+		if (!R.pt)
+			longest = (longest + 7) / 8 * 8;
+		R.bp.neftune_mag = opt_neftune > 0 ? (float)(opt_neftune / sqrt((double)longest * R.m->cfg.hidden)) : 0;
 		if (items && lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum,
 					      &counted) < 0)
 			lf_die("%s: epoch %ld, micro-batch %ld: %s", opt_data, epoch, first + k, lf_errmsg());
@@ -816,7 +872,8 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	struct lf_adamw h = { opt_lr, opt_beta1, opt_beta2, opt_eps, opt_wd };
 	for (size_t i = 0; i < R.np; i++) {
 		lf_grad_scale(R.p[i].g, R.p[i].t->n, coef);
-		lf_adamw_step(R.p[i].w, R.p[i].g, R.p[i].m, R.p[i].v, R.p[i].t->n, R.step + 1, lr, &h, R.p[i].decay);
+		double plr = R.p[i].lr_mult == 1 ? lr : opt_lr * R.p[i].lr_mult * lf_lr_lambda(&R.sched, R.step);
+		lf_adamw_step(R.p[i].w, R.p[i].g, R.p[i].m, R.p[i].v, R.p[i].t->n, R.step + 1, plr, &h, R.p[i].decay);
 	}
 	R.step++;
 	return loss;
@@ -825,6 +882,21 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 static void train(void)
 {
 	R.t0 = now();
+	if (opt_report_to && !strcmp(opt_report_to, "tensorboard")) {
+		char *dir = lf_tboard_default_logdir(opt_output, (int64_t)time(NULL));
+		R.tb = lf_tboard_open(dir);
+		free(dir);
+		if (!R.tb)
+			lf_die("%s", lf_errmsg());
+		char path[4096];
+		snprintf(path, sizeof path, "%s/config.json", opt_model);
+		json_t *cfg = json_load_file(path, 0, NULL);
+		char *text = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+		if (text && lf_tboard_text(R.tb, "model_config", text, R.step, 0) < 0)
+			lf_die("%s", lf_errmsg());
+		free(text);
+		json_decref(cfg);
+	}
 	double eval_ppl;
 	while (R.step < R.total_steps) {
 		long epoch = R.step / R.steps_per_epoch, in_epoch = R.step % R.steps_per_epoch;
@@ -877,18 +949,22 @@ static void check_options(void)
 			     "built yet)", opt_ft);
 	if (opt_stage && strcmp(opt_stage, "pt") && strcmp(opt_stage, "sft"))
 		lf_die_usage("option '--stage': '%s' is not built yet (lf-train runs pt and sft)", opt_stage);
-	const char *unbuilt = opt_dora ? "--use-dora" : opt_pissa_init ? "--pissa-init" : opt_loraplus > 0 ?
-			      "--loraplus-lr-ratio" : opt_neftune > 0 ? "--neftune-noise-alpha" : opt_lora_dropout > 0 ? "--lora-dropout above 0" :
-			      opt_additional_target ? "--additional-target" : opt_plot_loss ? "--plot-loss" :
-			      opt_report_to && strcmp(opt_report_to, "none") ? "--report-to" : NULL;
+	const char *unbuilt = opt_pissa_init ? "--pissa-init" : opt_dora && opt_lora_dropout > 0 ?
+			      "--lora-dropout with --use-dora" :
+			      NULL;
 	if (unbuilt)
 		lf_die_usage("%s is not built yet in lf-train", unbuilt);
+	if (opt_report_to && strcmp(opt_report_to, "none") && strcmp(opt_report_to, "tensorboard"))
+		lf_die_usage("option '--report-to': '%s' is not none or tensorboard (lf reports to nothing else)",
+			     opt_report_to);
 	if (!opt_do_train)
 		lf_die_usage("--do-train false (evaluation or prediction only) is not built in lf-train: use lf-eval "
 			     "or lf-generate");
 	if (opt_bf16 || opt_fp16)
 		lf_note("--%s: lf-train computes in f32 on the CPU (the CUDA backend will honour mixed precision); the "
 			"outputs keep the base model's dtype", opt_bf16 ? "bf16" : "fp16");
+	if (opt_lora_dropout < 0 || opt_lora_dropout >= 1)
+		lf_die_usage("option '--lora-dropout': %g is not in [0, 1)", opt_lora_dropout);
 	if (opt_batch < 1 || opt_eval_batch < 1 || opt_ga < 1 || opt_lora_rank < 1 || opt_logging_steps < 1 ||
 	    opt_lr < 0 || opt_epochs <= 0 || opt_warmup_ratio < 0 || opt_warmup_ratio > 1 || opt_warmup_steps < 0)
 		lf_die_usage("batch sizes, accumulation, rank and logging steps must be positive, the learning rate "
@@ -913,6 +989,7 @@ static void open_data(void)
 	if (!pt && !sft)
 		lf_die("%s: shards of %.*s examples; lf-train trains on sft and pt shards", opt_data, (int)kn,
 		       kind ? kind : "unknown");
+	R.pt = pt;
 	if (opt_stage && strcmp(opt_stage, pt ? "pt" : "sft"))
 		lf_die("%s: %s shards, but --stage %s", opt_data, pt ? "pt" : "sft", opt_stage);
 	R.train = lf_shardset_find_split(R.set, "train");
@@ -964,6 +1041,9 @@ static void load_model(void)
 		json_t *c = json_load_file(path, 0, NULL);
 		opt_lora_alpha = json_number_value(json_object_get(c, "lora_alpha"));
 		opt_rslora = json_is_true(json_object_get(c, "use_rslora"));
+		opt_dora = json_is_true(json_object_get(c, "use_dora"));
+		json_t *ms = json_object_get(c, "modules_to_save");
+		R.modules_to_save = json_is_array(ms) ? json_incref(ms) : json_array();
 		json_t *tm = json_object_get(c, "target_modules");
 		if (json_is_array(tm))
 			json_array_extend(R.lora_targets, tm);
@@ -971,6 +1051,16 @@ static void load_model(void)
 			json_array_append(R.lora_targets, tm);
 		json_decref(c);
 		return;
+	}
+	R.modules_to_save = json_array();
+	for (const char *p = opt_additional_target; p && *p;) {
+		const char *e = strchr(p, ',');
+		char mod[256];
+		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		if (lf_model_new_module_copy(R.m, mod) < 0)
+			lf_die_usage("option '--additional-target': %s", lf_errmsg());
+		json_array_append_new(R.modules_to_save, json_string(mod));
+		p = e ? e + 1 : NULL;
 	}
 	const char *parts[4 + 1 + 3 * 64];
 	int np = lora_parts(parts);
@@ -980,11 +1070,14 @@ static void load_model(void)
 	lf_np_rng_seed(&rng, (uint64_t)opt_seed);
 	for (int l = 0; l < R.m->cfg.layers; l++)
 		for (int i = 0; i < np; i++)
-			if (lf_model_new_lora(R.m, l, parts[i], R.lora_r, R.lora_scale) < 0)
+			if (lf_model_new_lora(R.m, l, parts[i], R.lora_r, R.lora_scale, opt_dora) < 0)
 				lf_die("%s", lf_errmsg());
-	for (size_t i = R.nbase; i < R.m->ntensors; i += 2)
-		lora_init((float *)R.m->tensors[i].data, (size_t)R.m->tensors[i].shape[0],
-			  (size_t)R.m->tensors[i].shape[1], &rng);
+	for (size_t i = R.nbase; i < R.m->ntensors; i++) {
+		const struct lf_model_tensor *t = &R.m->tensors[i];
+		size_t n = strlen(t->name);
+		if (n > 14 && !strcmp(t->name + n - 14, ".lora_A.weight"))
+			lora_init((float *)t->data, (size_t)t->shape[0], (size_t)t->shape[1], &rng);
+	}
 	for (int i = 0; i < np; i++) {
 		const char *last = strrchr(parts[i], '.') + 1;
 		bool seen = false;
@@ -1025,6 +1118,32 @@ static void find_start(void)
 	free(steps);
 }
 
+/* LLaMA-Factory's plot_loss: the loss and eval_loss of the log history. */
+static void plot_losses(void)
+{
+	static const char *const keys[] = { "loss", "eval_loss" };
+	size_t n = json_array_size(R.history);
+	long *steps = lf_malloc((n + 1) * sizeof *steps);
+	double *values = lf_malloc((n + 1) * sizeof *values);
+	for (size_t k = 0; k < 2; k++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++) {
+			json_t *e = json_array_get(R.history, i), *v = json_object_get(e, keys[k]);
+			if (!json_is_number(v))
+				continue;
+			steps[m] = (long)json_integer_value(json_object_get(e, "current_steps"));
+			values[m++] = json_number_value(v);
+		}
+		int rc = lf_plot_key(opt_output, keys[k], steps, values, m);
+		if (rc < 0)
+			lf_die("%s", lf_errmsg());
+		if (rc == 1)
+			lf_note("no metric %s to plot", keys[k]);
+	}
+	free(steps);
+	free(values);
+}
+
 static void finish(void)
 {
 	save_weights(opt_output, true);
@@ -1055,6 +1174,11 @@ static void finish(void)
 	snprintf(path, sizeof path, "%s/trainer_state.json", opt_output);
 	write_json(path, st);
 	json_decref(st);
+	if (opt_plot_loss)
+		plot_losses();
+	if (R.tb && lf_tboard_close(R.tb) < 0)
+		lf_die("%s", lf_errmsg());
+	R.tb = NULL;
 }
 
 int main(int argc, char **argv)
@@ -1085,6 +1209,7 @@ int main(int argc, char **argv)
 	free(R.grads);
 	json_decref(R.history);
 	json_decref(R.lora_targets);
+	json_decref(R.modules_to_save);
 	lf_shardset_close(R.set);
 	lf_model_free(R.m);
 	lf_log_close();

@@ -29,6 +29,23 @@ scale = np.abs(b).max(); d = np.abs(a - b).max(); e = np.abs(b - c).max()
 print(d, e, scale)
 sys.exit(not (a.shape == b.shape and d <= 1e-5 * scale and e > 1e-3 * scale))
 "'
+dora_merge() { # case: a DoRA adapter of the training goldens, made by PEFT
+	g=$ROOT/tests/golden/train
+	lf-merge -m "$g/models/$1" -a "$g/cases/$1-dora/adapter-init" -o "$T/dm-$1" 2>/dev/null &&
+	lf-eval -m "$T/dm-$1" --task logits --input "$T/ids.jsonl" -o "$T/dm-$1-a.safetensors" &&
+	lf-eval -m "$g/models/$1" --adapter-name-or-path "$g/cases/$1-dora/adapter-init" --task logits \
+		--input "$T/ids.jsonl" -o "$T/dm-$1-b.safetensors" &&
+	"$LF_PYTHON" -c "
+import sys
+import numpy as np
+from safetensors.numpy import load_file
+a = load_file('$T/dm-$1-a.safetensors')['logits.0']; b = load_file('$T/dm-$1-b.safetensors')['logits.0']
+print(np.abs(a - b).max(), np.abs(b).max())
+sys.exit(not np.abs(a - b).max() <= 1e-5 * np.abs(b).max())
+"
+}
+check "DoRA (PEFT's adapter on llama): lf-eval merged equals unmerged within 1e-5" dora_merge llama
+check "DoRA on phi3's fused projections: merged equals unmerged" dora_merge phi3
 check "the folder holds the config, the tokenizer and the provenance" sh -c '
 	cd "'"$T"'/merged" && test -s config.json && test -s tokenizer.json && test -s model.safetensors &&
 	grep -q "lf-merge" lf-merge.json'

@@ -106,15 +106,101 @@ check "--adapter-name-or-path trains an adapter further (its rank and targets ke
 	lf-train -m "'"$T"'/m" -d "'"$T"'/shards" --adapter-name-or-path "'"$T"'/rec" --max-steps 1 -o "'"$T"'/more" \
 		2>/dev/null && grep -q "\"r\": 2" "'"$T"'/more/adapter_config.json" && grep -q q_proj "'"$T"'/more/adapter_config.json"'
 
+# LoRA+, NEFTune, LoRA dropout, DoRA
+loraplus() {
+	lf-train -m "$T/m" -d "$T/shards" --adapter-name-or-path "$T/lora" --loraplus-lr-ratio 16 --learning-rate 1e-3 \
+		--lr-scheduler-type constant --max-grad-norm 0 --max-steps 1 -o "$T/lp" 2>/dev/null &&
+	"$LF_PYTHON" -c "
+import sys
+import numpy as np
+from safetensors.numpy import load_file
+a, b = load_file('$T/lora/adapter_model.safetensors'), load_file('$T/lp/adapter_model.safetensors')
+dA = max(np.abs(b[k] - a[k]).max() for k in a if 'lora_A' in k)
+dB = max(np.abs(b[k] - a[k]).max() for k in a if 'lora_B' in k)
+print(dA, dB)
+sys.exit(not (0.9e-3 < dA < 1.1e-3 and 15 < dB / dA < 17))
+"
+}
+check "LoRA+: a first AdamW step moves B 16 times as far as A (--loraplus-lr-ratio 16)" loraplus
+noise_runs() { # name options...: a 2-step run's first loss
+	name=$1
+	shift
+	lf-train -m "$T/m" -d "$T/shards" --lora-rank 4 --max-steps 2 --save-steps 1 --learning-rate 0.01 \
+		--dump-grads "$T/$name.safetensors" "$@" -o "$T/$name" 2>/dev/null
+}
+noise() {
+	noise_runs plain && noise_runs nef --neftune-noise-alpha 5 && noise_runs nef2 --neftune-noise-alpha 5 &&
+		noise_runs drop --lora-dropout 0.3 && noise_runs drop2 --lora-dropout 0.3 &&
+		! cmp -s "$T/plain/adapter_model.safetensors" "$T/nef/adapter_model.safetensors" &&
+		! cmp -s "$T/plain/adapter_model.safetensors" "$T/drop/adapter_model.safetensors" &&
+		cmp "$T/nef/adapter_model.safetensors" "$T/nef2/adapter_model.safetensors" &&
+		cmp "$T/drop/adapter_model.safetensors" "$T/drop2/adapter_model.safetensors"
+}
+check "NEFTune and LoRA dropout change training and repeat exactly with the same seed" noise
+resume_noise() {
+	mkdir -p "$T/dropr" && cp -r "$T/drop/checkpoint-1" "$T/dropr/" &&
+		lf-train -m "$T/m" -d "$T/shards" --lora-rank 4 --max-steps 2 --save-steps 1 --learning-rate 0.01 \
+			--lora-dropout 0.3 -o "$T/dropr" 2>/dev/null &&
+		cmp "$T/drop/adapter_model.safetensors" "$T/dropr/adapter_model.safetensors"
+}
+check "a run with LoRA dropout resumes to the same adapter (the masks are a function of the step)" resume_noise
+eval_clean() {
+	a=$(sed -n 's/.*"eval_loss": \([0-9.e-]*\).*/\1/p' "$T/nef/all_results.json")
+	b=$(lf-eval -m "$T/m" --adapter-name-or-path "$T/nef" --task perplexity --input "$T/shards" |
+		sed 's/.*"loss":\([0-9.e-]*\).*/\1/')
+	echo "$a $b"
+	awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(a > 0 && d < 1e-5 && d > -1e-5) }'
+}
+check "evaluation runs without the noise: eval_loss equals lf-eval's" eval_clean
+dora() {
+	lf-train -m "$T/m" -d "$T/shards" --use-dora --lora-rank 4 --max-steps 2 --learning-rate 0.01 -o "$T/dora" \
+		2>/dev/null && grep -q '"use_dora": true' "$T/dora/adapter_config.json" &&
+		test "$("$HELP/st-dump" read "$T/dora/adapter_model.safetensors" | grep -o lora_magnitude_vector | wc -l)" = 14 &&
+		lf-merge -m "$T/m" -a "$T/dora" -o "$T/dora-merged" 2>/dev/null
+}
+check "--use-dora writes a DoRA adapter (a magnitude per module) that lf-merge merges" dora
+
+extra() {
+	lf-train -m "$T/m" -d "$T/shards" --lora-rank 4 --lora-target q_proj,v_proj --additional-target embed_tokens \
+		--max-steps 2 --learning-rate 0.01 -o "$T/extra" 2>/dev/null &&
+		"$HELP/st-dump" read "$T/extra/adapter_model.safetensors" |
+		grep -q '"name":"base_model.model.model.embed_tokens.weight"' &&
+		grep -A1 modules_to_save "$T/extra/adapter_config.json" | grep -q embed_tokens &&
+		lf-eval -m "$T/m" --adapter-name-or-path "$T/extra" --task perplexity --input "$T/shards" >/dev/null
+}
+check "--additional-target embed_tokens: a trained copy in the adapter (PEFT's modules_to_save) lf-eval runs" extra
+
+# reports: TensorBoard event files tensorboard reads, LLaMA-Factory's loss plots
+reports() {
+	lf-train -m "$T/m" -d "$T/shards" --lora-rank 4 --max-steps 6 --logging-steps 2 --eval-steps 3 \
+		--report-to tensorboard --plot-loss -o "$T/rep" 2>/dev/null &&
+		test -s "$T/rep/training_loss.png" && test -s "$T/rep/training_eval_loss.png" &&
+		"$LF_PYTHON" -c "
+import glob, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+files = glob.glob('$T/rep/runs/*/events.out.tfevents.*')
+ea = EventAccumulator(files[0]); ea.Reload()
+tags = ea.Tags()['scalars']
+loss = [(e.step, round(e.value, 4)) for e in ea.Scalars('train/loss')]
+print(tags, loss)
+need = {'train/loss', 'train/grad_norm', 'train/learning_rate', 'train/epoch', 'eval/loss'}
+sys.exit(not (len(files) == 1 and need <= set(tags) and [s for s, _ in loss] == [2, 4, 6] and
+              [s.step for s in ea.Scalars('eval/loss')] == [3, 6]))
+"
+}
+check "--report-to tensorboard: the Trainer's tags at the right steps (read by tensorboard); --plot-loss: PNGs" reports
+check "--report-to wandb is refused, naming it" fails 2 "'wandb' is not none or tensorboard" \
+	lf-train -m "$T/m" -d "$T/shards" --report-to wandb -o "$T/x"
+
 # errors
 check "no --data: a usage error" fails 2 "required" lf-train -m "$T/m" -o "$T/x"
 check "an unknown fine-tuning type is named" fails 2 "'oft' is not full" \
 	lf-train -m "$T/m" -d "$T/shards" --finetuning-type oft -o "$T/x"
-check "DoRA is not built yet, and says so" fails 2 "use-dora is not built yet" \
-	lf-train -m "$T/m" -d "$T/shards" --use-dora -o "$T/x"
+check "PiSSA is not built yet, and says so" fails 2 "pissa-init is not built yet" \
+	lf-train -m "$T/m" -d "$T/shards" --pissa-init -o "$T/x"
 check "a recipe key lf-train does not build yet is named" sh -c '
-	printf "use_dora: true\n" >"'"$T"'/bad.yaml"
-	lf-train --config "'"$T"'/bad.yaml" -m "'"$T"'/m" -d "'"$T"'/shards" -o "'"$T"'/x" 2>&1 | grep -q "use-dora"'
+	printf "pissa_init: true\n" >"'"$T"'/bad.yaml"
+	lf-train --config "'"$T"'/bad.yaml" -m "'"$T"'/m" -d "'"$T"'/shards" -o "'"$T"'/x" 2>&1 | grep -q "pissa-init"'
 check "an unknown lora target is named" fails 2 "'qq_proj' is not a linear module" \
 	lf-train -m "$T/m" -d "$T/shards" --lora-target q_proj,qq_proj -o "$T/x"
 lf-template -t qwen --dataset-dir "$SHARED" --dataset kto_en_demo --stage kto --max-samples 4 2>/dev/null |
