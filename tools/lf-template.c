@@ -16,6 +16,8 @@
 #include "record.h"
 #include "stream.h"
 #include "template.h"
+#include "template_jinja.h"
+#include "tokenizer.h"
 #include "toolfmt.h"
 
 #include <stdio.h>
@@ -26,6 +28,7 @@
 
 static char *opt_template, *opt_dataset, *opt_eval_dataset, *opt_dataset_dir, *opt_format, *opt_file_type;
 static char *opt_columns, *opt_tags, *opt_stage, *opt_default_system, *opt_tool_format, *opt_output;
+static char *opt_jinja;
 static bool opt_eval, opt_ranking, opt_prompt_only, opt_enable_thinking = true, opt_preserve_thinking;
 static bool opt_train_on_prompt, opt_mask_history, opt_parse_special, opt_strict;
 static long long opt_max_samples = -1, opt_seed = 42;
@@ -87,6 +90,9 @@ static struct lf_option options[] = {
 	  LF_OPT_CLI_ONLY },
 	{ "list-templates", 0, LF_OPT_ACTION, NULL, NULL, "list the templates and exit", LF_OPT_CLI_ONLY,
 	  list_templates },
+	{ "jinja", 0, LF_OPT_STRING, &opt_jinja, "TOKENIZER",
+	  "print the Jinja chat_template LLaMA-Factory saves for --template with TOKENIZER and exit",
+	  LF_OPT_CLI_ONLY },
 	{ 0 }
 };
 
@@ -96,6 +102,42 @@ static const struct lf_tool_info tool = {
 	"FILEs are read with --format's default columns; '-' is standard input.\n"
 	"Example: lf-template -t llama3 --dataset-dir data --dataset alpaca_en_demo | lf-inspect --head 1",
 };
+
+/* ---- --jinja ---- */
+
+/* The template's Jinja chat_template for the tokenizer at path on stdout (one
+ * newline after it); notes on stderr when LLaMA-Factory would keep the
+ * tokenizer's own chat_template instead. */
+static int print_jinja(const char *path)
+{
+	if (!opt_template)
+		lf_die_usage("--jinja needs --template (see --list-templates)");
+	struct lf_template t;
+	if (lf_template_get(opt_template, &t) < 0)
+		lf_die_usage("%s", lf_errmsg());
+	if (opt_tool_format && lf_template_set_tool_format(&t, opt_tool_format) < 0)
+		lf_die_usage("%s", lf_errmsg());
+	if (opt_default_system)
+		t.default_system = opt_default_system;
+	struct lf_tokenizer *tok = lf_tokenizer_load(path);
+	if (!tok)
+		lf_die("%s", lf_errmsg());
+	int has = lf_jinja_tokenizer_has_template(path);
+	if (has < 0)
+		lf_die("%s", lf_errmsg());
+	struct lf_jinja_tokens jt;
+	char *jinja = NULL;
+	if (lf_template_jinja_tokens(&t, tok, &jt) < 0 || !(jinja = lf_template_jinja(&t, &jt)))
+		lf_die("%s", lf_errmsg());
+	if (!lf_template_jinja_written(&t, has))
+		lf_note("%s has a chat_template of its own, which LLaMA-Factory keeps (template '%s' does not "
+			"replace it); printed is the template's", path, t.name);
+	if (fputs(jinja, stdout) == EOF || putchar('\n') == EOF || fflush(stdout) == EOF)
+		lf_die("standard output: write error");
+	free(jinja);
+	lf_tokenizer_free(tok);
+	return 0;
+}
 
 /* ---- datasets ---- */
 
@@ -398,6 +440,8 @@ int main(int argc, char **argv)
 	lf_set_progname(argv[0]);
 	lf_output_init_signals();
 	int first = lf_options_parse(&tool, options, argc, argv);
+	if (opt_jinja)
+		return print_jinja(opt_jinja);
 
 	/* the datasets */
 	const char *names = opt_eval ? opt_eval_dataset : opt_dataset;
