@@ -337,7 +337,7 @@ const struct lf_recipe_key lf_recipe_keys[] = {
 	{ "task", "lf-eval", NULL, LF_KEY_ACTIVE, NULL },
 	{ "task_dir", "lf-eval", NULL, LF_KEY_PLANNED, NULL },
 	{ "temperature", "lf-generate", "lf-chat,lf-eval", LF_KEY_ACTIVE, NULL },
-	{ "template", "lf-template", "lf-chat", LF_KEY_ACTIVE, NULL },
+	{ "template", "lf-template", "lf-chat,lf-merge", LF_KEY_ACTIVE, NULL },
 	{ "tf32", "lf-train", NULL, LF_KEY_UNSUPPORTED, "torch matmul mode; lf-train chooses its gemm precision itself" },
 	{ "tokenized_path", "lf-pack", NULL, LF_KEY_UNSUPPORTED, "lf-pack's shard files are the tokenized dataset: give them to lf-train" },
 	{ "tool_format", "lf-template", NULL, LF_KEY_ACTIVE, NULL },

@@ -5,6 +5,7 @@
  * generation config and tokenizer files beside.
  */
 #include "error.h"
+#include "export.h"
 #include "log.h"
 #include "model.h"
 #include "options.h"
@@ -20,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *opt_model, *opt_adapter, *opt_export_dir, *opt_export_device;
+static char *opt_model, *opt_adapter, *opt_export_dir, *opt_export_device, *opt_template;
 static bool opt_legacy;
 static long long opt_export_size = 5;
 
@@ -32,6 +33,9 @@ static struct lf_option options[] = {
 	{ "export-device", 0, LF_OPT_STRING, &opt_export_device, "DEVICE",
 	  "cpu or auto (both merge on the CPU, the only device lf-merge uses)" },
 	{ "export-legacy-format", 0, LF_OPT_BOOL, &opt_legacy, NULL, "write .bin files: not supported (safetensors only)" },
+	{ "template", 't', LF_OPT_STRING, &opt_template, "NAME",
+	  "write this template as the chat_template and its stop words into generation_config.json (default: the "
+	  "adapter folder's tokenizer files when lf-train wrote them, else the base's)" },
 	{ 0 }
 };
 
@@ -178,12 +182,18 @@ int main(int argc, char **argv)
 	free(conv);
 	char *final_dir = opt_export_dir;
 	opt_export_dir = d.tmp;
-	static const char *const files[] = { "config.json", "generation_config.json", "tokenizer.json",
-					     "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-					     "tokenizer.model" };
-	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-		copy_file(files[i]);
+	copy_file("config.json");
 	opt_export_dir = final_dir;
+	/* the tokenizer files: the adapter's (lf-train writes the training
+	 * template into them), else the base's; --template rewrites them */
+	char probe[4096];
+	snprintf(probe, sizeof probe, "%s/tokenizer.json", opt_adapter);
+	FILE *pf = fopen(probe, "r");
+	const char *tok_dir = pf && !opt_template ? opt_adapter : opt_model;
+	if (pf)
+		fclose(pf);
+	if (lf_export_inference_files(tok_dir, d.tmp, opt_template) < 0)
+		lf_die("%s", lf_errmsg());
 	/* where the folder came from; it also marks it as lf-merge's, which a
 	 * later run may replace */
 	json_t *prov = json_pack("{s:s,s:s,s:s}", "base_model", opt_model, "adapter", opt_adapter, "created_by",

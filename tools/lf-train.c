@@ -7,6 +7,7 @@
  */
 #include "backprop.h"
 #include "error.h"
+#include "export.h"
 #include "log.h"
 #include "model.h"
 #include "mp.h"
@@ -166,6 +167,7 @@ static struct {
 	int lora_r;
 	float lora_scale;
 	json_t *lora_targets, *modules_to_save;
+	char *template_name; /* the shards' chat template, or NULL */
 	struct lf_tboard *tb; /* --report-to tensorboard */
 } R;
 
@@ -620,12 +622,11 @@ static void save_weights(const char *dir, bool final)
 	} else {
 		save_tensors(dir, "model", false, final);
 		copy_file(opt_model, dir, "config.json");
-		copy_file(opt_model, dir, "generation_config.json");
 	}
-	static const char *const tok[] = { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-					   "chat_template.jinja", "tokenizer.model" };
-	for (size_t i = 0; i < sizeof tok / sizeof tok[0]; i++)
-		copy_file(opt_model, dir, tok[i]);
+	/* the tokenizer, with the training template as its chat_template and
+	 * the template's stop words among generation_config's eos ids */
+	if (lf_export_inference_files(opt_model, dir, R.template_name) < 0)
+		lf_die("%s", lf_errmsg());
 }
 
 static json_t *state_json(void)
@@ -990,6 +991,11 @@ static void open_data(void)
 		lf_die("%s: shards of %.*s examples; lf-train trains on sft and pt shards", opt_data, (int)kn,
 		       kind ? kind : "unknown");
 	R.pt = pt;
+	const msgpack_object *tpl = lf_mp_get(lf_shardset_meta(R.set), "template");
+	const char *tname;
+	size_t tn;
+	if (tpl && tpl->type == MSGPACK_OBJECT_MAP && lf_mp_get_str(tpl, "name", &tname, &tn, false) > 0)
+		R.template_name = lf_strndup(tname, tn);
 	if (opt_stage && strcmp(opt_stage, pt ? "pt" : "sft"))
 		lf_die("%s: %s shards, but --stage %s", opt_data, pt ? "pt" : "sft", opt_stage);
 	R.train = lf_shardset_find_split(R.set, "train");
@@ -1210,6 +1216,7 @@ int main(int argc, char **argv)
 	json_decref(R.history);
 	json_decref(R.lora_targets);
 	json_decref(R.modules_to_save);
+	free(R.template_name);
 	lf_shardset_close(R.set);
 	lf_model_free(R.m);
 	lf_log_close();

@@ -56,6 +56,16 @@ check "a bf16 base gives a bf16 merged model" sh -c '
 	! "'"$HELP"'/st-dump" read "'"$T"'/merged16/model.safetensors" | grep -q "\"dtype\":\"F32\""'
 check "merging again replaces lf-merge's own folder" \
 	lf-merge -m "$T/m" -a "$T/lora" -o "$T/merged"
+template_files() {
+	lf-merge -m "$T/m" -a "$T/lora" -t alpaca -o "$T/merged-alpaca" 2>/dev/null &&
+		lf-template -t alpaca --jinja "$T/m" >"$T/alpaca.jinja" 2>/dev/null &&
+		"$LF_PYTHON" -c "
+import json, sys
+c = json.load(open('$T/merged-alpaca/tokenizer_config.json'))['chat_template']
+sys.exit(c != open('$T/alpaca.jinja').read().rstrip(chr(10)))
+" && cmp "$T/lora/tokenizer_config.json" "$T/merged/tokenizer_config.json"
+}
+check "--template writes that template as the chat_template; without it the adapter's tokenizer files go along" template_files
 check "an adapter of another base is refused" fails 1 "adapter's base model" \
 	lf-merge -m "$T/other" -a "$T/lora" -o "$T/x"
 check "a folder lf-merge did not make is not overwritten" fails 1 "" \

@@ -170,6 +170,31 @@ extra() {
 }
 check "--additional-target embed_tokens: a trained copy in the adapter (PEFT's modules_to_save) lf-eval runs" extra
 
+# what inference reads: the training template as chat_template (where
+# LLaMA-Factory writes it) and its stop words among the eos ids
+TOKS=$SHARED/../tokenizers
+lf-init -t llama --hidden-size 16 --intermediate-size 32 --tokenizer "$TOKS/llama3" -o "$T/l3" 2>/dev/null
+for tpl in llama3 alpaca; do
+	lf-template -t $tpl --dataset-dir "$SHARED" --dataset identity --max-samples 4 2>/dev/null |
+		lf-tokenize --tokenizer "$T/l3" 2>/dev/null | lf-pack --cutoff-len 32 -o "$T/l3-$tpl" 2>/dev/null
+	lf-train -m "$T/l3" -d "$T/l3-$tpl" --lora-rank 2 --max-steps 1 -o "$T/l3run-$tpl" 2>/dev/null
+done
+chat_files() {
+	lf-template -t alpaca --jinja "$T/l3" >"$T/alpaca.jinja" 2>/dev/null &&
+	"$LF_PYTHON" -c "
+import json, sys
+t = '$T'
+base = json.load(open(t + '/l3/tokenizer_config.json'))['chat_template']
+kept = json.load(open(t + '/l3run-llama3/tokenizer_config.json'))['chat_template']
+written = json.load(open(t + '/l3run-alpaca/tokenizer_config.json'))['chat_template']
+gen = json.load(open(t + '/l3run-llama3/generation_config.json'))['eos_token_id']
+print(gen)
+sys.exit(not (kept == base and written == open(t + '/alpaca.jinja').read().rstrip('\\n') and written != base
+              and isinstance(gen, list) and 128009 in gen))
+"
+}
+check "outputs carry the training template: alpaca's Jinja replaces the chat_template, llama3's keeps it; <|eot_id|> joins eos" chat_files
+
 # reports: TensorBoard event files tensorboard reads, LLaMA-Factory's loss plots
 reports() {
 	lf-train -m "$T/m" -d "$T/shards" --lora-rank 4 --max-steps 6 --logging-steps 2 --eval-steps 3 \
