@@ -26,7 +26,9 @@ OPENBLAS_DIR ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp
 ifeq ($(STATIC),1)
   # whole static archives: the binary then needs only glibc (and, for CUDA,
   # the driver and libcublasLt)
+  # (OpenBLAS's LAPACK, which PiSSA's SVD uses, is Fortran: libgfortran too)
   OPENBLAS_LINK := $(OPENBLAS_DIR)/libopenblas.a $(shell $(CC) -print-file-name=libgomp.a) \
+                   $(shell $(CC) -print-file-name=libgfortran.a) $(shell $(CC) -print-file-name=libquadmath.a) \
                    -lpthread -ldl -lm
 else
   OPENBLAS_LINK := -L$(OPENBLAS_DIR) -lopenblas -lgomp -lm

@@ -414,6 +414,11 @@ static int load_adapter_config(struct adapter_config *ac, const char *dir)
 	int rc = 0;
 	if (!type || strcmp(type, "LORA"))
 		rc = lf_fail("%s: peft_type '%s': lf runs LoRA adapters", path, type ? type : "(none)");
+	else if (json_is_string(json_object_get(j, "init_lora_weights")) &&
+		 !strncmp(json_string_value(json_object_get(j, "init_lora_weights")), "pissa", 5))
+		rc = lf_fail("%s: a PiSSA adapter (init_lora_weights %s) applies to the residual of its base, which PEFT "
+			     "recomputes when it loads it: use the converted adapter (lf-train --pissa-convert writes "
+			     "pissa_converted/)", path, json_string_value(json_object_get(j, "init_lora_weights")));
 	else if (json_is_true(json_object_get(j, "fan_in_fan_out")))
 		rc = lf_fail("%s: fan_in_fan_out (GPT-2 Conv1D layouts) is not supported", path);
 	else if (json_is_string(json_object_get(j, "bias")) && strcmp(json_string_value(json_object_get(j, "bias")), "none"))
@@ -778,6 +783,24 @@ static void linear(float *out, const float *x, const float *w, const float *bias
 	linear_extras(out, x, bias, lora, tmp, T, out_f, in_f);
 }
 
+/* x += linear(in): a linear layer whose output goes straight into the
+ * residual stream.  For many tokens sgemm adds the product to x itself
+ * (beta 1: no zeroing of an output, no separate add; LoRA and the bias
+ * add up the same way, DoRA's scaling of the whole output does not); for
+ * a few (decoding) the output goes to out first. */
+static void linear_residual(float *x, float *out, const float *in, const float *w, const float *bias,
+			    const struct lf_lora *lora, float *tmp, int T, int out_f, int in_f)
+{
+	if (T > LF_CPU_GEMV_MAX_M && !(lora && lora->r && lora->dora_scale)) {
+		lf_cpu_matmul_nt_acc_f32(x, in, w, T, out_f, in_f, 1.0f);
+		linear_extras(x, in, bias, lora, tmp, T, out_f, in_f);
+		return;
+	}
+	linear(out, in, w, bias, lora, tmp, T, out_f, in_f);
+	for (size_t i = 0; i < (size_t)T * out_f; i++)
+		x[i] += out[i];
+}
+
 /* count linear layers of the same input (q, k, v; gate, up), each as
  * linear(): for a few tokens (decoding) their weights' rows are split over
  * the threads together, in one parallel region, each weight streamed once. */
@@ -926,11 +949,14 @@ int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seq
 			lf_cpu_attention_f32(b->att + (size_t)row * qd, qr, kc, vc, T, q0 + T, q0, &a, b->scores);
 			row += T;
 		}
-		linear(b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, N, H, qd);
-		if (c->sandwich_norms)
+		if (c->sandwich_norms) {
+			linear(b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, N, H, qd);
 			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_attn_norm, N, H, eps, norm_offset);
-		for (size_t i = 0; i < (size_t)N * H; i++)
-			b->x[i] += b->o[i];
+			for (size_t i = 0; i < (size_t)N * H; i++)
+				b->x[i] += b->o[i];
+		} else {
+			linear_residual(b->x, b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, N, H, qd);
+		}
 		lf_cpu_rmsnorm_f32(b->xn, b->x, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps,
 				   norm_offset);
 		if (c->arch == LF_ARCH_MIXTRAL) {
@@ -942,6 +968,10 @@ int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seq
 			int out_f[2] = { I, I };
 			linear_multi(2, out, b->xn, w, bias, lora, b->lora_tmp, N, out_f, H);
 			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, (long)N * I, c->act);
+			if (!c->sandwich_norms) {
+				linear_residual(b->x, b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, N, H, I);
+				continue;
+			}
 			linear(b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, N, H, I);
 		}
 		if (c->sandwich_norms)

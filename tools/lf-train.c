@@ -15,6 +15,7 @@
 #include "optim.h"
 #include "options.h"
 #include "output.h"
+#include "pissa.h"
 #include "plot.h"
 #include "safetensors.h"
 #include "shard.h"
@@ -45,9 +46,9 @@ static double opt_eps = 1e-8, opt_max_grad_norm = 1.0, opt_lora_alpha = -1, opt_
 static double opt_loraplus = 0, opt_neftune = 0, opt_moe_aux = 0;
 static long long opt_max_steps = -1, opt_batch = 8, opt_eval_batch = 8, opt_ga = 1, opt_seed = 42, opt_warmup_steps = 0;
 static long long opt_lora_rank = 8, opt_freeze_layers = 2, opt_logging_steps = 500, opt_save_steps = 500;
-static long long opt_save_limit = -1, opt_eval_steps = -1;
+static long long opt_save_limit = -1, opt_eval_steps = -1, opt_pissa_iter = 16;
 static bool opt_overwrite, opt_no_ckpt, opt_rslora, opt_dora, opt_pissa_init, opt_plot_loss, opt_do_train = true;
-static bool opt_bf16, opt_fp16, opt_save_only_model, opt_no_shuffle;
+static bool opt_bf16, opt_fp16, opt_save_only_model, opt_no_shuffle, opt_pissa_convert;
 
 static struct lf_option options[] = {
 	{ "model-name-or-path", 'm', LF_OPT_STRING, &opt_model, "DIR", "the base model folder (required)" },
@@ -91,7 +92,12 @@ static struct lf_option options[] = {
 	{ "use-rslora", 0, LF_OPT_BOOL, &opt_rslora, NULL, "rank-stabilised LoRA: scale alpha / sqrt(rank)" },
 	{ "use-dora", 0, LF_OPT_BOOL, &opt_dora, NULL,
 	  "DoRA: a trained magnitude per output row over the direction W + s B A (PEFT's, norm detached)" },
-	{ "pissa-init", 0, LF_OPT_BOOL, &opt_pissa_init, NULL, "not built yet" },
+	{ "pissa-init", 0, LF_OPT_BOOL, &opt_pissa_init, NULL,
+	  "PiSSA: new adapters from the weights' principal singular vectors, the base holding the residual" },
+	{ "pissa-iter", 0, LF_OPT_INT, &opt_pissa_iter, "N",
+	  "PiSSA: subspace iterations of the fast SVD (default 16; -1: the full SVD)" },
+	{ "pissa-convert", 0, LF_OPT_BOOL, &opt_pissa_convert, NULL,
+	  "PiSSA: also write pissa_converted/, a rank-2r LoRA adapter for the original base" },
 	{ "loraplus-lr-ratio", 0, LF_OPT_FLOAT, &opt_loraplus, "R",
 	  "LoRA+: B matrices (and 1-D tensors) learn at R x the learning rate" },
 	{ "freeze-trainable-layers", 0, LF_OPT_INT, &opt_freeze_layers, "N",
@@ -168,6 +174,8 @@ static struct {
 	float lora_scale;
 	json_t *lora_targets, *modules_to_save;
 	char *template_name; /* the shards' chat template, or NULL */
+	float **pissa_init;  /* PiSSA: each adapter tensor as it started, in table order */
+	size_t npissa;
 	struct lf_tboard *tb; /* --report-to tensorboard */
 } R;
 
@@ -322,6 +330,32 @@ static void lora_init(float *A, size_t r, size_t in, struct lf_np_rng *rng)
 	float bound = (float)(1.0 / sqrt((double)in));
 	for (size_t i = 0; i < r * in; i++)
 		A[i] = (float)((2.0 * lf_np_random(rng) - 1.0) * bound);
+}
+
+/* PiSSA on the module of adapter tensors A and B (the base weight named
+ * as the module), keeping A and B as they start for --pissa-convert. */
+static void pissa_init(const struct lf_model_tensor *A, const struct lf_model_tensor *B, size_t index)
+{
+	/* base_model.model.model.layers.N.PART.lora_A.weight -> model.layers.N.PART.weight */
+	char name[512];
+	snprintf(name, sizeof name, "%.*s.weight", (int)(strlen(A->name) - strlen("base_model.model.") - 14),
+		 A->name + strlen("base_model.model."));
+	const struct lf_model_tensor *w = NULL;
+	for (size_t i = 0; i < R.nbase && !w; i++)
+		if (!strcmp(R.m->tensors[i].name, name))
+			w = &R.m->tensors[i];
+	if (!w)
+		lf_die("PiSSA: no base weight %s", name);
+	if (lf_pissa_init((float *)w->data, (int)w->shape[0], (int)w->shape[1], (int)A->shape[0], R.lora_scale,
+			  (int)opt_pissa_iter, (uint64_t)opt_seed * 1000003u + index, (float *)A->data,
+			  (float *)B->data) < 0)
+		lf_die("%s: %s", name, lf_errmsg());
+	R.pissa_init = lf_realloc(R.pissa_init, (R.npissa + 2) * sizeof *R.pissa_init);
+	R.pissa_init[R.npissa] = lf_malloc(A->n * sizeof(float) + 4);
+	R.pissa_init[R.npissa + 1] = lf_malloc(B->n * sizeof(float) + 4);
+	memcpy(R.pissa_init[R.npissa], A->data, A->n * sizeof(float));
+	memcpy(R.pissa_init[R.npissa + 1], B->data, B->n * sizeof(float));
+	R.npissa += 2;
 }
 
 static void setup_params(void)
@@ -596,20 +630,82 @@ static void copy_file(const char *from_dir, const char *to_dir, const char *name
 		lf_die("%s", lf_errmsg());
 }
 
-static void save_adapter_config(const char *dir)
+/* PiSSA's adapters: as trained (for the residual base), as they started,
+ * or converted for the original base. */
+enum adapter_form { ADAPTER_TRAINED, ADAPTER_PISSA_START, ADAPTER_PISSA_CONVERTED };
+
+static void save_adapter_config(const char *dir, enum adapter_form form)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+	/* PEFT's conversion doubles the rank and keeps the scale */
+	bool conv = form == ADAPTER_PISSA_CONVERTED;
+	double alpha = conv ? opt_lora_alpha * (opt_rslora ? sqrt(2.0) : 2.0) : opt_lora_alpha;
+	char init[64] = "";
+	if (opt_pissa_init && form == ADAPTER_TRAINED)
+		snprintf(init, sizeof init, opt_pissa_iter < 0 ? "pissa" : "pissa_niter_%lld", opt_pissa_iter);
 	json_t *c = json_pack("{s:s,s:s,s:s,s:I,s:f,s:f,s:O,s:b,s:b,s:s,s:b,s:b,s:b,s:n,s:{},s:{},s:n}", "peft_type",
 			      "LORA", "task_type", "CAUSAL_LM", "base_model_name_or_path", opt_model, "r",
-			      (json_int_t)R.lora_r, "lora_alpha", opt_lora_alpha, "lora_dropout", opt_lora_dropout,
+			      (json_int_t)(conv ? 2 * R.lora_r : R.lora_r), "lora_alpha", alpha, "lora_dropout", opt_lora_dropout,
 			      "target_modules", R.lora_targets, "use_rslora", opt_rslora, "use_dora", opt_dora, "bias",
 			      "none", "fan_in_fan_out", false, "inference_mode", true, "init_lora_weights", true,
 			      "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform");
 	if (json_array_size(R.modules_to_save))
 		json_object_set(c, "modules_to_save", R.modules_to_save);
+	if (*init)
+		json_object_set_new(c, "init_lora_weights", json_string(init));
 	write_json(path, c);
 	json_decref(c);
+}
+
+/* PiSSA's starting adapter (pissa_init/) or the trained one converted for
+ * the original base (pissa_converted/): A' = [A; A0], B' = [B, -B0], as
+ * PEFT's save_pretrained(path_initial_model_for_weight_conversion=...). */
+static void save_pissa(const char *name, enum adapter_form form)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/%s", opt_output, name);
+	struct lf_outdir d;
+	if (lf_outdir_open(&d, dir, "adapter_config.json") < 0)
+		lf_die("%s", lf_errmsg());
+	save_adapter_config(d.tmp, form);
+	struct lf_st_writer *w = lf_st_writer_open(d.tmp, "adapter_model", 0, NULL);
+	if (!w)
+		lf_die("%s", lf_errmsg());
+	float **bufs = lf_calloc(R.npissa + 1, sizeof *bufs);
+	for (size_t i = R.nbase, k = 0; i < R.m->ntensors && k < R.npissa; i++, k++) {
+		const struct lf_model_tensor *t = &R.m->tensors[i];
+		const float *start = R.pissa_init[k];
+		int64_t shape[2] = { t->shape[0], t->shape[1] };
+		const float *data = start;
+		if (form == ADAPTER_PISSA_CONVERTED) {
+			bool is_a = strstr(t->name, ".lora_A.") != NULL;
+			int64_t rows = t->shape[0], cols = t->shape[1];
+			float *c = bufs[k] = lf_malloc((size_t)t->n * 2 * sizeof *c + 4);
+			if (is_a) { /* [2r, in] */
+				memcpy(c, t->data, t->n * sizeof *c);
+				memcpy(c + t->n, start, t->n * sizeof *c);
+				shape[0] = 2 * rows;
+			} else { /* [out, 2r] */
+				for (int64_t j = 0; j < rows; j++)
+					for (int64_t q = 0; q < cols; q++) {
+						c[j * 2 * cols + q] = t->data[j * cols + q];
+						c[j * 2 * cols + cols + q] = -start[j * cols + q];
+					}
+				shape[1] = 2 * cols;
+			}
+			data = c;
+		}
+		if (lf_st_writer_add(w, t->name, LF_DTYPE_F32, 2, shape, data) < 0)
+			lf_die("%s", lf_errmsg());
+	}
+	if (lf_st_writer_finish(w) < 0)
+		lf_die("%s", lf_errmsg());
+	for (size_t k = 0; k < R.npissa; k++)
+		free(bufs[k]);
+	free(bufs);
+	if (lf_export_inference_files(opt_model, d.tmp, R.template_name) < 0 || lf_outdir_commit(&d) < 0)
+		lf_die("%s", lf_errmsg());
 }
 
 /* The trained weights into dir: the adapter (LoRA) or the whole model
@@ -617,7 +713,7 @@ static void save_adapter_config(const char *dir)
 static void save_weights(const char *dir, bool final)
 {
 	if (R.ft == FT_LORA) {
-		save_adapter_config(dir);
+		save_adapter_config(dir, ADAPTER_TRAINED);
 		save_tensors(dir, "adapter_model", true, false);
 	} else {
 		save_tensors(dir, "model", false, final);
@@ -883,6 +979,8 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 static void train(void)
 {
 	R.t0 = now();
+	if (opt_pissa_init && R.step == 0)
+		save_pissa("pissa_init", ADAPTER_PISSA_START);
 	if (opt_report_to && !strcmp(opt_report_to, "tensorboard")) {
 		char *dir = lf_tboard_default_logdir(opt_output, (int64_t)time(NULL));
 		R.tb = lf_tboard_open(dir);
@@ -950,14 +1048,21 @@ static void check_options(void)
 			     "built yet)", opt_ft);
 	if (opt_stage && strcmp(opt_stage, "pt") && strcmp(opt_stage, "sft"))
 		lf_die_usage("option '--stage': '%s' is not built yet (lf-train runs pt and sft)", opt_stage);
-	const char *unbuilt = opt_pissa_init ? "--pissa-init" : opt_dora && opt_lora_dropout > 0 ?
-			      "--lora-dropout with --use-dora" :
+	const char *unbuilt = opt_dora && opt_lora_dropout > 0 ? "--lora-dropout with --use-dora" :
+			      opt_pissa_init && opt_dora ? "--pissa-init with --use-dora" :
 			      NULL;
 	if (unbuilt)
 		lf_die_usage("%s is not built yet in lf-train", unbuilt);
 	if (opt_report_to && strcmp(opt_report_to, "none") && strcmp(opt_report_to, "tensorboard"))
 		lf_die_usage("option '--report-to': '%s' is not none or tensorboard (lf reports to nothing else)",
 			     opt_report_to);
+	if (opt_pissa_init && (strcmp(opt_ft, "lora") || opt_adapter))
+		lf_die_usage("--pissa-init initialises new LoRA adapters: it needs --finetuning-type lora and no "
+			     "--adapter-name-or-path");
+	if (opt_pissa_init && opt_additional_target)
+		lf_die_usage("--pissa-init with --additional-target is not built yet");
+	if (opt_pissa_convert && !opt_pissa_init)
+		lf_die_usage("--pissa-convert converts a PiSSA adapter: it needs --pissa-init");
 	if (!opt_do_train)
 		lf_die_usage("--do-train false (evaluation or prediction only) is not built in lf-train: use lf-eval "
 			     "or lf-generate");
@@ -1024,7 +1129,8 @@ static void open_data(void)
 
 static void load_model(void)
 {
-	R.m = R.ft == FT_LORA ? lf_model_load(opt_model) : lf_model_load_writable(opt_model);
+	/* PiSSA leaves the residual in the base weights: they are copies then */
+	R.m = R.ft == FT_LORA && !opt_pissa_init ? lf_model_load(opt_model) : lf_model_load_writable(opt_model);
 	if (!R.m)
 		lf_die("%s", lf_errmsg());
 	R.nbase = R.m->ntensors;
@@ -1081,8 +1187,12 @@ static void load_model(void)
 	for (size_t i = R.nbase; i < R.m->ntensors; i++) {
 		const struct lf_model_tensor *t = &R.m->tensors[i];
 		size_t n = strlen(t->name);
-		if (n > 14 && !strcmp(t->name + n - 14, ".lora_A.weight"))
-			lora_init((float *)t->data, (size_t)t->shape[0], (size_t)t->shape[1], &rng);
+		if (n > 14 && !strcmp(t->name + n - 14, ".lora_A.weight")) {
+			if (opt_pissa_init)
+				pissa_init(t, &R.m->tensors[i + 1], i);
+			else
+				lora_init((float *)t->data, (size_t)t->shape[0], (size_t)t->shape[1], &rng);
+		}
 	}
 	for (int i = 0; i < np; i++) {
 		const char *last = strrchr(parts[i], '.') + 1;
@@ -1180,6 +1290,8 @@ static void finish(void)
 	snprintf(path, sizeof path, "%s/trainer_state.json", opt_output);
 	write_json(path, st);
 	json_decref(st);
+	if (opt_pissa_convert)
+		save_pissa("pissa_converted", ADAPTER_PISSA_CONVERTED);
 	if (opt_plot_loss)
 		plot_losses();
 	if (R.tb && lf_tboard_close(R.tb) < 0)

@@ -52,7 +52,7 @@ export_recipe() {
 check "an export recipe runs lf-merge" export_recipe
 recipe "$T/dpo" | sed 's/^stage: sft/stage: dpo/' >"$T/dpo.yaml"
 check "a stage lf does not build yet is refused, named" fails 1 "stage 'dpo' is not built yet" lf-run "$T/dpo.yaml"
-recipe "$T/bad" "pissa_init: true" >"$T/bad.yaml"
+recipe "$T/bad" "use_galore: true" >"$T/bad.yaml"
 check "a step that refuses a key stops lf-run with its status" fails 2 "a step exited with status 2" \
 	lf-run "$T/bad.yaml"
 check "no recipe: a usage error" fails 2 "one recipe file" lf-run

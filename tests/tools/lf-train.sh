@@ -170,6 +170,22 @@ extra() {
 }
 check "--additional-target embed_tokens: a trained copy in the adapter (PEFT's modules_to_save) lf-eval runs" extra
 
+pissa() {
+	lf-train -m "$T/m" -d "$T/shards" --pissa-init --pissa-convert --lora-rank 4 --max-steps 4 \
+		--learning-rate 0.01 -o "$T/pissa" 2>/dev/null &&
+		test -s "$T/pissa/pissa_init/adapter_model.safetensors" &&
+		grep -q '"r": 8' "$T/pissa/pissa_converted/adapter_config.json" &&
+		grep -q '"init_lora_weights": "pissa_niter_16"' "$T/pissa/adapter_config.json" &&
+		a=$(sed -n 's/.*"eval_loss": \([0-9.e-]*\).*/\1/p' "$T/pissa/all_results.json") &&
+		b=$(lf-eval -m "$T/m" --adapter-name-or-path "$T/pissa/pissa_converted" --task perplexity \
+			--input "$T/shards" | sed 's/.*"loss":\([0-9.e-]*\).*/\1/') &&
+		echo "$a $b" && awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }'
+}
+check "PiSSA: the converted adapter on the original base computes what training saw (eval loss equal)" pissa
+check "the raw PiSSA adapter (for the residual base) is refused, pointing at pissa_converted" \
+	fails 1 "use the converted adapter" lf-eval -m "$T/m" --adapter-name-or-path "$T/pissa" --task perplexity \
+	--input "$T/shards"
+
 # what inference reads: the training template as chat_template (where
 # LLaMA-Factory writes it) and its stop words among the eos ids
 TOKS=$SHARED/../tokenizers
@@ -221,11 +237,11 @@ check "--report-to wandb is refused, naming it" fails 2 "'wandb' is not none or 
 check "no --data: a usage error" fails 2 "required" lf-train -m "$T/m" -o "$T/x"
 check "an unknown fine-tuning type is named" fails 2 "'oft' is not full" \
 	lf-train -m "$T/m" -d "$T/shards" --finetuning-type oft -o "$T/x"
-check "PiSSA is not built yet, and says so" fails 2 "pissa-init is not built yet" \
-	lf-train -m "$T/m" -d "$T/shards" --pissa-init -o "$T/x"
+check "--pissa-convert without --pissa-init is a usage error" fails 2 "it needs --pissa-init" \
+	lf-train -m "$T/m" -d "$T/shards" --pissa-convert -o "$T/x"
 check "a recipe key lf-train does not build yet is named" sh -c '
-	printf "pissa_init: true\n" >"'"$T"'/bad.yaml"
-	lf-train --config "'"$T"'/bad.yaml" -m "'"$T"'/m" -d "'"$T"'/shards" -o "'"$T"'/x" 2>&1 | grep -q "pissa-init"'
+	printf "use_galore: true\n" >"'"$T"'/bad.yaml"
+	lf-train --config "'"$T"'/bad.yaml" -m "'"$T"'/m" -d "'"$T"'/shards" -o "'"$T"'/x" 2>&1 | grep -q "use_galore"'
 check "an unknown lora target is named" fails 2 "'qq_proj' is not a linear module" \
 	lf-train -m "$T/m" -d "$T/shards" --lora-target q_proj,qq_proj -o "$T/x"
 lf-template -t qwen --dataset-dir "$SHARED" --dataset kto_en_demo --stage kto --max-samples 4 2>/dev/null |

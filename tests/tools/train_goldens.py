@@ -113,5 +113,44 @@ def main():
                    (name, len(after)), sorted(bad, reverse=True)[:3])
 
 
+def pissa():
+    """PiSSA's starting adapter against PEFT's (tests/golden/pissa.safetensors,
+    scripts/goldens/make-pissa-goldens.py): scale * B0 A0 per module, from the
+    full SVD (--pissa-iter -1) and from 16 subspace iterations (PEFT's default,
+    which draws its own random start: the same subspace, not the same numbers)."""
+    ref = load_file(os.path.join(ROOT, "tests", "golden", "pissa.safetensors"))
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = os.path.join(tmp, "d.shard")
+        subprocess.run([os.path.join(UNITS, "helpers", "shard-from-jsonl"), "sft", "train", "64", "256",
+                        os.path.join(GOLD, "data.jsonl"), shard], check=True)
+        w = load_file(os.path.join(GOLD, "models", "llama", "model.safetensors"))
+        for it, tol in ((-1, 1e-4), (16, 0.03)):
+            out = os.path.join(tmp, "p%d" % it)
+            r = subprocess.run([os.path.join(BIN, "lf-train"), "-m", os.path.join(GOLD, "models", "llama"), "-d",
+                                shard, "--pissa-init", "--pissa-iter", str(it), "--lora-rank", "4", "--lora-alpha",
+                                "8", "--max-steps", "1", "--save-steps", "0", "-o", out], capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                report(False, "pissa (iter %d): lf-train runs" % it, r.stderr)
+                continue
+            got = load_file(os.path.join(out, "pissa_init", "adapter_model.safetensors"))
+            worst, n = 0.0, 0
+            for key in [k for k in ref if k.startswith("delta.")]:
+                mod = key[len("delta."):]
+                d = 2.0 * got["base_model.model." + mod + ".lora_B.weight"] @ \
+                    got["base_model.model." + mod + ".lora_A.weight"]
+                if it < 0:  # the same rank-4 part of W as PEFT's
+                    worst = max(worst, rel(d, ref[key]))
+                else:  # nearly as good a rank-4 approximation (Eckart-Young: the full SVD's is the best)
+                    best = np.linalg.norm(ref["residual." + mod])
+                    worst = max(worst, (np.linalg.norm(w[mod + ".weight"] - d) - best) / best)
+                n += 1
+            what = "takes PEFT's part of every weight" if it < 0 else \
+                "leaves a residual within 3% of the best rank-4 one (PEFT's random start differs)"
+            report(n == 14 and worst <= tol, "pissa (iter %d): the starting adapter %s (%d modules, worst %.2e)" %
+                   (it, what, n, worst))
+
+
 if __name__ == "__main__":
     main()
+    pissa()
