@@ -76,6 +76,31 @@ check "and the next run resumes from it" sh -c '
 	lf-train '"$LONG"' --max-steps $((step + 2)) -o "'"$T"'/int" 2>"'"$T"'/int.err";
 	grep -q "resuming from .*checkpoint-$step" "'"$T"'/int.err" && test -s "'"$T"'/int/adapter_model.safetensors"'
 
+# kill -9 while checkpoints are being written: every checkpoint-N left is
+# whole (each is built under a temporary name), and the next run resumes
+lf-train $LONG --save-steps 1 -o "$T/k9" 2>/dev/null &
+pid=$!
+i=0
+while [ "$i" -lt 200 ] && [ "$(ls "$T/k9" 2>/dev/null | grep -c '^checkpoint-[0-9]*$')" -lt 3 ]; do
+	sleep 0.02
+	i=$((i + 1))
+done
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+k9() {
+	n=0
+	for c in "$T"/k9/checkpoint-*; do
+		case ${c##*/} in *.tmp.*) continue ;; esac
+		test -s "$c/trainer_state.json" && test -s "$c/optimizer.safetensors" &&
+			test -s "$c/adapter_model.safetensors" || return 1
+		n=$((n + 1))
+	done
+	last=$(ls "$T/k9" | sed -n 's/^checkpoint-\([0-9]*\)$/\1/p' | sort -n | tail -1)
+	test "$n" -ge 3 && lf-train $LONG --max-steps $((last + 1)) -o "$T/k9" 2>"$T/k9.err" &&
+		grep -q "resuming from .*checkpoint-$last " "$T/k9.err" && test -s "$T/k9/adapter_model.safetensors"
+}
+check "kill -9 during saves leaves whole checkpoints only, and the last one resumes" k9
+
 # freeze tuning chooses parameters as LLaMA-Factory: a substring match
 check "freeze: the last layer's parameters only (--dump-grads names them)" sh -c '
 	lf-train -m "'"$T"'/m" -d "'"$T"'/shards" --finetuning-type freeze --freeze-trainable-layers 1 \
