@@ -20,7 +20,7 @@
 static const char *const tokenizer_files[] = { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
 					       "chat_template.jinja", "tokenizer.model" };
 
-static int copy_file(const char *from_dir, const char *to_dir, const char *name)
+int lf_export_copy_file(const char *from_dir, const char *to_dir, const char *name)
 {
 	char src[4096], dst[4096];
 	snprintf(src, sizeof src, "%s/%s", from_dir, name);
@@ -147,10 +147,10 @@ static int write_generation_config(const struct lf_template *t, const struct lf_
 int lf_export_inference_files(const char *src_dir, const char *dst_dir, const char *template_name)
 {
 	for (size_t i = 0; i < sizeof tokenizer_files / sizeof tokenizer_files[0]; i++)
-		if (copy_file(src_dir, dst_dir, tokenizer_files[i]) < 0)
+		if (lf_export_copy_file(src_dir, dst_dir, tokenizer_files[i]) < 0)
 			return -1;
 	if (!template_name)
-		return copy_file(src_dir, dst_dir, "generation_config.json");
+		return lf_export_copy_file(src_dir, dst_dir, "generation_config.json");
 	struct lf_template t;
 	if (lf_template_get(template_name, &t) < 0)
 		return -1;

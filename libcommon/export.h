@@ -14,4 +14,8 @@
  * lf_fail. */
 int lf_export_inference_files(const char *src_dir, const char *dst_dir, const char *template_name);
 
+/* Copy from_dir/name to to_dir/name atomically; nothing when from_dir has
+ * no such file.  -1 with lf_fail. */
+int lf_export_copy_file(const char *from_dir, const char *to_dir, const char *name);
+
 #endif

@@ -69,27 +69,6 @@ static void merge_one(float *w, const struct lf_lora *l, int out, int in)
 	}
 }
 
-static void copy_file(const char *name)
-{
-	char src[4096], dst[4096];
-	snprintf(src, sizeof src, "%s/%s", opt_model, name);
-	snprintf(dst, sizeof dst, "%s/%s", opt_export_dir, name);
-	FILE *in = fopen(src, "rb");
-	if (!in)
-		return;
-	struct lf_output o;
-	if (lf_output_open(&o, dst) < 0)
-		lf_die("%s", lf_errmsg());
-	char buf[65536];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-		if (fwrite(buf, 1, n, o.f) != n)
-			lf_die("%s: write failed", dst);
-	fclose(in);
-	if (lf_output_commit(&o) < 0)
-		lf_die("%s", lf_errmsg());
-}
-
 int main(int argc, char **argv)
 {
 	lf_set_progname(argv[0]);
@@ -180,10 +159,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nbase; i++)
 		free(conv[i]);
 	free(conv);
-	char *final_dir = opt_export_dir;
-	opt_export_dir = d.tmp;
-	copy_file("config.json");
-	opt_export_dir = final_dir;
+	if (lf_export_copy_file(opt_model, d.tmp, "config.json") < 0)
+		lf_die("%s", lf_errmsg());
 	/* the tokenizer files: the adapter's (lf-train writes the training
 	 * template into them), else the base's; --template rewrites them */
 	char probe[4096];

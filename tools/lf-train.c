@@ -609,27 +609,6 @@ static void save_tensors(const char *dir, const char *base, bool adapter_names_o
 	free(conv);
 }
 
-static void copy_file(const char *from_dir, const char *to_dir, const char *name)
-{
-	char src[4096], dst[4096];
-	snprintf(src, sizeof src, "%s/%s", from_dir, name);
-	snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
-	FILE *in = fopen(src, "rb");
-	if (!in)
-		return; /* optional files */
-	struct lf_output o;
-	if (lf_output_open(&o, dst) < 0)
-		lf_die("%s", lf_errmsg());
-	char buf[65536];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-		if (fwrite(buf, 1, n, o.f) != n)
-			lf_die("%s: write failed", dst);
-	fclose(in);
-	if (lf_output_commit(&o) < 0)
-		lf_die("%s", lf_errmsg());
-}
-
 /* PiSSA's adapters: as trained (for the residual base), as they started,
  * or converted for the original base. */
 enum adapter_form { ADAPTER_TRAINED, ADAPTER_PISSA_START, ADAPTER_PISSA_CONVERTED };
@@ -717,7 +696,8 @@ static void save_weights(const char *dir, bool final)
 		save_tensors(dir, "adapter_model", true, false);
 	} else {
 		save_tensors(dir, "model", false, final);
-		copy_file(opt_model, dir, "config.json");
+		if (lf_export_copy_file(opt_model, dir, "config.json") < 0)
+			lf_die("%s", lf_errmsg());
 	}
 	/* the tokenizer, with the training template as its chat_template and
 	 * the template's stop words among generation_config's eos ids */
