@@ -1,9 +1,13 @@
 /* kernels/cpu/grad.c — backward ops of the CPU reference (see grad.h).
  * Products go through OpenBLAS; reductions over rows are split by column
- * so that results do not depend on the number of threads. */
+ * so that results do not depend on the number of threads.  The attention's
+ * backward runs its heads in parallel (blocks of query rows over the keys
+ * they see, single-threaded products), the cross-entropy's exp is vec.c's. */
 #include "grad.h"
+#include "vec.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cblas.h>
@@ -95,76 +99,142 @@ void lf_cpu_rope_bwd_f32(float *dx, const int32_t *pos, int T, int heads, int d,
     }
 }
 
-/* One head's probabilities P [T, S] (zero outside the causal window) and,
- * with soft-capping, the cap's derivative F = 1 - (s/cap)^2. */
-static void attention_probs(float *P, float *F, const float *q, const float *k, int qs, int ks, int T, int S, int q0,
-                            const struct lf_attn *a)
+/* Query rows per block of the attention's backward: each block works on
+ * the keys it sees (up to its last position), so the causal half is
+ * skipped, and its products are small single-threaded sgemms. */
+#define ATTN_BWD_BLOCK 32
+
+/* The backward of query head h over rows t0 .. t1-1 (one block), keys
+ * klo .. khi-1: recomputes the block's probabilities P [B, n] as the
+ * forward does (scores, cap, softmax within each row's window), then
+ * dV_h += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO o O)) (through the
+ * cap), dQ = scale dS K, dK_h += scale dS^T Q.  dkh, dvh: the head's own
+ * [S, d] gradients of k and v; buf: 3 B n floats. */
+static void attention_bwd_block(float *dq, float *dkh, float *dvh, const float *dout, const float *q,
+                                const float *k, const float *v, const float *out, int t0, int t1, int S, int q0,
+                                int h, const struct lf_attn *a, float *buf)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, S, a->d, a->scale, q, qs, k, ks, 0.0f, P, S);
-    #pragma omp parallel for if ((long)T * S > 65536)
-    for (int t = 0; t < T; t++) {
-        float *row = P + (size_t)t * S;
-        int p = q0 + t;
-        int lo = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
-        float mx = -INFINITY;
-        for (int s = lo; s <= p; s++) {
+    int d = a->d, kvh = h / (a->heads / a->kv_heads), qs = a->heads * d, ks = a->kv_heads * d;
+    int B = t1 - t0, first = q0 + t0, last = q0 + t1 - 1;
+    int klo = a->window > 0 && first - a->window + 1 > 0 ? first - a->window + 1 : 0;
+    int khi = (last < S - 1 ? last : S - 1) + 1, n = khi - klo;
+    if (n <= 0) {
+        for (int i = 0; i < B; i++)
+            memset(dq + (size_t)(t0 + i) * qs + (size_t)h * d, 0, (size_t)d * sizeof(float));
+        return;
+    }
+    const float *qh = q + (size_t)t0 * qs + (size_t)h * d, *doh = dout + (size_t)t0 * qs + (size_t)h * d;
+    const float *oh = out + (size_t)t0 * qs + (size_t)h * d;
+    const float *kh = k + (size_t)klo * ks + (size_t)kvh * d, *vh = v + (size_t)klo * ks + (size_t)kvh * d;
+    float *P = buf, *dP = buf + (size_t)B * n, *F = buf + 2 * (size_t)B * n;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n, d, a->scale, qh, qs, kh, ks, 0.0f, P, n);
+    for (int i = 0; i < B; i++) {
+        float *row = P + (size_t)i * n;
+        int p = first + i;
+        int lo = (a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0) - klo;
+        int hi = (p < S - 1 ? p : S - 1) + 1 - klo;
+        float mx = -INFINITY, sum = 0;
+        for (int s = lo; s < hi; s++) {
             if (a->softcap > 0) {
                 row[s] = a->softcap * tanhf(row[s] / a->softcap);
                 float u = row[s] / a->softcap;
-                F[(size_t)t * S + s] = 1.0f - u * u;
+                F[(size_t)i * n + s] = 1.0f - u * u;
             }
             mx = row[s] > mx ? row[s] : mx;
         }
-        float sum = 0;
-        for (int s = 0; s < S; s++) {
-            if (s < lo || s > p) {
-                row[s] = 0;
-                continue;
-            }
+        for (int s = 0; s < lo; s++)
+            row[s] = 0;
+        for (int s = lo; s < hi; s++) {
             row[s] = expf(row[s] - mx);
             sum += row[s];
         }
-        for (int s = lo; s <= p; s++)
+        for (int s = hi; s < n; s++)
+            row[s] = 0;
+        for (int s = lo; s < hi; s++)
             row[s] /= sum;
     }
+    /* dV_h += P^T dO;  dP = dO V^T */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, B, 1.0f, P, n, doh, qs, 1.0f, dvh + (size_t)klo * d,
+                d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n, d, 1.0f, doh, qs, vh, ks, 0.0f, dP, n);
+    /* dS = P (dP - rowsum(dO o O)), through the cap */
+    for (int i = 0; i < B; i++) {
+        float D = 0;
+        for (int j = 0; j < d; j++)
+            D += doh[(size_t)i * qs + j] * oh[(size_t)i * qs + j];
+        float *pr = P + (size_t)i * n, *gr = dP + (size_t)i * n;
+        for (int s = 0; s < n; s++) {
+            float g = pr[s] * (gr[s] - D);
+            if (a->softcap > 0 && pr[s] != 0)
+                g *= F[(size_t)i * n + s];
+            gr[s] = g;
+        }
+    }
+    /* dQ = scale dS K;  dK_h += scale dS^T Q */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, n, a->scale, dP, n, kh, ks, 0.0f,
+                dq + (size_t)t0 * qs + (size_t)h * d, qs);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, B, a->scale, dP, n, qh, qs, 1.0f,
+                dkh + (size_t)klo * d, d);
 }
 
+/* The heads run in parallel, one work item each (its blocks in order, its
+ * products single-threaded: OpenBLAS runs one thread inside a parallel
+ * region), each into its own dK_h and dV_h; then dk and dv add the heads of
+ * each group in head order, so no result depends on the thread count.
+ * Groups go a few at a time so that the heads' own gradients stay under
+ * ~64 MB. */
 void lf_cpu_attention_bwd_f32(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                               const float *v, const float *out, int T, int S, int q0, const struct lf_attn *a,
                               float *scratch)
 {
-    int group = a->heads / a->kv_heads, d = a->d;
-    int qs = a->heads * d, ks = a->kv_heads * d;
-    float *P = scratch, *F = scratch + (size_t)T * S, *dP = scratch + 2 * (size_t)T * S;
-    for (int h = 0; h < a->heads; h++) {
-        int kh = h / group;
-        const float *qh = q + (size_t)h * d, *kk = k + (size_t)kh * d, *vv = v + (size_t)kh * d;
-        const float *doh = dout + (size_t)h * d, *oh = out + (size_t)h * d;
-        attention_probs(P, F, qh, kk, qs, ks, T, S, q0, a);
-        /* dV += P^T dO;  dP = dO V^T */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, d, T, 1.0f, P, S, doh, qs, 1.0f,
-                    dv + (size_t)kh * d, ks);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, S, d, 1.0f, doh, qs, vv, ks, 0.0f, dP, S);
-        /* dS = P (dP - rowsum(dO o O)), through the cap */
-        #pragma omp parallel for if ((long)T * S > 65536)
-        for (int t = 0; t < T; t++) {
-            float D = 0;
-            for (int j = 0; j < d; j++)
-                D += doh[(size_t)t * qs + j] * oh[(size_t)t * qs + j];
-            float *pr = P + (size_t)t * S, *gr = dP + (size_t)t * S;
-            for (int s = 0; s < S; s++) {
-                float g = pr[s] * (gr[s] - D);
-                if (a->softcap > 0 && pr[s] != 0)
-                    g *= F[(size_t)t * S + s];
-                gr[s] = g;
-            }
-        }
-        /* dQ = scale dS K;  dK += scale dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, S, a->scale, dP, S, kk, ks, 0.0f,
-                    dq + (size_t)h * d, qs);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, d, T, a->scale, dP, S, qh, qs, 1.0f,
-                    dk + (size_t)kh * d, ks);
+    (void)scratch; /* each thread has its own blocks */
+    if (T < 1 || S < 1)
+        return;
+    int group = a->heads / a->kv_heads, d = a->d, ks = a->kv_heads * d;
+    size_t head_floats = 2 * (size_t)S * d; /* dK_h and dV_h */
+    int chunk = (int)(((size_t)16 << 20) / (head_floats * group));
+    chunk = chunk < 1 ? 1 : chunk > a->kv_heads ? a->kv_heads : chunk;
+    float *own = malloc((size_t)chunk * group * head_floats * sizeof(float) + 64);
+    int blocks = (T + ATTN_BWD_BLOCK - 1) / ATTN_BWD_BLOCK, Bmax = T < ATTN_BWD_BLOCK ? T : ATTN_BWD_BLOCK;
+    if (!own) {
+        fprintf(stderr, "%s:%d: lf_cpu_attention_bwd_f32: out of memory\n", __FILE__, __LINE__);
+        abort();
     }
+    for (int g0 = 0; g0 < a->kv_heads; g0 += chunk) {
+        int g1 = g0 + chunk < a->kv_heads ? g0 + chunk : a->kv_heads, h0 = g0 * group, items = (g1 - g0) * group;
+        memset(own, 0, (size_t)items * head_floats * sizeof(float));
+        #pragma omp parallel if (items > 1 && (long)T * S * d * items >= 65536)
+        {
+            float *buf = malloc(3 * (size_t)Bmax * S * sizeof(float) + 64);
+            if (!buf) {
+                fprintf(stderr, "%s:%d: lf_cpu_attention_bwd_f32: out of memory\n", __FILE__, __LINE__);
+                abort();
+            }
+            #pragma omp for schedule(dynamic, 1)
+            for (int it = 0; it < items; it++) {
+                float *dkh = own + (size_t)it * head_floats, *dvh = dkh + (size_t)S * d;
+                for (int b = 0; b < blocks; b++) {
+                    int t0 = b * ATTN_BWD_BLOCK, t1 = t0 + ATTN_BWD_BLOCK < T ? t0 + ATTN_BWD_BLOCK : T;
+                    attention_bwd_block(dq, dkh, dvh, dout, q, k, v, out, t0, t1, S, q0, h0 + it, a, buf);
+                }
+            }
+            free(buf);
+        }
+        /* dk, dv += the heads of each group, in order */
+        #pragma omp parallel for if ((long)S * d * items > 65536)
+        for (int s = 0; s < S; s++)
+            for (int kh = g0; kh < g1; kh++) {
+                float *dkr = dk + (size_t)s * ks + (size_t)kh * d, *dvr = dv + (size_t)s * ks + (size_t)kh * d;
+                for (int h = (kh - g0) * group; h < (kh - g0 + 1) * group; h++) {
+                    const float *ok = own + (size_t)h * head_floats + (size_t)s * d, *ov = ok + (size_t)S * d;
+                    for (int j = 0; j < d; j++) {
+                        dkr[j] += ok[j];
+                        dvr[j] += ov[j];
+                    }
+                }
+            }
+    }
+    free(own);
 }
 
 void lf_cpu_gated_act_bwd_f32(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
@@ -200,6 +270,11 @@ void lf_cpu_softcap_bwd_f32(float *dy, const float *y, long n, float cap)
     }
 }
 
+/* The exp of a row goes through vec.c (in place, lf_expf's accuracy) in
+ * pieces of CE_PIECE, whose f32 sums add up in double: one exp per logit
+ * for both the loss and the gradient. */
+#define CE_PIECE 256
+
 long lf_cpu_cross_entropy_f32(float *logits, const int32_t *targets, long n, int V, float scale, double *loss_sum)
 {
     double *row_loss = malloc((size_t)(n > 0 ? n : 1) * sizeof *row_loss);
@@ -212,16 +287,22 @@ long lf_cpu_cross_entropy_f32(float *logits, const int32_t *targets, long n, int
             memset(row, 0, (size_t)V * sizeof *row);
             continue;
         }
+        float m8[8] = { -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+        int v = 0;
+        for (; v + 8 <= V; v += 8)
+            for (int j = 0; j < 8; j++)
+                m8[j] = row[v + j] > m8[j] ? row[v + j] : m8[j];
         float mx = -INFINITY;
-        for (int v = 0; v < V; v++)
+        for (int j = 0; j < 8; j++)
+            mx = m8[j] > mx ? m8[j] : mx;
+        for (; v < V; v++)
             mx = row[v] > mx ? row[v] : mx;
+        float ly = row[y];
         double z = 0;
-        for (int v = 0; v < V; v++)
-            z += exp((double)row[v] - mx);
-        row_loss[t] = log(z) + mx - row[y];
-        float inv = (float)(1.0 / z);
-        for (int v = 0; v < V; v++)
-            row[v] = expf(row[v] - mx) * inv * scale;
+        for (int v0 = 0; v0 < V; v0 += CE_PIECE)
+            z += lf_vec_exp_sum_f32(row + v0, V - v0 < CE_PIECE ? V - v0 : CE_PIECE, mx);
+        row_loss[t] = log(z) + mx - ly;
+        lf_vec_scale_f32(row, (float)(1.0 / z) * scale, V);
         row[y] -= scale;
     }
     long counted = 0;
