@@ -1279,8 +1279,22 @@ static void finish(void)
 	R.tb = NULL;
 }
 
+/* libgomp reads OMP_WAIT_POLICY once, when it loads.  Training's parallel
+ * regions are long, so threads that sleep instead of spinning between them
+ * cost nothing on a quiet machine and keep lf-train from slowing 3-7x when
+ * other processes want the cores (scripts/bench/train.sh): lf-train starts
+ * itself again with the passive policy unless the user chose one. */
+static void passive_openmp(char **argv)
+{
+	if (getenv("OMP_WAIT_POLICY"))
+		return;
+	setenv("OMP_WAIT_POLICY", "passive", 1);
+	execv("/proc/self/exe", argv); /* on failure, go on as we are */
+}
+
 int main(int argc, char **argv)
 {
+	passive_openmp(argv);
 	lf_set_progname(argv[0]);
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (first < argc)
