@@ -188,6 +188,15 @@ int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_t
 	bp->lora_u = floats(P * r);
 	bp->lora_t = floats(P * r);
 	bp->model = m;
+	if (m->max_rank > 0) { /* the merged weight of a LoRA layer */
+		size_t wide_out = qd > I ? qd : I, wide_in = qd > I ? qd : I;
+		wide_out = wide_out > H ? wide_out : H;
+		wide_in = wide_in > H ? wide_in : H;
+		if (moe)
+			wide_out = wide_out > E ? wide_out : E;
+		bp->wmerge = floats(wide_out * wide_in);
+		bp->bscaled = floats(wide_out * (size_t)m->max_rank);
+	}
 	if (m->max_rank > 0) {
 		size_t in = qd > I ? qd : I;
 		in = in > H ? in : H;
@@ -240,7 +249,7 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 	float *p[] = { bp->xs, bp->dx, bp->dh1, bp->dh2, bp->dmid, bp->dq, bp->dk, bp->dv, bp->dqk_raw, bp->datt,
 		       bp->dgate, bp->dup, bp->lora_u, bp->lora_t, bp->scores, bp->xg, bp->xf, bp->dxf, bp->logits,
 		       bp->capped, bp->inv_freq, bp->attn_factor, bp->dprobs, bp->dweights, bp->dxe, bp->deo,
-		       bp->dora_ba, bp->dora_wn, bp->dora_z, bp->dora_dz, bp->xdrop, bp->tdrop };
+		       bp->dora_ba, bp->dora_wn, bp->dora_z, bp->dora_dz, bp->xdrop, bp->tdrop, bp->wmerge, bp->bscaled };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);
 	free(bp->expert_load);
@@ -312,11 +321,29 @@ static void dora_norms(struct lf_backprop *bp, const float *w, const struct lf_l
 
 /* out = x W^T (+ s B (A x)), scaled per output by DoRA's m / ||W + s B A||
  * where the adapter has a magnitude, (+ b); u holds x A^T. */
+/* A plain LoRA layer (no DoRA, no dropout) over enough rows runs as one
+ * product with W + s B A, formed in bp->wmerge: cheaper than the thin
+ * products through A and B once N (in + out) exceeds in x out. */
+static const float *merged_weight(struct lf_backprop *bp, const float *w, const struct lf_lora *lora, int N,
+				  int out_f, int in_f)
+{
+	if (!lora->r || lora->mag || !bp->wmerge || (bp->training && bp->lora_dropout > 0) ||
+	    (double)N * (in_f + out_f) < (double)in_f * out_f)
+		return NULL;
+	size_t r = (size_t)lora->r;
+	for (size_t i = 0; i < (size_t)out_f * r; i++)
+		bp->bscaled[i] = lora->B[i] * lora->scale;
+	memcpy(bp->wmerge, w, (size_t)out_f * in_f * sizeof(float));
+	lf_cpu_matmul_nn_f32(bp->wmerge, bp->bscaled, lora->A, out_f, lora->r, in_f, 1.0f);
+	return bp->wmerge;
+}
+
 static void linear_fwd(struct lf_backprop *bp, float *out, const float *x, const float *w, const float *b,
 		       const struct lf_lora *lora, float *u, int N, int out_f, int in_f)
 {
-	lf_cpu_matmul_nt_f32(out, x, w, N, out_f, in_f);
-	if (lora->r) {
+	const float *wm = merged_weight(bp, w, lora, N, out_f, in_f);
+	lf_cpu_matmul_nt_f32(out, x, wm ? wm : w, N, out_f, in_f);
+	if (lora->r && !wm) {
 		const float *xa = x;
 		if (bp->training && bp->lora_dropout > 0) {
 			dropout_mask(bp, lora_module(bp->model, lora), x, bp->xdrop, (size_t)N * in_f);
@@ -377,7 +404,9 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 		}
 		dy = dz;
 	}
-	lf_cpu_matmul_nn_f32(dx, dy, w, N, out_f, in_f, beta);
+	/* dx = dy (W + s B A) in one product where linear_fwd merged it */
+	const float *wm = merged_weight(bp, w, lora, N, out_f, in_f);
+	lf_cpu_matmul_nn_f32(dx, dy, wm ? wm : w, N, out_f, in_f, beta);
 	if (gw)
 		lf_cpu_matmul_tn_acc_f32(gw, dy, x, N, out_f, in_f, 1.0f);
 	if (!r)
@@ -391,6 +420,8 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 		lf_cpu_matmul_tn_acc_f32(gl->B, dy, u, N, out_f, r, lora->scale);
 	if (gl->A)
 		lf_cpu_matmul_tn_acc_f32(gl->A, t, xa, N, r, in_f, 1.0f);
+	if (wm)
+		return;
 	if (!drop) {
 		lf_cpu_matmul_nn_f32(dx, t, lora->A, N, r, in_f, 1.0f);
 		return;

@@ -91,6 +91,7 @@ struct lf_backprop {
 	bool training;       /* set by lf_backprop_step, cleared by lf_backprop_loss */
 	const struct lf_model *model;
 	float *xdrop, *tdrop; /* dropout scratch */
+	float *wmerge, *bscaled; /* a LoRA layer's W + s B A, and s B */
 };
 
 /* Buffers for micro-batches of up to max_tokens tokens in all, spans of
