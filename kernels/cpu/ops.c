@@ -1,8 +1,8 @@
 /* kernels/cpu/ops.c — CPU reference ops (see ops.h).  Loops over rows run
- * in parallel with OpenMP where the work is large; the attention runs its
- * (query block, head) items in parallel, each with single-threaded
- * products (OpenBLAS for a block, vec.c's for one query) over the keys the
- * block sees; exp is vec.c's. */
+ * in parallel with OpenMP where the work is large; the attention runs one
+ * item per head (per query and head when decoding) in parallel, with
+ * vec.c's register-tiled products over only the keys each query sees;
+ * exp is vec.c's. */
 #include "ops.h"
 #include "vec.h"
 
@@ -11,20 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cblas.h>
 
 void lf_cpu_rmsnorm_f32(float *out, const float *x, const float *w, int T, int n, float eps, float offset)
 {
     #pragma omp parallel for if ((long)T * n > 65536)
     for (int t = 0; t < T; t++) {
         const float *xr = x + (long)t * n;
-        float *o = out + (long)t * n;
-        float ss = 0;
-        for (int i = 0; i < n; i++)
-            ss += xr[i] * xr[i];
+        float ss = lf_vec_sumsq_f32(xr, n);
         float r = 1.0f / sqrtf(ss / (float)n + eps);
-        for (int i = 0; i < n; i++)
-            o[i] = xr[i] * r * (w[i] + offset);
+        lf_vec_norm_apply_f32(out + (long)t * n, xr, r, w, offset, n);
     }
 }
 
@@ -51,78 +46,133 @@ void lf_cpu_rope_f32(float *x, const int32_t *pos, int T, int heads, int d, int 
     }
 }
 
-/* Query rows per work item of the attention: with the keys they see
- * (up to the block's last position) one small product per item. */
-#define ATTN_BLOCK 32
+/* The first key a query at position p sees. */
+static int attn_lo(const struct lf_attn *a, int p)
+{
+    return a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+}
 
-/* Attention of query rows t0 .. t1-1 and head h (one work item): scores
- * over the keys the block sees, softmax per row, then the weighted sum of
- * the values.  sc holds (t1 - t0) * S floats. */
-static void attention_item(float *out, const float *q, const float *k, const float *v, int t0, int t1, int h,
-                           int q0, const struct lf_attn *a, float *sc)
+/* Softmax of row[lo, hi) in place (soft-capped first where the layer
+ * has it); row[0, lo) and row[hi, n) set to 0. */
+static void attn_softmax_row(float *row, int lo, int hi, int n, const struct lf_attn *a)
+{
+    if (a->softcap > 0)
+        for (int s = lo; s < hi; s++)
+            row[s] = a->softcap * tanhf(row[s] / a->softcap);
+    float mx = -INFINITY;
+    for (int s = lo; s < hi; s++)
+        mx = row[s] > mx ? row[s] : mx;
+    float sum = lf_vec_exp_sum_f32(row + lo, hi - lo, mx);
+    lf_vec_scale_f32(row + lo, 1.0f / sum, hi - lo);
+    memset(row, 0, (size_t)lo * sizeof(float));
+    memset(row + hi, 0, (size_t)(n - hi) * sizeof(float));
+}
+
+/* Keys per step of a decoding query's attention_heads. */
+#define ATTN_CHUNK 32
+
+/* One query row t, heads h0 .. h1-1 (decoding): the keys in chunks of
+ * ATTN_CHUNK, each chunk's rows read for all these heads while in cache
+ * (the cache interleaves the heads of a position) with the next chunk
+ * prefetched; dot products, softmax per head, the weighted sum of the
+ * values added chunk by chunk.  sc holds (h1 - h0) * (q0 + t + 1)
+ * floats.  A head's result does not depend on h0 and h1. */
+static void attention_heads(float *out, const float *q, const float *k, const float *v, int t, int h0, int h1,
+                            int q0, const struct lf_attn *a, float *sc)
+{
+    int d = a->d, group = a->heads / a->kv_heads, qs = a->heads * d, ks = a->kv_heads * d;
+    int p = q0 + t, lo = attn_lo(a, p), n = p + 1 - lo;
+    /* the part of a cache row these heads read */
+    long c0 = (long)(h0 / group) * d, c1 = (long)((h1 - 1) / group + 1) * d;
+    const float *kl = k + (long)lo * ks, *vl = v + (long)lo * ks;
+    for (int s0 = 0; s0 < n; s0 += ATTN_CHUNK) {
+        int cn = n - s0 < ATTN_CHUNK ? n - s0 : ATTN_CHUNK;
+        for (int s = s0 + ATTN_CHUNK; s < s0 + 2 * ATTN_CHUNK && s < n; s++)
+            for (long c = c0; c < c1; c += 16)
+                __builtin_prefetch(kl + (long)s * ks + c);
+        for (int h = h0; h < h1; h++)
+            lf_vec_dot_rows_f32(sc + (long)(h - h0) * n + s0, kl + (long)s0 * ks + (long)(h / group) * d, ks,
+                                q + (long)t * qs + (long)h * d, cn, d);
+    }
+    for (int h = h0; h < h1; h++) {
+        lf_vec_scale_f32(sc + (long)(h - h0) * n, a->scale, n);
+        attn_softmax_row(sc + (long)(h - h0) * n, 0, n, n, a);
+    }
+    for (int s0 = 0; s0 < n; s0 += ATTN_CHUNK) {
+        int cn = n - s0 < ATTN_CHUNK ? n - s0 : ATTN_CHUNK;
+        for (int s = s0 + ATTN_CHUNK; s < s0 + 2 * ATTN_CHUNK && s < n; s++)
+            for (long c = c0; c < c1; c += 16)
+                __builtin_prefetch(vl + (long)s * ks + c);
+        for (int h = h0; h < h1; h++)
+            lf_vec_weighted_rows_f32(out + (long)t * qs + (long)h * d, sc + (long)(h - h0) * n + s0,
+                                     vl + (long)s0 * ks + (long)(h / group) * d, ks, cn, d, s0 > 0);
+    }
+}
+
+/* Every query row of head h (prefill): the keys it needs transposed once
+ * into kt ([d, keys]), then tiles of LF_VEC_TILE rows, each over the keys
+ * its rows see: scores, softmax per row, weighted sum of the values.
+ * kt holds d * (q0 + T) floats, sc LF_VEC_TILE * (q0 + T). */
+static void attention_head(float *out, const float *q, const float *k, const float *v, int T, int h, int q0,
+                           const struct lf_attn *a, float *kt, float *sc)
 {
     int d = a->d, kvh = h / (a->heads / a->kv_heads), qs = a->heads * d, ks = a->kv_heads * d;
-    int B = t1 - t0, first = q0 + t0, last = q0 + t1 - 1;
-    int klo = a->window > 0 && first - a->window + 1 > 0 ? first - a->window + 1 : 0, n = last + 1 - klo;
-    const float *qh = q + (long)t0 * qs + (long)h * d;
-    const float *kh = k + (long)klo * ks + (long)kvh * d, *vh = v + (long)klo * ks + (long)kvh * d;
-    float *oh = out + (long)t0 * qs + (long)h * d;
-    /* sc[B, n] = q_h . k_h^T * scale (single-threaded inside the parallel
-       region: OpenBLAS runs one thread there) */
-    if (B == 1) {
-        lf_vec_dot_rows_f32(sc, kh, ks, qh, n, d);
-        lf_vec_scale_f32(sc, a->scale, n);
-    } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n, d, a->scale, qh, qs, kh, ks, 0.0f, sc, n);
-    }
-    for (int i = 0; i < B; i++) {
-        float *row = sc + (long)i * n;
-        int p = first + i;
-        int lo = (a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0) - klo, hi = p + 1 - klo;
-        if (a->softcap > 0)
-            for (int s = lo; s < hi; s++)
-                row[s] = a->softcap * tanhf(row[s] / a->softcap);
-        float mx = -INFINITY;
-        for (int s = lo; s < hi; s++)
-            mx = row[s] > mx ? row[s] : mx;
-        float sum = lf_vec_exp_sum_f32(row + lo, hi - lo, mx);
-        lf_vec_scale_f32(row + lo, 1.0f / sum, hi - lo);
-        if (B > 1) {
-            memset(row, 0, (size_t)lo * sizeof(float));
-            memset(row + hi, 0, (size_t)(n - hi) * sizeof(float));
-        }
-    }
-    /* out_h [B, d] = probs [B, n] . v_h [n, d] */
-    if (B == 1) {
-        lf_vec_weighted_rows_f32(oh, sc, vh, ks, n, d);
-    } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, n, 1.0f, sc, n, vh, ks, 0.0f, oh, qs);
+    int base = attn_lo(a, q0), nk = q0 + T - base;
+    lf_vec_transpose_f32(kt, nk, k + (long)base * ks + (long)kvh * d, ks, nk, d);
+    for (int t = 0; t < T; t += LF_VEC_TILE) {
+        int nr = T - t < LF_VEC_TILE ? T - t : LF_VEC_TILE, first = q0 + t;
+        int klo = attn_lo(a, first) - base, n = first + nr - base - klo;
+        lf_vec_qk_tile_f32(sc, n, q + (long)t * qs + (long)h * d, qs, nr, kt + klo, nk, n, d, a->scale);
+        for (int r = 0; r < nr; r++)
+            attn_softmax_row(sc + (long)r * n, attn_lo(a, first + r) - base - klo, first + r + 1 - base - klo, n,
+                             a);
+        lf_vec_pv_tile_f32(out + (long)t * qs + (long)h * d, qs, sc, n, nr, v + (long)(base + klo) * ks +
+                           (long)kvh * d, ks, n, d);
     }
 }
 
 void lf_cpu_attention_f32(float *out, const float *q, const float *k, const float *v, int T, int S, int q0,
                           const struct lf_attn *a, float *scratch)
 {
-    (void)scratch; /* each thread has its own (rows of one block) */
+    (void)scratch; /* each thread has its own */
+    (void)S;       /* keys past q0 + T - 1 are never seen */
     if (T < 1)
         return;
-    int blocks = (T + ATTN_BLOCK - 1) / ATTN_BLOCK, items = blocks * a->heads;
-    int B = T < ATTN_BLOCK ? T : ATTN_BLOCK;
-    #pragma omp parallel if (items > 1 && (long)T * S * a->heads * a->d >= 65536)
+    int keys = q0 + T, nt = omp_get_max_threads();
+    long work = (long)T * keys * a->heads * a->d;
+    if (T < LF_VEC_TILE) {
+        /* a few queries (decoding): each query's heads in as many groups as
+           there are threads, contiguous so that a thread reads its part of
+           each cache row */
+        int groups = nt < a->heads ? nt : a->heads, items = T * groups;
+        #pragma omp parallel if (items > 1 && work >= 65536)
+        {
+            float *buf = malloc((size_t)((a->heads + groups - 1) / groups) * keys * sizeof(float) + 64);
+            if (!buf) {
+                fprintf(stderr, "%s:%d: lf_cpu_attention_f32: out of memory\n", __FILE__, __LINE__);
+                abort();
+            }
+            #pragma omp for schedule(static, 1)
+            for (int it = 0; it < items; it++) {
+                int t = it / groups, g = it % groups;
+                attention_heads(out, q, k, v, t, a->heads * g / groups, a->heads * (g + 1) / groups, q0, a, buf);
+            }
+            free(buf);
+        }
+        return;
+    }
+    /* prefill: one item per head */
+    #pragma omp parallel if (a->heads > 1 && work >= 65536)
     {
-        float *sc = malloc((size_t)B * (size_t)S * sizeof(float) + 64);
-        if (!sc) {
+        float *buf = malloc((size_t)(a->d + LF_VEC_TILE) * keys * sizeof(float) + 64);
+        if (!buf) {
             fprintf(stderr, "%s:%d: lf_cpu_attention_f32: out of memory\n", __FILE__, __LINE__);
             abort();
         }
-        /* the blocks of the last rows see the most keys: they go first */
         #pragma omp for schedule(dynamic, 1)
-        for (int it = 0; it < items; it++) {
-            int blk = blocks - 1 - it / a->heads, h = it % a->heads;
-            int t0 = blk * ATTN_BLOCK, t1 = t0 + ATTN_BLOCK < T ? t0 + ATTN_BLOCK : T;
-            attention_item(out, q, k, v, t0, t1, h, q0, a, sc);
-        }
-        free(sc);
+        for (int h = 0; h < a->heads; h++)
+            attention_head(out, q, k, v, T, h, q0, a, buf + (size_t)LF_VEC_TILE * keys, buf);
+        free(buf);
     }
 }
 

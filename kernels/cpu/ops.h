@@ -38,9 +38,9 @@ struct lf_attn {
    (the cache), out [T, heads*d].  Query head h reads kv head
    h / (heads / kv_heads).  scratch holds T * S floats (the CPU kernel
    keeps its scores in rows of its own per thread and leaves it alone).
-   Work items (32 query rows, one head) run in parallel; a query sees
-   only the keys up to its own position, and its result does not depend
-   on the number of threads. */
+   Heads run in parallel (for under 4 queries, each query's heads in one
+   group per thread); a query's products cover only the keys it sees, and
+   its result does not depend on the number of threads. */
 void lf_cpu_attention_f32(float *out, const float *q, const float *k, const float *v, int T, int S, int q0,
                           const struct lf_attn *a, float *scratch);
 

@@ -35,10 +35,34 @@ void lf_vec_dot_rows_f32(float *out, const float *w, long ldw, const float *x, i
 void lf_vec_dot_rows_m_f32(float *out, long ldo, const float *w, long ldw, const float *x, long ldx, int M, int rows,
                            int K);
 
-/* out[j] = sum_r p[r] * v[r * ldv + j] for j < n, r < rows: a weighted
-   sum of rows (attention's probabilities times the values of one query);
-   out must not alias p or v. */
-void lf_vec_weighted_rows_f32(float *out, const float *p, const float *v, long ldv, int rows, int n);
+/* out[j] (+)= sum_r p[r] * v[r * ldv + j] for j < n, r < rows: a
+   weighted sum of rows (attention's probabilities times the values of one
+   query), added to out when acc is 1, stored when 0 (the terms added in
+   order after out); out must not alias p or v. */
+void lf_vec_weighted_rows_f32(float *out, const float *p, const float *v, long ldv, int rows, int n, int acc);
+
+/* sum of x[i]^2 for i < n. */
+float lf_vec_sumsq_f32(const float *x, int n);
+
+/* out[i] = x[i] * r * (w[i] + offset) for i < n (RMSNorm's scaling, in
+   that order); out may alias x. */
+void lf_vec_norm_apply_f32(float *out, const float *x, float r, const float *w, float offset, int n);
+
+/* Attention's two products for a tile of up to LF_VEC_TILE rows of
+   queries (nr <= LF_VEC_TILE), in registers, no packing:
+   qk: sc[r * lds + s] = scale * sum_k q[r * ldq + k] * kt[k * ldt + s]
+       for r < nr, s < n (kt: the keys transposed, [d, keys]);
+   pv: out[r * ldo + j] = sum_s p[r * ldp + s] * v[s * ldv + j]
+       for r < nr, j < d.
+   Each row's result is the same whatever rows share its tile. */
+enum { LF_VEC_TILE = 4 };
+void lf_vec_qk_tile_f32(float *sc, long lds, const float *q, long ldq, int nr, const float *kt, long ldt, int n, int d,
+                        float scale);
+void lf_vec_pv_tile_f32(float *out, long ldo, const float *p, long ldp, int nr, const float *v, long ldv, int n,
+                        int d);
+
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
+void lf_vec_transpose_f32(float *dst, long ldd, const float *src, long lds, int rows, int cols);
 
 /* y[i] += a * x[i] for i < n. */
 void lf_vec_axpy_f32(float *y, float a, const float *x, int n);

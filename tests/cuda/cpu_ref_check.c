@@ -317,7 +317,17 @@ static void check_vec_ops(int isa)
             worst[0] = e > worst[0] || isnan(e) ? e : worst[0];
         }
         /* weighted sum of rows: out[j] = sum_r p[r] w[r, j], j < n */
-        lf_vec_weighted_rows_f32(out, p, w, ld, rows, n);
+        lf_vec_weighted_rows_f32(out, p, w, ld, rows, n, 0);
+        for (int j = 0; j < n; j++) {
+            double want = 0;
+            for (int r = 0; r < rows; r++)
+                want += (double)p[r] * w[r * ld + j];
+            double e = fabs(out[j] - want);
+            worst[1] = e > worst[1] || isnan(e) ? e : worst[1];
+        }
+        /* again, added to what out holds (the first 3 rows, then the rest) */
+        lf_vec_weighted_rows_f32(out, p, w, ld, 3, n, 0);
+        lf_vec_weighted_rows_f32(out, p + 3, w + 3 * ld, ld, rows - 3, n, 1);
         for (int j = 0; j < n; j++) {
             double want = 0;
             for (int r = 0; r < rows; r++)
@@ -541,7 +551,8 @@ static void check_vector_kernels(void)
         { 1, 0, 2, 1, 8, 0, 0 },     { 1, 37, 4, 2, 16, 0, 0 },   { 1, 100, 3, 3, 13, 9, 0 },
         { 5, 0, 2, 2, 8, 0, 0 },     { 45, 0, 4, 2, 16, 0, 0 },   { 70, 3, 6, 2, 17, 0, 0 },
         { 33, 40, 2, 1, 64, 0, 0 },  { 64, 0, 4, 4, 16, 8, 0 },   { 40, 10, 2, 2, 8, 7, 4 },
-        { 1, 20, 2, 2, 8, 0, 4 },    { 100, 0, 2, 1, 65, 31, 0 },
+        { 1, 20, 2, 2, 8, 0, 4 },    { 100, 0, 2, 1, 65, 31, 0 }, { 3, 10, 2, 1, 8, 0, 0 },
+        { 4, 0, 2, 2, 16, 3, 0 },    { 7, 50, 4, 1, 130, 0, 0 },  { 257, 0, 2, 2, 64, 0, 0 },
     };
     for (int i = 0; i < nisa; i++) {
         check_exp(isas[i]);
