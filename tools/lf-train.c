@@ -1323,6 +1323,9 @@ int main(int argc, char **argv)
 	json_decref(R.lora_targets);
 	json_decref(R.modules_to_save);
 	free(R.template_name);
+	for (size_t i = 0; i < R.npissa; i++)
+		free(R.pissa_init[i]);
+	free(R.pissa_init);
 	lf_shardset_close(R.set);
 	lf_model_free(R.m);
 	lf_log_close();
