@@ -435,9 +435,8 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 
 /* ---- mixture of experts (mixtral) ---- */
 
-/* The router: softmax over the experts, the top k (ties to the lower
- * index), their weights renormalised; the (token, choice) pairs grouped by
- * expert; with count, each choice's expert and the router probabilities
+/* The router (lf_cpu_router_topk_f32); the (token, choice) pairs grouped
+ * by expert; with count, each choice's expert and the router probabilities
  * added to the load-balancing statistics. */
 static void moe_route(const struct lf_model *m, const struct lf_layer *L, struct lf_backprop *bp,
 		      struct lf_layer_acts *A, int N, bool count)
@@ -445,36 +444,14 @@ static void moe_route(const struct lf_model *m, const struct lf_layer *L, struct
 	const struct lf_model_config *c = &m->cfg;
 	int H = c->hidden, E = c->experts, K = c->experts_per_tok;
 	linear_fwd(bp, A->probs, A->xn2, L->router, NULL, &L->lrouter, bp->lora_u, N, E, H);
-	for (int t = 0; t < N; t++) {
-		float *p = A->probs + (size_t)t * E, mx = -INFINITY, sum = 0;
-		for (int e = 0; e < E; e++)
-			mx = p[e] > mx ? p[e] : mx;
-		for (int e = 0; e < E; e++)
-			sum += p[e] = expf(p[e] - mx);
-		for (int e = 0; e < E; e++)
-			p[e] /= sum;
-		int *ch = A->choice + (size_t)t * K;
-		float wsum = 0;
-		for (int k = 0; k < K; k++) {
-			int best = -1;
-			for (int e = 0; e < E; e++) {
-				bool taken = false;
-				for (int j = 0; j < k; j++)
-					taken |= ch[j] == e;
-				if (!taken && (best < 0 || p[e] > p[best]))
-					best = e;
-			}
-			ch[k] = best;
-			wsum += p[best];
-		}
+	lf_cpu_router_topk_f32(A->probs, N, E, K, A->choice, A->weights);
+	for (int t = 0; t < N && count; t++) {
+		const float *p = A->probs + (size_t)t * E;
+		const int *ch = A->choice + (size_t)t * K;
 		for (int k = 0; k < K; k++)
-			A->weights[(size_t)t * K + k] = p[ch[k]] / wsum;
-		if (count) {
-			for (int k = 0; k < K; k++)
-				bp->expert_load[(size_t)k * E + ch[k]] += 1;
-			for (int e = 0; e < E; e++)
-				bp->expert_load[(size_t)K * E + e] += p[e];
-		}
+			bp->expert_load[(size_t)k * E + ch[k]] += 1;
+		for (int e = 0; e < E; e++)
+			bp->expert_load[(size_t)K * E + e] += p[e];
 	}
 	/* pairs grouped by expert, in token order within each */
 	memset(A->expert_start, 0, (size_t)(E + 1) * sizeof *A->expert_start);

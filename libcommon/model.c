@@ -827,27 +827,9 @@ static void moe(const struct lf_model *m, const struct lf_layer *L, struct lf_fo
 	linear(b->router, b->xn, L->router, NULL, &L->lrouter, b->lora_tmp, T, E, H);
 	memset(b->moe_acc, 0, (size_t)T * H * sizeof(float));
 	for (int t = 0; t < T; t++) {
-		float *r = b->router + (size_t)t * E, mx = -INFINITY, sum = 0;
-		for (int e = 0; e < E; e++)
-			mx = r[e] > mx ? r[e] : mx;
-		for (int e = 0; e < E; e++)
-			sum += r[e] = expf(r[e] - mx);
-		for (int e = 0; e < E; e++)
-			r[e] /= sum;
 		int chosen[64];
-		float wsum = 0;
-		for (int k = 0; k < K; k++) {
-			int best = -1;
-			for (int e = 0; e < E; e++) {
-				bool taken = false;
-				for (int j = 0; j < k; j++)
-					taken |= chosen[j] == e;
-				if (!taken && (best < 0 || r[e] > r[best]))
-					best = e;
-			}
-			chosen[k] = best;
-			wsum += r[best];
-		}
+		float weight[64];
+		lf_cpu_router_topk_f32(b->router + (size_t)t * E, 1, E, K, chosen, weight);
 		const float *xt = b->xn + (size_t)t * H;
 		for (int k = 0; k < K; k++) {
 			int e = chosen[k];
@@ -855,9 +837,8 @@ static void moe(const struct lf_model *m, const struct lf_layer *L, struct lf_fo
 			linear(b->up, xt, L->w3[e], NULL, L->lw3 ? &L->lw3[e] : NULL, b->lora_tmp, 1, I, H);
 			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, I, c->act);
 			linear(b->o, b->gate, L->w2[e], NULL, L->lw2 ? &L->lw2[e] : NULL, b->lora_tmp, 1, H, I);
-			float w = r[e] / wsum;
 			for (int j = 0; j < H; j++)
-				b->moe_acc[(size_t)t * H + j] += w * b->o[j];
+				b->moe_acc[(size_t)t * H + j] += weight[k] * b->o[j];
 		}
 	}
 	memcpy(b->o, b->moe_acc, (size_t)T * H * sizeof(float));

@@ -7,6 +7,7 @@
 #include "vec.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,4 +203,33 @@ void lf_cpu_softcap_f32(float *x, long n, float cap)
 {
     for (long i = 0; i < n; i++)
         x[i] = cap * tanhf(x[i] / cap);
+}
+
+void lf_cpu_router_topk_f32(float *probs, int T, int E, int K, int *choice, float *weights)
+{
+    for (int t = 0; t < T; t++) {
+        float *p = probs + (size_t)t * E, mx = -INFINITY, sum = 0;
+        for (int e = 0; e < E; e++)
+            mx = p[e] > mx ? p[e] : mx;
+        for (int e = 0; e < E; e++)
+            sum += p[e] = expf(p[e] - mx);
+        for (int e = 0; e < E; e++)
+            p[e] /= sum;
+        int *ch = choice + (size_t)t * K;
+        float chosen = 0;
+        for (int k = 0; k < K; k++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                bool taken = false;
+                for (int j = 0; j < k; j++)
+                    taken |= ch[j] == e;
+                if (!taken && (best < 0 || p[e] > p[best]))
+                    best = e;
+            }
+            ch[k] = best;
+            chosen += p[best];
+        }
+        for (int k = 0; k < K; k++)
+            weights[(size_t)t * K + k] = p[ch[k]] / chosen;
+    }
 }

@@ -49,6 +49,12 @@ void lf_cpu_attention_f32(float *out, const float *q, const float *k, const floa
    gate or up. */
 void lf_cpu_gated_act_f32(float *out, const float *gate, const float *up, long n, int act);
 
+/* A mixture of experts' router over T tokens: each row of E logits
+   becomes its softmax (in place), choice [T, K] the K most probable experts
+   (ties to the lower index), weights [T, K] their probabilities divided by
+   the chosen ones' sum (mixtral's top-k renormalisation). */
+void lf_cpu_router_topk_f32(float *probs, int T, int E, int K, int *choice, float *weights);
+
 /* x = cap * tanh(x / cap), in place. */
 void lf_cpu_softcap_f32(float *x, long n, float cap);
 
