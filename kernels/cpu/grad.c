@@ -75,30 +75,6 @@ void lf_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *
     free(r);
 }
 
-void lf_cpu_rope_bwd_f32(float *dx, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
-                         const float *inv_freq, float attention_factor)
-{
-    int half = rotary_dim / 2;
-    #pragma omp parallel for if ((long)T * heads * d > 65536)
-    for (int t = 0; t < T; t++) {
-        float c[512], s[512];
-        for (int i = 0; i < half && i < 512; i++) {
-            float angle = (float)pos[t] * inv_freq[i];
-            c[i] = cosf(angle) * attention_factor;
-            s[i] = sinf(angle) * attention_factor;
-        }
-        /* the forward is y1 = x1 c - x2 s, y2 = x2 c + x1 s: its transpose */
-        for (int h = 0; h < heads; h++) {
-            float *v = dx + (size_t)t * row_stride + (size_t)h * d;
-            for (int i = 0; i < half; i++) {
-                float g1 = v[i], g2 = v[i + half];
-                v[i] = g1 * c[i] + g2 * s[i];
-                v[i + half] = g2 * c[i] - g1 * s[i];
-            }
-        }
-    }
-}
-
 /* Query rows per block of the attention's backward: each block works on
  * the keys it sees (up to its last position), so the causal half is
  * skipped, and its products are small single-threaded sgemms. */

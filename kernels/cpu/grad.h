@@ -36,7 +36,8 @@ void lf_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *
                             float eps, float offset);
 
 /* Backward of lf_cpu_rope_f32, in place on the gradient (the rotation
-   by minus the angle); same arguments. */
+   by minus the angle; defined in ops.c beside the forward); same
+   arguments. */
 void lf_cpu_rope_bwd_f32(float *dx, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
                          const float *inv_freq, float attention_factor);
 

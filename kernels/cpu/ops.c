@@ -4,6 +4,7 @@
  * vec.c's register-tiled products over only the keys each query sees;
  * exp is vec.c's. */
 #include "ops.h"
+#include "grad.h"
 #include "vec.h"
 
 #include <math.h>
@@ -24,8 +25,10 @@ void lf_cpu_rmsnorm_f32(float *out, const float *x, const float *w, int T, int n
     }
 }
 
-void lf_cpu_rope_f32(float *x, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
-                     const float *inv_freq, float attention_factor)
+/* The rotation by sign x the angle (the backward pass is the transpose:
+ * the rotation by minus the angle). */
+static void rope_rotate(float *x, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
+                        const float *inv_freq, float attention_factor, float sign)
 {
     int half = rotary_dim / 2;
     #pragma omp parallel for if ((long)T * heads * d > 65536)
@@ -34,7 +37,7 @@ void lf_cpu_rope_f32(float *x, const int32_t *pos, int T, int heads, int d, int 
         for (int i = 0; i < half && i < 512; i++) {
             float angle = (float)pos[t] * inv_freq[i];
             c[i] = cosf(angle) * attention_factor;
-            s[i] = sinf(angle) * attention_factor;
+            s[i] = sign * sinf(angle) * attention_factor;
         }
         for (int h = 0; h < heads; h++) {
             float *v = x + (long)t * row_stride + (long)h * d;
@@ -45,6 +48,18 @@ void lf_cpu_rope_f32(float *x, const int32_t *pos, int T, int heads, int d, int 
             }
         }
     }
+}
+
+void lf_cpu_rope_f32(float *x, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
+                     const float *inv_freq, float attention_factor)
+{
+    rope_rotate(x, pos, T, heads, d, row_stride, rotary_dim, inv_freq, attention_factor, 1.0f);
+}
+
+void lf_cpu_rope_bwd_f32(float *dx, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
+                         const float *inv_freq, float attention_factor)
+{
+    rope_rotate(dx, pos, T, heads, d, row_stride, rotary_dim, inv_freq, attention_factor, -1.0f);
 }
 
 /* The first key a query at position p sees. */
