@@ -273,3 +273,15 @@ int lf_options_parse(const struct lf_tool_info *tool, struct lf_option *opts, in
 		lf_die("%s", lf_errmsg());
 	return optind;
 }
+
+const char *lf_list_next(const char *p, char *item, size_t size)
+{
+	const char *e = strchr(p, ',');
+	size_t k = e ? (size_t)(e - p) : strlen(p);
+	while (k && *p == ' ')
+		p++, k--;
+	while (k && p[k - 1] == ' ')
+		k--;
+	snprintf(item, size, "%.*s", (int)k, p);
+	return e ? e + 1 : NULL;
+}

@@ -11,6 +11,7 @@
 #define LF_OPTIONS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum lf_opt_type {
 	LF_OPT_BOOL,   /* bool *: --name, --name=true|false */
@@ -46,5 +47,11 @@ struct lf_tool_info {
  * operand. */
 int lf_options_parse(const struct lf_tool_info *tool, struct lf_option *opts, int argc, char **argv);
 const struct lf_option *lf_option_find(const struct lf_option *opts, const char *name);
+
+/* Comma-separated lists (a recipe's list arrives comma-joined): the next
+ * item of p, without the spaces around it, into item (size bytes); returns
+ * where the rest starts, NULL after the last item.  Walk a list with
+ *     for (const char *p = list; p && *p;) { p = lf_list_next(p, item, sizeof item); ... } */
+const char *lf_list_next(const char *p, char *item, size_t size);
 
 #endif

@@ -196,17 +196,11 @@ static double now(void)
 
 static bool in_list(const char *list, const char *name)
 {
-	size_t n = strlen(name);
+	char item[256];
 	for (const char *p = list; p && *p;) {
-		const char *e = strchr(p, ',');
-		size_t k = e ? (size_t)(e - p) : strlen(p);
-		while (k && *p == ' ')
-			p++, k--;
-		while (k && p[k - 1] == ' ')
-			k--;
-		if (k == n && !memcmp(p, name, n))
+		p = lf_list_next(p, item, sizeof item);
+		if (!strcmp(item, name))
 			return true;
-		p = e ? e + 1 : NULL;
 	}
 	return false;
 }
@@ -221,26 +215,19 @@ static bool freeze_trains(const char *name)
 	int L = R.m->cfg.layers, n = (int)opt_freeze_layers;
 	int lo = n > 0 ? (L - n > 0 ? L - n : 0) : 0, hi = n > 0 ? L : (-n < L ? -n : L);
 	for (int i = lo; i < hi; i++) {
-		char pat[512];
+		char pat[512], mod[256];
 		for (const char *p = opt_freeze_modules; p && *p;) {
-			const char *e = strchr(p, ',');
-			int k = e ? (int)(e - p) : (int)strlen(p);
-			if (k == 3 && !memcmp(p, "all", 3))
-				snprintf(pat, sizeof pat, ".%d.", i);
-			else
-				snprintf(pat, sizeof pat, ".%d.%.*s", i, k, p);
+			p = lf_list_next(p, mod, sizeof mod);
+			snprintf(pat, sizeof pat, ".%d.%s", i, strcmp(mod, "all") ? mod : "");
 			if (strstr(name, pat))
 				return true;
-			p = e ? e + 1 : NULL;
 		}
 	}
+	char mod[256];
 	for (const char *p = opt_freeze_extra; p && *p;) {
-		const char *e = strchr(p, ',');
-		char mod[256];
-		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		p = lf_list_next(p, mod, sizeof mod);
 		if (*mod && strstr(name, mod))
 			return true;
-		p = e ? e + 1 : NULL;
 	}
 	return false;
 }
@@ -252,25 +239,21 @@ static void freeze_check_modules(void)
 					      "post_attention_layernorm", "pre_feedforward_layernorm",
 					      "post_feedforward_layernorm" };
 	for (const char *p = opt_freeze_modules; p && *p;) {
-		const char *e = strchr(p, ',');
 		char mod[256];
-		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		p = lf_list_next(p, mod, sizeof mod);
 		bool ok = !strcmp(mod, "all");
 		for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
 			ok |= !strcmp(mod, hidden[i]);
 		if (!ok)
 			lf_die_usage("option '--freeze-trainable-modules': '%s' is not a module of the decoder layers "
 				     "(self_attn, mlp, input_layernorm, post_attention_layernorm, ...)", mod);
-		p = e ? e + 1 : NULL;
 	}
 	for (const char *p = opt_freeze_extra; p && *p;) {
-		const char *e = strchr(p, ',');
 		char mod[256];
-		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		p = lf_list_next(p, mod, sizeof mod);
 		if (strcmp(mod, "embed_tokens") && strcmp(mod, "norm") && (strcmp(mod, "lm_head") || R.m->cfg.tie_embeddings))
 			lf_die_usage("option '--freeze-extra-modules': '%s' is not a module outside the layers "
 				     "(embed_tokens, norm, lm_head)", mod);
-		p = e ? e + 1 : NULL;
 	}
 }
 
@@ -310,15 +293,13 @@ static int lora_parts(const char **parts)
 	}
 	/* every name given must be one of them */
 	for (const char *p = opt_lora_target; strcmp(opt_lora_target, "all") && p && *p;) {
-		const char *e = strchr(p, ',');
 		char mod[256];
-		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		p = lf_list_next(p, mod, sizeof mod);
 		bool ok = false;
 		for (int i = 0; i < nall; i++)
 			ok |= !strcmp(strrchr(all[i], '.') + 1, mod);
 		if (!ok)
 			lf_die_usage("option '--lora-target': '%s' is not a linear module of this model", mod);
-		p = e ? e + 1 : NULL;
 	}
 	return n;
 }
@@ -393,20 +374,19 @@ static void setup_params(void)
 
 /* ---- data ---- */
 
+/* Rows whose arrays the batch owns. */
 struct batch {
 	struct lf_train_row *rows;
-	int32_t **bufs; /* ids, labels, positions per row */
-	uint32_t **spans;
 	int n;
 };
 
 static void batch_clear(struct batch *b)
 {
 	for (int i = 0; i < b->n; i++) {
-		free(b->bufs[3 * i]);
-		free(b->bufs[3 * i + 1]);
-		free(b->bufs[3 * i + 2]);
-		free(b->spans[i]);
+		free((int32_t *)b->rows[i].ids);
+		free((int32_t *)b->rows[i].labels);
+		free((int32_t *)b->rows[i].positions);
+		free((uint32_t *)b->rows[i].spans);
 	}
 	b->n = 0;
 }
@@ -420,8 +400,6 @@ static void batch_add(struct batch *b, int split, uint64_t i)
 	if (lf_shardset_get(R.set, (size_t)split, i, 0, &q) < 0)
 		lf_die("%s", lf_errmsg());
 	b->rows = lf_realloc(b->rows, (size_t)(b->n + 1) * sizeof *b->rows);
-	b->bufs = lf_realloc(b->bufs, (size_t)(b->n + 1) * 3 * sizeof *b->bufs);
-	b->spans = lf_realloc(b->spans, (size_t)(b->n + 1) * sizeof *b->spans);
 	int T = (int)q.n;
 	int32_t *ids = lf_malloc((size_t)T * sizeof *ids + 4), *labels = lf_malloc((size_t)T * sizeof *labels + 4);
 	int32_t *pos = lf_malloc((size_t)T * sizeof *pos + 4);
@@ -449,10 +427,6 @@ static void batch_add(struct batch *b, int split, uint64_t i)
 	r->T = T;
 	r->spans = spans;
 	r->nspans = nspans;
-	b->bufs[3 * b->n] = ids;
-	b->bufs[3 * b->n + 1] = labels;
-	b->bufs[3 * b->n + 2] = pos;
-	b->spans[b->n] = spans;
 	b->n++;
 }
 
@@ -499,8 +473,6 @@ static double evaluate(double *ppl)
 		batch_clear(&b);
 	}
 	free(b.rows);
-	free(b.bufs);
-	free(b.spans);
 	double loss = count ? sum / (double)count : NAN;
 	*ppl = exp(loss);
 	return loss;
@@ -933,8 +905,6 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 			lf_die("%s: epoch %ld, micro-batch %ld: %s", opt_data, epoch, first + k, lf_errmsg());
 		batch_clear(&mb[k]);
 		free(mb[k].rows);
-		free(mb[k].bufs);
-		free(mb[k].spans);
 	}
 	free(mb);
 	double loss = (items ? loss_sum / (double)items : 0) + R.bp.moe_aux_total;
@@ -1146,13 +1116,11 @@ static void load_model(void)
 	}
 	R.modules_to_save = json_array();
 	for (const char *p = opt_additional_target; p && *p;) {
-		const char *e = strchr(p, ',');
 		char mod[256];
-		snprintf(mod, sizeof mod, "%.*s", e ? (int)(e - p) : (int)strlen(p), p);
+		p = lf_list_next(p, mod, sizeof mod);
 		if (lf_model_new_module_copy(R.m, mod) < 0)
 			lf_die_usage("option '--additional-target': %s", lf_errmsg());
 		json_array_append_new(R.modules_to_save, json_string(mod));
-		p = e ? e + 1 : NULL;
 	}
 	const char *parts[4 + 1 + 3 * 64];
 	int np = lora_parts(parts);
