@@ -862,7 +862,7 @@ static int prepare(struct lf_backprop *bp, const struct lf_model *m, const struc
 }
 
 int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
-		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum, long *label_tokens)
+		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum)
 {
 	const struct lf_model_config *c = &m->cfg;
 	int N = prepare(bp, m, rows, nrows, true), H = c->hidden;
@@ -870,8 +870,6 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 		return -1;
 	size_t NH = (size_t)N * H;
 	float embed_scale = c->embed_scale ? (float)sqrt((double)H) : 1.0f;
-	for (int r = 0; r < nrows; r++)
-		*label_tokens += lf_train_row_label_tokens(&rows[r]);
 	/* forward */
 	bool moe = c->arch == LF_ARCH_MIXTRAL;
 	int E = c->experts, K = c->experts_per_tok;

@@ -102,12 +102,12 @@ int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_t
 void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m);
 
 /* Forward, loss and backward of one micro-batch: adds scale * the gradient
- * of the summed cross-entropy over its label tokens to g's buffers, adds
- * that sum to *loss_sum and the number of label tokens to *label_tokens.
- * -1 with lf_fail (too many tokens, an id or label outside the vocabulary,
- * an architecture whose training is not built). */
+ * of the summed cross-entropy over its label tokens to g's buffers and that
+ * sum to *loss_sum (the caller counts the step's label tokens with
+ * lf_train_row_label_tokens for scale).  -1 with lf_fail (too many tokens,
+ * an id or label outside the vocabulary). */
 int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
-		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum, long *label_tokens);
+		     const struct lf_train_row *rows, int nrows, float scale, double *loss_sum);
 
 /* Forward and loss only (evaluation): adds the summed cross-entropy over
  * the predicted label tokens (labels[t + 1] >= 0) to *loss_sum and their

@@ -886,7 +886,6 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	for (size_t i = 0; i < R.np; i++)
 		memset(R.p[i].g, 0, R.p[i].t->n * sizeof(float));
 	double loss_sum = 0;
-	long counted = 0;
 	R.bp.moe_aux_coef = (float)opt_moe_aux;
 	R.bp.moe_aux_total = 0;
 	for (long k = 0; k < nbatches; k++) {
@@ -900,8 +899,7 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 		if (!R.pt)
 			longest = (longest + 7) / 8 * 8;
 		R.bp.neftune_mag = opt_neftune > 0 ? (float)(opt_neftune / sqrt((double)longest * R.m->cfg.hidden)) : 0;
-		if (items && lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum,
-					      &counted) < 0)
+		if (items && lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum) < 0)
 			lf_die("%s: epoch %ld, micro-batch %ld: %s", opt_data, epoch, first + k, lf_errmsg());
 		batch_clear(&mb[k]);
 		free(mb[k].rows);
