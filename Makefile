@@ -31,6 +31,18 @@ else
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 
+# Open MPI, where its development files are (and not in the static build:
+# the GPU machines have no Open MPI): lf-train's data-parallel runs.
+# `make MPI=0` builds without it.
+ifeq ($(STATIC),1)
+  MPI := 0
+endif
+MPI ?= $(shell pkg-config --exists ompi-c && echo 1 || echo 0)
+ifeq ($(MPI),1)
+  MPI_CFLAGS := -DLF_HAVE_MPI $(shell pkg-config --cflags ompi-c)
+  MPI_LIBS := $(shell pkg-config --libs ompi-c)
+endif
+
 CFLAGS_ALL := $(OPT) -fopenmp -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-missing-field-initializers \
   -Ilibcommon -Ikernels $(PKG_CFLAGS) -DLF_VERSION='"$(VERSION)"' $(CFLAGS)
 LDFLAGS_ALL := $(OPT) $(LDFLAGS)
@@ -57,6 +69,9 @@ tests: $(UNITS) $(HELPERS)
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(OUT)/obj/libcommon/dist.o: CFLAGS_ALL += $(MPI_CFLAGS)
+$(BINDIR)/lf-train: LDLIBS_ALL += $(MPI_LIBS)
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)

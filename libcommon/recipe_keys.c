@@ -94,7 +94,7 @@ const struct lf_recipe_key lf_recipe_keys[] = {
 	{ "ddp_broadcast_buffers", "lf", NULL, LF_KEY_NO_EFFECT, N_DDP },
 	{ "ddp_bucket_cap_mb", "lf", NULL, LF_KEY_NO_EFFECT, N_DDP },
 	{ "ddp_find_unused_parameters", "lf", NULL, LF_KEY_NO_EFFECT, N_DDP },
-	{ "ddp_timeout", "lf", NULL, LF_KEY_NO_EFFECT, "lf-train runs one process so far: no collective operation to time out" },
+	{ "ddp_timeout", "lf-train", NULL, LF_KEY_ACTIVE, NULL },
 	{ "debug", "lf-train", NULL, LF_KEY_UNSUPPORTED, "hf trainer debug hooks are not offered" },
 	{ "deepspeed", "lf-train", NULL, LF_KEY_UNSUPPORTED, N_DP },
 	{ "default_system", "lf-template", "lf-chat", LF_KEY_ACTIVE, NULL },

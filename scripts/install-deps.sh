@@ -8,7 +8,7 @@ set -e
 
 PACKAGES="build-essential pkg-config make
 libmsgpack-dev libarchive-dev libyaml-dev libjansson-dev libutf8proc-dev libxxhash-dev libpcre2-dev libpng-dev
-libopenblas-openmp-dev libgfortran-12-dev
+libopenblas-openmp-dev libgfortran-12-dev libopenmpi-dev openmpi-bin
 libacl1-dev libzstd-dev liblz4-dev libbz2-dev liblzma-dev zlib1g-dev nettle-dev libxml2-dev
 python3 python3-venv man-db groff-base tar gzip xz-utils"
 

@@ -6,6 +6,7 @@
  * adapter or a model folder at the end, in LLaMA-Factory's output layout.
  */
 #include "backprop.h"
+#include "dist.h"
 #include "error.h"
 #include "export.h"
 #include "log.h"
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,7 +48,7 @@ static double opt_eps = 1e-8, opt_max_grad_norm = 1.0, opt_lora_alpha = -1, opt_
 static double opt_loraplus = 0, opt_neftune = 0, opt_moe_aux = 0;
 static long long opt_max_steps = -1, opt_batch = 8, opt_eval_batch = 8, opt_ga = 1, opt_seed = 42, opt_warmup_steps = 0;
 static long long opt_lora_rank = 8, opt_freeze_layers = 2, opt_logging_steps = 500, opt_save_steps = 500;
-static long long opt_save_limit = -1, opt_eval_steps = -1, opt_pissa_iter = 16;
+static long long opt_save_limit = -1, opt_eval_steps = -1, opt_pissa_iter = 16, opt_ddp_timeout = 180000;
 static bool opt_overwrite, opt_no_ckpt, opt_rslora, opt_dora, opt_pissa_init, opt_plot_loss, opt_do_train = true;
 static bool opt_bf16, opt_fp16, opt_save_only_model, opt_no_shuffle, opt_pissa_convert;
 
@@ -125,6 +127,9 @@ static struct lf_option options[] = {
 	{ "fp16", 0, LF_OPT_BOOL, &opt_fp16, NULL, "as --bf16, for f16 mixed precision" },
 	{ "save-only-model", 0, LF_OPT_BOOL, &opt_save_only_model, NULL,
 	  "checkpoints without the optimizer state (smaller; they cannot be resumed)" },
+	{ "ddp-timeout", 0, LF_OPT_INT, &opt_ddp_timeout, "S",
+	  "data-parallel runs: stop with an error when the other processes do not answer for S seconds "
+	  "(default 180000, as LLaMA-Factory)" },
 	{ "dump-grads", 0, LF_OPT_STRING, &opt_dump_grads, "FILE",
 	  "write the first step's loss and every trained gradient (grad.NAME) to FILE.safetensors", LF_OPT_CLI_ONLY },
 	{ 0 }
@@ -154,6 +159,8 @@ static struct {
 	struct lf_model *m;
 	size_t nbase;       /* tensors of the base model (the rest are the adapter's) */
 	float **grads;      /* per tensor, NULL when frozen */
+	float *gbuf;        /* every gradient, one block (summed over the group in one go) */
+	size_t gn;
 	struct param *p;
 	size_t np;
 	struct lf_model_grad g;
@@ -180,6 +187,8 @@ static struct {
 } R;
 
 static volatile sig_atomic_t stop_signal;
+static int group_stop; /* the signal a process of the group got, after the step */
+static struct lf_dist D; /* the data-parallel group (rank 0 writes) */
 
 static void on_stop(int sig)
 {
@@ -331,6 +340,9 @@ static void pissa_init(const struct lf_model_tensor *A, const struct lf_model_te
 			  (int)opt_pissa_iter, (uint64_t)opt_seed * 1000003u + index, (float *)A->data,
 			  (float *)B->data) < 0)
 		lf_die("%s: %s", name, lf_errmsg());
+	/* the group starts from rank 0's residual (and, share_start, adapter) */
+	if (lf_dist_broadcast(&D, (float *)w->data, w->n * sizeof(float)) < 0)
+		lf_die("%s", lf_errmsg());
 	R.pissa_init = lf_realloc(R.pissa_init, (R.npissa + 2) * sizeof *R.pissa_init);
 	R.pissa_init[R.npissa] = lf_malloc(A->n * sizeof(float) + 4);
 	R.pissa_init[R.npissa + 1] = lf_malloc(B->n * sizeof(float) + 4);
@@ -343,6 +355,7 @@ static void setup_params(void)
 {
 	struct lf_model *m = R.m;
 	R.grads = lf_calloc(m->ntensors + 1, sizeof *R.grads);
+	size_t *at = lf_calloc(m->ntensors + 1, sizeof *at);
 	for (size_t i = 0; i < m->ntensors; i++) {
 		const struct lf_model_tensor *t = &m->tensors[i];
 		bool train = R.ft == FT_FULL || (R.ft == FT_FREEZE && freeze_trains(t->name)) ||
@@ -353,7 +366,8 @@ static void setup_params(void)
 		struct param *p = &R.p[R.np++];
 		p->t = t;
 		p->w = (float *)t->data; /* owned copies: the model was loaded writable */
-		p->g = R.grads[i] = lf_calloc(t->n + 1, sizeof(float));
+		at[R.np - 1] = R.gn;
+		R.gn += (t->n + 15) / 16 * 16; /* each at a multiple of 16 floats */
 		p->m = lf_calloc(t->n + 1, sizeof(float));
 		p->v = lf_calloc(t->n + 1, sizeof(float));
 		p->decay = lf_param_decays(t->name);
@@ -369,6 +383,10 @@ static void setup_params(void)
 	}
 	if (!R.np)
 		lf_die_usage("nothing to train: --finetuning-type %s selects no parameter of %s", opt_ft, opt_model);
+	R.gbuf = lf_calloc(R.gn + 16, sizeof *R.gbuf);
+	for (size_t i = 0; i < R.np; i++)
+		R.p[i].g = R.grads[R.p[i].t - m->tensors] = R.gbuf + at[i];
+	free(at);
 	lf_model_grad_init(&R.g, m, R.grads);
 }
 
@@ -465,7 +483,9 @@ static double evaluate(double *ppl)
 	struct batch b = { 0 };
 	double sum = 0;
 	long count = 0;
-	for (uint64_t i = 0; i < n; i += (uint64_t)opt_eval_batch) {
+	/* each process evaluates every world-th batch; the sums are the group's */
+	uint64_t step = (uint64_t)opt_eval_batch * (uint64_t)D.world;
+	for (uint64_t i = (uint64_t)opt_eval_batch * (uint64_t)D.rank; i < n; i += step) {
 		for (uint64_t k = i; k < n && k < i + (uint64_t)opt_eval_batch; k++)
 			batch_add(&b, R.eval, k);
 		if (lf_backprop_loss(&R.bp, R.m, b.rows, b.n, &sum, &count) < 0)
@@ -473,6 +493,11 @@ static double evaluate(double *ppl)
 		batch_clear(&b);
 	}
 	free(b.rows);
+	double sums[2] = { sum, (double)count };
+	if (lf_dist_sum_f64(&D, sums, 2) < 0)
+		lf_die("%s", lf_errmsg());
+	sum = sums[0];
+	count = (long)sums[1];
 	double loss = count ? sum / (double)count : NAN;
 	*ppl = exp(loss);
 	return loss;
@@ -518,6 +543,10 @@ static void report_scalars(json_t *fields)
 /* One line of trainer_log.jsonl (LLaMA-Factory's LogCallback fields). */
 static void trainer_log(json_t *fields)
 {
+	if (D.rank != 0) {
+		json_decref(fields);
+		return;
+	}
 	char path[4096], el[32], rem[32];
 	double elapsed = now() - R.t0;
 	double remaining = R.step ? elapsed / R.step * (R.total_steps - R.step) : 0;
@@ -679,13 +708,13 @@ static void save_weights(const char *dir, bool final)
 
 static json_t *state_json(void)
 {
-	return json_pack("{s:I,s:f,s:I,s:f,s:O,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:f,s:I}}", "global_step",
+	return json_pack("{s:I,s:f,s:I,s:f,s:O,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:f,s:I,s:I}}", "global_step",
 			 (json_int_t)R.step, "epoch", (double)R.step / (double)R.steps_per_epoch, "max_steps",
 			 (json_int_t)R.total_steps, "num_train_epochs", opt_epochs, "log_history", R.history,
 			 "logging_steps", (json_int_t)opt_logging_steps, "save_steps", (json_int_t)opt_save_steps,
 			 "eval_steps", (json_int_t)opt_eval_steps, "train_batch_size", (json_int_t)opt_batch, "lf",
 			 "seed", (json_int_t)opt_seed, "gradient_accumulation_steps", (json_int_t)opt_ga, "loss_total",
-			 R.loss_total, "examples", (json_int_t)R.ntrain);
+			 R.loss_total, "examples", (json_int_t)R.ntrain, "world_size", (json_int_t)D.world);
 }
 
 static int cmp_long(const void *a, const void *b)
@@ -737,6 +766,8 @@ static void remove_tree(const char *path)
  * checkpoints whole. */
 static void save_checkpoint(void)
 {
+	if (D.rank != 0)
+		return;
 	char name[4096];
 	snprintf(name, sizeof name, "%s/checkpoint-%ld", opt_output, R.step);
 	struct lf_outdir d;
@@ -787,11 +818,20 @@ static void load_checkpoint(const char *dir)
 	json_t *lf = st ? json_object_get(st, "lf") : NULL;
 	if (!st || !json_is_integer(json_object_get(st, "global_step")) || !json_is_object(lf))
 		lf_die("%s: not a trainer state lf wrote (%s)", path, st ? "fields missing" : err.text);
+	/* a step is the same examples whatever the split of its batch into
+	 * processes, micro-batches and accumulation: resuming needs the same
+	 * examples per step, not the same world size */
+	json_t *ws = json_object_get(lf, "world_size");
+	json_int_t then = json_integer_value(json_object_get(st, "train_batch_size")) *
+			  json_integer_value(json_object_get(lf, "gradient_accumulation_steps")) *
+			  (json_is_integer(ws) ? json_integer_value(ws) : 1);
 	if (json_integer_value(json_object_get(lf, "seed")) != opt_seed ||
-	    json_integer_value(json_object_get(lf, "gradient_accumulation_steps")) != opt_ga ||
-	    json_integer_value(json_object_get(st, "train_batch_size")) != opt_batch ||
 	    json_integer_value(json_object_get(lf, "examples")) != (json_int_t)R.ntrain)
-		lf_die("%s: the checkpoint was made with another seed, batch size, accumulation or data", path);
+		lf_die("%s: the checkpoint was made with another seed or data", path);
+	if (then != (json_int_t)(opt_batch * opt_ga * D.world))
+		lf_die("%s: the checkpoint's steps took %lld examples each (processes x batch size x accumulation), "
+		       "this run's take %lld",
+		       path, (long long)then, opt_batch * opt_ga * (long long)D.world);
 	R.step = (long)json_integer_value(json_object_get(st, "global_step"));
 	R.loss_total = json_real_value(json_object_get(lf, "loss_total"));
 	json_decref(R.history);
@@ -870,28 +910,34 @@ static void dump_grads(double loss)
 /* ---- the loop ---- */
 
 /* One optimizer step over the micro-batches that start at batch index
- * first of the epoch: returns the step's loss. */
+ * first of the epoch: returns the step's loss.  A micro-batch is the next
+ * batch x world examples of the epoch's order; each process of the group
+ * takes its batch of them, and the group's gradients are summed, so the
+ * step is the same whatever the number of processes. */
 static double train_step(long epoch, long first, long nbatches, double *grad_norm)
 {
 	const uint64_t *order = epoch_order(epoch);
 	struct batch *mb = lf_calloc((size_t)nbatches, sizeof *mb);
-	long items = 0;
+	uint64_t group_batch = (uint64_t)opt_batch * (uint64_t)D.world;
+	double items = 0;
 	for (long k = 0; k < nbatches; k++) {
-		uint64_t from = (uint64_t)(first + k) * (uint64_t)opt_batch;
+		uint64_t start = (uint64_t)(first + k) * group_batch, from = start + (uint64_t)D.rank * (uint64_t)opt_batch;
 		for (uint64_t i = from; i < R.ntrain && i < from + (uint64_t)opt_batch; i++)
 			batch_add(&mb[k], R.train, order[i]);
 		for (int r = 0; r < mb[k].n; r++)
 			items += lf_train_row_label_tokens(&mb[k].rows[r]);
 	}
-	for (size_t i = 0; i < R.np; i++)
-		memset(R.p[i].g, 0, R.p[i].t->n * sizeof(float));
+	/* the loss is normalised by the label tokens of the whole group's step */
+	if (lf_dist_sum_f64(&D, &items, 1) < 0)
+		lf_die("%s", lf_errmsg());
+	memset(R.gbuf, 0, R.gn * sizeof *R.gbuf);
 	double loss_sum = 0;
 	R.bp.moe_aux_coef = (float)opt_moe_aux;
 	R.bp.moe_aux_total = 0;
 	for (long k = 0; k < nbatches; k++) {
 		/* this micro-batch's noise: a seed from (seed, step, micro-batch);
 		 * NEFTune's scale from the length LLaMA-Factory pads it to */
-		R.bp.noise_seed = ((uint64_t)opt_seed << 40) ^ ((uint64_t)R.step << 8) ^ (uint64_t)k;
+		R.bp.noise_seed = ((uint64_t)opt_seed << 40) ^ ((uint64_t)D.rank << 28) ^ ((uint64_t)R.step << 8) ^ (uint64_t)k;
 		R.bp.lora_dropout = R.ft == FT_LORA ? (float)opt_lora_dropout : 0.0f;
 		int longest = 0;
 		for (int r = 0; r < mb[k].n; r++)
@@ -899,14 +945,21 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 		if (!R.pt)
 			longest = (longest + 7) / 8 * 8;
 		R.bp.neftune_mag = opt_neftune > 0 ? (float)(opt_neftune / sqrt((double)longest * R.m->cfg.hidden)) : 0;
-		if (items && lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum) < 0)
+		if (items && mb[k].n &&
+		    lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum) < 0)
 			lf_die("%s: epoch %ld, micro-batch %ld: %s", opt_data, epoch, first + k, lf_errmsg());
 		batch_clear(&mb[k]);
 		free(mb[k].rows);
 	}
 	free(mb);
-	double loss = (items ? loss_sum / (double)items : 0) + R.bp.moe_aux_total;
-	if (opt_dump_grads && R.step == 0)
+	/* the group's gradients, losses (the router's, as DDP under the Trainer,
+	 * summed over the processes) and stop requests */
+	double sums[4] = { loss_sum, R.bp.moe_aux_total, stop_signal == SIGINT, stop_signal == SIGTERM };
+	if (lf_dist_sum_f32(&D, R.gbuf, R.gn) < 0 || lf_dist_sum_f64(&D, sums, 4) < 0)
+		lf_die("%s", lf_errmsg());
+	group_stop = sums[2] > 0 ? SIGINT : sums[3] > 0 ? SIGTERM : 0;
+	double loss = (items ? sums[0] / items : 0) + sums[1];
+	if (opt_dump_grads && R.step == 0 && D.rank == 0)
 		dump_grads(loss);
 	double *sq = lf_malloc((R.np + 1) * sizeof *sq);
 	for (size_t i = 0; i < R.np; i++)
@@ -927,9 +980,9 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 static void train(void)
 {
 	R.t0 = now();
-	if (opt_pissa_init && R.step == 0)
+	if (opt_pissa_init && R.step == 0 && D.rank == 0)
 		save_pissa("pissa_init", ADAPTER_PISSA_START);
-	if (opt_report_to && !strcmp(opt_report_to, "tensorboard")) {
+	if (opt_report_to && !strcmp(opt_report_to, "tensorboard") && D.rank == 0) {
 		char *dir = lf_tboard_default_logdir(opt_output, (int64_t)time(NULL));
 		R.tb = lf_tboard_open(dir);
 		free(dir);
@@ -954,8 +1007,9 @@ static void train(void)
 		R.logged_loss += loss;
 		R.logged_steps++;
 		double elapsed = now() - R.t0;
-		lf_progress("step %ld/%ld  loss %.4f  lr %.3g  grad_norm %.3f  %.2f s/step", R.step, R.total_steps, loss,
-			    lr, gn, elapsed / R.step);
+		if (D.rank == 0)
+			lf_progress("step %ld/%ld  loss %.4f  lr %.3g  grad_norm %.3f  %.2f s/step", R.step, R.total_steps,
+				    loss, lr, gn, elapsed / R.step);
 		if (R.step % opt_logging_steps == 0 || R.step == R.total_steps) {
 			trainer_log(json_pack("{s:f,s:f,s:f}", "loss", R.logged_loss / R.logged_steps, "lr", lr,
 					      "grad_norm", gn));
@@ -966,12 +1020,14 @@ static void train(void)
 			double el = evaluate(&eval_ppl);
 			trainer_log(json_pack("{s:f,s:f}", "eval_loss", el, "eval_perplexity", eval_ppl));
 		}
-		if (stop_signal) {
+		if (group_stop) {
 			lf_progress_done();
 			save_checkpoint();
-			lf_note("stopped by signal %d after step %ld: checkpoint-%ld saved; run again to resume",
-				(int)stop_signal, R.step, R.step);
-			exit(128 + stop_signal);
+			if (D.rank == 0)
+				lf_note("stopped by signal %d after step %ld: checkpoint-%ld saved; run again to resume",
+					group_stop, R.step, R.step);
+			lf_dist_finish(&D);
+			exit(128 + group_stop);
 		}
 		if (opt_save_steps > 0 && R.step % opt_save_steps == 0 && R.step < R.total_steps)
 			save_checkpoint();
@@ -1014,7 +1070,7 @@ static void check_options(void)
 	if (!opt_do_train)
 		lf_die_usage("--do-train false (evaluation or prediction only) is not built in lf-train: use lf-eval "
 			     "or lf-generate");
-	if (opt_bf16 || opt_fp16)
+	if ((opt_bf16 || opt_fp16) && D.rank == 0)
 		lf_note("--%s: lf-train computes in f32 on the CPU (the CUDA backend will honour mixed precision); the "
 			"outputs keep the base model's dtype", opt_bf16 ? "bf16" : "fp16");
 	if (opt_lora_dropout < 0 || opt_lora_dropout >= 1)
@@ -1061,9 +1117,10 @@ static void open_data(void)
 	if (lf_backprop_init(&R.bp, R.m, (int)(opt_batch > opt_eval_batch ? opt_batch : opt_eval_batch) * longest,
 			     longest, !opt_no_ckpt) < 0)
 		lf_die("%s", lf_errmsg());
-	/* steps: every epoch's micro-batches, the last accumulation possibly
-	 * shorter */
-	R.batches_per_epoch = (long)((R.ntrain + (uint64_t)opt_batch - 1) / (uint64_t)opt_batch);
+	/* steps: every epoch's micro-batches (of batch x world examples), the
+	 * last accumulation possibly shorter */
+	uint64_t group_batch = (uint64_t)opt_batch * (uint64_t)D.world;
+	R.batches_per_epoch = (long)((R.ntrain + group_batch - 1) / group_batch);
 	R.steps_per_epoch = (R.batches_per_epoch + opt_ga - 1) / opt_ga;
 	R.total_steps = opt_max_steps > 0 ? opt_max_steps : (long)ceil(opt_epochs * (double)R.steps_per_epoch);
 	bool ratio = lf_option_find(options, "warmup-ratio")->given;
@@ -1151,9 +1208,12 @@ static void load_model(void)
 }
 
 /* Where to start: a given checkpoint, the last one in output_dir, or
- * nothing (a fresh output_dir; an old one only with --overwrite-output-dir). */
+ * nothing (a fresh output_dir; an old one only with --overwrite-output-dir).
+ * Rank 0 decides and reads; the others take its state (share_start). */
 static void find_start(void)
 {
+	if (D.rank != 0)
+		return;
 	struct stat st;
 	if (mkdir(opt_output, 0777) != 0 && errno != EEXIST)
 		lf_die("%s: cannot create: %s", opt_output, strerror(errno));
@@ -1178,6 +1238,23 @@ static void find_start(void)
 		unlink(path);
 	}
 	free(steps);
+}
+
+/* Every process of the group starts from rank 0's trained tensors (a new
+ * adapter's too), optimizer state and step, as DDP broadcasts the model. */
+static void share_start(void)
+{
+	double at[2] = { (double)R.step, R.loss_total };
+	if (lf_dist_broadcast(&D, at, sizeof at) < 0)
+		lf_die("%s", lf_errmsg());
+	R.step = (long)at[0];
+	R.loss_total = at[1];
+	for (size_t i = 0; i < R.np; i++) {
+		size_t bytes = R.p[i].t->n * sizeof(float);
+		if (lf_dist_broadcast(&D, R.p[i].w, bytes) < 0 || lf_dist_broadcast(&D, R.p[i].m, bytes) < 0 ||
+		    lf_dist_broadcast(&D, R.p[i].v, bytes) < 0)
+			lf_die("%s", lf_errmsg());
+	}
 }
 
 /* LLaMA-Factory's plot_loss: the loss and eval_loss of the log history. */
@@ -1208,17 +1285,19 @@ static void plot_losses(void)
 
 static void finish(void)
 {
+	double elapsed = now() - R.t0, ppl = NAN, el = R.eval >= 0 ? evaluate(&ppl) : NAN; /* the group's */
+	if (D.rank != 0)
+		return;
 	save_weights(opt_output, true);
-	double elapsed = now() - R.t0, ppl = NAN;
+	double examples = (double)R.step * (double)(opt_batch * opt_ga * D.world);
 	json_t *res = json_pack("{s:f,s:f,s:f,s:f,s:f}", "epoch", (double)R.step / (double)R.steps_per_epoch,
 				"train_loss", R.step ? R.loss_total / (double)R.step : NAN, "train_runtime", elapsed,
-				"train_samples_per_second", elapsed > 0 ? (double)R.step * opt_batch * opt_ga / elapsed : 0,
+				"train_samples_per_second", elapsed > 0 ? examples / elapsed : 0,
 				"train_steps_per_second", elapsed > 0 ? (double)R.step / elapsed : 0);
 	char path[4096];
 	snprintf(path, sizeof path, "%s/train_results.json", opt_output);
 	write_json(path, res);
 	if (R.eval >= 0) {
-		double el = evaluate(&ppl);
 		json_object_set_new(res, "eval_loss", json_real(el));
 		json_object_set_new(res, "perplexity", json_real(ppl));
 		json_t *ev = json_pack("{s:f,s:f,s:f}", "epoch", (double)R.step / (double)R.steps_per_epoch,
@@ -1262,9 +1341,20 @@ int main(int argc, char **argv)
 {
 	passive_openmp(argv);
 	lf_set_progname(argv[0]);
+	prctl(PR_SET_NAME, lf_progname()); /* not "exe", after the start again */
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (first < argc)
 		lf_die_usage("unexpected operand '%s'", argv[first]);
+	if (opt_ddp_timeout < 1)
+		lf_die_usage("option '--ddp-timeout': %lld is not a positive number of seconds", opt_ddp_timeout);
+	if (lf_dist_init(&D, (double)opt_ddp_timeout) < 0)
+		lf_die("%s", lf_errmsg());
+	static char name[64];
+	if (D.rank != 0) { /* rank 0 writes and reports; the others say only what goes wrong, and who */
+		snprintf(name, sizeof name, "%s[%d]", lf_progname(), D.rank);
+		lf_set_progname(name);
+		lf_log_close();
+	}
 	check_options();
 	lf_output_init_signals();
 	signal(SIGINT, on_stop);
@@ -1274,17 +1364,18 @@ int main(int argc, char **argv)
 	setup_params();
 	open_data();
 	find_start();
+	share_start();
 	train();
 	finish();
 	lf_model_grad_free(&R.g, R.m);
 	lf_backprop_free(&R.bp, R.m);
 	for (size_t i = 0; i < R.np; i++) {
-		free(R.p[i].g);
 		free(R.p[i].m);
 		free(R.p[i].v);
 	}
 	free(R.p);
 	free(R.grads);
+	free(R.gbuf);
 	json_decref(R.history);
 	json_decref(R.lora_targets);
 	json_decref(R.modules_to_save);
@@ -1295,5 +1386,6 @@ int main(int argc, char **argv)
 	lf_shardset_close(R.set);
 	lf_model_free(R.m);
 	lf_log_close();
+	lf_dist_finish(&D);
 	return 0;
 }

@@ -120,34 +120,8 @@ B=$work/bin
 
 . scripts/bench/lib.sh # (the working directory is the repository root)
 
-# the model, once
-margs="-t llama --vocab-size $vocab --hidden-size 384 --num-hidden-layers 6 --num-attention-heads 6 --num-key-value-heads 2 --intermediate-size 1024 --tie-word-embeddings --seed 42"
-model=$cache/model
-if [ ! -f "$model/.complete" ] || [ "$(cat "$model/.complete")" != "$margs" ]; then
-	echo "making $model: lf-init $margs" >&2
-	rm -rf "$model"
-	mkdir -p "$cache"
-	# shellcheck disable=SC2086
-	"$B/lf-init" $margs --tokenizer "$tokdir" -o "$model" >/dev/null
-	echo "$margs" >"$model/.complete"
-fi
-# the data: steps x batch rows of seq random ids, labels = ids
-data=$cache/data-$((steps * batch))x$seq
-if [ ! -f "$data/.complete" ]; then
-	rm -rf "$data"
-	mkdir -p "$data"
-	python3 - "$((steps * batch))" "$seq" "$vocab" "$data/rows.jsonl" <<'PY'
-import json, random, sys
-n, T, V = map(int, sys.argv[1:4])
-r = random.Random(0)
-with open(sys.argv[4], "w") as f:
-    for _ in range(n):
-        ids = [r.randrange(V) for _ in range(T)]
-        f.write(json.dumps({"input_ids": ids, "labels": ids}) + "\n")
-PY
-	"$B/shard-from-jsonl" pt train "$seq" "$vocab" "$data/rows.jsonl" "$data/train.shard" >/dev/null
-	touch "$data/.complete"
-fi
+bench_train_model "$B" "$cache" "$tokdir" "$vocab"
+bench_train_rows "$B" "$cache" "$((steps * batch))" "$seq" "$vocab"
 
 sgemm_peak() { # TAG: the sgemm peaks of OpenBLAS and torch now
 	python3 scripts/bench/train-peer.py sgemm --blas openblas --threads "$threads" --result "$work/sgemm-openblas-$1.json"

@@ -56,7 +56,7 @@ check "--save-total-limit keeps the last checkpoints only" sh -c '
 	lf-train '"$FULL"' --save-steps 2 --save-total-limit 2 -o "'"$T"'/limit" 2>/dev/null &&
 	ls "'"$T"'/limit" | grep checkpoint | tr "\n" " " | grep -x "checkpoint-4 checkpoint-6 "'
 check "a checkpoint made with another batch size is refused" \
-	fails 1 "another seed, batch size" lf-train $FULL --per-device-train-batch-size 2 -o "$T/full"
+	fails 1 "took 6 examples each (processes x batch size x accumulation), this run.s take 4" lf-train $FULL --per-device-train-batch-size 2 -o "$T/full"
 
 # SIGINT: the step finishes, a checkpoint is saved, no final model, 130
 LONG="-m $T/m -d $T/shards --lora-rank 4 --max-steps 100000 --save-steps 0 --logging-steps 1"

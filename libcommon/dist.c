@@ -1,0 +1,235 @@
+/*
+ * dist.c — the data-parallel process group over MPI (see dist.h): finding
+ * the launcher, joining, and sums and broadcasts that wait at most the
+ * group's timeout (non-blocking MPI operations polled against a deadline).
+ */
+#include "dist.h"
+#include "error.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <time.h>
+
+#ifdef LF_HAVE_MPI
+#include <mpi.h>
+#endif
+
+/* The number of processes the environment's launcher started (1 when
+ * none did), and its name. */
+static int launched_world(const char **launcher)
+{
+	static const struct {
+		const char *var, *name;
+	} vars[] = {
+		{ "OMPI_COMM_WORLD_SIZE", "mpirun" }, /* Open MPI's mpirun */
+		{ "PMI_SIZE", "mpirun" },             /* MPICH's hydra, srun --mpi=pmi2 */
+		{ "SLURM_NTASKS", "srun" },           /* inside a Slurm job step */
+	};
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+		const char *v = getenv(vars[i].var);
+		/* sbatch sets SLURM_NTASKS for the batch script too: only a step
+		 * started by srun has SLURM_STEP_ID */
+		if (!v || (i == 2 && !getenv("SLURM_STEP_ID")))
+			continue;
+		*launcher = vars[i].name;
+		return atoi(v) > 0 ? atoi(v) : 1;
+	}
+	*launcher = "none";
+	return 1;
+}
+
+/* torchrun's variables without an MPI launcher: the NCCL rendezvous they
+ * describe needs the CUDA backend. */
+static int check_torchrun(void)
+{
+	const char *v = getenv("WORLD_SIZE");
+	if (v && atoi(v) > 1)
+		return lf_fail("WORLD_SIZE=%s: a torchrun-style launch (RANK, WORLD_SIZE, MASTER_ADDR) is for NCCL on "
+			       "GPUs, which needs the CUDA backend (not built yet); on CPUs start lf-train with mpirun "
+			       "or srun",
+			       v);
+	return 0;
+}
+
+#ifdef LF_HAVE_MPI
+
+static bool joined;
+
+/* lf_die on any process stops them all (the launcher may not). */
+static void abort_group(void)
+{
+	if (joined)
+		MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Poll a request until it completes or the deadline passes. */
+static int wait_for(struct lf_dist *d, MPI_Request *req, const char *what)
+{
+	double start = now();
+	long polls = 0;
+	for (;;) {
+		int done = 0;
+		if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+			return lf_fail("process %d: MPI %s failed", d->rank, what);
+		if (done)
+			return 0;
+		/* MPI moves a large message only while it is polled: poll without
+		 * pause, letting other processes have the core in between */
+		if (++polls % 64 == 0) {
+			sched_yield();
+			if (now() - start > d->timeout)
+				return lf_fail("process %d of %d: the others did not join the %s within %g s "
+					       "(--ddp-timeout): a process died or hangs",
+					       d->rank, d->world, what, d->timeout);
+		}
+	}
+}
+
+int lf_dist_init(struct lf_dist *d, double timeout)
+{
+	memset(d, 0, sizeof *d);
+	d->world = 1;
+	d->timeout = timeout;
+	int want = launched_world(&d->launcher);
+	if (want <= 1)
+		return !strcmp(d->launcher, "none") ? check_torchrun() : 0;
+	int provided;
+	if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+		return lf_fail("MPI_Init failed under %s", d->launcher);
+	joined = true;
+	lf_on_die(abort_group);
+	MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+	if (d->world != want) {
+		/* srun without an MPI plugin makes N groups of one */
+		int world = d->world;
+		MPI_Finalize();
+		joined = false;
+		return lf_fail("%s started %d processes but MPI joined %d of them: under Slurm start lf-train with "
+			       "srun --mpi=pmix (or the plugin `srun --mpi=list` names)",
+			       d->launcher, want, world);
+	}
+	MPI_Comm node;
+	MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
+	MPI_Comm_rank(node, &d->local_rank);
+	MPI_Comm_free(&node);
+	return 0;
+}
+
+void lf_dist_finish(struct lf_dist *d)
+{
+	if (!joined)
+		return;
+	if (lf_dist_barrier(d) < 0)
+		lf_die("%s", lf_errmsg());
+	joined = false;
+	MPI_Finalize();
+}
+
+/* MPI counts are ints: large arrays go in pieces. */
+static int sum(struct lf_dist *d, void *x, size_t n, size_t size, MPI_Datatype type)
+{
+	const size_t piece = (size_t)1 << 28;
+	for (size_t at = 0; at < n && d->world > 1; at += piece) {
+		int count = (int)(n - at < piece ? n - at : piece);
+		MPI_Request req;
+		if (MPI_Iallreduce(MPI_IN_PLACE, (char *)x + at * size, count, type, MPI_SUM, MPI_COMM_WORLD, &req) !=
+		    MPI_SUCCESS)
+			return lf_fail("process %d: MPI sum failed", d->rank);
+		if (wait_for(d, &req, "sum") < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int lf_dist_sum_f32(struct lf_dist *d, float *x, size_t n)
+{
+	return sum(d, x, n, sizeof *x, MPI_FLOAT);
+}
+
+int lf_dist_sum_f64(struct lf_dist *d, double *x, size_t n)
+{
+	return sum(d, x, n, sizeof *x, MPI_DOUBLE);
+}
+
+int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes)
+{
+	const size_t piece = (size_t)1 << 30;
+	for (size_t at = 0; at < bytes && d->world > 1; at += piece) {
+		int count = (int)(bytes - at < piece ? bytes - at : piece);
+		MPI_Request req;
+		if (MPI_Ibcast((char *)x + at, count, MPI_BYTE, 0, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+			return lf_fail("process %d: MPI broadcast failed", d->rank);
+		if (wait_for(d, &req, "broadcast") < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int lf_dist_barrier(struct lf_dist *d)
+{
+	if (d->world <= 1)
+		return 0;
+	MPI_Request req;
+	if (MPI_Ibarrier(MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+		return lf_fail("process %d: MPI barrier failed", d->rank);
+	return wait_for(d, &req, "barrier");
+}
+
+#else /* built without MPI: a group of one */
+
+int lf_dist_init(struct lf_dist *d, double timeout)
+{
+	memset(d, 0, sizeof *d);
+	d->world = 1;
+	d->timeout = timeout;
+	int want = launched_world(&d->launcher);
+	if (!strcmp(d->launcher, "none"))
+		return check_torchrun();
+	if (want > 1)
+		return lf_fail("%s started %d processes, but this lf was built without MPI (install Open MPI's "
+			       "development files and run make again)",
+			       d->launcher, want);
+	return 0;
+}
+
+void lf_dist_finish(struct lf_dist *d)
+{
+	(void)d;
+}
+
+int lf_dist_sum_f32(struct lf_dist *d, float *x, size_t n)
+{
+	(void)d, (void)x, (void)n;
+	return 0;
+}
+
+int lf_dist_sum_f64(struct lf_dist *d, double *x, size_t n)
+{
+	(void)d, (void)x, (void)n;
+	return 0;
+}
+
+int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes)
+{
+	(void)d, (void)x, (void)bytes;
+	return 0;
+}
+
+int lf_dist_barrier(struct lf_dist *d)
+{
+	(void)d;
+	return 0;
+}
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * dist.h — the process group of a data-parallel run: which process this is
+ * (rank) of how many (world), as the launcher says (mpirun, srun), and the
+ * few collectives lf-train needs, over MPI.  Every collective has a deadline
+ * (the group's timeout, LLaMA-Factory's ddp_timeout): a peer that died or
+ * hangs makes the others stop with an error instead of waiting for ever.
+ *
+ * A process not started by an MPI launcher is a group of one, and every
+ * collective is then a no-op; so is a build without MPI (make finds Open
+ * MPI through pkg-config), which refuses to start under a launcher that
+ * asks for more than one process.
+ */
+#ifndef LF_DIST_H
+#define LF_DIST_H
+
+#include <stddef.h>
+
+struct lf_dist {
+	int rank, world;
+	int local_rank;       /* the process's index on its machine */
+	double timeout;       /* seconds a collective may wait for the others */
+	const char *launcher; /* "mpirun", "srun" or "none" */
+};
+
+/* Join the group the launcher made; -1 (message in lf_errmsg) when the
+ * environment asks for a group this build or this launch cannot make. */
+int lf_dist_init(struct lf_dist *d, double timeout);
+/* Leave the group cleanly (after a barrier, with the timeout). */
+void lf_dist_finish(struct lf_dist *d);
+
+/* Element-wise sums over the group, the result on every process.  -1 when
+ * the others do not answer within the timeout. */
+int lf_dist_sum_f32(struct lf_dist *d, float *x, size_t n);
+int lf_dist_sum_f64(struct lf_dist *d, double *x, size_t n);
+/* Rank 0's bytes to every process. */
+int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes);
+int lf_dist_barrier(struct lf_dist *d);
+
+#endif

@@ -1,0 +1,160 @@
+#!/bin/sh
+# lf-train data-parallel under mpirun -np 2: the same loss curve, gradients
+# and evaluation as one process with the group's batch (full and LoRA, a
+# micro-batch that leaves one process empty), rank 0 alone writes,
+# checkpoints resume on another world size, and a process that dies, hangs
+# or is interrupted stops the group with a clear error or a checkpoint.
+. tests/lib.sh
+HELP=${LF_UNITS:-$ROOT/build/dyn/tests}/helpers
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# Open MPI keeps memory until exit on purpose: leave its allocations out of
+# the leak check of sanitizer builds (full stacks, and its plugins kept
+# loaded, so the suppressions see its libraries)
+export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan-mpi.supp:fast_unwind_on_malloc=0:print_suppressions=0"
+export OMPI_MCA_mca_base_component_disable_dlclose=1
+MPI="mpirun --allow-run-as-root --oversubscribe"
+
+check "mpirun is installed and lf-train was built with MPI" sh -c '
+	command -v mpirun && ldd "'"$LF_BIN"'/lf-train" | grep -q libmpi'
+
+lf-init -t llama --hidden-size 32 --intermediate-size 64 --num-hidden-layers 2 -o "$T/m" 2>/dev/null
+lf-template -t qwen --dataset-dir "$SHARED" --dataset identity --max-samples 24 2>/dev/null |
+	lf-tokenize --tokenizer "$T/m" -o "$T/id.lfs" 2>/dev/null
+lf-pack --cutoff-len 96 --val-size 4 -o "$T/shards" "$T/id.lfs" 2>/dev/null # 20 training examples
+
+# same_log A B: every loss, grad_norm and eval_loss of two trainer logs
+# within 1e-6 relative (the group sums in another order)
+same_log() {
+	awk '
+	function grab(line, key,   m) { return match(line, "\"" key "\":[-0-9.e]+") ? substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3) : "" }
+	NR == FNR { a[FNR] = $0; n = FNR; next }
+	{
+		if (FNR > n) { print "extra line " FNR; bad = 1; exit }
+		split("loss grad_norm eval_loss lr", keys, " ")
+		for (k in keys) {
+			x = grab(a[FNR], keys[k]); y = grab($0, keys[k])
+			if (x == "" && y == "") continue
+			d = x - y; if (d < 0) d = -d
+			s = x < 0 ? -x : x
+			if (x == "" || y == "" || d > 1e-6 * (s > 1 ? s : 1)) { print "line " FNR " " keys[k] ": " x " vs " y; bad = 1 }
+		}
+		m = FNR
+	}
+	END { if (m != n) { print m " lines, expected " n; bad = 1 } exit bad }' "$1" "$2"
+}
+
+# 20 examples, 2 processes x 3 = 6 per micro-batch: the last micro-batch of
+# each epoch (2 examples) leaves process 1 nothing
+FULL="-m $T/m -d $T/shards --finetuning-type full --learning-rate 0.003 --max-steps 8 --save-steps 4"
+FULL="$FULL --gradient-accumulation-steps 2 --weight-decay 0.1 --warmup-steps 2 --lr-scheduler-type cosine"
+FULL="$FULL --logging-steps 1 --eval-steps 3 --per-device-eval-batch-size 1"
+lf-train $FULL --per-device-train-batch-size 6 --dump-grads "$T/g1.safetensors" -o "$T/one" 2>/dev/null
+$MPI -np 2 lf-train $FULL --per-device-train-batch-size 3 --dump-grads "$T/g2.safetensors" -o "$T/two" \
+	>"$T/two.out" 2>&1
+check "full: 2 processes x batch 3 log the same losses, gradient norms and eval losses as 1 x batch 6" \
+	same_log "$T/one/trainer_log.jsonl" "$T/two/trainer_log.jsonl"
+check "full: the first step's gradients are the group's sum (within 1e-5 of the largest)" \
+	"$LF_PYTHON" -c "
+from safetensors.numpy import load_file
+a, b = load_file('$T/g1.safetensors'), load_file('$T/g2.safetensors')
+assert a.keys() == b.keys() and len(a) > 10, (len(a), len(b))
+for k in a:
+    d, s = abs(a[k] - b[k]).max(), abs(a[k]).max()
+    assert d <= 1e-5 * max(s, 1e-30), (k, d, s)
+"
+check "full: the final evaluation and weights agree" sh -c '
+	a=$(sed -n "s/.*\"eval_loss\": \([0-9.]*\).*/\1/p" "'"$T"'/one/all_results.json")
+	b=$(sed -n "s/.*\"eval_loss\": \([0-9.]*\).*/\1/p" "'"$T"'/two/all_results.json")
+	echo "$a $b"; awk -v a="$a" -v b="$b" "BEGIN { d = a - b; exit !(a > 0 && d * d < 1e-12 * a * a) }"'
+check "rank 0 alone writes: one log line per step and evaluation, one set of checkpoints, no notes from rank 1" sh -c '
+	test "$(wc -l <"'"$T"'/two/trainer_log.jsonl")" = 10 &&
+	test "$(ls "'"$T"'/two" | grep -c checkpoint)" = 1 && test -s "'"$T"'/two/model.safetensors" &&
+	! grep -q "lf-train\[1\]" "'"$T"'/two.out" && grep -q "\"world_size\": 2" "'"$T"'/two/trainer_state.json"'
+
+# resumption on another world size: the examples per step stay the same
+mkdir "$T/re1" "$T/re2"
+cp -r "$T/two/checkpoint-4" "$T/re1/"
+cp -r "$T/one/checkpoint-4" "$T/re2/"
+check "a 2-process checkpoint resumes in 1 process (batch 3 x accumulation 4) and ends as the uninterrupted run" sh -c '
+	lf-train '"$FULL"' --per-device-train-batch-size 3 --gradient-accumulation-steps 4 -o "'"$T"'/re1" \
+		2>"'"$T"'/re1.err" && grep -q "resuming from .*checkpoint-4" "'"$T"'/re1.err"' &&
+	check "  (its log)" same_log "$T/one/trainer_log.jsonl" "$T/re1/trainer_log.jsonl"
+check "a 1-process checkpoint resumes in 2 processes" sh -c '
+	'"$MPI"' -np 2 lf-train '"$FULL"' --per-device-train-batch-size 3 -o "'"$T"'/re2" >"'"$T"'/re2.err" 2>&1 &&
+	grep -q "resuming from .*checkpoint-4" "'"$T"'/re2.err"' &&
+	check "  (its log)" same_log "$T/one/trainer_log.jsonl" "$T/re2/trainer_log.jsonl"
+check "a checkpoint whose steps took other numbers of examples is refused" \
+	fails 1 "steps took 12 examples each (processes x batch size x accumulation), this run.s take 8" \
+	$MPI -np 2 lf-train $FULL --per-device-train-batch-size 2 -o "$T/two"
+
+LORA="-m $T/m -d $T/shards --lora-rank 4 --learning-rate 0.01 --max-steps 6 --logging-steps 1"
+LORA="$LORA --additional-target norm --lora-dropout 0.1 --eval-steps 3"
+lf-train $LORA --per-device-train-batch-size 4 --lora-dropout 0 -o "$T/lone" 2>/dev/null
+$MPI -np 2 lf-train $LORA --per-device-train-batch-size 2 --lora-dropout 0 -o "$T/ltwo" >/dev/null 2>&1
+check "LoRA: 2 processes x batch 2 log the same losses as 1 x batch 4" \
+	same_log "$T/lone/trainer_log.jsonl" "$T/ltwo/trainer_log.jsonl"
+check "LoRA: the adapter is written once, by rank 0" sh -c '
+	test -s "'"$T"'/ltwo/adapter_model.safetensors" && test -s "'"$T"'/ltwo/adapter_config.json"'
+check "LoRA with dropout trains under mpirun (each process its own masks)" sh -c '
+	'"$MPI"' -np 2 lf-train '"$LORA"' --per-device-train-batch-size 2 -o "'"$T"'/ldrop" >/dev/null 2>&1 &&
+	test "$(wc -l <"'"$T"'/ldrop/trainer_log.jsonl")" = 8'
+
+# faults: run until stopped, find the process of rank R
+LONG="-m $T/m -d $T/shards --lora-rank 4 --max-steps 100000000 --save-steps 0 --logging-steps 1"
+LONG="$LONG --per-device-train-batch-size 2"
+rank_pid() { # OUTPUT_DIR RANK
+	for p in $(pgrep -f "lf-train .*-o $1\$"); do
+		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p"
+	done
+}
+start_long() { # OUTPUT_DIR [OPTION...]: mpirun in the background, once training has begun
+	dir=$1
+	shift
+	$MPI -np 2 lf-train $LONG "$@" -o "$dir" >"$dir.out" 2>&1 &
+	mp=$!
+	i=0
+	while [ "$i" -lt 400 ] && ! [ -s "$dir/trainer_log.jsonl" ]; do sleep 0.05; i=$((i + 1)); done
+}
+# waits for mpirun at most 60 s; rc is its status, or "hang"
+wait_mpirun() {
+	i=0
+	while [ "$i" -lt 600 ] && kill -0 "$mp" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+	hung=0
+	if kill -0 "$mp" 2>/dev/null; then
+		hung=1
+		pkill -9 -f "lf-train .*-o $dir\$"
+	fi
+	wait "$mp"
+	rc=$?
+	[ "$hung" = 0 ] || rc=hang
+}
+
+start_long "$T/k9"
+kill -9 "$(rank_pid "$T/k9" 1)"
+wait_mpirun
+check "a process killed with -9: the group stops (mpirun exits non-zero, no process left)" sh -c '
+	echo "status '"$rc"'"; test "'"$rc"'" != hang && test "'"$rc"'" != 0 && ! pgrep -f "lf-train .*-o '"$T"'/k9\$"'
+
+start_long "$T/hang" --ddp-timeout 2
+kill -STOP "$(rank_pid "$T/hang" 1)"
+wait_mpirun
+check "a process that hangs: the others stop after --ddp-timeout with an error naming it" sh -c '
+	echo "status '"$rc"'"; test "'"$rc"'" = 1 &&
+	grep -q "lf-train: error: process 0 of 2: the others did not join the sum within 2 s (--ddp-timeout)" \
+		"'"$T"'/hang.out" && ! pgrep -f "lf-train .*-o '"$T"'/hang\$"'
+
+start_long "$T/int"
+kill -INT $(rank_pid "$T/int" 0) $(rank_pid "$T/int" 1)
+wait_mpirun
+check "SIGINT to the processes: the step ends, rank 0 saves a checkpoint, status 130" sh -c '
+	test "'"$rc"'" = 130 && ls "'"$T"'/int" | grep -q "^checkpoint-[0-9]*$" &&
+	grep -q "stopped by signal 2 after step" "'"$T"'/int.out" && ! test -e "'"$T"'/int/adapter_model.safetensors"'
+check "and the group resumes from it" sh -c '
+	step=$(ls "'"$T"'/int" | sed -n "s/^checkpoint-//p")
+	'"$MPI"' -np 2 lf-train '"$LONG"' --max-steps $((step + 2)) -o "'"$T"'/int" >"'"$T"'/int2.out" 2>&1 &&
+	grep -q "resuming from .*checkpoint-$step" "'"$T"'/int2.out" && test -s "'"$T"'/int/adapter_model.safetensors"'
+
+check "torchrun-style variables on the CPU: a clear error, not a group of one" \
+	fails 1 "WORLD_SIZE=2: a torchrun-style launch .* on CPUs start lf-train with mpirun or srun" \
+	env RANK=0 WORLD_SIZE=2 MASTER_ADDR=localhost MASTER_PORT=29500 lf-train $FULL -o "$T/tr"
+check "--ddp-timeout must be positive" fails 2 "ddp-timeout" lf-train $FULL --ddp-timeout 0 -o "$T/tr"
