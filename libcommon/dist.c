@@ -162,18 +162,59 @@ int lf_dist_sum_f64(struct lf_dist *d, double *x, size_t n)
 	return sum(d, x, n, sizeof *x, MPI_DOUBLE);
 }
 
-int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes)
+int lf_dist_sum_parts_f32(struct lf_dist *d, float *x, const int *counts)
 {
+	if (d->world <= 1)
+		return 0;
+	MPI_Request req;
+	if (MPI_Ireduce_scatter(MPI_IN_PLACE, x, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+		return lf_fail("process %d: MPI sum failed", d->rank);
+	if (wait_for(d, &req, "sum") < 0)
+		return -1;
+	/* in place, MPI leaves this process's sums at the start of x */
+	size_t at = 0;
+	for (int r = 0; r < d->rank; r++)
+		at += (size_t)counts[r];
+	memmove(x + at, x, (size_t)counts[d->rank] * sizeof *x);
+	return 0;
+}
+
+/* Bytes in pieces of at most 1 GiB (MPI counts are ints), each through
+ * start(buffer, count) and a wait. */
+enum transfer { BROADCAST, SEND, RECEIVE };
+
+static int transfer(struct lf_dist *d, enum transfer kind, void *x, size_t bytes, int peer)
+{
+	static const char *const what[] = { "broadcast", "send", "receive" };
 	const size_t piece = (size_t)1 << 30;
 	for (size_t at = 0; at < bytes && d->world > 1; at += piece) {
-		int count = (int)(bytes - at < piece ? bytes - at : piece);
+		int count = (int)(bytes - at < piece ? bytes - at : piece), rc;
+		char *p = (char *)x + at;
 		MPI_Request req;
-		if (MPI_Ibcast((char *)x + at, count, MPI_BYTE, 0, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
-			return lf_fail("process %d: MPI broadcast failed", d->rank);
-		if (wait_for(d, &req, "broadcast") < 0)
+		rc = kind == BROADCAST ? MPI_Ibcast(p, count, MPI_BYTE, peer, MPI_COMM_WORLD, &req) :
+		     kind == SEND      ? MPI_Isend(p, count, MPI_BYTE, peer, 0, MPI_COMM_WORLD, &req) :
+					 MPI_Irecv(p, count, MPI_BYTE, peer, 0, MPI_COMM_WORLD, &req);
+		if (rc != MPI_SUCCESS)
+			return lf_fail("process %d: MPI %s failed", d->rank, what[kind]);
+		if (wait_for(d, &req, what[kind]) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes, int root)
+{
+	return transfer(d, BROADCAST, x, bytes, root);
+}
+
+int lf_dist_send(struct lf_dist *d, const void *x, size_t bytes, int to)
+{
+	return transfer(d, SEND, (void *)x, bytes, to);
+}
+
+int lf_dist_recv(struct lf_dist *d, void *x, size_t bytes, int from)
+{
+	return transfer(d, RECEIVE, x, bytes, from);
 }
 
 int lf_dist_barrier(struct lf_dist *d)
@@ -220,10 +261,29 @@ int lf_dist_sum_f64(struct lf_dist *d, double *x, size_t n)
 	return 0;
 }
 
-int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes)
+int lf_dist_sum_parts_f32(struct lf_dist *d, float *x, const int *counts)
+{
+	(void)d, (void)x, (void)counts;
+	return 0;
+}
+
+int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes, int root)
+{
+	(void)d, (void)x, (void)bytes, (void)root;
+	return 0;
+}
+
+/* a group of one has no peer */
+int lf_dist_send(struct lf_dist *d, const void *x, size_t bytes, int to)
 {
 	(void)d, (void)x, (void)bytes;
-	return 0;
+	return lf_fail("no process %d to send to (built without MPI)", to);
+}
+
+int lf_dist_recv(struct lf_dist *d, void *x, size_t bytes, int from)
+{
+	(void)d, (void)x, (void)bytes;
+	return lf_fail("no process %d to receive from (built without MPI)", from);
 }
 
 int lf_dist_barrier(struct lf_dist *d)

@@ -32,8 +32,15 @@ void lf_dist_finish(struct lf_dist *d);
  * the others do not answer within the timeout. */
 int lf_dist_sum_f32(struct lf_dist *d, float *x, size_t n);
 int lf_dist_sum_f64(struct lf_dist *d, double *x, size_t n);
-/* Rank 0's bytes to every process. */
-int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes);
+/* The sums of x[0, n) over the group, each process getting its part: part
+ * r is counts[r] elements, the parts in rank order tiling x; afterwards
+ * this process's part of x holds its sums (the rest is undefined). */
+int lf_dist_sum_parts_f32(struct lf_dist *d, float *x, const int *counts);
+/* The root's bytes to every process. */
+int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes, int root);
+/* Point to point, in order. */
+int lf_dist_send(struct lf_dist *d, const void *x, size_t bytes, int to);
+int lf_dist_recv(struct lf_dist *d, void *x, size_t bytes, int from);
 int lf_dist_barrier(struct lf_dist *d);
 
 #endif

@@ -28,6 +28,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +50,7 @@ static double opt_loraplus = 0, opt_neftune = 0, opt_moe_aux = 0;
 static long long opt_max_steps = -1, opt_batch = 8, opt_eval_batch = 8, opt_ga = 1, opt_seed = 42, opt_warmup_steps = 0;
 static long long opt_lora_rank = 8, opt_freeze_layers = 2, opt_logging_steps = 500, opt_save_steps = 500;
 static long long opt_save_limit = -1, opt_eval_steps = -1, opt_pissa_iter = 16, opt_ddp_timeout = 180000;
+static long long opt_zero_stage;
 static bool opt_overwrite, opt_no_ckpt, opt_rslora, opt_dora, opt_pissa_init, opt_plot_loss, opt_do_train = true;
 static bool opt_bf16, opt_fp16, opt_save_only_model, opt_no_shuffle, opt_pissa_convert;
 
@@ -130,6 +132,9 @@ static struct lf_option options[] = {
 	{ "ddp-timeout", 0, LF_OPT_INT, &opt_ddp_timeout, "S",
 	  "data-parallel runs: stop with an error when the other processes do not answer for S seconds "
 	  "(default 180000, as LLaMA-Factory)" },
+	{ "zero-stage", 0, LF_OPT_INT, &opt_zero_stage, "N",
+	  "data-parallel runs: 1 shards the optimizer state over the processes (ZeRO stage 1; default 0)",
+	  LF_OPT_CLI_ONLY },
 	{ "dump-grads", 0, LF_OPT_STRING, &opt_dump_grads, "FILE",
 	  "write the first step's loss and every trained gradient (grad.NAME) to FILE.safetensors", LF_OPT_CLI_ONLY },
 	{ 0 }
@@ -146,12 +151,14 @@ static const struct lf_tool_info tool = {
 enum ft { FT_FULL, FT_FREEZE, FT_LORA };
 
 /* A trained tensor with its gradient and AdamW state; its learning rate is
- * lr_mult times the schedule's (LoRA+). */
+ * lr_mult times the schedule's (LoRA+).  Under --zero-stage 1 the process
+ * of rank owner alone keeps its AdamW state (m, v) and updates it. */
 struct param {
 	const struct lf_model_tensor *t;
 	float *w, *g, *m, *v;
 	bool decay;
 	double lr_mult;
+	int owner;
 };
 
 static struct {
@@ -161,6 +168,9 @@ static struct {
 	float **grads;      /* per tensor, NULL when frozen */
 	float *gbuf;        /* every gradient, one block (summed over the group in one go) */
 	size_t gn;
+	bool zero;          /* --zero-stage 1 in a group: the optimizer state sharded */
+	int *part;          /* zero: each rank's part of gbuf (its tensors', in order) */
+	struct lf_safetensors *resumed_optimizer; /* rank 0: the state to hand out (zero) */
 	struct param *p;
 	size_t np;
 	struct lf_model_grad g;
@@ -341,7 +351,7 @@ static void pissa_init(const struct lf_model_tensor *A, const struct lf_model_te
 			  (float *)B->data) < 0)
 		lf_die("%s: %s", name, lf_errmsg());
 	/* the group starts from rank 0's residual (and, share_start, adapter) */
-	if (lf_dist_broadcast(&D, (float *)w->data, w->n * sizeof(float)) < 0)
+	if (lf_dist_broadcast(&D, (float *)w->data, w->n * sizeof(float), 0) < 0)
 		lf_die("%s", lf_errmsg());
 	R.pissa_init = lf_realloc(R.pissa_init, (R.npissa + 2) * sizeof *R.pissa_init);
 	R.pissa_init[R.npissa] = lf_malloc(A->n * sizeof(float) + 4);
@@ -364,12 +374,11 @@ static void setup_params(void)
 			continue;
 		R.p = lf_realloc(R.p, (R.np + 1) * sizeof *R.p);
 		struct param *p = &R.p[R.np++];
+		memset(p, 0, sizeof *p);
 		p->t = t;
 		p->w = (float *)t->data; /* owned copies: the model was loaded writable */
 		at[R.np - 1] = R.gn;
 		R.gn += (t->n + 15) / 16 * 16; /* each at a multiple of 16 floats */
-		p->m = lf_calloc(t->n + 1, sizeof(float));
-		p->v = lf_calloc(t->n + 1, sizeof(float));
 		p->decay = lf_param_decays(t->name);
 		p->lr_mult = 1;
 		if (opt_loraplus > 0) {
@@ -386,8 +395,25 @@ static void setup_params(void)
 	R.gbuf = lf_calloc(R.gn + 16, sizeof *R.gbuf);
 	for (size_t i = 0; i < R.np; i++)
 		R.p[i].g = R.grads[R.p[i].t - m->tensors] = R.gbuf + at[i];
-	free(at);
 	lf_model_grad_init(&R.g, m, R.grads);
+	/* ZeRO 1: the tensors in order, in consecutive runs of about equal
+	 * size, one run per process (a tensor goes where its middle falls) */
+	R.zero = opt_zero_stage == 1 && D.world > 1;
+	R.part = lf_calloc((size_t)D.world + 1, sizeof *R.part);
+	for (size_t i = 0; i < R.np; i++) {
+		struct param *p = &R.p[i];
+		double middle = (double)at[i] + 0.5 * (double)p->t->n;
+		p->owner = R.zero ? (int)(middle * D.world / (double)R.gn) : D.rank;
+		size_t end = i + 1 < R.np ? at[i + 1] : R.gn;
+		if (end - at[i] + (size_t)R.part[p->owner] > INT_MAX)
+			lf_die("--zero-stage 1: a process's share of the gradients passes 2^31 elements: use more processes");
+		R.part[p->owner] += (int)(end - at[i]);
+		if (p->owner == D.rank) {
+			p->m = lf_calloc(p->t->n + 1, sizeof(float));
+			p->v = lf_calloc(p->t->n + 1, sizeof(float));
+		}
+	}
+	free(at);
 }
 
 /* ---- data ---- */
@@ -764,33 +790,96 @@ static void remove_tree(const char *path)
 /* checkpoint-STEP: the weights, the optimizer state, trainer_state.json;
  * built under a temporary name and renamed, so a kill leaves the previous
  * checkpoints whole. */
+/* The AdamW state (exp_avg.NAME, exp_avg_sq.NAME) of the tensors owner
+ * keeps (every tensor outside ZeRO) into DIR/BASE.safetensors, by rank 0,
+ * which receives another owner's first; their names go into weight_map. */
+static void save_optimizer_part(const char *dir, const char *base, int owner, json_t *weight_map)
+{
+	struct lf_st_writer *w = lf_st_writer_open(dir, base, 0, NULL);
+	char **names = lf_calloc(2 * R.np + 1, sizeof *names);
+	float **got = lf_calloc(2 * R.np + 1, sizeof *got);
+	char file[512];
+	snprintf(file, sizeof file, "%s.safetensors", base);
+	for (size_t i = 0; i < R.np && w; i++) {
+		const struct param *p = &R.p[i];
+		if (R.zero && p->owner != owner)
+			continue;
+		const float *m = p->m, *v = p->v;
+		if (owner != D.rank) {
+			got[2 * i] = lf_malloc(p->t->n * sizeof(float) + 4);
+			got[2 * i + 1] = lf_malloc(p->t->n * sizeof(float) + 4);
+			if (lf_dist_recv(&D, got[2 * i], p->t->n * sizeof(float), owner) < 0 ||
+			    lf_dist_recv(&D, got[2 * i + 1], p->t->n * sizeof(float), owner) < 0)
+				lf_die("%s", lf_errmsg());
+			m = got[2 * i];
+			v = got[2 * i + 1];
+		}
+		names[2 * i] = lf_malloc(strlen(p->t->name) + 16);
+		names[2 * i + 1] = lf_malloc(strlen(p->t->name) + 16);
+		sprintf(names[2 * i], "exp_avg.%s", p->t->name);
+		sprintf(names[2 * i + 1], "exp_avg_sq.%s", p->t->name);
+		if (lf_st_writer_add(w, names[2 * i], LF_DTYPE_F32, p->t->ndim, p->t->shape, m) < 0 ||
+		    lf_st_writer_add(w, names[2 * i + 1], LF_DTYPE_F32, p->t->ndim, p->t->shape, v) < 0)
+			lf_die("%s", lf_errmsg());
+		for (int k = 0; k < 2 && weight_map; k++)
+			json_object_set_new(weight_map, names[2 * i + k], json_string(file));
+	}
+	if (!w || lf_st_writer_finish(w) < 0)
+		lf_die("%s", lf_errmsg());
+	for (size_t i = 0; i < 2 * R.np; i++) {
+		free(names[i]);
+		free(got[i]);
+	}
+	free(names);
+	free(got);
+}
+
+/* The optimizer state: optimizer.safetensors, or under ZeRO one file per
+ * process that has tensors, written one after the other (rank 0 holds one
+ * other process's state at a time), and optimizer.safetensors.index.json. */
+static void save_optimizer(const char *dir)
+{
+	if (D.rank != 0) { /* ZeRO: this process's state to rank 0 */
+		for (size_t i = 0; i < R.np; i++)
+			if (R.p[i].owner == D.rank &&
+			    (lf_dist_send(&D, R.p[i].m, R.p[i].t->n * sizeof(float), 0) < 0 ||
+			     lf_dist_send(&D, R.p[i].v, R.p[i].t->n * sizeof(float), 0) < 0))
+				lf_die("%s", lf_errmsg());
+		return;
+	}
+	if (!R.zero) {
+		save_optimizer_part(dir, "optimizer", D.rank, NULL);
+		return;
+	}
+	json_t *map = json_object();
+	for (int r = 0; r < D.world; r++) {
+		char base[64];
+		snprintf(base, sizeof base, "optimizer-%05d-of-%05d", r + 1, D.world);
+		if (R.part[r])
+			save_optimizer_part(dir, base, r, map);
+	}
+	char path[4096];
+	snprintf(path, sizeof path, "%s/optimizer.safetensors.index.json", dir);
+	json_t *index = json_pack("{s:{},s:o}", "metadata", "weight_map", map);
+	write_json(path, index);
+	json_decref(index);
+}
+
 static void save_checkpoint(void)
 {
-	if (D.rank != 0)
+	if (D.rank != 0) {
+		if (R.zero && !opt_save_only_model)
+			save_optimizer(NULL);
 		return;
+	}
 	char name[4096];
 	snprintf(name, sizeof name, "%s/checkpoint-%ld", opt_output, R.step);
 	struct lf_outdir d;
 	if (lf_outdir_open(&d, name, "trainer_state.json") < 0)
 		lf_die("%s", lf_errmsg());
 	save_weights(d.tmp, false);
-	struct lf_st_writer *w = opt_save_only_model ? NULL : lf_st_writer_open(d.tmp, "optimizer", 0, NULL);
-	char **names = lf_calloc(2 * R.np + 1, sizeof *names);
-	for (size_t i = 0; i < R.np && w; i++) {
-		const struct lf_model_tensor *t = R.p[i].t;
-		names[2 * i] = lf_malloc(strlen(t->name) + 16);
-		names[2 * i + 1] = lf_malloc(strlen(t->name) + 16);
-		sprintf(names[2 * i], "exp_avg.%s", t->name);
-		sprintf(names[2 * i + 1], "exp_avg_sq.%s", t->name);
-		if (lf_st_writer_add(w, names[2 * i], LF_DTYPE_F32, t->ndim, t->shape, R.p[i].m) < 0 ||
-		    lf_st_writer_add(w, names[2 * i + 1], LF_DTYPE_F32, t->ndim, t->shape, R.p[i].v) < 0)
-			lf_die("%s", lf_errmsg());
-	}
-	if (!opt_save_only_model && (!w || lf_st_writer_finish(w) < 0))
-		lf_die("%s", lf_errmsg());
-	for (size_t i = 0; i < 2 * R.np; i++)
-		free(names[i]);
-	free(names);
+	if (!opt_save_only_model)
+		save_optimizer(d.tmp);
 	json_t *st = state_json();
 	char path[4096];
 	snprintf(path, sizeof path, "%s/trainer_state.json", d.tmp);
@@ -854,6 +943,8 @@ static void load_checkpoint(const char *dir)
 	snprintf(path, sizeof path, "%s/%s", dir, R.ft == FT_LORA ? "adapter_model.safetensors" : "model.safetensors");
 	struct lf_safetensors *w = lf_safetensors_open(path);
 	snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+	if (access(path, F_OK) != 0) /* ZeRO's files */
+		snprintf(path, sizeof path, "%s/optimizer.safetensors.index.json", dir);
 	if (access(path, F_OK) != 0)
 		lf_die("%s: no optimizer state (saved with --save-only-model?): this checkpoint cannot be resumed; "
 		       "--overwrite-output-dir starts afresh", dir);
@@ -871,11 +962,16 @@ static void load_checkpoint(const char *dir)
 		if (!b || x->dtype != LF_DTYPE_F32 || a->dtype != LF_DTYPE_F32 || b->dtype != LF_DTYPE_F32)
 			lf_die("%s: %s", dir, b ? "state tensors must be F32" : lf_errmsg());
 		lf_tensor_to_f32(x, R.p[i].w);
-		lf_tensor_to_f32(a, R.p[i].m);
-		lf_tensor_to_f32(b, R.p[i].v);
+		if (R.p[i].m) { /* else another process's (share_start) */
+			lf_tensor_to_f32(a, R.p[i].m);
+			lf_tensor_to_f32(b, R.p[i].v);
+		}
 	}
 	lf_safetensors_close(w);
-	lf_safetensors_close(o);
+	if (R.zero)
+		R.resumed_optimizer = o;
+	else
+		lf_safetensors_close(o);
 	lf_note("resuming from %s (step %ld of %ld)", dir, R.step, R.total_steps);
 }
 
@@ -954,25 +1050,39 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	free(mb);
 	/* the group's gradients, losses (the router's, as DDP under the Trainer,
 	 * summed over the processes) and stop requests */
+	/* ZeRO 1: each process gets the sums of its tensors' gradients only
+	 * (all of them for --dump-grads) */
+	bool dump = opt_dump_grads && R.step == 0, whole = !R.zero || dump;
 	double sums[4] = { loss_sum, R.bp.moe_aux_total, stop_signal == SIGINT, stop_signal == SIGTERM };
-	if (lf_dist_sum_f32(&D, R.gbuf, R.gn) < 0 || lf_dist_sum_f64(&D, sums, 4) < 0)
+	if ((whole ? lf_dist_sum_f32(&D, R.gbuf, R.gn) : lf_dist_sum_parts_f32(&D, R.gbuf, R.part)) < 0 ||
+	    lf_dist_sum_f64(&D, sums, 4) < 0)
 		lf_die("%s", lf_errmsg());
 	group_stop = sums[2] > 0 ? SIGINT : sums[3] > 0 ? SIGTERM : 0;
 	double loss = (items ? sums[0] / items : 0) + sums[1];
-	if (opt_dump_grads && R.step == 0 && D.rank == 0)
+	if (dump && D.rank == 0)
 		dump_grads(loss);
-	double *sq = lf_malloc((R.np + 1) * sizeof *sq);
+	/* clipping by the norm of every gradient; the owners' AdamW steps */
+	double *sq = lf_calloc(R.np + 1, sizeof *sq);
 	for (size_t i = 0; i < R.np; i++)
-		sq[i] = lf_grad_norm_sq(R.p[i].g, R.p[i].t->n);
+		if (R.p[i].owner == D.rank)
+			sq[i] = lf_grad_norm_sq(R.p[i].g, R.p[i].t->n);
+	if (R.zero && lf_dist_sum_f64(&D, sq, R.np) < 0)
+		lf_die("%s", lf_errmsg());
 	float coef = lf_clip_coef(sq, R.np, opt_max_grad_norm, grad_norm);
 	free(sq);
 	double lr = lf_lr_at(&R.sched, R.step);
 	struct lf_adamw h = { opt_lr, opt_beta1, opt_beta2, opt_eps, opt_wd };
 	for (size_t i = 0; i < R.np; i++) {
-		lf_grad_scale(R.p[i].g, R.p[i].t->n, coef);
-		double plr = R.p[i].lr_mult == 1 ? lr : opt_lr * R.p[i].lr_mult * lf_lr_lambda(&R.sched, R.step);
-		lf_adamw_step(R.p[i].w, R.p[i].g, R.p[i].m, R.p[i].v, R.p[i].t->n, R.step + 1, plr, &h, R.p[i].decay);
+		struct param *p = &R.p[i];
+		if (p->owner != D.rank)
+			continue;
+		lf_grad_scale(p->g, p->t->n, coef);
+		double plr = p->lr_mult == 1 ? lr : opt_lr * p->lr_mult * lf_lr_lambda(&R.sched, R.step);
+		lf_adamw_step(p->w, p->g, p->m, p->v, p->t->n, R.step + 1, plr, &h, p->decay);
 	}
+	for (size_t i = 0; i < R.np && R.zero; i++)
+		if (lf_dist_broadcast(&D, R.p[i].w, R.p[i].t->n * sizeof(float), R.p[i].owner) < 0)
+			lf_die("%s", lf_errmsg());
 	R.step++;
 	return loss;
 }
@@ -1241,20 +1351,40 @@ static void find_start(void)
 }
 
 /* Every process of the group starts from rank 0's trained tensors (a new
- * adapter's too), optimizer state and step, as DDP broadcasts the model. */
+ * adapter's too), optimizer state and step, as DDP broadcasts the model;
+ * under ZeRO each owner gets its tensors' state from the checkpoint. */
 static void share_start(void)
 {
-	double at[2] = { (double)R.step, R.loss_total };
-	if (lf_dist_broadcast(&D, at, sizeof at) < 0)
+	double at[3] = { (double)R.step, R.loss_total, R.resumed_optimizer != NULL };
+	if (lf_dist_broadcast(&D, at, sizeof at, 0) < 0)
 		lf_die("%s", lf_errmsg());
 	R.step = (long)at[0];
 	R.loss_total = at[1];
 	for (size_t i = 0; i < R.np; i++) {
-		size_t bytes = R.p[i].t->n * sizeof(float);
-		if (lf_dist_broadcast(&D, R.p[i].w, bytes) < 0 || lf_dist_broadcast(&D, R.p[i].m, bytes) < 0 ||
-		    lf_dist_broadcast(&D, R.p[i].v, bytes) < 0)
+		struct param *p = &R.p[i];
+		size_t bytes = p->t->n * sizeof(float);
+		if (lf_dist_broadcast(&D, p->w, bytes, 0) < 0 ||
+		    (!R.zero && (lf_dist_broadcast(&D, p->m, bytes, 0) < 0 || lf_dist_broadcast(&D, p->v, bytes, 0) < 0)))
 			lf_die("%s", lf_errmsg());
+		if (!R.zero || !at[2] || p->owner == 0)
+			continue;
+		if (D.rank == p->owner) {
+			if (lf_dist_recv(&D, p->m, bytes, 0) < 0 || lf_dist_recv(&D, p->v, bytes, 0) < 0)
+				lf_die("%s", lf_errmsg());
+		} else if (D.rank == 0) {
+			float *x = lf_malloc(bytes + 4);
+			for (int k = 0; k < 2; k++) {
+				char name[1024];
+				snprintf(name, sizeof name, "%s.%s", k ? "exp_avg_sq" : "exp_avg", p->t->name);
+				lf_tensor_to_f32(lf_safetensors_find(R.resumed_optimizer, name), x);
+				if (lf_dist_send(&D, x, bytes, p->owner) < 0)
+					lf_die("%s", lf_errmsg());
+			}
+			free(x);
+		}
 	}
+	lf_safetensors_close(R.resumed_optimizer);
+	R.resumed_optimizer = NULL;
 }
 
 /* LLaMA-Factory's plot_loss: the loss and eval_loss of the log history. */
@@ -1347,6 +1477,11 @@ int main(int argc, char **argv)
 		lf_die_usage("unexpected operand '%s'", argv[first]);
 	if (opt_ddp_timeout < 1)
 		lf_die_usage("option '--ddp-timeout': %lld is not a positive number of seconds", opt_ddp_timeout);
+	if (opt_zero_stage < 0 || opt_zero_stage > 3)
+		lf_die_usage("option '--zero-stage': %lld is not 0, 1, 2 or 3", opt_zero_stage);
+	if (opt_zero_stage > 1)
+		lf_die_usage("--zero-stage %lld (sharded gradients%s) is not built yet: 1 shards the optimizer state",
+			     opt_zero_stage, opt_zero_stage == 3 ? " and weights" : "");
 	if (lf_dist_init(&D, (double)opt_ddp_timeout) < 0)
 		lf_die("%s", lf_errmsg());
 	static char name[64];
@@ -1376,6 +1511,7 @@ int main(int argc, char **argv)
 	free(R.p);
 	free(R.grads);
 	free(R.gbuf);
+	free(R.part);
 	json_decref(R.history);
 	json_decref(R.lora_targets);
 	json_decref(R.modules_to_save);

@@ -10,9 +10,12 @@
 #   1x2  one process, OMP_NUM_THREADS=2, --per-device-train-batch-size 4
 #   2x1  mpirun -np 2 --bind-to core, OMP_NUM_THREADS=1 each, batch 2 each
 #        (gradients, losses and token counts summed over MPI every step)
+#   2x1z the same with --zero-stage 1 (gradient sums in halves, each process
+#        updates its half of the tensors and sends them to the other)
 # for full fine-tuning and LoRA r 16 on every linear layer.
 # tokens/s = 4 x 256 / the median time of steps 2..N, from rank 0's --log
-#   machine log (as train.sh); ratio = 2x1 / 1x2 (> 1: two processes faster).
+#   machine log (as train.sh); ratios = 2x1 / 1x2 and 2x1z / 1x2 (> 1: two
+#   processes faster).
 #   The first-step losses are printed: they agree (the same step).
 # Peak RSS: GNU time's %M (for 2x1, of mpirun's process tree: the largest
 #   process, not the sum).
@@ -59,9 +62,10 @@ run() { # TAG CONFIG: one run into $work/TAG.log
 	case $tag in
 	1x2) OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 timed "$tag" "$B/lf-train" "${common[@]}" \
 		--per-device-train-batch-size 4 >/dev/null 2>"$work/err" ;;
-	2x1) OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none \
+	2x1 | 2x1z) OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none \
 		timed "$tag" mpirun --allow-run-as-root --oversubscribe --bind-to core -np 2 "$B/lf-train" \
-		"${common[@]}" --per-device-train-batch-size 2 >/dev/null 2>"$work/err" ;;
+		"${common[@]}" --per-device-train-batch-size 2 --zero-stage "$([ $tag = 2x1z ] && echo 1 || echo 0)" \
+		>/dev/null 2>"$work/err" ;;
 	esac || { cat "$work/err" >&2; exit 1; }
 }
 
@@ -71,7 +75,7 @@ results=$work/results.jsonl
 echo "$batch x $seq tokens per step, $steps steps per run, $reps repetitions" >&2
 for rep in $(seq 1 "$reps"); do
 	for cfg in "${clist[@]}"; do
-		for tag in 1x2 2x1; do
+		for tag in 1x2 2x1 2x1z; do
 			quiet
 			echo "[rep $rep/$reps $cfg] $tag ..." >&2
 			run "$tag" "$cfg"
@@ -80,7 +84,7 @@ for rep in $(seq 1 "$reps"); do
 import json, statistics, sys
 rep, cfg, work, batch, seq, results = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 row = {"rep": int(rep), "config": cfg}
-for tag in ("1x2", "2x1"):
+for tag in ("1x2", "2x1", "2x1z"):
     ev = [json.loads(l) for l in open("%s/%s.log" % (work, tag))]
     logs = [e for e in ev if e.get("event") == "log" and "loss" in e]
     steps = [b["time"] - a["time"] for a, b in zip(logs, logs[1:])]
@@ -89,7 +93,7 @@ for tag in ("1x2", "2x1"):
     row[tag] = {"tok_s": batch * seq / statistics.median(steps), "loss1": logs[0]["loss"], "rss_kib": int(rss),
                 "others": max(0.0, ((b1 - b0) / 100 - user - sys_) / max(wall, 0.01))}
 open(results, "a").write(json.dumps(row) + "\n")
-print("  1x2 %.1f tok/s, 2x1 %.1f tok/s" % (row["1x2"]["tok_s"], row["2x1"]["tok_s"]), file=sys.stderr)
+print("  " + ", ".join("%s %.1f tok/s" % (t, row[t]["tok_s"]) for t in ("1x2", "2x1", "2x1z")), file=sys.stderr)
 PY
 	done
 done
@@ -98,15 +102,18 @@ python3 - "$results" "$noise" <<'PY'
 import json, statistics, sys
 rows, noise = [json.loads(l) for l in open(sys.argv[1])], float(sys.argv[2])
 med = statistics.median
-print("lf-train data-parallel on this machine: 1 process x 2 threads (batch 4) vs mpirun -np 2 x 1 thread (batch 2 each)")
-print("%-9s %10s %10s %8s %9s %9s  %s" % ("config", "1x2 tok/s", "2x1 tok/s", "2x1/1x2", "1x2 RSS", "2x1 RSS", "first-step loss 1x2 / 2x1"))
+tags = ("1x2", "2x1", "2x1z")
+print("lf-train data-parallel on this machine: 1 process x 2 threads (batch 4) vs mpirun -np 2 x 1 thread (batch 2 each),"
+      " without and with --zero-stage 1")
+print("%-9s %s  %s  %s  %s" % ("config", " ".join("%10s" % (t + " tok/s") for t in tags), "2x1/1x2 2x1z/1x2",
+                               " ".join("%8s" % (t + " RSS") for t in tags), "first-step losses"))
 for cfg in dict.fromkeys(r["config"] for r in rows):
     every = [r for r in rows if r["config"] == cfg]
-    rs = [r for r in every if max(r["1x2"]["others"], r["2x1"]["others"]) < noise] or every
-    a, b = med([r["1x2"]["tok_s"] for r in rs]), med([r["2x1"]["tok_s"] for r in rs])
-    print("%-9s %10.1f %10.1f %7.2fx %7.0fMB %7.0fMB  %.6f / %.6f  (%d of %d repetitions clean; ratios %s)" % (
-        cfg, a, b, med([r["2x1"]["tok_s"] / r["1x2"]["tok_s"] for r in rs]),
-        med([r["1x2"]["rss_kib"] for r in rs]) / 1024, med([r["2x1"]["rss_kib"] for r in rs]) / 1024,
-        rs[0]["1x2"]["loss1"], rs[0]["2x1"]["loss1"], len(rs), len(every),
+    rs = [r for r in every if max(r[t]["others"] for t in tags) < noise] or every
+    print("%-9s %s  %6.2fx %8.2fx   %s  %s  (%d of %d repetitions clean; 2x1/1x2 ratios %s)" % (
+        cfg, " ".join("%10.1f" % med([r[t]["tok_s"] for r in rs]) for t in tags),
+        med([r["2x1"]["tok_s"] / r["1x2"]["tok_s"] for r in rs]), med([r["2x1z"]["tok_s"] / r["1x2"]["tok_s"] for r in rs]),
+        " ".join("%6.0fMB" % (med([r[t]["rss_kib"] for r in rs]) / 1024) for t in tags),
+        " / ".join("%.6f" % rs[0][t]["loss1"] for t in tags), len(rs), len(every),
         " ".join("%.2f" % (r["2x1"]["tok_s"] / r["1x2"]["tok_s"]) for r in every)))
 PY
