@@ -119,10 +119,6 @@ int lf_dist_init(struct lf_dist *d, double timeout)
 			       "srun --mpi=pmix (or the plugin `srun --mpi=list` names)",
 			       d->launcher, want, world);
 	}
-	MPI_Comm node;
-	MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
-	MPI_Comm_rank(node, &d->local_rank);
-	MPI_Comm_free(&node);
 	return 0;
 }
 

@@ -17,7 +17,6 @@
 
 struct lf_dist {
 	int rank, world;
-	int local_rank;       /* the process's index on its machine */
 	double timeout;       /* seconds a collective may wait for the others */
 	const char *launcher; /* "mpirun", "srun" or "none" */
 };

@@ -787,9 +787,6 @@ static void remove_tree(const char *path)
 	rmdir(path);
 }
 
-/* checkpoint-STEP: the weights, the optimizer state, trainer_state.json;
- * built under a temporary name and renamed, so a kill leaves the previous
- * checkpoints whole. */
 /* The AdamW state (exp_avg.NAME, exp_avg_sq.NAME) of the tensors owner
  * keeps (every tensor outside ZeRO) into DIR/BASE.safetensors, by rank 0,
  * which receives another owner's first; their names go into weight_map. */
@@ -865,6 +862,9 @@ static void save_optimizer(const char *dir)
 	json_decref(index);
 }
 
+/* checkpoint-STEP: the weights, the optimizer state, trainer_state.json;
+ * built under a temporary name and renamed, so a kill leaves the previous
+ * checkpoints whole. */
 static void save_checkpoint(void)
 {
 	if (D.rank != 0) {
