@@ -7,18 +7,21 @@
 #   scripts/gpu-check.sh --build
 #       On the build machine (here): `make STATIC=1 kernels`, run the CPU
 #       reference check, and list the files to carry to the GPU machine
-#       (build/static/tests/cuda_smoke and kernels_cpu_check: static except
-#       for glibc, libstdc++ and libcublasLt).
+#       (build/static/tests/cuda_smoke, the kernel tests cuda_test_* and
+#       kernels_cpu_check: static except for glibc, libstdc++ and
+#       libcublasLt).
 #
 #   scripts/gpu-check.sh [--quick]
 #       On the GPU machine, from the repo root, with $OUT set to a results
 #       folder (default build/gpu-check): print the nvidia-smi summary, point
-#       LD_LIBRARY_PATH at a libcublasLt.so.13, run the CPU check and the GPU
-#       smoke test (under 3 minutes in all), and write $OUT/gpu-check.log and
-#       $OUT/summary.txt.  --quick skips the GEMM timing.  Exits 0 when every
-#       check passes, 1 when one fails, 2 when it could not run at all.
+#       LD_LIBRARY_PATH at a libcublasLt.so.13, run the CPU check, the GPU
+#       smoke test and every build/static/tests/cuda_test_* (each kernel
+#       test 60 s at most; under 5 minutes in all), and write
+#       $OUT/gpu-check.log and $OUT/summary.txt.  --quick skips the GEMM
+#       timing.  Exits 0 when every check passes, 1 when one fails (or a
+#       test exits non-zero), 2 when it could not run at all (no device).
 #
-# Later issues add the full kernel tests and benchmarks to the second phase.
+# Later issues add the benchmarks to the second phase.
 
 set -u -o pipefail
 
@@ -38,7 +41,7 @@ for arg in "$@"; do
     case $arg in
         --build) phase=build ;;
         --quick) quick=--quick ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) usage ;;
     esac
 done
@@ -46,14 +49,17 @@ done
 # ---- phase 1: build here ---------------------------------------------------
 if [ "$phase" = build ]; then
     make --no-print-directory STATIC=1 -j2 kernels || exit 1
-    if [ ! -x "$SMOKE" ]; then
-        echo "gpu-check: $SMOKE was not built (is nvcc on PATH?)" >&2
-        exit 1
-    fi
+    for f in "$SMOKE" "$BUILD/cuda_test_ops"; do
+        if [ ! -x "$f" ]; then
+            echo "gpu-check: $f was not built (is nvcc on PATH?)" >&2
+            exit 1
+        fi
+    done
     "$CPU_CHECK" | tail -n 1 || exit 1
     echo
     echo "carry to the GPU machine (paths from the repo root):"
-    for f in "$SMOKE" "$CPU_CHECK"; do
+    for f in "$SMOKE" "$BUILD"/cuda_test_* "$CPU_CHECK"; do
+        [ -x "$f" ] || continue
         printf '  %-40s %s\n' "$f" "$(du -h "$f" | cut -f1)"
     done
     echo "then run there: scripts/gpu-check.sh [--quick]"
@@ -130,6 +136,22 @@ timeout 150 "$SMOKE" $quick 2>&1 | tee -a "$LOG"
 rc_smoke=${PIPESTATUS[0]}
 [ "$rc_smoke" = 124 ] && log "gpu-check: cuda_smoke timed out after 150 s"
 
+# the kernel tests: each exits 0 (all pass), 1 (one failed) or 2 (no device)
+tests_run=0
+tests_bad=0
+tests_rc=
+for t in "$BUILD"/cuda_test_*; do
+    [ -x "$t" ] || continue
+    log "== $t"
+    timeout 60 "$t" 2>&1 | tee -a "$LOG"
+    rc_t=${PIPESTATUS[0]}
+    [ "$rc_t" = 124 ] && log "gpu-check: $(basename "$t") timed out after 60 s"
+    tests_run=$((tests_run + 1))
+    [ "$rc_t" = 0 ] || tests_bad=$((tests_bad + 1))
+    tests_rc="$tests_rc, $(basename "$t") exit $rc_t"
+done
+[ "$tests_run" = 0 ] && log "gpu-check: no $BUILD/cuda_test_* found (not carried?)"
+
 npass=$(grep -c '^PASS ' "$LOG")
 nfail=$(grep -c '^FAIL ' "$LOG")
 if [ -x "$CPU_CHECK" ]; then
@@ -139,19 +161,20 @@ device=$(grep -m1 '^device ' "$LOG" | sed 's/^device [0-9]*: //')
 cc=$(grep -m1 'compute capability' "$LOG" | sed 's/^[[:space:]]*//')
 tflops=$(grep -E '^(PASS|FAIL) gemm_.*_timing' "$LOG" | grep -oE '[0-9.]+ TFLOP/s' | head -n 1)
 
-if [ "$rc_smoke" = 0 ] && [ "$rc_cpu" = 0 ]; then
+if [ "$rc_smoke" = 0 ] && [ "$rc_cpu" = 0 ] && [ "$tests_bad" = 0 ]; then
     status=ok; rc=0
 elif [ "$rc_smoke" = 2 ]; then
     status="no CUDA device"; rc=2
 else
     status=failed; rc=1
     [ "$rc_smoke" = 124 ] && status="failed (cuda_smoke timed out)"
+    [ "$rc_smoke" = 0 ] && [ "$rc_cpu" = 0 ] && status="failed ($tests_bad of $tests_run kernel tests)"
 fi
 {
     echo "status: $status"
     echo "device: ${device:-unknown}"
     echo "${cc:-compute capability: unknown}"
-    echo "checks: $npass passed, $nfail failed (cuda_smoke exit $rc_smoke, kernels_cpu_check exit $rc_cpu)"
+    echo "checks: $npass passed, $nfail failed (cuda_smoke exit $rc_smoke, kernels_cpu_check exit $rc_cpu$tests_rc)"
     echo "gemm 4096^3 bf16: ${tflops:-not timed}"
 } > "$SUMMARY"
 log "== summary ($SUMMARY)"

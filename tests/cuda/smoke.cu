@@ -11,6 +11,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/gemm.h"
 
+#include "report.h"
 #include "test_rng.h"
 
 #include <math.h>
@@ -18,29 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passes, failures;
-
-static void result(int ok, const char *name, const char *detail)
-{
-    printf("%s %s %s\n", ok ? "PASS" : "FAIL", name, detail);
-    fflush(stdout);
-    if (ok)
-        passes++;
-    else
-        failures++;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "cuda_smoke: out of host memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
 
 static int is_nan_bf16(uint16_t h) { return (h & 0x7fffu) > 0x7f80u; }
 
