@@ -5,8 +5,9 @@
 #   $(OUT)/tests/kernels_cpu_check its check, runnable anywhere
 #   $(OUT)/libkernels_cuda.a       kernels/cuda/*.cu (only where nvcc is found)
 #   $(OUT)/tests/cuda_smoke        GPU smoke test (only where nvcc is found)
-#   $(OUT)/tests/cuda_test_ops     GPU check of kernels/cuda/ops.cu against
-#                                  the CPU ops (only where nvcc is found)
+#   $(OUT)/tests/cuda_test_NAME    tests/cuda/test_NAME.cu: GPU checks of
+#                                  kernels/cuda against the CPU ops (only
+#                                  where nvcc is found)
 #
 # Programs that use the kernels link $(KERNELS_CPU_LINK) and, with CUDA,
 # $(KERNELS_CUDA_LINK) (these include the library archives themselves).
@@ -87,13 +88,14 @@ KERNELS_CUDA_LIB := $(OUT)/libkernels_cuda.a
 KERNELS_CUDA_LINK := $(KERNELS_CUDA_LIB) $(CUDA_LINK)
 CUDA_SMOKE := $(OUT)/tests/cuda_smoke
 CUDA_SMOKE_OBJ := $(OUT)/obj/tests/cuda/smoke.o
-CUDA_TEST_OPS := $(OUT)/tests/cuda_test_ops
-CUDA_TEST_OPS_OBJ := $(OUT)/obj/tests/cuda/test_ops.o
+CUDA_TEST_SRC := $(wildcard tests/cuda/test_*.cu)
+CUDA_TEST_OBJ := $(patsubst %.cu,$(OUT)/obj/%.o,$(CUDA_TEST_SRC))
+CUDA_TESTS := $(patsubst tests/cuda/test_%.cu,$(OUT)/tests/cuda_test_%,$(CUDA_TEST_SRC))
 
 kernels: kernels-cuda
-kernels-cuda: $(KERNELS_CUDA_LIB) $(CUDA_SMOKE) $(CUDA_TEST_OPS)
+kernels-cuda: $(KERNELS_CUDA_LIB) $(CUDA_SMOKE) $(CUDA_TESTS)
 
-$(KERNELS_CUDA_OBJ) $(CUDA_SMOKE_OBJ) $(CUDA_TEST_OPS_OBJ): $(OUT)/obj/%.o: %.cu
+$(KERNELS_CUDA_OBJ) $(CUDA_SMOKE_OBJ) $(CUDA_TEST_OBJ): $(OUT)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS_ALL) -MMD -MP -c $< -o $@
 
@@ -106,12 +108,12 @@ $(CUDA_SMOKE): $(CUDA_SMOKE_OBJ) $(KERNELS_CUDA_LIB) $(KERNELS_CPU_LIB)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_GENCODE) $< $(KERNELS_CUDA_LINK) $(KERNELS_CPU_LINK) -o $@
 
-# linked as cuda_smoke is (the CPU ops are its reference)
-$(CUDA_TEST_OPS): $(CUDA_TEST_OPS_OBJ) $(KERNELS_CUDA_LIB) $(KERNELS_CPU_LIB)
+# linked as cuda_smoke is (the CPU ops are their reference)
+$(OUT)/tests/cuda_test_%: $(OUT)/obj/tests/cuda/test_%.o $(KERNELS_CUDA_LIB) $(KERNELS_CPU_LIB)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_GENCODE) $< $(KERNELS_CUDA_LINK) $(KERNELS_CPU_LINK) -o $@
 
--include $(KERNELS_CUDA_OBJ:.o=.d) $(CUDA_SMOKE_OBJ:.o=.d) $(CUDA_TEST_OPS_OBJ:.o=.d)
+-include $(KERNELS_CUDA_OBJ:.o=.d) $(CUDA_SMOKE_OBJ:.o=.d) $(CUDA_TEST_OBJ:.o=.d)
 
 else
 kernels-cuda:

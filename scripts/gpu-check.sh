@@ -49,7 +49,7 @@ done
 # ---- phase 1: build here ---------------------------------------------------
 if [ "$phase" = build ]; then
     make --no-print-directory STATIC=1 -j2 kernels || exit 1
-    for f in "$SMOKE" "$BUILD/cuda_test_ops"; do
+    for f in "$SMOKE" $(ls tests/cuda/test_*.cu | sed "s|tests/cuda/test_\(.*\)\.cu|$BUILD/cuda_test_\1|"); do
         if [ ! -x "$f" ]; then
             echo "gpu-check: $f was not built (is nvcc on PATH?)" >&2
             exit 1
