@@ -103,6 +103,11 @@ int lf_dist_init(struct lf_dist *d, double timeout)
 	int want = launched_world(&d->launcher);
 	if (want <= 1)
 		return !strcmp(d->launcher, "none") ? check_torchrun() : 0;
+	/* srun with no MPI plugin leaves MPI_Init nothing to join */
+	if (!strcmp(d->launcher, "srun") && !getenv("PMIX_RANK") && !getenv("PMI_RANK"))
+		return lf_fail("srun started %d tasks with no MPI plugin: start lf-train with srun --mpi=pmix (or the "
+			       "plugin `srun --mpi=list` names that this Open MPI supports)",
+			       want);
 	int provided;
 	if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
 		return lf_fail("MPI_Init failed under %s", d->launcher);

@@ -1,7 +1,9 @@
 #!/bin/sh
 # scripts/install-deps.sh — install every Debian package lf's build and tests
 # need (the static-library packages too, for `make STATIC=1`), then the
-# Python oracle environment (scripts/oracle-venv.sh).
+# Python oracle environment (scripts/oracle-venv.sh).  Slurm and munge serve
+# the tests' one-node cluster (tests/slurm-local.sh); libpmix-dev holds the
+# libpmix.so Slurm's pmix plugin opens.
 # Idempotent: packages already installed are left alone.  Run as root (or
 # with sudo available).
 set -e
@@ -9,6 +11,7 @@ set -e
 PACKAGES="build-essential pkg-config make
 libmsgpack-dev libarchive-dev libyaml-dev libjansson-dev libutf8proc-dev libxxhash-dev libpcre2-dev libpng-dev
 libopenblas-openmp-dev libgfortran-12-dev libopenmpi-dev openmpi-bin
+munge slurmctld slurmd slurm-client slurm-wlm-basic-plugins libpmix-dev
 libacl1-dev libzstd-dev liblz4-dev libbz2-dev liblzma-dev zlib1g-dev nettle-dev libxml2-dev
 python3 python3-venv man-db groff-base tar gzip xz-utils"
 

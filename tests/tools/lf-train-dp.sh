@@ -1,10 +1,10 @@
 #!/bin/sh
 # lf-train data-parallel under mpirun -np 2: the same loss curve, gradients
 # and evaluation as one process with the group's batch (full and LoRA, a
-# micro-batch that leaves one process empty), rank 0 alone writes,
-# checkpoints resume on another world size, ZeRO stage 1 gives the same
-# steps, and a process that dies, hangs or is interrupted stops the group
-# with a clear error or a checkpoint.
+# micro-batch that leaves one process empty), the same under srun on a
+# one-node Slurm cluster, rank 0 alone writes, checkpoints resume on another
+# world size, ZeRO stage 1 gives the same steps, and a process that dies,
+# hangs or is interrupted stops the group with a clear error or a checkpoint.
 . tests/lib.sh
 HELP=${LF_UNITS:-$ROOT/build/dyn/tests}/helpers
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
@@ -71,6 +71,23 @@ check "rank 0 alone writes: one log line per step and evaluation, one set of che
 	test "$(wc -l <"'"$T"'/two/trainer_log.jsonl")" = 10 &&
 	test "$(ls "'"$T"'/two" | grep -c checkpoint)" = 1 && test -s "'"$T"'/two/model.safetensors" &&
 	! grep -q "lf-train\[1\]" "'"$T"'/two.out" && grep -q "\"world_size\": 2" "'"$T"'/two/trainer_state.json"'
+
+# Slurm: a one-node cluster on this machine (tests/slurm-local.sh)
+if env=$(sh tests/slurm-local.sh start "$T/slurm" 2>"$T/slurm.err"); then
+	trap 'sh tests/slurm-local.sh stop "$T/slurm"; rm -rf "$T"' EXIT
+	eval "$env"
+	check "srun --mpi=pmix -n 2: the same log as 1 process" sh -c '
+		srun --mpi=pmix -n 2 lf-train '"$FULL"' --per-device-train-batch-size 3 -o "'"$T"'/srun" 2>"'"$T"'/srun.err" ||
+			{ cat "'"$T"'/srun.err"; exit 1; }' &&
+		check "  (its log)" same_log "$T/one/trainer_log.jsonl" "$T/srun/trainer_log.jsonl"
+	check "srun with no MPI plugin: a clear error" \
+		fails 1 "srun started 2 tasks with no MPI plugin: start lf-train with srun --mpi=pmix" \
+		srun --mpi=none -n 2 lf-train $FULL -o "$T/srun0"
+	sh tests/slurm-local.sh stop "$T/slurm"
+	trap 'rm -rf "$T"' EXIT
+else
+	check "a one-node Slurm cluster starts (tests/slurm-local.sh)" sh -c 'cat "'"$T"'/slurm.err"; false'
+fi
 
 # resumption on another world size: the examples per step stay the same
 mkdir "$T/re1" "$T/re2"
