@@ -2,7 +2,9 @@
  * lf-run — run an unmodified LLaMA-Factory recipe by composing the lf tools:
  * a training recipe becomes lf-template | lf-tokenize | lf-pack, then
  * lf-train; an export recipe becomes lf-merge.  The equivalent commands are
- * printed first, so they can go into a Makefile as they are.
+ * printed first, so they can go into a Makefile as they are.  With
+ * --nproc-per-node N (LLaMA-Factory's NPROC_PER_NODE) lf-train runs as N
+ * processes under mpirun.
  */
 #include "error.h"
 #include "options.h"
@@ -19,9 +21,13 @@
 #include <unistd.h>
 
 static bool opt_dry_run;
+static long long opt_nproc = -1;
 
 static struct lf_option options[] = {
 	{ "dry-run", 'n', LF_OPT_BOOL, &opt_dry_run, NULL, "print the commands, run nothing", LF_OPT_CLI_ONLY },
+	{ "nproc-per-node", 0, LF_OPT_INT, &opt_nproc, "N",
+	  "train data-parallel in N processes on this machine, under mpirun (default: $NPROC_PER_NODE, else 1)",
+	  LF_OPT_CLI_ONLY },
 	{ 0 }
 };
 
@@ -60,7 +66,7 @@ static void find_bindir(const char *argv0)
 
 /* One command: its arguments (NULL-terminated). */
 struct cmd {
-	const char *argv[16];
+	const char *argv[32];
 };
 
 static void print_cmd(const struct cmd *c, const char *sep)
@@ -127,13 +133,66 @@ static int run_pipeline(const struct cmd *cmds, int n)
 	return rc;
 }
 
+/* lf-train's command as N processes of mpirun, each bound to its share of
+ * this machine's cores and running that many OpenMP threads (unless
+ * OMP_NUM_THREADS says otherwise); more processes than cores share them. */
+static void under_mpirun(struct cmd *train, long long n, char *np, char *pe, char *threads)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN), per = cores / n > 1 ? cores / n : 1;
+	const char *head[16];
+	int k = 0;
+	snprintf(np, 32, "%lld", n);
+	head[k++] = "mpirun";
+	head[k++] = "-np";
+	head[k++] = np;
+	if (n <= cores) {
+		snprintf(pe, 48, "slot:PE=%ld", per);
+		head[k++] = "--map-by";
+		head[k++] = pe;
+		head[k++] = "--bind-to";
+		head[k++] = "core";
+	} else {
+		head[k++] = "--oversubscribe";
+		head[k++] = "--bind-to";
+		head[k++] = "none";
+	}
+	if (!getenv("OMP_NUM_THREADS")) {
+		snprintf(threads, 48, "OMP_NUM_THREADS=%ld", per);
+		head[k++] = "-x";
+		head[k++] = threads;
+	}
+	struct cmd c = { { 0 } };
+	memcpy(c.argv, head, (size_t)k * sizeof *head);
+	for (int i = 0; train->argv[i]; i++)
+		c.argv[k++] = train->argv[i];
+	*train = c;
+}
+
 int main(int argc, char **argv)
 {
 	lf_set_progname(argv[0]);
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (first != argc - 1)
 		lf_die_usage("one recipe file is needed");
+	if (opt_nproc < 0) {
+		const char *v = getenv("NPROC_PER_NODE");
+		char *end;
+		opt_nproc = v && *v ? strtoll(v, &end, 10) : 1;
+		if (v && *v && (*end || opt_nproc < 1))
+			lf_die_usage("NPROC_PER_NODE=%s is not a positive number of processes", v);
+	}
+	if (opt_nproc < 1 || opt_nproc > 4096)
+		lf_die_usage("option '--nproc-per-node': %lld is not a number of processes from 1 to 4096", opt_nproc);
+	if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("SLURM_STEP_ID"))
+		lf_die("lf-run starts the processes itself (--nproc-per-node N); under mpirun or srun start "
+		       "lf-train, as lf-run --dry-run prints it");
 	find_bindir(argv[0]);
+	/* the tools are found in lf-run's folder first, by mpirun too */
+	const char *path_env = getenv("PATH");
+	char *search = lf_malloc(strlen(bindir) + (path_env ? strlen(path_env) : 0) + 2);
+	sprintf(search, "%s%s%s", bindir, path_env ? ":" : "", path_env ? path_env : "");
+	setenv("PATH", search, 1);
+	free(search);
 	const char *path = argv[first];
 	struct lf_recipe r;
 	if (lf_recipe_load(&r, path) < 0)
@@ -164,6 +223,9 @@ int main(int argc, char **argv)
 				       { { "lf-tokenize", "--config", path, NULL } },
 				       { { "lf-pack", "--config", path, "-o", shards, NULL } } };
 		struct cmd train = { { "lf-train", "--config", path, "--data", shards, NULL } };
+		char np[32], pe[48], threads[48];
+		if (opt_nproc > 1)
+			under_mpirun(&train, opt_nproc, np, pe, threads);
 		print_cmd(&prep[0], " |\n  ");
 		print_cmd(&prep[1], " |\n  ");
 		print_cmd(&prep[2], "\n");

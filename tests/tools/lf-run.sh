@@ -56,3 +56,17 @@ recipe "$T/bad" "use_galore: true" >"$T/bad.yaml"
 check "a step that refuses a key stops lf-run with its status" fails 2 "a step exited with status 2" \
 	lf-run "$T/bad.yaml"
 check "no recipe: a usage error" fails 2 "one recipe file" lf-run
+
+# --nproc-per-node / NPROC_PER_NODE: lf-train as N processes under mpirun
+sed "s#$T/out#$T/dp#" "$T/train.yaml" >"$T/dp.yaml"
+data_parallel() {
+	NPROC_PER_NODE=2 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 lf-run "$T/dp.yaml" \
+		>"$T/dp.printed" 2>"$T/dp.err" || { cat "$T/dp.err"; return 1; }
+	grep -q "^mpirun -np 2 .*lf-train --config .*dp.yaml --data .*/dp/lf-shards" "$T/dp.printed" &&
+		grep -q '"world_size": 2' "$T/dp/trainer_state.json" && test -s "$T/dp/adapter_model.safetensors" &&
+		test "$(wc -l <"$T/dp/trainer_log.jsonl")" = 1 # 8 examples, 2 x 2 x accumulation 2 a step
+}
+check "NPROC_PER_NODE=2: lf-train runs as 2 processes under mpirun, and the command says so" data_parallel
+check "--nproc-per-node 0 is refused" fails 2 "nproc-per-node" lf-run --nproc-per-node 0 "$T/dp.yaml"
+check "lf-run under mpirun is refused: it starts the processes itself" \
+	fails 1 "lf-run starts the processes itself" env OMPI_COMM_WORLD_SIZE=2 lf-run "$T/dp.yaml"
