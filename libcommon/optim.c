@@ -4,6 +4,8 @@
  * of torch's single-tensor path, bit for bit where torch's sqrt is the IEEE
  * one), gradient-norm clipping, get_scheduler's
  * learning-rate lambdas, the warmup rule and the weight-decay name rule.
+ * The elementwise arithmetic (AdamW, the norm, clipping) is
+ * kernels/cpu/adamw.c's, which the CUDA twins share.
  * Written from reading torch/optim/adam.py, torch/nn/utils/clip_grad.py,
  * transformers/optimization.py, training_args.py and trainer.py; the goldens
  * (tests/golden/optim.json) come from running them.
@@ -11,6 +13,7 @@
 #include "optim.h"
 
 #include "error.h"
+#include "cpu/adamw.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -18,18 +21,14 @@
 #include <string.h>
 
 /*
- * Bit-exactness needs every a*b+c below rounded twice, as torch does, except
- * where torch itself fuses (fmaf).  GCC contracts a*b+c into an FMA when the
- * target has one (-march=native, the x86-64-v3 clone) unless told not to.
+ * The schedules' a*b+c rounded twice, as Python does: GCC contracts them
+ * into FMAs when the target has one unless told not to.
  */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
 #endif
-
-/* below this many elements a loop runs on one thread */
-#define PARALLEL_MIN 32768
 
 /* ---------------------------------------------------------------- AdamW */
 
@@ -38,134 +37,27 @@ struct lf_adamw lf_adamw_defaults(void)
 	return (struct lf_adamw){ .lr = 5e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.0 };
 }
 
-/* the per-step scalars, each rounded to f32 once as the tensor ops take them */
-struct adamw_scalars {
-	int decay;
-	float keep;	   /* 1 - lr*wd */
-	float lerp_w;	   /* 1 - beta1, less 1 when that is 0.5 or more (see below) */
-	int lerp_from_m;   /* base of the lerp: m (small weight) or g */
-	float b2, c2;	   /* beta2, 1 - beta2 */
-	float bc2_sqrt;	   /* sqrt(1 - beta2^step) */
-	float eps;
-	float neg_step;	   /* -lr / (1 - beta1^step) */
-};
-
-/*
- * The elementwise update of elements [0, n).  torch's lerp(m, g, w) on the
- * CPU is one FMA: m + w*(g - m) when |w| < 0.5, else g + (w - 1)*(g - m);
- * addcmul(v*beta2, g, g, 1 - beta2) is one FMA too, fma((1 - beta2)*g, g,
- * v*beta2); addcdiv is p + (-step*m)/denom, two roundings.  On x86-64 a clone
- * for CPUs with FMA (x86-64-v3) does the fmaf inline rather than in libm; the
- * results are the same bits either way.  (The loop does not vectorize: sqrtf's
- * errno branch stops GCC without -fno-math-errno, which the optimize
- * attribute cannot set.)
- */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-static void adamw_range(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
-			const struct adamw_scalars *sc)
-{
-	const struct adamw_scalars s = *sc;
-	for (size_t i = 0; i < n; i++) {
-		float pi = s.decay ? p[i] * s.keep : p[i];
-		float gi = g[i], mi = m[i];
-		mi = fmaf(s.lerp_w, gi - mi, s.lerp_from_m ? mi : gi);
-		float vi = fmaf(s.c2 * gi, gi, v[i] * s.b2);
-		float denom = sqrtf(vi) / s.bc2_sqrt + s.eps;
-		p[i] = pi + s.neg_step * mi / denom;
-		m[i] = mi;
-		v[i] = vi;
-	}
-}
-
-/* chunks of the parallel loop: their bounds do not change any result */
-#define ADAMW_CHUNK 16384
-
 void lf_adamw_step(float *p, const float *g, float *m, float *v, size_t n, long step, double lr,
 		   const struct lf_adamw *h, int decay)
 {
-	/* The scalars as adam.py computes them: Python floats (double) from the
-	 * step count, each rounded to f32 when a tensor op takes it. */
-	double bc1 = 1.0 - pow(h->beta1, (double)step);
-	double bc2 = 1.0 - pow(h->beta2, (double)step);
-	double step_size = lr / bc1;
-	double bc2_sqrt = pow(bc2, 0.5);
-	float w1 = (float)(1.0 - h->beta1);
-	struct adamw_scalars s = {
-		.decay = decay && h->weight_decay != 0.0,
-		.keep = (float)(1.0 - lr * h->weight_decay),
-		.lerp_w = fabsf(w1) < 0.5f ? w1 : w1 - 1.0f,
-		.lerp_from_m = fabsf(w1) < 0.5f,
-		.b2 = (float)h->beta2,
-		.c2 = (float)(1.0 - h->beta2),
-		.bc2_sqrt = (float)bc2_sqrt,
-		.eps = (float)h->eps,
-		.neg_step = (float)-step_size,
-	};
-	size_t nchunks = (n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
-#pragma omp parallel for if (n >= PARALLEL_MIN) schedule(static)
-	for (size_t c = 0; c < nchunks; c++) {
-		size_t lo = c * ADAMW_CHUNK, len = n - lo < ADAMW_CHUNK ? n - lo : ADAMW_CHUNK;
-		adamw_range(p + lo, g + lo, m + lo, v + lo, len, &s);
-	}
+	lf_cpu_adamw_f32(p, g, m, v, n, step, lr, h->beta1, h->beta2, h->eps, h->weight_decay, decay);
 }
 
 /* ------------------------------------------------------------- clipping */
 
-/* The sum runs in at most NORM_BLOCKS fixed blocks (their bounds depend on n
- * only), added in order: the same double whatever the thread count. */
-#define NORM_BLOCKS 256
-#define NORM_BLOCK_MIN 8192
-
 double lf_grad_norm_sq(const float *g, size_t n)
 {
-	size_t block = (n + NORM_BLOCKS - 1) / NORM_BLOCKS;
-	if (block < NORM_BLOCK_MIN)
-		block = NORM_BLOCK_MIN;
-	size_t nblocks = (n + block - 1) / block;
-	double part[NORM_BLOCKS];
-
-#pragma omp parallel for if (n >= PARALLEL_MIN) schedule(static)
-	for (size_t b = 0; b < nblocks; b++) {
-		size_t lo = b * block, hi = lo + block < n ? lo + block : n;
-		double s[4] = { 0, 0, 0, 0 };
-		size_t i = lo;
-		for (; i + 4 <= hi; i += 4)
-			for (int k = 0; k < 4; k++)
-				s[k] += (double)g[i + k] * g[i + k];
-		for (; i < hi; i++)
-			s[0] += (double)g[i] * g[i];
-		part[b] = (s[0] + s[1]) + (s[2] + s[3]);
-	}
-	double sum = 0;
-	for (size_t b = 0; b < nblocks; b++)
-		sum += part[b];
-	return sum;
+	return lf_cpu_grad_norm_sq_f32(g, n);
 }
 
 float lf_clip_coef(const double *norm_sq, size_t ntensors, double max_norm, double *total_norm)
 {
-	double sum = 0;
-	for (size_t t = 0; t < ntensors; t++)
-		sum += norm_sq[t];
-	double total = sqrt(sum);
-	if (total_norm)
-		*total_norm = total;
-	if (!(max_norm > 0))
-		return 1.0f;
-	/* clip_grad.py: max_norm / (total + 1e-6) on an f32 tensor, which
-	 * Python evaluates as reciprocal(total + 1e-6) * max_norm; clamp(max=1) */
-	float denom = (float)total + (float)1e-6;
-	float coef = 1.0f / denom * (float)max_norm;
-	return coef > 1.0f ? 1.0f : coef;
+	return lf_cpu_clip_coef(norm_sq, ntensors, max_norm, total_norm);
 }
 
 void lf_grad_scale(float *g, size_t n, float coef)
 {
-#pragma omp parallel for if (n >= PARALLEL_MIN) schedule(static)
-	for (size_t i = 0; i < n; i++)
-		g[i] = g[i] * coef;
+	lf_cpu_grad_scale_f32(g, n, coef);
 }
 
 /* ------------------------------------------------------------ schedules */
