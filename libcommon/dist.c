@@ -6,11 +6,11 @@
 #include "dist.h"
 #include "error.h"
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <time.h>
 
 #ifdef LF_HAVE_MPI
