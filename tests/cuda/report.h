@@ -13,7 +13,7 @@
 
 static int passes, failures;
 
-static void result(int ok, const char *name, const char *detail)
+static inline void result(int ok, const char *name, const char *detail)
 {
     printf("%s %s %s\n", ok ? "PASS" : "FAIL", name, detail);
     fflush(stdout);
@@ -23,7 +23,7 @@ static void result(int ok, const char *name, const char *detail)
         failures++;
 }
 
-static void *xmalloc(size_t n)
+static inline void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (!p) {

@@ -28,6 +28,7 @@
 
 #include "report.h"
 #include "test_rng.h"
+#include "device.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -40,85 +41,6 @@ enum { WARMUP = 3, ITERS = 20 };
 
 static const double TOL_ELEM = 1e-5, TOL_SUM = 1e-4, TOL_BF16 = 1e-2;
 static const float EPS = 1e-6f;
-
-static cudaStream_t stream;
-static cudaEvent_t ev0, ev1;
-
-static void appendf(char *buf, size_t len, const char *fmt, ...)
-{
-    size_t used = strlen(buf);
-    if (used >= len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + used, len - used, fmt, ap);
-    va_end(ap);
-}
-
-/* n floats uniform in [-scale, scale) */
-static float *random_f32(size_t n, float scale)
-{
-    float *x = (float *)xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        x[i] = rng_uniform() * scale;
-    return x;
-}
-
-static float *copy_f32(const float *x, size_t n)
-{
-    float *y = (float *)xmalloc(n * sizeof(float));
-    memcpy(y, x, n * sizeof(float));
-    return y;
-}
-
-/* the bf16 bits of x, and x rounded through bf16 in place (the CPU op's
-   input for the bf16 checks) */
-static uint16_t *to_bf16(float *x, size_t n)
-{
-    uint16_t *h = (uint16_t *)xmalloc(n * sizeof(uint16_t));
-    lf_cpu_f32_to_bf16(h, x, n);
-    lf_cpu_bf16_to_f32(x, h, n);
-    return h;
-}
-
-static void *to_device(const void *h, size_t bytes)
-{
-    void *d;
-    LF_CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 1));
-    LF_CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
-    return d;
-}
-
-/* device memory filled with 0xff bytes: NaN in f32 and in bf16 */
-static void *nan_device(size_t bytes)
-{
-    void *d;
-    LF_CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 1));
-    LF_CUDA_CHECK(cudaMemset(d, 0xff, bytes));
-    return d;
-}
-
-/* waits for the stream, then copies back */
-static void from_device(void *h, const void *d, size_t bytes)
-{
-    LF_CUDA_CHECK(cudaStreamSynchronize(stream));
-    LF_CUDA_CHECK(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost));
-}
-
-/* n device elements back as f32: es 4 (f32) or 2 (bf16) */
-static float *fetch(const void *d, size_t n, int es)
-{
-    float *h = (float *)xmalloc(n * sizeof(float));
-    if (es == 4)
-        from_device(h, d, n * sizeof(float));
-    else {
-        uint16_t *h16 = (uint16_t *)xmalloc(n * sizeof(uint16_t));
-        from_device(h16, d, n * sizeof(uint16_t));
-        lf_cpu_bf16_to_f32(h, h16, n);
-        free(h16);
-    }
-    return h;
-}
 
 /* max |got - ref| against tol * max(1, max |ref|), NaN failing; appends
    the numbers to detail; returns 1 when within */

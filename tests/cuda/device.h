@@ -1,0 +1,98 @@
+/*
+ * device.h — what the GPU checks share besides reporting (report.h): the
+ * stream and timing events they use, random and copied host data, bf16
+ * rounding, and moving data to and from the device (outputs start as NaN
+ * so an element a kernel forgets to write fails).  Header-only; each check
+ * includes it once, after report.h and test_rng.h.
+ */
+#ifndef LF_TEST_DEVICE_H
+#define LF_TEST_DEVICE_H
+
+#include "cpu/bf16.h"
+#include "cuda/cuda_check.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+static cudaStream_t stream;
+static cudaEvent_t ev0, ev1;
+
+static inline void appendf(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    if (used >= len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, len - used, fmt, ap);
+    va_end(ap);
+}
+
+/* n floats uniform in [-scale, scale) */
+static inline float *random_f32(size_t n, float scale)
+{
+    float *x = (float *)xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = rng_uniform() * scale;
+    return x;
+}
+
+static inline float *copy_f32(const float *x, size_t n)
+{
+    float *y = (float *)xmalloc(n * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+/* the bf16 bits of x, and x rounded through bf16 in place (the CPU op's
+   input for the bf16 checks) */
+static inline uint16_t *to_bf16(float *x, size_t n)
+{
+    uint16_t *h = (uint16_t *)xmalloc(n * sizeof(uint16_t));
+    lf_cpu_f32_to_bf16(h, x, n);
+    lf_cpu_bf16_to_f32(x, h, n);
+    return h;
+}
+
+static inline void *to_device(const void *h, size_t bytes)
+{
+    void *d;
+    LF_CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 1));
+    LF_CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+    return d;
+}
+
+/* device memory filled with 0xff bytes: NaN in f32 and in bf16 */
+static inline void *nan_device(size_t bytes)
+{
+    void *d;
+    LF_CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 1));
+    LF_CUDA_CHECK(cudaMemset(d, 0xff, bytes));
+    return d;
+}
+
+/* waits for the stream, then copies back */
+static inline void from_device(void *h, const void *d, size_t bytes)
+{
+    LF_CUDA_CHECK(cudaStreamSynchronize(stream));
+    LF_CUDA_CHECK(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost));
+}
+
+/* n device elements back as f32: es 4 (f32) or 2 (bf16) */
+static inline float *fetch(const void *d, size_t n, int es)
+{
+    float *h = (float *)xmalloc(n * sizeof(float));
+    if (es == 4)
+        from_device(h, d, n * sizeof(float));
+    else {
+        uint16_t *h16 = (uint16_t *)xmalloc(n * sizeof(uint16_t));
+        from_device(h16, d, n * sizeof(uint16_t));
+        lf_cpu_bf16_to_f32(h, h16, n);
+        free(h16);
+    }
+    return h;
+}
+
+#endif
