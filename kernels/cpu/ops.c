@@ -33,18 +33,22 @@ static void rope_rotate(float *x, const int32_t *pos, int T, int heads, int d, i
     int half = rotary_dim / 2;
     #pragma omp parallel for if ((long)T * heads * d > 65536)
     for (int t = 0; t < T; t++) {
-        float c[512], s[512];
-        for (int i = 0; i < half && i < 512; i++) {
-            float angle = (float)pos[t] * inv_freq[i];
-            c[i] = cosf(angle) * attention_factor;
-            s[i] = sign * sinf(angle) * attention_factor;
-        }
-        for (int h = 0; h < heads; h++) {
-            float *v = x + (long)t * row_stride + (long)h * d;
-            for (int i = 0; i < half; i++) {
-                float x1 = v[i], x2 = v[i + half];
-                v[i] = x1 * c[i] - x2 * s[i];
-                v[i + half] = x2 * c[i] + x1 * s[i];
+        /* the angles of up to 512 frequencies at a time, for every head */
+        for (int i0 = 0; i0 < half; i0 += 512) {
+            int n = half - i0 < 512 ? half - i0 : 512;
+            float c[512], s[512];
+            for (int i = 0; i < n; i++) {
+                float angle = (float)pos[t] * inv_freq[i0 + i];
+                c[i] = cosf(angle) * attention_factor;
+                s[i] = sign * sinf(angle) * attention_factor;
+            }
+            for (int h = 0; h < heads; h++) {
+                float *v = x + (long)t * row_stride + (long)h * d + i0;
+                for (int i = 0; i < n; i++) {
+                    float x1 = v[i], x2 = v[i + half];
+                    v[i] = x1 * c[i] - x2 * s[i];
+                    v[i + half] = x2 * c[i] + x1 * s[i];
+                }
             }
         }
     }

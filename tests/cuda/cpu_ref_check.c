@@ -2,7 +2,7 @@
  * (kernels/cpu): lf_cpu_matmul_nt_f32 against a naive triple loop, the
  * bf16 <-> f32 conversions against known bit patterns, and the vector
  * kernels (vec.h: exp, dot products, weighted sums, silu; matmul.h's gemv;
- * ops.h's attention and gated activation) against plain scalar references
+ * ops.h's attention, gated activation and RoPE) against plain scalar references
  * in double, for every instruction set the CPU has (vec.h), at sizes that
  * are not multiples of the vector width, and with 1, 2 and 3 threads (the
  * results must be the same bits).  Built as
@@ -536,6 +536,48 @@ static void check_gated_silu(int isa, long n)
     free(out);
 }
 
+/* RoPE against the rotation in double: rotary_dim of d rotated (the
+ * halves [0, half) and [half, 2 half) paired), the rest of each head and
+ * each row's padding untouched; head dims past 1024 too (the angles go in
+ * pieces of 512). */
+static void check_rope(int T, int heads, int d, int rotary_dim, int pad)
+{
+    int half = rotary_dim / 2, stride = heads * d + pad;
+    size_t n = (size_t)T * stride;
+    float *x = malloc(n * sizeof *x), *x0 = malloc(n * sizeof *x0), *inv = malloc((half + 1) * sizeof *inv);
+    int32_t *pos = malloc(T * sizeof *pos);
+    for (size_t i = 0; i < n; i++)
+        x[i] = x0[i] = rng_uniform();
+    for (int i = 0; i < half; i++)
+        inv[i] = powf(10000.0f, -2.0f * i / rotary_dim);
+    for (int t = 0; t < T; t++)
+        pos[t] = 3 * t + 1;
+    lf_cpu_rope_f32(x, pos, T, heads, d, stride, rotary_dim, inv, 1.25f);
+    double max_err = 0;
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < stride; k++) {
+            int h = k / d, i = k % d;
+            double want = x0[(size_t)t * stride + k];
+            if (h < heads && i < 2 * half) {
+                int f = i < half ? i : i - half;
+                float angle = (float)pos[t] * inv[f];
+                double c = cosf(angle) * 1.25f, sn = sinf(angle) * 1.25f;
+                const float *v = x0 + (size_t)t * stride + (size_t)h * d;
+                want = i < half ? v[f] * c - v[f + half] * sn : v[f + half] * c + v[f] * sn;
+            }
+            double e = fabs(x[(size_t)t * stride + k] - want);
+            max_err = e > max_err || isnan(e) ? e : max_err;
+        }
+    char name[80], detail[96];
+    snprintf(name, sizeof name, "rope_f32_T%d_h%d_d%d_rot%d_pad%d", T, heads, d, rotary_dim, pad);
+    snprintf(detail, sizeof detail, "max abs err %.3g > 1e-5", max_err);
+    report(max_err <= 1e-5, name, detail);
+    free(x);
+    free(x0);
+    free(inv);
+    free(pos);
+}
+
 static void check_vector_kernels(void)
 {
     int isas[2] = { LF_CPU_ISA_PORTABLE, LF_CPU_ISA_AVX512 }, nisa = 1;
@@ -582,6 +624,10 @@ int main(void)
         check_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 0.75f);
     }
     check_vector_kernels();
+    check_rope(3, 2, 8, 8, 0);
+    check_rope(5, 3, 80, 40, 7);
+    check_rope(2, 2, 2304, 2304, 3);
+    check_rope(2, 1, 3000, 2050, 0);
     if (failures) {
         printf("kernels_cpu_check: %d check(s) failed\n", failures);
         return 1;
