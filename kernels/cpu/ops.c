@@ -220,6 +220,7 @@ void lf_cpu_gated_act_f32(float *out, const float *gate, const float *up, long n
 
 void lf_cpu_softcap_f32(float *x, long n, float cap)
 {
+    #pragma omp parallel for if (n > 65536)
     for (long i = 0; i < n; i++)
         x[i] = cap * tanhf(x[i] / cap);
 }
