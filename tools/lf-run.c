@@ -183,7 +183,9 @@ int main(int argc, char **argv)
 	}
 	if (opt_nproc < 1 || opt_nproc > 4096)
 		lf_die_usage("option '--nproc-per-node': %lld is not a number of processes from 1 to 4096", opt_nproc);
-	if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("SLURM_STEP_ID"))
+	const char *mpi_size = getenv("OMPI_COMM_WORLD_SIZE"), *pmi_size = getenv("PMI_SIZE");
+	const char *tasks = getenv("SLURM_STEP_ID") ? getenv("SLURM_NTASKS") : NULL;
+	if ((mpi_size && atoi(mpi_size) > 1) || (pmi_size && atoi(pmi_size) > 1) || (tasks && atoi(tasks) > 1))
 		lf_die("lf-run starts the processes itself (--nproc-per-node N); under mpirun or srun start "
 		       "lf-train, as lf-run --dry-run prints it");
 	find_bindir(argv[0]);
