@@ -4,10 +4,13 @@
  * (a seen token's logit divided by the penalty when positive, multiplied
  * when negative), temperature, top-k (ties at the k-th value kept), top-p
  * (the smallest set of most likely tokens whose probability reaches p, at
- * least one), then a draw from the softmax.
+ * least one), then a draw from the softmax.  The arithmetic is
+ * kernels/cpu/sample.c's (lf_cpu_sample_f32, the CUDA twin's reference).
  */
 #include "sample.h"
 #include "error.h"
+
+#include "cpu/sample.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -99,93 +102,16 @@ int lf_gen_params_override(struct lf_gen_params *p, const struct lf_gen_options 
 	return 0;
 }
 
-static int cmp_desc(const void *a, const void *b)
-{
-	float x = *(const float *)a, y = *(const float *)b;
-	return x < y ? 1 : x > y ? -1 : 0;
-}
-
-struct scored {
-	float logit;
-	int32_t id;
-};
-
-static int cmp_scored_desc(const void *a, const void *b)
-{
-	const struct scored *x = a, *y = b;
-	if (x->logit != y->logit)
-		return x->logit < y->logit ? 1 : -1;
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
 int32_t lf_sample_next(float *logits, int V, const struct lf_gen_params *p, const int32_t *history, size_t nhistory,
 		       struct lf_np_rng *rng)
 {
-	if (p->repetition_penalty != 1.0) {
-		for (size_t i = 0; i < nhistory; i++) {
-			int32_t id = history[i];
-			if (id < 0 || id >= V)
-				continue;
-			/* each seen token once, as scatter over the gathered values */
-			bool earlier = false;
-			for (size_t j = 0; j < i && !earlier; j++)
-				earlier = history[j] == id;
-			if (earlier)
-				continue;
-			float x = logits[id];
-			logits[id] = x < 0 ? x * (float)p->repetition_penalty : x / (float)p->repetition_penalty;
-		}
-	}
-	if (!p->do_sample || p->temperature <= 0) {
-		int best = 0;
-		for (int v = 1; v < V; v++)
-			if (logits[v] > logits[best])
-				best = v;
-		return best;
-	}
-	for (int v = 0; v < V; v++)
-		logits[v] = (float)(logits[v] / p->temperature);
-	if (p->top_k > 0 && p->top_k < V) {
-		float *copy = lf_malloc((size_t)V * sizeof *copy);
-		memcpy(copy, logits, (size_t)V * sizeof *copy);
-		qsort(copy, (size_t)V, sizeof *copy, cmp_desc);
-		float kth = copy[p->top_k - 1];
-		for (int v = 0; v < V; v++)
-			if (logits[v] < kth)
-				logits[v] = -INFINITY;
-		free(copy);
-	}
-	struct scored *s = lf_malloc((size_t)V * sizeof *s);
-	for (int v = 0; v < V; v++)
-		s[v] = (struct scored){ logits[v], v };
-	qsort(s, (size_t)V, sizeof *s, cmp_scored_desc);
-	double mx = s[0].logit, z = 0;
-	for (int v = 0; v < V; v++)
-		z += exp(s[v].logit - mx);
-	/* top-p: keep the most likely tokens until their mass reaches top_p */
-	int keep = V;
-	if (p->top_p < 1.0) {
-		double mass = 0;
-		for (int v = 0; v < V; v++) {
-			mass += exp(s[v].logit - mx) / z;
-			if (mass >= p->top_p) {
-				keep = v + 1;
-				break;
-			}
-		}
-	}
-	double total = 0;
-	for (int v = 0; v < keep; v++)
-		total += exp(s[v].logit - mx);
-	double u = lf_np_random(rng) * total, acc = 0;
-	int32_t pick = s[keep - 1].id;
-	for (int v = 0; v < keep; v++) {
-		acc += exp(s[v].logit - mx);
-		if (u < acc) {
-			pick = s[v].id;
-			break;
-		}
-	}
-	free(s);
+	/* the arithmetic is kernels/cpu/sample.c's (the CUDA twin's reference);
+	   the one uniform draw is taken only when sampling, as before */
+	const struct lf_cpu_sample_params cp = { p->do_sample, p->temperature, p->top_p, p->repetition_penalty,
+						 p->top_k };
+	double u = lf_cpu_sample_draws(&cp) ? lf_np_random(rng) : 0.0;
+	int32_t pick = lf_cpu_sample_f32(logits, V, &cp, history, nhistory, u);
+	if (pick < 0)
+		lf_die("out of memory (allocating %zu bytes)", (size_t)V * 12);
 	return pick;
 }

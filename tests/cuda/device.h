@@ -95,4 +95,42 @@ static inline float *fetch(const void *d, size_t n, int es)
     return h;
 }
 
+/* A check's start: no arguments, a CUDA device (exit status 2 when there
+   is none), its name printed, the stream and events made.  Returns the
+   exit status to stop with, or -1 to go on. */
+static inline int device_start(int argc)
+{
+    const char *prog = program_invocation_short_name;
+    if (argc > 1) {
+        fprintf(stderr, "usage: %s\n", prog);
+        return 2;
+    }
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        fprintf(stderr, "%s: no CUDA device available (%s)\n", prog,
+                err != cudaSuccess ? cudaGetErrorString(err) : "device count is 0");
+        return 2;
+    }
+    LF_CUDA_CHECK(cudaSetDevice(0));
+    cudaDeviceProp prop;
+    LF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    printf("%s on %s (compute capability %d.%d)\n", prog, prop.name, prop.major, prop.minor);
+    fflush(stdout);
+    LF_CUDA_CHECK(cudaStreamCreate(&stream));
+    LF_CUDA_CHECK(cudaEventCreate(&ev0));
+    LF_CUDA_CHECK(cudaEventCreate(&ev1));
+    return -1;
+}
+
+/* A check's end: the counts, and the exit status (1 when any failed). */
+static inline int device_finish(void)
+{
+    LF_CUDA_CHECK(cudaEventDestroy(ev0));
+    LF_CUDA_CHECK(cudaEventDestroy(ev1));
+    LF_CUDA_CHECK(cudaStreamDestroy(stream));
+    printf("%s: %d passed, %d failed\n", program_invocation_short_name, passes, failures);
+    return failures ? 1 : 0;
+}
+
 #endif

@@ -334,25 +334,9 @@ static void check_big(void)
 int main(int argc, char **argv)
 {
     (void)argv;
-    if (argc > 1) {
-        fprintf(stderr, "usage: cuda_test_attention\n");
-        return 2;
-    }
-    int count = 0;
-    cudaError_t err = cudaGetDeviceCount(&count);
-    if (err != cudaSuccess || count == 0) {
-        fprintf(stderr, "cuda_test_attention: no CUDA device available (%s)\n",
-                err != cudaSuccess ? cudaGetErrorString(err) : "device count is 0");
-        return 2;
-    }
-    LF_CUDA_CHECK(cudaSetDevice(0));
-    cudaDeviceProp prop;
-    LF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    printf("cuda_test_attention on %s (compute capability %d.%d)\n", prop.name, prop.major, prop.minor);
-    fflush(stdout);
-    LF_CUDA_CHECK(cudaStreamCreate(&stream));
-    LF_CUDA_CHECK(cudaEventCreate(&ev0));
-    LF_CUDA_CHECK(cudaEventCreate(&ev1));
+    int rc = device_start(argc);
+    if (rc >= 0)
+        return rc;
 
     /* name, T, S, q0, heads, kv_heads, d, window, softcap, scale, q_amp, spans, no_lse.
        Sizes and windows are chosen for the tile edges: T = 97 and 129 leave
@@ -386,9 +370,5 @@ int main(int argc, char **argv)
         check_case(&cases[i]);
     check_big();
 
-    LF_CUDA_CHECK(cudaEventDestroy(ev0));
-    LF_CUDA_CHECK(cudaEventDestroy(ev1));
-    LF_CUDA_CHECK(cudaStreamDestroy(stream));
-    printf("cuda_test_attention: %d passed, %d failed\n", passes, failures);
-    return failures ? 1 : 0;
+    return device_finish();
 }

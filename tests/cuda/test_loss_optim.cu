@@ -615,25 +615,9 @@ static void check_clip(int timed)
 int main(int argc, char **argv)
 {
     (void)argv;
-    if (argc > 1) {
-        fprintf(stderr, "usage: cuda_test_loss_optim\n");
-        return 2;
-    }
-    int count = 0;
-    cudaError_t err = cudaGetDeviceCount(&count);
-    if (err != cudaSuccess || count == 0) {
-        fprintf(stderr, "cuda_test_loss_optim: no CUDA device available (%s)\n",
-                err != cudaSuccess ? cudaGetErrorString(err) : "device count is 0");
-        return 2;
-    }
-    LF_CUDA_CHECK(cudaSetDevice(0));
-    cudaDeviceProp prop;
-    LF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    printf("cuda_test_loss_optim on %s (compute capability %d.%d)\n", prop.name, prop.major, prop.minor);
-    fflush(stdout);
-    LF_CUDA_CHECK(cudaStreamCreate(&stream));
-    LF_CUDA_CHECK(cudaEventCreate(&ev0));
-    LF_CUDA_CHECK(cudaEventCreate(&ev1));
+    int rc = device_start(argc);
+    if (rc >= 0)
+        return rc;
 
     /* cross-entropy: no rows, V = 1, one row of a real vocabulary, V not a
        multiple of 4 (one-element loads) or of 32, logits spread to +-30 and
@@ -708,9 +692,5 @@ int main(int argc, char **argv)
         check_norm(norms[i].n, norms[i].off, norms[i].timed);
     check_clip(1);
 
-    LF_CUDA_CHECK(cudaEventDestroy(ev0));
-    LF_CUDA_CHECK(cudaEventDestroy(ev1));
-    LF_CUDA_CHECK(cudaStreamDestroy(stream));
-    printf("cuda_test_loss_optim: %d passed, %d failed\n", passes, failures);
-    return failures ? 1 : 0;
+    return device_finish();
 }

@@ -388,25 +388,9 @@ static void check_softcap(long n, float cap, int mode, int timed)
 int main(int argc, char **argv)
 {
     (void)argv;
-    if (argc > 1) {
-        fprintf(stderr, "usage: cuda_test_ops\n");
-        return 2;
-    }
-    int count = 0;
-    cudaError_t err = cudaGetDeviceCount(&count);
-    if (err != cudaSuccess || count == 0) {
-        fprintf(stderr, "cuda_test_ops: no CUDA device available (%s)\n",
-                err != cudaSuccess ? cudaGetErrorString(err) : "device count is 0");
-        return 2;
-    }
-    LF_CUDA_CHECK(cudaSetDevice(0));
-    cudaDeviceProp prop;
-    LF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    printf("cuda_test_ops on %s (compute capability %d.%d)\n", prop.name, prop.major, prop.minor);
-    fflush(stdout);
-    LF_CUDA_CHECK(cudaStreamCreate(&stream));
-    LF_CUDA_CHECK(cudaEventCreate(&ev0));
-    LF_CUDA_CHECK(cudaEventCreate(&ev1));
+    int rc = device_start(argc);
+    if (rc >= 0)
+        return rc;
 
     /* RMSNorm: rows of one element, odd widths, per-head norms (many short
        rows), a width past one block's threads many times over, and the
@@ -466,9 +450,5 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < sizeof cap_n / sizeof cap_n[0]; i++)
             check_softcap(cap_n[i], i % 2 ? 50.0f : 30.0f, mode, i == sizeof cap_n / sizeof cap_n[0] - 1);
 
-    LF_CUDA_CHECK(cudaEventDestroy(ev0));
-    LF_CUDA_CHECK(cudaEventDestroy(ev1));
-    LF_CUDA_CHECK(cudaStreamDestroy(stream));
-    printf("cuda_test_ops: %d passed, %d failed\n", passes, failures);
-    return failures ? 1 : 0;
+    return device_finish();
 }
