@@ -9,6 +9,12 @@ ROOT=$(pwd)
 if [ -n "${LF_SHARED_DATA:-}" ]; then SHARED=$LF_SHARED_DATA
 elif [ -d "$ROOT/shared/data" ]; then SHARED=$ROOT/shared/data
 else SHARED=$ROOT/../shared/data; fi
+# for tests that start MPI processes (env $MPI_TEST_ENV CMD, or export it):
+# no single-copy transfers (containers forbid them), and Open MPI's own
+# allocations, kept until exit, left out of sanitizer builds' leak checks
+# (full stacks and its plugins kept loaded, so the suppressions see them)
+MPI_TEST_ENV="OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mca_base_component_disable_dlclose=1
+LSAN_OPTIONS=suppressions=$ROOT/tests/lsan-mpi.supp:fast_unwind_on_malloc=0:print_suppressions=0"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 

@@ -60,7 +60,8 @@ check "no recipe: a usage error" fails 2 "one recipe file" lf-run
 # --nproc-per-node / NPROC_PER_NODE: lf-train as N processes under mpirun
 sed "s#$T/out#$T/dp#" "$T/train.yaml" >"$T/dp.yaml"
 data_parallel() {
-	NPROC_PER_NODE=2 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 lf-run "$T/dp.yaml" \
+	# shellcheck disable=SC2086
+	env $MPI_TEST_ENV NPROC_PER_NODE=2 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 lf-run "$T/dp.yaml" \
 		>"$T/dp.printed" 2>"$T/dp.err" || { cat "$T/dp.err"; return 1; }
 	grep -q "^mpirun -np 2 .*lf-train --config .*dp.yaml --data .*/dp/lf-shards" "$T/dp.printed" &&
 		grep -q '"world_size": 2' "$T/dp/trainer_state.json" && test -s "$T/dp/adapter_model.safetensors" &&

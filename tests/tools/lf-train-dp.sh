@@ -7,12 +7,9 @@
 # hangs or is interrupted stops the group with a clear error or a checkpoint.
 . tests/lib.sh
 HELP=${LF_UNITS:-$ROOT/build/dyn/tests}/helpers
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-# Open MPI keeps memory until exit on purpose: leave its allocations out of
-# the leak check of sanitizer builds (full stacks, and its plugins kept
-# loaded, so the suppressions see its libraries)
-export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan-mpi.supp:fast_unwind_on_malloc=0:print_suppressions=0"
-export OMPI_MCA_mca_base_component_disable_dlclose=1
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# shellcheck disable=SC2086
+export $MPI_TEST_ENV
 MPI="mpirun --allow-run-as-root --oversubscribe"
 
 check "mpirun is installed and lf-train was built with MPI" sh -c '
