@@ -95,6 +95,27 @@ static inline float *fetch(const void *d, size_t n, int es)
     return h;
 }
 
+/* Timing: WARMUP launches, time_begin(), ITERS launches, time_end(), which
+   appends the achieved bandwidth for the given bytes per launch to detail.
+   (A check whose timing differs keeps its own.) */
+enum { WARMUP = 3, ITERS = 20 };
+
+static inline void time_begin(void)
+{
+    LF_CUDA_CHECK(cudaEventRecord(ev0, stream));
+}
+
+static inline void time_end(double bytes, char *detail, size_t len)
+{
+    float ms = 0;
+    LF_CUDA_CHECK(cudaEventRecord(ev1, stream));
+    LF_CUDA_CHECK(cudaEventSynchronize(ev1));
+    LF_CUDA_CHECK(cudaEventElapsedTime(&ms, ev0, ev1));
+    double sec = ms * 1e-3 / ITERS;
+    appendf(detail, len, "; %.1f GB/s (%.1f us per call, avg of %d after %d warm-up)", bytes / sec / 1e9, sec * 1e6,
+            ITERS, WARMUP);
+}
+
 /* A check's start: no arguments, a CUDA device (exit status 2 when there
    is none), its name printed, the stream and events made.  Returns the
    exit status to stop with, or -1 to go on. */

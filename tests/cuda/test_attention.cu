@@ -42,7 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { WARMUP = 2, ITERS = 10 };
+enum { BIG_WARMUP = 2, BIG_ITERS = 10 };
 /* the timed shape */
 enum { BIG_T = 2048, BIG_HEADS = 32, BIG_KV = 8, BIG_D = 128 };
 
@@ -233,13 +233,13 @@ static void check_case(const struct attn_case *c)
     free(got_out); free(got_lse);
 }
 
-/* timing: WARMUP calls, then ITERS between the events; milliseconds per call */
+/* timing: BIG_WARMUP calls, then BIG_ITERS between the events; milliseconds per call */
 static double time_ms(int bwd, float *d_out, float *d_lse, float *d_dq, float *d_dk, float *d_dv, const float *d_dout,
                       const float *d_q, const float *d_k, const float *d_v, int T, const struct lf_attn *a)
 {
     float ms = 0;
-    for (int it = 0; it < WARMUP + ITERS; it++) {
-        if (it == WARMUP)
+    for (int it = 0; it < BIG_WARMUP + BIG_ITERS; it++) {
+        if (it == BIG_WARMUP)
             LF_CUDA_CHECK(cudaEventRecord(ev0, stream));
         if (bwd)
             lf_cuda_attention_bwd_f32(d_dq, d_dk, d_dv, d_dout, d_q, d_k, d_v, d_out, T, T, 0, a, NULL, d_lse, stream);
@@ -249,7 +249,7 @@ static double time_ms(int bwd, float *d_out, float *d_lse, float *d_dq, float *d
     LF_CUDA_CHECK(cudaEventRecord(ev1, stream));
     LF_CUDA_CHECK(cudaEventSynchronize(ev1));
     LF_CUDA_CHECK(cudaEventElapsedTime(&ms, ev0, ev1));
-    return ms / ITERS;
+    return ms / BIG_ITERS;
 }
 
 /* the realistic causal prefill: GPU over every head, the CPU over the
@@ -303,7 +303,7 @@ static void check_big(void)
         finite = isfinite(got_lse[i]);
     appendf(detail, sizeof detail, "; every out and lse finite: %s", finite ? "yes" : "NO");
     appendf(detail, sizeof detail, "; %.3f ms, %.2f TFLOP/s (avg of %d after %d warm-up)", fwd_ms,
-            flops / (fwd_ms * 1e-3) / 1e12, ITERS, WARMUP);
+            flops / (fwd_ms * 1e-3) / 1e12, BIG_ITERS, BIG_WARMUP);
     result(ok && finite, name, detail);
 
     detail[0] = 0;
@@ -319,7 +319,7 @@ static void check_big(void)
     appendf(detail, sizeof detail, "; every dq, dk, dv finite: %s; second run the same bits: %s",
             finite ? "yes" : "NO", same ? "yes" : "NO");
     appendf(detail, sizeof detail, "; %.3f ms, %.2f TFLOP/s at 2.5x the forward's FLOPs (avg of %d after %d warm-up)",
-            bwd_ms, 2.5 * flops / (bwd_ms * 1e-3) / 1e12, ITERS, WARMUP);
+            bwd_ms, 2.5 * flops / (bwd_ms * 1e-3) / 1e12, BIG_ITERS, BIG_WARMUP);
     result(ok && finite && same, name, detail);
 
     float *dev[] = { d_q, d_k, d_v, d_dout, d_out, d_lse, d_dq, d_dk, d_dv, d_dq2, d_dk2, d_dv2 };

@@ -52,8 +52,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { WARMUP = 3, ITERS = 20 };
-
 static const double TOL_CE_LOSS = 1e-6, TOL_CE_GRAD = 1e-6, RTOL_BF16 = 1.0 / 128, TOL_EMB_BWD = 1e-6,
                     TOL_NORM = 1e-12;
 
@@ -162,23 +160,6 @@ static int compare_bits(const char *what, const float *got, const float *ref, si
     appendf(detail, len, "%s%s%zu of %zu differ (max %lld ulp)", *detail ? "; " : "", what, differ, n,
             (long long)max_ulp);
     return differ == 0;
-}
-
-/* timing: WARMUP launches, time_begin(), ITERS launches, time_end() */
-static void time_begin(void)
-{
-    LF_CUDA_CHECK(cudaEventRecord(ev0, stream));
-}
-
-static void time_end(double bytes, char *detail, size_t len)
-{
-    float ms = 0;
-    LF_CUDA_CHECK(cudaEventRecord(ev1, stream));
-    LF_CUDA_CHECK(cudaEventSynchronize(ev1));
-    LF_CUDA_CHECK(cudaEventElapsedTime(&ms, ev0, ev1));
-    double sec = ms * 1e-3 / ITERS;
-    appendf(detail, len, "; %.1f GB/s (%.1f us per call, avg of %d after %d warm-up)", bytes / sec / 1e9, sec * 1e6,
-            ITERS, WARMUP);
 }
 
 /* ---- cross-entropy ------------------------------------------------------------------ */

@@ -37,8 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { WARMUP = 3, ITERS = 20 };
-
 static const double TOL_ELEM = 1e-5, TOL_SUM = 1e-4, TOL_BF16 = 1e-2;
 static const float EPS = 1e-6f;
 
@@ -64,23 +62,6 @@ static int compare(const char *what, const float *got, const float *ref, size_t 
             what, max_abs, worst, n ? got[worst] : 0.0f, n ? ref[worst] : 0.0f, max_ref, tol,
             ok ? "" : " - over tolerance");
     return ok;
-}
-
-/* timing: WARMUP launches, time_begin(), ITERS launches, time_end() */
-static void time_begin(void)
-{
-    LF_CUDA_CHECK(cudaEventRecord(ev0, stream));
-}
-
-static void time_end(double bytes, char *detail, size_t len)
-{
-    float ms = 0;
-    LF_CUDA_CHECK(cudaEventRecord(ev1, stream));
-    LF_CUDA_CHECK(cudaEventSynchronize(ev1));
-    LF_CUDA_CHECK(cudaEventElapsedTime(&ms, ev0, ev1));
-    double sec = ms * 1e-3 / ITERS;
-    appendf(detail, len, "; %.1f GB/s (%.1f us per call, avg of %d after %d warm-up)", bytes / sec / 1e9, sec * 1e6,
-            ITERS, WARMUP);
 }
 
 /* norm weights: around 1 for llama's w, around 0 for gemma's (1 + w) */

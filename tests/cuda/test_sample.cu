@@ -40,8 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { WARMUP = 3, ITERS = 20 };
-
 /* a double in [0, 1) as numpy draws one */
 static double rng_double(void)
 {
