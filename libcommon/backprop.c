@@ -44,6 +44,31 @@ static struct lf_lora_grad lora_grad_of(const struct lf_model *m, float *const *
 	return g;
 }
 
+static bool lora_trains(struct lf_lora_grad g)
+{
+	return g.A || g.B || g.mag;
+}
+
+/* Whether any tensor of the layer is trained. */
+static bool layer_trains(const struct lf_layer_grad *G, int experts)
+{
+	const float *const w[] = { G->q, G->k, G->v, G->o, G->q_b, G->k_b, G->v_b, G->o_b, G->gate, G->up, G->down,
+				   G->gate_b, G->up_b, G->down_b, G->in_norm, G->post_attn_norm, G->pre_ff_norm,
+				   G->post_ff_norm, G->q_norm, G->k_norm, G->router };
+	const struct lf_lora_grad l[] = { G->lq, G->lk, G->lv, G->lo, G->lgate, G->lup, G->ldown, G->lrouter };
+	for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+		if (w[i])
+			return true;
+	for (size_t i = 0; i < sizeof l / sizeof l[0]; i++)
+		if (lora_trains(l[i]))
+			return true;
+	for (int e = 0; G->w1 && e < experts; e++)
+		if (G->w1[e] || G->w2[e] || G->w3[e] || lora_trains(G->lw1[e]) || lora_trains(G->lw2[e]) ||
+		    lora_trains(G->lw3[e]))
+			return true;
+	return false;
+}
+
 void lf_model_grad_init(struct lf_model_grad *g, const struct lf_model *m, float *const *grads)
 {
 	g->embed = grad_of(m, grads, m->embed);
@@ -91,6 +116,9 @@ void lf_model_grad_init(struct lf_model_grad *g, const struct lf_model *m, float
 				G->lw3[e] = lora_grad_of(m, grads, &L->lw3[e]);
 		}
 	}
+	g->lowest = 0;
+	while (g->lowest < m->cfg.layers && !layer_trains(&g->layers[g->lowest], m->cfg.experts))
+		g->lowest++;
 }
 
 void lf_model_grad_free(struct lf_model_grad *g, const struct lf_model *m)
@@ -896,8 +924,9 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 		bp->moe_aux_total += bp->moe_aux_coef * E * loss;
 		aux = aux_grad;
 	}
-	/* backward, last layer first */
-	for (int l = c->layers - 1; l >= 0; l--) {
+	/* backward, last layer first, down to the lowest one trained (below it
+	 * nothing needs a gradient unless the embedding trains) */
+	for (int l = c->layers - 1; l >= (g->embed ? 0 : g->lowest); l--) {
 		struct lf_layer_acts *A = &bp->acts[bp->checkpointing ? 0 : l];
 		const float *x = bp->xs + (size_t)l * NH;
 		if (bp->checkpointing)

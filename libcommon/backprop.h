@@ -34,6 +34,8 @@ struct lf_layer_grad {
 struct lf_model_grad {
 	float *embed, *norm, *lm_head;
 	struct lf_layer_grad *layers;
+	int lowest; /* the lowest layer with a trained tensor (layers when none):
+		     * without a trained embedding, the backward stops there */
 };
 
 /* Point g at the gradient buffers: grads[i] holds the gradient of
