@@ -836,8 +836,8 @@ static void save_optimizer_part(const char *dir, const char *base, int owner, js
  * other process's state at a time), and optimizer.safetensors.index.json. */
 static void save_optimizer(const char *dir)
 {
-	if (D.rank != 0) { /* ZeRO: this process's state to rank 0 */
-		for (size_t i = 0; i < R.np; i++)
+	if (D.rank != 0) { /* ZeRO: this process's state to rank 0 (else rank 0 has it all) */
+		for (size_t i = 0; i < R.np && R.zero; i++)
 			if (R.p[i].owner == D.rank &&
 			    (lf_dist_send(&D, R.p[i].m, R.p[i].t->n * sizeof(float), 0) < 0 ||
 			     lf_dist_send(&D, R.p[i].v, R.p[i].t->n * sizeof(float), 0) < 0))
@@ -868,7 +868,7 @@ static void save_optimizer(const char *dir)
 static void save_checkpoint(void)
 {
 	if (D.rank != 0) {
-		if (R.zero && !opt_save_only_model)
+		if (!opt_save_only_model)
 			save_optimizer(NULL);
 		return;
 	}

@@ -2,10 +2,9 @@
  * launchers (see convert.h).  Grid-stride loops, one element per step. */
 #include "convert.h"
 #include "cuda_check.h"
+#include "launch.h"
 
 #include <cuda_bf16.h>
-
-static const int lf_convert_block = 256;
 
 __global__ void lf_f32_to_bf16_kernel(uint16_t *out, const float *in, size_t n)
 {
@@ -21,22 +20,12 @@ __global__ void lf_bf16_to_f32_kernel(float *out, const uint16_t *in, size_t n)
         out[i] = __uint_as_float((unsigned int)in[i] << 16);
 }
 
-/* enough blocks to fill the GPU several times over, capped so the
-   grid-stride loop does the rest */
-static unsigned int lf_convert_grid(size_t n)
-{
-    size_t blocks = (n + lf_convert_block - 1) / lf_convert_block;
-    if (blocks > 65535u)
-        blocks = 65535u;
-    return blocks ? (unsigned int)blocks : 1u;
-}
-
 extern "C" void lf_cuda_f32_to_bf16(uint16_t *out, const float *in, size_t n,
                                     cudaStream_t stream)
 {
     if (n == 0)
         return;
-    lf_f32_to_bf16_kernel<<<lf_convert_grid(n), lf_convert_block, 0, stream>>>(out, in, n);
+    lf_f32_to_bf16_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(out, in, n);
     LF_CUDA_CHECK_LAST();
 }
 
@@ -45,6 +34,6 @@ extern "C" void lf_cuda_bf16_to_f32(float *out, const uint16_t *in, size_t n,
 {
     if (n == 0)
         return;
-    lf_bf16_to_f32_kernel<<<lf_convert_grid(n), lf_convert_block, 0, stream>>>(out, in, n);
+    lf_bf16_to_f32_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(out, in, n);
     LF_CUDA_CHECK_LAST();
 }

@@ -15,27 +15,16 @@
  * narrows on store (round to nearest even). */
 #include "ops.h"
 #include "cuda_check.h"
+#include "launch.h"
 
 #include <cuda_bf16.h>
 
-static const int lf_ops_block = 256;
-
-/* enough blocks to cover n with lf_ops_block threads each, capped so the
-   grid-stride loops do the rest */
-static unsigned int lf_ops_grid(size_t n)
-{
-    size_t blocks = (n + lf_ops_block - 1) / lf_ops_block;
-    if (blocks > 65535u)
-        blocks = 65535u;
-    return blocks ? (unsigned int)blocks : 1u;
-}
-
 /* threads for a one-block-per-row kernel: n rounded up to whole warps,
-   at most lf_ops_block (the block reduction needs a multiple of 32) */
+   at most lf_cuda_block (the block reduction needs a multiple of 32) */
 static int lf_row_threads(int n)
 {
     int t = (n + 31) / 32 * 32;
-    return t < lf_ops_block ? t : lf_ops_block;
+    return t < lf_cuda_block ? t : lf_cuda_block;
 }
 
 static __device__ __forceinline__ float lf_ld(float v) { return v; }
@@ -136,7 +125,7 @@ static __global__ void lf_rmsnorm_bwd_dx_kernel(float *dx, float *rs, const floa
 }
 
 /* dw, first pass: block (x, y) sums dy x r over rows
-   [y rows_per, (y+1) rows_per) for its lf_ops_block columns, one column
+   [y rows_per, (y+1) rows_per) for its lf_cuda_block columns, one column
    per thread (neighbouring threads read neighbouring floats), into
    part[y, :]. */
 static __global__ void lf_rmsnorm_bwd_dw_part_kernel(float *part, const float *dy, const float *x, const float *rs,
@@ -192,10 +181,10 @@ extern "C" void lf_cuda_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, c
     lf_rmsnorm_bwd_dx_kernel<<<T, lf_row_threads(n), 0, stream>>>(dx, rs, dy, x, w, n, eps, offset);
     LF_CUDA_CHECK_LAST();
     if (dw) {
-        dim3 grid((unsigned int)((n + lf_ops_block - 1) / lf_ops_block), (unsigned int)P);
-        lf_rmsnorm_bwd_dw_part_kernel<<<grid, lf_ops_block, 0, stream>>>(part, dy, x, rs, T, n, rows_per);
+        dim3 grid((unsigned int)((n + lf_cuda_block - 1) / lf_cuda_block), (unsigned int)P);
+        lf_rmsnorm_bwd_dw_part_kernel<<<grid, lf_cuda_block, 0, stream>>>(part, dy, x, rs, T, n, rows_per);
         LF_CUDA_CHECK_LAST();
-        lf_rmsnorm_bwd_dw_sum_kernel<<<lf_ops_grid((size_t)n), lf_ops_block, 0, stream>>>(dw, part, P, n);
+        lf_rmsnorm_bwd_dw_sum_kernel<<<lf_cuda_grid((size_t)n), lf_cuda_block, 0, stream>>>(dw, part, P, n);
         LF_CUDA_CHECK_LAST();
         LF_CUDA_CHECK(cudaFreeAsync(rs, stream));
     }
@@ -234,7 +223,7 @@ extern "C" void lf_cuda_rope_f32(float *x, const int32_t *pos, int T, int heads,
     if (T <= 0 || heads <= 0 || half <= 0)
         return;
     size_t total = (size_t)T * half;
-    lf_rope_kernel<float><<<lf_ops_grid(total), lf_ops_block, 0, stream>>>(x, pos, T, heads, d, row_stride, half,
+    lf_rope_kernel<float><<<lf_cuda_grid(total), lf_cuda_block, 0, stream>>>(x, pos, T, heads, d, row_stride, half,
                                                                            inv_freq, attention_factor, 1.0f);
     LF_CUDA_CHECK_LAST();
 }
@@ -246,7 +235,7 @@ extern "C" void lf_cuda_rope_bf16(uint16_t *x, const int32_t *pos, int T, int he
     if (T <= 0 || heads <= 0 || half <= 0)
         return;
     size_t total = (size_t)T * half;
-    lf_rope_kernel<uint16_t><<<lf_ops_grid(total), lf_ops_block, 0, stream>>>(x, pos, T, heads, d, row_stride,
+    lf_rope_kernel<uint16_t><<<lf_cuda_grid(total), lf_cuda_block, 0, stream>>>(x, pos, T, heads, d, row_stride,
                                                                               half, inv_freq, attention_factor,
                                                                               1.0f);
     LF_CUDA_CHECK_LAST();
@@ -260,7 +249,7 @@ extern "C" void lf_cuda_rope_bwd_f32(float *dx, const int32_t *pos, int T, int h
     if (T <= 0 || heads <= 0 || half <= 0)
         return;
     size_t total = (size_t)T * half;
-    lf_rope_kernel<float><<<lf_ops_grid(total), lf_ops_block, 0, stream>>>(dx, pos, T, heads, d, row_stride, half,
+    lf_rope_kernel<float><<<lf_cuda_grid(total), lf_cuda_block, 0, stream>>>(dx, pos, T, heads, d, row_stride, half,
                                                                            inv_freq, attention_factor, -1.0f);
     LF_CUDA_CHECK_LAST();
 }
@@ -295,7 +284,7 @@ extern "C" void lf_cuda_gated_act_f32(float *out, const float *gate, const float
 {
     if (n <= 0)
         return;
-    lf_gated_act_kernel<float><<<lf_ops_grid((size_t)n), lf_ops_block, 0, stream>>>(out, gate, up, (size_t)n, act);
+    lf_gated_act_kernel<float><<<lf_cuda_grid((size_t)n), lf_cuda_block, 0, stream>>>(out, gate, up, (size_t)n, act);
     LF_CUDA_CHECK_LAST();
 }
 
@@ -304,7 +293,7 @@ extern "C" void lf_cuda_gated_act_bf16(uint16_t *out, const uint16_t *gate, cons
 {
     if (n <= 0)
         return;
-    lf_gated_act_kernel<uint16_t><<<lf_ops_grid((size_t)n), lf_ops_block, 0, stream>>>(out, gate, up, (size_t)n,
+    lf_gated_act_kernel<uint16_t><<<lf_cuda_grid((size_t)n), lf_cuda_block, 0, stream>>>(out, gate, up, (size_t)n,
                                                                                         act);
     LF_CUDA_CHECK_LAST();
 }
@@ -340,7 +329,7 @@ extern "C" void lf_cuda_gated_act_bwd_f32(float *dgate, float *dup, const float 
 {
     if (n <= 0)
         return;
-    lf_gated_act_bwd_kernel<<<lf_ops_grid((size_t)n), lf_ops_block, 0, stream>>>(dgate, dup, dout, gate, up,
+    lf_gated_act_bwd_kernel<<<lf_cuda_grid((size_t)n), lf_cuda_block, 0, stream>>>(dgate, dup, dout, gate, up,
                                                                                   (size_t)n, act);
     LF_CUDA_CHECK_LAST();
 }
@@ -359,7 +348,7 @@ extern "C" void lf_cuda_softcap_f32(float *x, long n, float cap, cudaStream_t st
 {
     if (n <= 0)
         return;
-    lf_softcap_kernel<float><<<lf_ops_grid((size_t)n), lf_ops_block, 0, stream>>>(x, (size_t)n, cap);
+    lf_softcap_kernel<float><<<lf_cuda_grid((size_t)n), lf_cuda_block, 0, stream>>>(x, (size_t)n, cap);
     LF_CUDA_CHECK_LAST();
 }
 
@@ -367,7 +356,7 @@ extern "C" void lf_cuda_softcap_bf16(uint16_t *x, long n, float cap, cudaStream_
 {
     if (n <= 0)
         return;
-    lf_softcap_kernel<uint16_t><<<lf_ops_grid((size_t)n), lf_ops_block, 0, stream>>>(x, (size_t)n, cap);
+    lf_softcap_kernel<uint16_t><<<lf_cuda_grid((size_t)n), lf_cuda_block, 0, stream>>>(x, (size_t)n, cap);
     LF_CUDA_CHECK_LAST();
 }
 
@@ -384,6 +373,6 @@ extern "C" void lf_cuda_softcap_bwd_f32(float *dy, const float *y, long n, float
 {
     if (n <= 0)
         return;
-    lf_softcap_bwd_kernel<<<lf_ops_grid((size_t)n), lf_ops_block, 0, stream>>>(dy, y, (size_t)n, cap);
+    lf_softcap_bwd_kernel<<<lf_cuda_grid((size_t)n), lf_cuda_block, 0, stream>>>(dy, y, (size_t)n, cap);
     LF_CUDA_CHECK_LAST();
 }

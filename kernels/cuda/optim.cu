@@ -17,22 +17,11 @@
  * CPU's, so the two agree to a few double roundings. */
 #include "optim.h"
 #include "cuda_check.h"
+#include "launch.h"
 
 #include "cpu/adamw.h"
 
 #include <stdint.h>
-
-static const int lf_opt_block = 256;
-
-/* enough blocks to cover n with lf_opt_block threads each, capped so the
-   grid-stride loops do the rest */
-static unsigned int lf_opt_grid(size_t n)
-{
-    size_t blocks = (n + lf_opt_block - 1) / lf_opt_block;
-    if (blocks > 65535u)
-        blocks = 65535u;
-    return blocks ? (unsigned int)blocks : 1u;
-}
 
 static int lf_aligned16(const void *p)
 {
@@ -94,9 +83,9 @@ extern "C" void lf_cuda_adamw_f32(float *p, const float *g, float *m, float *v, 
         return;
     struct lf_cpu_adamw_scalars s = lf_cpu_adamw_step_scalars(step, lr, beta1, beta2, eps, weight_decay, decay);
     if (lf_aligned16(p) && lf_aligned16(g) && lf_aligned16(m) && lf_aligned16(v))
-        lf_adamw_kernel<true><<<lf_opt_grid(n / 4 ? n / 4 : 1), lf_opt_block, 0, stream>>>(p, g, m, v, n, s);
+        lf_adamw_kernel<true><<<lf_cuda_grid(n / 4 ? n / 4 : 1), lf_cuda_block, 0, stream>>>(p, g, m, v, n, s);
     else
-        lf_adamw_kernel<false><<<lf_opt_grid(n), lf_opt_block, 0, stream>>>(p, g, m, v, n, s);
+        lf_adamw_kernel<false><<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(p, g, m, v, n, s);
     LF_CUDA_CHECK_LAST();
 }
 
@@ -178,9 +167,9 @@ extern "C" void lf_cuda_grad_norm_sq_f32(double *out, const float *g, size_t n, 
     if (P > 1)
         LF_CUDA_CHECK(cudaMallocAsync((void **)&part, (size_t)P * sizeof(double), stream));
     if (vec4)
-        lf_sumsq_part_kernel<true><<<P, lf_opt_block, 0, stream>>>(part, g, n, per);
+        lf_sumsq_part_kernel<true><<<P, lf_cuda_block, 0, stream>>>(part, g, n, per);
     else
-        lf_sumsq_part_kernel<false><<<P, lf_opt_block, 0, stream>>>(part, g, n, per);
+        lf_sumsq_part_kernel<false><<<P, lf_cuda_block, 0, stream>>>(part, g, n, per);
     LF_CUDA_CHECK_LAST();
     if (P > 1) {
         lf_sumsq_final_kernel<<<1, LF_NORM_PARTS, 0, stream>>>(out, part, P);
@@ -231,7 +220,7 @@ extern "C" void lf_cuda_grad_scale_f32(float *g, size_t n, float coef, cudaStrea
 {
     if (n == 0)
         return;
-    lf_grad_scale_kernel<<<lf_opt_grid(n), lf_opt_block, 0, stream>>>(g, n, coef, NULL);
+    lf_grad_scale_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(g, n, coef, NULL);
     LF_CUDA_CHECK_LAST();
 }
 
@@ -239,6 +228,6 @@ extern "C" void lf_cuda_grad_scale_dev_f32(float *g, size_t n, const float *coef
 {
     if (n == 0)
         return;
-    lf_grad_scale_kernel<<<lf_opt_grid(n), lf_opt_block, 0, stream>>>(g, n, 0.0f, coef);
+    lf_grad_scale_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(g, n, 0.0f, coef);
     LF_CUDA_CHECK_LAST();
 }

@@ -11,6 +11,7 @@
 #include "cpu/bf16.h"
 #include "cuda/cuda_check.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -93,6 +94,30 @@ static inline float *fetch(const void *d, size_t n, int es)
         free(h16);
     }
     return h;
+}
+
+/* max |got - ref| against tol * max(floor, max |ref|), NaN failing;
+   appends the numbers to detail; returns 1 when within */
+static inline int compare_max(const char *what, const float *got, const float *ref, size_t n, double tol, double floor,
+                              char *detail, size_t len)
+{
+    double max_abs = 0, max_ref = 0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fabs((double)ref[i]), d = fabs((double)got[i] - (double)ref[i]);
+        if (!(r <= max_ref))
+            max_ref = isnan(r) ? INFINITY : r;
+        if (!(d <= max_abs)) {
+            max_abs = isnan(d) ? INFINITY : d;
+            worst = i;
+        }
+    }
+    double limit = tol * (max_ref > floor ? max_ref : floor);
+    int ok = max_abs <= limit && isfinite(max_ref); /* a non-finite reference proves nothing */
+    appendf(detail, len, "%s%smax_abs=%.3g (at %zu: gpu %.9g cpu %.9g) max|ref|=%.3g tol=%.0e%s", *detail ? "; " : "",
+            what, max_abs, worst, n ? got[worst] : 0.0f, n ? ref[worst] : 0.0f, max_ref, tol,
+            ok ? "" : " - over tolerance");
+    return ok;
 }
 
 /* Timing: WARMUP launches, time_begin(), ITERS launches, time_end(), which
