@@ -97,7 +97,7 @@ kernels-cuda: $(KERNELS_CUDA_LIB) $(CUDA_SMOKE) $(CUDA_TESTS)
 
 $(KERNELS_CUDA_OBJ) $(CUDA_SMOKE_OBJ) $(CUDA_TEST_OBJ): $(OUT)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS_ALL) -MMD -MP -c $< -o $@
+	$(NVCC) $(NVCCFLAGS_ALL) -Ilibcommon $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(KERNELS_CUDA_LIB): $(KERNELS_CUDA_OBJ)
 	@mkdir -p $(dir $@)
@@ -114,6 +114,43 @@ $(OUT)/tests/cuda_test_%: $(OUT)/obj/tests/cuda/test_%.o $(KERNELS_CUDA_LIB) $(K
 	$(NVCC) $(NVCC_GENCODE) $< $(KERNELS_CUDA_LINK) $(KERNELS_CPU_LINK) -o $@
 
 -include $(KERNELS_CUDA_OBJ:.o=.d) $(CUDA_SMOKE_OBJ:.o=.d) $(CUDA_TEST_OBJ:.o=.d)
+
+# libcommon's GPU half (libcommon/*.cu: the model's training pass on the
+# device), for the programs that take --device cuda: their objects get
+# -DLF_HAVE_CUDA and they link $(LIB_CUDA_LINK).  The CUDA runtime is
+# linked statically, as nvcc links it.
+LIB_CUDA_SRC := $(wildcard libcommon/*.cu)
+LIB_CUDA_OBJ := $(patsubst %.cu,$(OUT)/obj/%.o,$(LIB_CUDA_SRC))
+LIB_CUDA := $(OUT)/libcommon_cuda.a
+CUDA_LIBDIR := $(dir $(patsubst %/,%,$(dir $(NVCC))))lib64
+LIB_CUDA_LINK := $(LIB_CUDA) $(KERNELS_CUDA_LIB) -L$(CUDA_LIBDIR) -lcudart_static -lcublasLt \
+  -Wl,-rpath=$(CUDA_RPATH) -lrt -ldl -lpthread -lstdc++
+LIB_CUDA_CFLAGS := -DLF_HAVE_CUDA
+
+$(LIB_CUDA_OBJ): $(OUT)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS_ALL) -Ilibcommon $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_CUDA): $(LIB_CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+kernels-cuda: $(LIB_CUDA)
+
+# the whole model against the CPU path, and gpu-check's training
+# benchmark: libcommon on both sides
+CUDA_MODEL_PROGS := $(OUT)/tests/cuda_test_model $(OUT)/tests/cuda_bench_train
+CUDA_BENCH_OBJ := $(OUT)/obj/tests/cuda/bench_train.o
+kernels-cuda: $(CUDA_MODEL_PROGS)
+$(CUDA_BENCH_OBJ): $(OUT)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS_ALL) -Ilibcommon $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+$(CUDA_MODEL_PROGS): $(OUT)/tests/cuda_%: $(OUT)/obj/tests/cuda/%.o $(LIB_CUDA) $(LIB) $(KERNELS_CUDA_LIB) $(KERNELS_CPU_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $< $(LIB_CUDA_LINK) $(LIB) $(KERNELS_CPU_LINK) $(LDLIBS_ALL) -o $@
+-include $(CUDA_BENCH_OBJ:.o=.d)
+
+-include $(LIB_CUDA_OBJ:.o=.d)
 
 else
 kernels-cuda:

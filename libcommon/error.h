@@ -27,9 +27,9 @@ int lf_fail_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *lf_errmsg(void);
 
 /* Print "PROG: error: ..." and exit 1 (after removing unfinished outputs). */
-_Noreturn void lf_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void lf_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 /* Print "PROG: error: ..." plus a hint to --help and exit 2. */
-_Noreturn void lf_die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void lf_die_usage(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void lf_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void lf_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

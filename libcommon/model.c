@@ -50,8 +50,33 @@ static void record_tensor(struct lf_model *m, const char *name, const float *dat
 	mt->shape[1] = d1;
 }
 
+/* lf_model_new_random's weights: 1-D tensors (norms, biases) 1 or, where
+ * the norm scales by 1 + w, 0; matrices uniform with standard deviation
+ * std, from a hash of (seed, tensor, element), filled in parallel. */
+static const float *random_weight(struct lf_model *m, const char *name, int ndim, const int64_t *shape)
+{
+	size_t n = (size_t)shape[0] * (size_t)(ndim > 1 ? shape[1] : 1);
+	float *f = lf_malloc(n * sizeof *f + 1);
+	uint64_t key = m->random_seed ^ ((uint64_t)m->ntensors * 0x9e3779b97f4a7c15ULL);
+	float half_width = m->random_std * 1.7320508f, one = m->cfg.norm_plus_one ? 0.0f : 1.0f;
+	bool bias = strstr(name, ".bias") != NULL;
+	#pragma omp parallel for if (n > 65536)
+	for (size_t i = 0; i < n; i++) {
+		uint64_t z = key + i * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 31)) * 0x94d049bb133111ebULL;
+		z ^= z >> 29;
+		f[i] = ndim == 1 ? (bias ? 0.0f : one) : half_width * (float)((double)(z >> 11) * 0x1.0p-52 - 1.0);
+	}
+	m->owned = lf_realloc(m->owned, (m->nowned + 1) * sizeof *m->owned);
+	m->owned[m->nowned++] = f;
+	record_tensor(m, name, f, ndim, shape[0], ndim > 1 ? shape[1] : 1);
+	return f;
+}
+
 static const float *weight(struct lf_model *m, const char *name, int ndim, const int64_t *shape, bool optional)
 {
+	if (!m->st)
+		return random_weight(m, name, ndim, shape);
 	if (optional && !lf_safetensors_find(m->st, name))
 		return NULL;
 	const struct lf_tensor *t = lf_safetensors_expect(m->st, name, ndim, shape);
@@ -141,10 +166,13 @@ static int load_layer(struct lf_model *m, int i)
 	return bad ? -1 : 0;
 }
 
-static struct lf_model *load(const char *dir, bool writable)
+/* A model folder's, or with random, lf_model_new_random's (config.json only). */
+static struct lf_model *load(const char *dir, bool writable, bool random, uint64_t seed, float std)
 {
 	struct lf_model *m = lf_calloc(1, sizeof *m);
-	m->writable = writable;
+	m->writable = writable || random;
+	m->random_seed = seed;
+	m->random_std = std;
 	if (lf_model_config_load(&m->cfg, dir) < 0) {
 		free(m);
 		return NULL;
@@ -155,8 +183,8 @@ static struct lf_model *load(const char *dir, bool writable)
 		lf_model_free(m);
 		return NULL;
 	}
-	m->st = lf_safetensors_open(dir);
-	if (!m->st) {
+	m->st = random ? NULL : lf_safetensors_open(dir);
+	if (!random && !m->st) {
 		lf_model_free(m);
 		return NULL;
 	}
@@ -180,12 +208,17 @@ static struct lf_model *load(const char *dir, bool writable)
 
 struct lf_model *lf_model_load(const char *dir)
 {
-	return load(dir, false);
+	return load(dir, false, false, 0, 0);
+}
+
+struct lf_model *lf_model_new_random(const char *dir, uint64_t seed, float std)
+{
+	return load(dir, true, true, seed, std);
 }
 
 struct lf_model *lf_model_load_writable(const char *dir)
 {
-	return load(dir, true);
+	return load(dir, true, false, 0, 0);
 }
 
 void lf_model_free(struct lf_model *m)

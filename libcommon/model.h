@@ -66,6 +66,8 @@ struct lf_model {
 	float **owned; /* converted tensors, freed with the model */
 	size_t nowned;
 	struct lf_safetensors *adapter; /* the LoRA adapter's tensors, or NULL */
+	uint64_t random_seed; /* lf_model_new_random's weights (st NULL) */
+	float random_std;
 	int max_rank;
 };
 
@@ -75,6 +77,12 @@ struct lf_model *lf_model_load(const char *dir);
 /* The same with every tensor copied into memory lf owns (f32), so that
  * training may change it: tensors[i].data may then be cast to float *. */
 struct lf_model *lf_model_load_writable(const char *dir);
+/* A model of the architecture and size of dir/config.json (no weight
+ * files read) with random weights made in memory: matrices uniform with
+ * standard deviation std from a hash of seed, norms 1 (0 where they scale
+ * by 1 + w), biases 0.  For benchmarks of big models, where writing and
+ * reading a folder would cost more than the run. */
+struct lf_model *lf_model_new_random(const char *dir, uint64_t seed, float std);
 void lf_model_free(struct lf_model *m);
 /* Apply a PEFT LoRA adapter folder (adapter_config.json,
  * adapter_model.safetensors) without merging it: every lora_A/lora_B pair

@@ -5,28 +5,37 @@
 # compiler set up for us:
 #
 #   scripts/gpu-check.sh --build
-#       On the build machine (here): `make STATIC=1 kernels`, run the CPU
-#       reference check, and list the files to carry to the GPU machine
-#       (build/static/tests/cuda_smoke, the kernel tests cuda_test_* and
-#       kernels_cpu_check: static except for glibc, libstdc++ and
-#       libcublasLt).
+#       On the build machine (here): `make STATIC=1 kernels` and lf-init,
+#       run the CPU reference check, and list the files to carry to the GPU
+#       machine (build/static/tests/cuda_smoke, the tests cuda_test_* and
+#       kernels_cpu_check, build/static/bin/lf-init: static except for
+#       glibc, libstdc++ and libcublasLt).
 #
 #   scripts/gpu-check.sh [--quick]
 #       On the GPU machine, from the repo root, with $OUT set to a results
 #       folder (default build/gpu-check): print the nvidia-smi summary, point
 #       LD_LIBRARY_PATH at a libcublasLt.so.13, run the CPU check, the GPU
-#       smoke test and every build/static/tests/cuda_test_* (each kernel
-#       test 60 s at most; under 5 minutes in all), and write
+#       smoke test and every build/static/tests/cuda_test_* (each 60 s at
+#       most; under 5 minutes in all; cuda_test_model gets one small random
+#       model per architecture, made there with lf-init), and write
 #       $OUT/gpu-check.log and $OUT/summary.txt.  --quick skips the GEMM
-#       timing.  Exits 0 when every check passes, 1 when one fails (or a
-#       test exits non-zero), 2 when it could not run at all (no device).
+#       timing and the training benchmarks.  Exits 0 when every check
+#       passes, 1 when one fails (or a test exits non-zero), 2 when it
+#       could not run at all (no device).
 #
-# Later issues add the benchmarks to the second phase.
+# The training benchmarks (not with --quick): tests/cuda/bench_train.cu
+# (cuda_bench_train, the CUDA path) and scripts/bench/gpu-train-peer.py
+# (PyTorch + transformers + PEFT, pure bf16, sdpa) on the same work in the
+# same run: full fine-tuning of a ~1B llama config (TinyLlama's shape) and
+# LoRA r=16 on every linear layer of an 8B one (Llama 3's), seq 2048,
+# gradient checkpointing, random weights made there; tokens/s, MFU, device
+# memory and the ratios, into $OUT/bench.txt.
 
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 BUILD=build/static/tests
+INIT=build/static/bin/lf-init
 SMOKE=$BUILD/cuda_smoke
 CPU_CHECK=$BUILD/kernels_cpu_check
 
@@ -48,8 +57,8 @@ done
 
 # ---- phase 1: build here ---------------------------------------------------
 if [ "$phase" = build ]; then
-    make --no-print-directory STATIC=1 -j2 kernels || exit 1
-    for f in "$SMOKE" $(ls tests/cuda/test_*.cu | sed "s|tests/cuda/test_\(.*\)\.cu|$BUILD/cuda_test_\1|"); do
+    make --no-print-directory STATIC=1 -j2 kernels "$INIT" || exit 1
+    for f in "$SMOKE" "$INIT" $(ls tests/cuda/test_*.cu | sed "s|tests/cuda/test_\(.*\)\.cu|$BUILD/cuda_test_\1|"); do
         if [ ! -x "$f" ]; then
             echo "gpu-check: $f was not built (is nvcc on PATH?)" >&2
             exit 1
@@ -58,7 +67,7 @@ if [ "$phase" = build ]; then
     "$CPU_CHECK" | tail -n 1 || exit 1
     echo
     echo "carry to the GPU machine (paths from the repo root):"
-    for f in "$SMOKE" "$BUILD"/cuda_test_* "$CPU_CHECK"; do
+    for f in "$SMOKE" "$BUILD"/cuda_test_* "$BUILD/cuda_bench_train" "$CPU_CHECK" "$INIT"; do
         [ -x "$f" ] || continue
         printf '  %-40s %s\n' "$f" "$(du -h "$f" | cut -f1)"
     done
@@ -136,14 +145,43 @@ timeout 150 "$SMOKE" $quick 2>&1 | tee -a "$LOG"
 rc_smoke=${PIPESTATUS[0]}
 [ "$rc_smoke" = 124 ] && log "gpu-check: cuda_smoke timed out after 150 s"
 
-# the kernel tests: each exits 0 (all pass), 1 (one failed) or 2 (no device)
+# the whole-model check's models: every architecture the GPU path runs,
+# small, with sliding windows shorter than its rows
+MODELS=$RESULTS/models
+rm -rf "$MODELS"
+models=
+if [ -x "$INIT" ]; then
+    mkdir -p "$MODELS"
+    for spec in "llama" "llama_tied --tie-word-embeddings" "mistral --sliding-window 16" \
+                "qwen2 --sliding-window 16" "qwen3" "gemma" "gemma2 --sliding-window 16" "phi3"; do
+        name=${spec%% *}
+        type=${name%_tied}
+        opts=${spec#"$name"}
+        # shellcheck disable=SC2086
+        if "$INIT" -t "$type" --hidden-size 64 --intermediate-size 96 --num-hidden-layers 2 \
+               --num-attention-heads 4 --num-key-value-heads 2 --initializer-range 0.1 $opts \
+               -o "$MODELS/$name" >> "$LOG" 2>&1; then
+            models="$models $MODELS/$name"
+        else
+            log "gpu-check: lf-init could not make the $name model"
+        fi
+    done
+else
+    log "gpu-check: $INIT not carried: cuda_test_model has no models"
+fi
+
+# the GPU tests: each exits 0 (all pass), 1 (one failed) or 2 (no device)
 tests_run=0
 tests_bad=0
 tests_rc=
 for t in "$BUILD"/cuda_test_*; do
     [ -x "$t" ] || continue
-    log "== $t"
-    timeout 60 "$t" 2>&1 | tee -a "$LOG"
+    args=
+    # shellcheck disable=SC2086
+    [ "$(basename "$t")" = cuda_test_model ] && args=$models
+    log "== $t${args:+ (models:$args)}"
+    # shellcheck disable=SC2086
+    timeout 60 "$t" $args 2>&1 | tee -a "$LOG"
     rc_t=${PIPESTATUS[0]}
     [ "$rc_t" = 124 ] && log "gpu-check: $(basename "$t") timed out after 60 s"
     tests_run=$((tests_run + 1))
@@ -151,6 +189,40 @@ for t in "$BUILD"/cuda_test_*; do
     tests_rc="$tests_rc, $(basename "$t") exit $rc_t"
 done
 [ "$tests_run" = 0 ] && log "gpu-check: no $BUILD/cuda_test_* found (not carried?)"
+
+# ---- training benchmarks ----
+if [ -z "$quick" ]; then
+    B=$RESULTS/bench-models
+    mkdir -p "$B/llama-1b" "$B/llama-8b"
+    cat > "$B/llama-1b/config.json" <<'JSON'
+{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 2048, "intermediate_size": 5632,
+ "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4, "vocab_size": 32000,
+ "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+ "tie_word_embeddings": false, "torch_dtype": "bfloat16"}
+JSON
+    cat > "$B/llama-8b/config.json" <<'JSON'
+{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+ "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+ "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "hidden_act": "silu",
+ "tie_word_embeddings": false, "torch_dtype": "bfloat16"}
+JSON
+    BENCH=$RESULTS/bench.txt
+    : > "$BENCH"
+    log "== training benchmarks (seq 2048; lf: the f32 mode; torch: pure bf16)"
+    for run in "llama-1b full 2048 4 3" "llama-8b lora 2048 2 3 16"; do
+        set -- $run
+        # shellcheck disable=SC2086
+        timeout 150 "$BUILD/cuda_bench_train" "$B/$1" ${run#* } 2>&1 | tee -a "$LOG" "$BENCH"
+        # shellcheck disable=SC2086
+        timeout 150 python3 scripts/bench/gpu-train-peer.py "$B/$1" ${run#* } 2>&1 | tail -n 3 | tee -a "$LOG" "$BENCH"
+        lf_tps=$(grep "^BENCH lf $1-$2 " "$BENCH" | grep -oE 'tokens_per_s=[0-9.]+' | cut -d= -f2)
+        pt_tps=$(grep "^BENCH torch $1-$2 " "$BENCH" | grep -oE 'tokens_per_s=[0-9.]+' | cut -d= -f2)
+        if [ -n "$lf_tps" ] && [ -n "$pt_tps" ]; then
+            log "ratio $1-$2: lf/torch tokens/s = $(awk -v a="$lf_tps" -v b="$pt_tps" 'BEGIN { printf "%.3f", a / b }')"
+            grep "^ratio $1-$2" "$LOG" | tail -n 1 >> "$BENCH"
+        fi
+    done
+fi
 
 npass=$(grep -c '^PASS ' "$LOG")
 nfail=$(grep -c '^FAIL ' "$LOG")
@@ -176,6 +248,7 @@ fi
     echo "${cc:-compute capability: unknown}"
     echo "checks: $npass passed, $nfail failed (cuda_smoke exit $rc_smoke, kernels_cpu_check exit $rc_cpu$tests_rc)"
     echo "gemm 4096^3 bf16: ${tflops:-not timed}"
+    [ -s "$RESULTS/bench.txt" ] && grep -E '^(BENCH|ratio)' "$RESULTS/bench.txt"
 } > "$SUMMARY"
 log "== summary ($SUMMARY)"
 tee -a "$LOG" < "$SUMMARY"

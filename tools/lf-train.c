@@ -22,6 +22,9 @@
 #include "shard.h"
 #include "shardset.h"
 #include "tboard.h"
+#ifdef LF_HAVE_CUDA
+#include "train_cuda.h"
+#endif
 
 #include "cpu/bf16.h"
 
@@ -43,7 +46,7 @@
 
 static char *opt_model, *opt_adapter, *opt_data, *opt_stage, *opt_ft, *opt_output, *opt_sched;
 static char *opt_lora_target, *opt_freeze_modules, *opt_freeze_extra, *opt_resume, *opt_dump_grads;
-static char *opt_additional_target, *opt_report_to;
+static char *opt_additional_target, *opt_report_to, *opt_device;
 static double opt_lr = 5e-5, opt_epochs = 3.0, opt_warmup_ratio = 0, opt_wd = 0, opt_beta1 = 0.9, opt_beta2 = 0.999;
 static double opt_eps = 1e-8, opt_max_grad_norm = 1.0, opt_lora_alpha = -1, opt_lora_dropout = 0;
 static double opt_loraplus = 0, opt_neftune = 0, opt_moe_aux = 0;
@@ -135,6 +138,9 @@ static struct lf_option options[] = {
 	{ "zero-stage", 0, LF_OPT_INT, &opt_zero_stage, "N",
 	  "data-parallel runs: 1 shards the optimizer state over the processes (ZeRO stage 1; default 0)",
 	  LF_OPT_CLI_ONLY },
+	{ "device", 0, LF_OPT_STRING, &opt_device, "NAME",
+	  "cpu (default) or cuda: train on an NVIDIA GPU (the f32 mode of the CUDA path; builds with CUDA only)",
+	  LF_OPT_CLI_ONLY },
 	{ "dump-grads", 0, LF_OPT_STRING, &opt_dump_grads, "FILE",
 	  "write the first step's loss and every trained gradient (grad.NAME) to FILE.safetensors", LF_OPT_CLI_ONLY },
 	{ 0 }
@@ -175,6 +181,7 @@ static struct {
 	size_t np;
 	struct lf_model_grad g;
 	struct lf_backprop bp;
+	int max_tokens, longest; /* the training buffers' sizes: a micro-batch's tokens, an example's */
 	struct lf_shardset *set;
 	int train, eval;    /* splits, eval -1 when there is none */
 	bool pt;            /* pre-training shards (else sft) */
@@ -199,6 +206,69 @@ static struct {
 static volatile sig_atomic_t stop_signal;
 static int group_stop; /* the signal a process of the group got, after the step */
 static struct lf_dist D; /* the data-parallel group (rank 0 writes) */
+
+/* ---- the GPU (--device cuda) ----
+ * The model, the gradients and AdamW's moments live on the device for the
+ * whole run (libcommon/train_cuda.h); the host's copies of the trained
+ * tensors and moments are brought up to date before anything is written.
+ * The CPU's training buffers (R.bp) are then not allocated. */
+static bool use_gpu;
+#ifdef LF_HAVE_CUDA
+static struct lf_cuda_train *gpu;
+
+/* the GPU of this process: its local rank's, as the launchers number them */
+static int local_rank(void)
+{
+	static const char *const vars[] = { "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK" };
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+		if (getenv(vars[i]))
+			return atoi(getenv(vars[i]));
+	return 0;
+}
+
+static size_t tensor_index(const struct param *p)
+{
+	return (size_t)(p->t - R.m->tensors);
+}
+
+/* Copy the model and the optimizer state to the GPU (after resuming). */
+static void gpu_start(void)
+{
+	size_t *at = lf_malloc((R.m->ntensors + 1) * sizeof *at);
+	for (size_t i = 0; i < R.m->ntensors; i++)
+		at[i] = R.grads[i] ? (size_t)(R.grads[i] - R.gbuf) : SIZE_MAX;
+	gpu = lf_cuda_train_open(R.m, local_rank(), at, R.gn, R.max_tokens, R.longest, !opt_no_ckpt);
+	free(at);
+	if (!gpu)
+		lf_die("--device cuda: %s", lf_errmsg());
+	for (size_t i = 0; i < R.np; i++)
+		if (R.p[i].m)
+			lf_cuda_train_set_moments(gpu, tensor_index(&R.p[i]), R.p[i].m, R.p[i].v);
+	if (D.rank == 0)
+		lf_note("training on GPU %s in f32 (%.2f GiB of device memory)", lf_cuda_train_device(gpu),
+			(double)lf_cuda_train_arena_bytes(gpu) / 1073741824.0);
+}
+
+/* The trained tensors and their moments from the GPU into the host's
+ * copies, before they are written. */
+static void gpu_pull(void)
+{
+	for (size_t i = 0; gpu && i < R.np; i++) {
+		lf_cuda_train_get_tensor(gpu, tensor_index(&R.p[i]), R.p[i].w);
+		if (R.p[i].m)
+			lf_cuda_train_get_moments(gpu, tensor_index(&R.p[i]), R.p[i].m, R.p[i].v);
+	}
+}
+#else
+/* this build has no GPU path: --device cuda starts lf-train-cuda */
+static void gpu_start(void)
+{
+}
+
+static void gpu_pull(void)
+{
+}
+#endif
 
 static void on_stop(int sig)
 {
@@ -514,7 +584,14 @@ static double evaluate(double *ppl)
 	for (uint64_t i = (uint64_t)opt_eval_batch * (uint64_t)D.rank; i < n; i += step) {
 		for (uint64_t k = i; k < n && k < i + (uint64_t)opt_eval_batch; k++)
 			batch_add(&b, R.eval, k);
-		if (lf_backprop_loss(&R.bp, R.m, b.rows, b.n, &sum, &count) < 0)
+		int rc;
+#ifdef LF_HAVE_CUDA
+		if (gpu)
+			rc = lf_cuda_train_loss(gpu, b.rows, b.n, &sum, &count);
+		else
+#endif
+			rc = lf_backprop_loss(&R.bp, R.m, b.rows, b.n, &sum, &count);
+		if (rc < 0)
 			lf_die("%s: validation example %llu: %s", opt_data, (unsigned long long)i, lf_errmsg());
 		batch_clear(&b);
 	}
@@ -867,6 +944,7 @@ static void save_optimizer(const char *dir)
  * checkpoints whole. */
 static void save_checkpoint(void)
 {
+	gpu_pull();
 	if (D.rank != 0) {
 		if (!opt_save_only_model)
 			save_optimizer(NULL);
@@ -1027,6 +1105,10 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	if (lf_dist_sum_f64(&D, &items, 1) < 0)
 		lf_die("%s", lf_errmsg());
 	memset(R.gbuf, 0, R.gn * sizeof *R.gbuf);
+#ifdef LF_HAVE_CUDA
+	if (gpu)
+		lf_cuda_train_zero_grads(gpu);
+#endif
 	double loss_sum = 0;
 	R.bp.moe_aux_coef = (float)opt_moe_aux;
 	R.bp.moe_aux_total = 0;
@@ -1041,8 +1123,16 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 		if (!R.pt)
 			longest = (longest + 7) / 8 * 8;
 		R.bp.neftune_mag = opt_neftune > 0 ? (float)(opt_neftune / sqrt((double)longest * R.m->cfg.hidden)) : 0;
-		if (items && mb[k].n &&
-		    lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum) < 0)
+		int rc = 0;
+#ifdef LF_HAVE_CUDA
+		if (gpu && items && mb[k].n) {
+			lf_cuda_train_set_noise(gpu, R.bp.lora_dropout, R.bp.neftune_mag, R.bp.noise_seed);
+			rc = lf_cuda_train_step(gpu, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum);
+		} else
+#endif
+		if (items && mb[k].n)
+			rc = lf_backprop_step(&R.bp, R.m, &R.g, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum);
+		if (rc < 0)
 			lf_die("%s: epoch %ld, micro-batch %ld: %s", opt_data, epoch, first + k, lf_errmsg());
 		batch_clear(&mb[k]);
 		free(mb[k].rows);
@@ -1053,6 +1143,10 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	/* ZeRO 1: each process gets the sums of its tensors' gradients only
 	 * (all of them for --dump-grads) */
 	bool dump = opt_dump_grads && R.step == 0, whole = !R.zero || dump;
+#ifdef LF_HAVE_CUDA
+	if (gpu && (D.world > 1 || dump))
+		lf_cuda_train_get_grads(gpu, R.gbuf);
+#endif
 	double sums[4] = { loss_sum, R.bp.moe_aux_total, stop_signal == SIGINT, stop_signal == SIGTERM };
 	if ((whole ? lf_dist_sum_f32(&D, R.gbuf, R.gn) : lf_dist_sum_parts_f32(&D, R.gbuf, R.part)) < 0 ||
 	    lf_dist_sum_f64(&D, sums, 4) < 0)
@@ -1061,6 +1155,25 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	double loss = (items ? sums[0] / items : 0) + sums[1];
 	if (dump && D.rank == 0)
 		dump_grads(loss);
+	double lr = lf_lr_at(&R.sched, R.step);
+	struct lf_adamw h = { opt_lr, opt_beta1, opt_beta2, opt_eps, opt_wd };
+#ifdef LF_HAVE_CUDA
+	if (gpu) { /* the group's sums back, then clipping and AdamW on the device */
+		if (D.world > 1)
+			lf_cuda_train_set_grads(gpu, R.gbuf);
+		struct lf_cuda_update *u = lf_calloc(R.np + 1, sizeof *u);
+		for (size_t i = 0; i < R.np; i++) {
+			struct param *p = &R.p[i];
+			u[i].tensor = tensor_index(p);
+			u[i].lr = p->lr_mult == 1 ? lr : opt_lr * p->lr_mult * lf_lr_lambda(&R.sched, R.step);
+			u[i].decay = p->decay;
+		}
+		lf_cuda_train_update(gpu, u, R.np, R.step + 1, &h, opt_max_grad_norm, grad_norm);
+		free(u);
+		R.step++;
+		return loss;
+	}
+#endif
 	/* clipping by the norm of every gradient; the owners' AdamW steps */
 	double *sq = lf_calloc(R.np + 1, sizeof *sq);
 	for (size_t i = 0; i < R.np; i++)
@@ -1070,8 +1183,6 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 		lf_die("%s", lf_errmsg());
 	float coef = lf_clip_coef(sq, R.np, opt_max_grad_norm, grad_norm);
 	free(sq);
-	double lr = lf_lr_at(&R.sched, R.step);
-	struct lf_adamw h = { opt_lr, opt_beta1, opt_beta2, opt_eps, opt_wd };
 	for (size_t i = 0; i < R.np; i++) {
 		struct param *p = &R.p[i];
 		if (p->owner != D.rank)
@@ -1180,9 +1291,16 @@ static void check_options(void)
 	if (!opt_do_train)
 		lf_die_usage("--do-train false (evaluation or prediction only) is not built in lf-train: use lf-eval "
 			     "or lf-generate");
+	opt_device = opt_device ? opt_device : "cpu";
+	if (strcmp(opt_device, "cpu") && strcmp(opt_device, "cuda"))
+		lf_die_usage("option '--device': '%s' is not cpu or cuda", opt_device);
+	use_gpu = !strcmp(opt_device, "cuda");
+	const char *gpu_unbuilt = opt_dora ? "--use-dora" : opt_zero_stage == 1 ? "--zero-stage 1" : NULL;
+	if (use_gpu && gpu_unbuilt)
+		lf_die_usage("%s with --device cuda is not built yet (it runs on the CPU)", gpu_unbuilt);
 	if ((opt_bf16 || opt_fp16) && D.rank == 0)
-		lf_note("--%s: lf-train computes in f32 on the CPU (the CUDA backend will honour mixed precision); the "
-			"outputs keep the base model's dtype", opt_bf16 ? "bf16" : "fp16");
+		lf_note("--%s: lf-train computes in f32 (on the CPU, and in the CUDA path's f32 mode: its bf16 mode is "
+			"not built yet); the outputs keep the base model's dtype", opt_bf16 ? "bf16" : "fp16");
 	if (opt_lora_dropout < 0 || opt_lora_dropout >= 1)
 		lf_die_usage("option '--lora-dropout': %g is not in [0, 1)", opt_lora_dropout);
 	if (opt_batch < 1 || opt_eval_batch < 1 || opt_ga < 1 || opt_lora_rank < 1 || opt_logging_steps < 1 ||
@@ -1224,8 +1342,9 @@ static void open_data(void)
 	uint64_t cutoff = 0;
 	lf_mp_get_uint(lf_shardset_meta(R.set), "cutoff_len", &cutoff, false);
 	int longest = (int)cutoff + 1;
-	if (lf_backprop_init(&R.bp, R.m, (int)(opt_batch > opt_eval_batch ? opt_batch : opt_eval_batch) * longest,
-			     longest, !opt_no_ckpt) < 0)
+	R.max_tokens = (int)(opt_batch > opt_eval_batch ? opt_batch : opt_eval_batch) * longest;
+	R.longest = longest;
+	if (!use_gpu && lf_backprop_init(&R.bp, R.m, R.max_tokens, longest, !opt_no_ckpt) < 0)
 		lf_die("%s", lf_errmsg());
 	/* steps: every epoch's micro-batches (of batch x world examples), the
 	 * last accumulation possibly shorter */
@@ -1416,6 +1535,7 @@ static void plot_losses(void)
 static void finish(void)
 {
 	double elapsed = now() - R.t0, ppl = NAN, el = R.eval >= 0 ? evaluate(&ppl) : NAN; /* the group's */
+	gpu_pull();
 	if (D.rank != 0)
 		return;
 	save_weights(opt_output, true);
@@ -1467,6 +1587,26 @@ static void passive_openmp(char **argv)
 	execv("/proc/self/exe", argv); /* on failure, go on as we are */
 }
 
+#ifndef LF_HAVE_CUDA
+/* --device cuda: lf-train-cuda, beside this program, is lf-train built
+ * with the GPU path; it takes over with the same arguments. */
+static void start_cuda_build(char **argv)
+{
+	char path[4096];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
+	if (n < 0)
+		lf_die("--device cuda: cannot find this program: %s", strerror(errno));
+	path[n] = 0;
+	char *slash = strrchr(path, '/');
+	strcpy(slash ? slash + 1 : path, "lf-train-cuda");
+	if (access(path, X_OK) != 0)
+		lf_die_usage("--device cuda: this lf was built without CUDA (no %s: nvcc was not found when it was "
+			     "built)", path);
+	execv(path, argv);
+	lf_die("--device cuda: cannot start %s: %s", path, strerror(errno));
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	passive_openmp(argv);
@@ -1482,6 +1622,10 @@ int main(int argc, char **argv)
 	if (opt_zero_stage > 1)
 		lf_die_usage("--zero-stage %lld (sharded gradients%s) is not built yet: 1 shards the optimizer state",
 			     opt_zero_stage, opt_zero_stage == 3 ? " and weights" : "");
+#ifndef LF_HAVE_CUDA
+	if (opt_device && !strcmp(opt_device, "cuda"))
+		start_cuda_build(argv);
+#endif
 	if (lf_dist_init(&D, (double)opt_ddp_timeout) < 0)
 		lf_die("%s", lf_errmsg());
 	static char name[64];
@@ -1491,6 +1635,10 @@ int main(int argc, char **argv)
 		lf_log_close();
 	}
 	check_options();
+#ifdef LF_HAVE_CUDA
+	if (use_gpu && lf_cuda_train_probe(local_rank()) < 0)
+		lf_die("--device cuda: %s", lf_errmsg());
+#endif
 	lf_output_init_signals();
 	signal(SIGINT, on_stop);
 	signal(SIGTERM, on_stop);
@@ -1500,10 +1648,15 @@ int main(int argc, char **argv)
 	open_data();
 	find_start();
 	share_start();
+	if (use_gpu)
+		gpu_start();
 	train();
 	finish();
 	lf_model_grad_free(&R.g, R.m);
 	lf_backprop_free(&R.bp, R.m);
+#ifdef LF_HAVE_CUDA
+	lf_cuda_train_close(gpu);
+#endif
 	for (size_t i = 0; i < R.np; i++) {
 		free(R.p[i].m);
 		free(R.p[i].v);

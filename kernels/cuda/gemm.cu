@@ -8,6 +8,7 @@
  * supported one on tensor cores. */
 #include "gemm.h"
 #include "cuda_check.h"
+#include "launch.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -107,4 +108,157 @@ extern "C" void lf_cuda_matmul_nt_bf16(cublasLtHandle_t lt, void *out,
     lf_cuda_matmul_nt_plan_init(&p, lt, M, N, K, out_type, workspace_size);
     lf_cuda_matmul_nt_run(&p, lt, out, a, b, workspace, workspace_size, stream);
     lf_cuda_matmul_nt_plan_free(&p);
+}
+
+/* ---- general f32 GEMM with a plan cache ----
+ *
+ * Row-major out[M,N] = A @ B is column-major out'[N,M] = B' @ A' with the
+ * matrices' memory unchanged: cuBLAS "A" is b, cuBLAS "B" is a.  b stored
+ * [K,N] (no b_t) is column-major [N,K] with ld N, taken as is; stored [N,K]
+ * (b_t) it is column-major [K,N] with ld K, taken transposed.  Likewise a:
+ * [M,K] is column-major [K,M] (ld K, as is), [K,M] is [M,K] (ld M,
+ * transposed).  out' is [N,M] with ld N. */
+
+struct lf_gemm_plan {
+    int M, N, K, a_t, b_t, align; /* the key (M 0: an empty slot) */
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t lay_b, lay_a, lay_out;
+    cublasLtMatmulAlgo_t algo;
+};
+
+struct lf_cuda_gemm {
+    cublasLtHandle_t lt;
+    void *workspace;
+    size_t workspace_size;
+    struct lf_gemm_plan plans[LF_CUDA_GEMM_PLANS];
+    int next; /* the slot the next new plan replaces (round robin) */
+};
+
+static void lf_gemm_plan_free(struct lf_gemm_plan *p)
+{
+    if (!p->M)
+        return;
+    LF_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lay_out));
+    LF_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lay_a));
+    LF_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lay_b));
+    LF_CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->op));
+    memset(p, 0, sizeof *p);
+}
+
+extern "C" lf_cuda_gemm *lf_cuda_gemm_new(cublasLtHandle_t lt, void *workspace, size_t workspace_size)
+{
+    lf_cuda_gemm *g = (lf_cuda_gemm *)calloc(1, sizeof *g);
+    if (!g) {
+        fprintf(stderr, "lf_cuda_gemm_new: out of memory\n");
+        exit(1);
+    }
+    g->lt = lt;
+    g->workspace = workspace;
+    g->workspace_size = workspace_size;
+    return g;
+}
+
+extern "C" void lf_cuda_gemm_free(lf_cuda_gemm *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < LF_CUDA_GEMM_PLANS; i++)
+        lf_gemm_plan_free(&g->plans[i]);
+    free(g);
+}
+
+static void lf_gemm_plan_make(lf_cuda_gemm *g, struct lf_gemm_plan *p, int M, int N, int K, int a_t, int b_t,
+                              int align)
+{
+    p->M = M;
+    p->N = N;
+    p->K = K;
+    p->a_t = a_t;
+    p->b_t = b_t;
+    p->align = align;
+    LF_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = b_t ? CUBLAS_OP_T : CUBLAS_OP_N, tb = a_t ? CUBLAS_OP_T : CUBLAS_OP_N;
+    LF_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LF_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (b_t)
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, CUDA_R_32F, K, N, K));
+    else
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, CUDA_R_32F, N, K, N));
+    if (a_t)
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, CUDA_R_32F, M, K, M));
+    else
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, CUDA_R_32F, K, M, K));
+    LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_out, CUDA_R_32F, N, M, N));
+
+    cublasLtMatmulPreference_t pref;
+    LF_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    LF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                         &g->workspace_size, sizeof g->workspace_size));
+    uint32_t al = (uint32_t)align;
+    cublasLtMatmulPreferenceAttributes_t which[] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES
+    };
+    for (int i = 0; i < 4; i++)
+        LF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, which[i], &al, sizeof al));
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    memset(&res, 0, sizeof res);
+    LF_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->lay_b, p->lay_a, p->lay_out, p->lay_out, pref,
+                                                   1, &res, &found));
+    LF_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (found < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "lf_cuda_gemm_f32: cuBLASLt has no algorithm for M=%d N=%d K=%d a_t=%d b_t=%d align=%d\n",
+                M, N, K, a_t, b_t, align);
+        exit(1);
+    }
+    p->algo = res.algo;
+}
+
+/* out *= beta (an empty product: K = 0), 0 when beta is 0 */
+static __global__ void lf_gemm_scale_kernel(float *out, size_t n, float beta)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = beta == 0.0f ? 0.0f : out[i] * beta;
+}
+
+extern "C" void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, const float *b, int M, int N, int K,
+                                 int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
+{
+    if (M < 0 || N < 0 || K < 0) {
+        fprintf(stderr, "lf_cuda_gemm_f32: negative shape M=%d N=%d K=%d\n", M, N, K);
+        exit(1);
+    }
+    if (!M || !N)
+        return;
+    if (!K) {
+        if (beta != 1.0f) {
+            size_t n = (size_t)M * N;
+            lf_gemm_scale_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(out, n, beta);
+            LF_CUDA_CHECK_LAST();
+        }
+        return;
+    }
+    uintptr_t bits = (uintptr_t)out | (uintptr_t)a | (uintptr_t)b;
+    int align = 4;
+    while (align < 256 && !(bits & (uintptr_t)(align * 2 - 1)))
+        align *= 2;
+    if (bits & 3) {
+        fprintf(stderr, "lf_cuda_gemm_f32: a pointer is not f32-aligned\n");
+        exit(1);
+    }
+    struct lf_gemm_plan *p = NULL;
+    for (int i = 0; i < LF_CUDA_GEMM_PLANS && !p; i++) {
+        struct lf_gemm_plan *q = &g->plans[i];
+        if (q->M == M && q->N == N && q->K == K && q->a_t == a_t && q->b_t == b_t && q->align == align)
+            p = q;
+    }
+    if (!p) {
+        p = &g->plans[g->next];
+        g->next = (g->next + 1) % LF_CUDA_GEMM_PLANS;
+        lf_gemm_plan_free(p);
+        lf_gemm_plan_make(g, p, M, N, K, a_t, b_t, align);
+    }
+    LF_CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &alpha, b, p->lay_b, a, p->lay_a, &beta, out, p->lay_out, out,
+                                   p->lay_out, &p->algo, g->workspace, g->workspace_size, stream));
 }

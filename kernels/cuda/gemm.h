@@ -58,6 +58,27 @@ void lf_cuda_matmul_nt_bf16(cublasLtHandle_t lt, void *out, cudaDataType_t out_t
                             const uint16_t *a, const uint16_t *b, int M, int N, int K,
                             void *workspace, size_t workspace_size, cudaStream_t stream);
 
+/* ---- general f32 GEMM with a plan cache (the model's products) ----------
+ * Row-major, as the CPU reference's matmul ops:
+ *     out[M,N] = alpha * A @ B + beta * out
+ * A is a [M,K], or with a_t a [K,M] read transposed; B is b [K,N], or with
+ * b_t b [N,K] read transposed (so a_t 0, b_t 1 is lf_cpu_matmul_nt_f32,
+ * 0 0 lf_cpu_matmul_nn_f32, 1 0 lf_cpu_matmul_tn_acc_f32).  f32 in and
+ * out, f32 accumulation without TF32 (CUBLAS_COMPUTE_32F): the f32 mode
+ * of the CUDA path, for tight checks against the CPU.  With beta 0, out is
+ * not read.  Pointers need only f32 alignment: the alignment they have is
+ * part of the plan's key, so cuBLASLt picks an algorithm that may use it.
+ * A context caches the plans of the last LF_CUDA_GEMM_PLANS shapes, so a
+ * training step pays for cuBLASLt's heuristic once per shape.  M, N or K
+ * of 0 is an empty product (out scaled by beta when K is 0). */
+#define LF_CUDA_GEMM_PLANS 64
+typedef struct lf_cuda_gemm lf_cuda_gemm;
+/* workspace: device memory of workspace_size bytes (the caller's) */
+lf_cuda_gemm *lf_cuda_gemm_new(cublasLtHandle_t lt, void *workspace, size_t workspace_size);
+void lf_cuda_gemm_free(lf_cuda_gemm *g);
+void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, const float *b, int M, int N, int K, int a_t,
+                      int b_t, float alpha, float beta, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

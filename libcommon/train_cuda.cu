@@ -1,0 +1,890 @@
+/*
+ * train_cuda.cu — the training pass on the GPU (train_cuda.h): backprop.c's
+ * forward, loss and backward, op for op, over device memory, and the
+ * optimizer step.  Owns the device arena (weights, gradients, moments,
+ * activations) and the device view of the model: a struct lf_model whose
+ * pointers are the device copies of the host model's tensors.
+ */
+extern "C" {
+#include "error.h"
+#include "train_cuda.h"
+}
+
+#include "cuda/attention.h"
+#include "cuda/cuda_check.h"
+#include "cuda/elementwise.h"
+#include "cuda/gemm.h"
+#include "cuda/loss.h"
+#include "cuda/ops.h"
+#include "cuda/optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The inner activations of one layer (backprop.h's struct lf_layer_acts
+ * for a dense MLP) and the attention's log-sum-exp per (token, head). */
+struct acts {
+	float *xn1, *q, *k, *v, *q_raw, *k_raw, *att, *ao, *xmid, *xn2, *gate, *up, *h, *mo, *lse;
+};
+
+struct lf_cuda_train {
+	const struct lf_model *host;
+	struct lf_model dm;      /* the device view: every pointer is device memory */
+	struct lf_model_grad g;  /* the gradients' device pointers */
+	float **dt;              /* per tensor of the table: its device copy */
+	size_t *grad_at, gn;
+	float *grads, *mom1, *mom2;
+	char *arena;
+	size_t arena_bytes, used;
+	cudaStream_t s;
+	cublasLtHandle_t lt;
+	lf_cuda_gemm *gemm;
+	void *ws;
+	int max_tokens, max_span, head_rows;
+	bool checkpointing, training;
+	float *xs;
+	struct acts *acts;
+	float *dx, *dh1, *dh2, *dmid, *dq, *dk, *dv, *dqk_raw, *datt, *dgate, *dup, *lora_u, *lora_t, *xdrop, *tdrop;
+	float *xg, *xf, *dxf, *logits, *capped, *inv_freq_d;
+	int32_t *ids_d, *pos_d, *rows_d, *head_targets_d;
+	double *loss_d, *norm_sq_d, *total_d;
+	long *count_d;
+	float *coef_d;
+	/* host side of a micro-batch */
+	int32_t *ids, *pos, *targets, *rows, *head_targets;
+	int *span_start, *span_len, nspans;
+	float *inv_freq, *attn_factor;
+	float lora_dropout, neftune_mag;
+	uint64_t noise_seed;
+	char device[256];
+};
+
+/* ---- the arena ----
+ * One cudaMalloc sized by a first pass of the same carving (arena NULL:
+ * only count); every piece 256-byte aligned, as cuBLASLt likes. */
+
+static void *carve(struct lf_cuda_train *t, size_t bytes)
+{
+	size_t at = t->used;
+	t->used += (bytes + 255) / 256 * 256;
+	return t->arena ? t->arena + at : NULL;
+}
+
+static float *carve_f(struct lf_cuda_train *t, size_t n)
+{
+	return (float *)carve(t, (n ? n : 1) * sizeof(float));
+}
+
+static void acts_carve(struct lf_cuda_train *t, struct acts *A, size_t N)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	size_t H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
+	       kd = (size_t)c->kv_heads * c->head_dim;
+	A->xn1 = carve_f(t, N * H);
+	A->q = carve_f(t, N * qd);
+	A->k = carve_f(t, N * kd);
+	A->v = carve_f(t, N * kd);
+	A->q_raw = c->qk_norm ? carve_f(t, N * qd) : NULL;
+	A->k_raw = c->qk_norm ? carve_f(t, N * kd) : NULL;
+	A->att = carve_f(t, N * qd);
+	A->ao = carve_f(t, N * H);
+	A->xmid = carve_f(t, N * H);
+	A->xn2 = carve_f(t, N * H);
+	A->gate = carve_f(t, N * I);
+	A->up = carve_f(t, N * I);
+	A->h = carve_f(t, N * I);
+	A->mo = carve_f(t, N * H);
+	A->lse = carve_f(t, N * (size_t)c->heads);
+}
+
+/* Every piece of device memory, in one order for both passes. */
+static void layout(struct lf_cuda_train *t)
+{
+	const struct lf_model *m = t->host;
+	const struct lf_model_config *c = &m->cfg;
+	size_t N = (size_t)t->max_tokens, H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
+	       kd = (size_t)c->kv_heads * c->head_dim, V = (size_t)c->vocab;
+	size_t r = m->max_rank > 0 ? (size_t)m->max_rank : 1, wide = qd > I ? qd : I;
+	wide = wide > H ? wide : H;
+	t->used = 0;
+	for (size_t i = 0; i < m->ntensors; i++)
+		t->dt[i] = carve_f(t, m->tensors[i].n);
+	t->grads = carve_f(t, t->gn);
+	t->mom1 = carve_f(t, t->gn);
+	t->mom2 = carve_f(t, t->gn);
+	t->ws = carve(t, LF_CUBLASLT_WORKSPACE_BYTES);
+	t->xs = carve_f(t, (size_t)(c->layers + 1) * N * H);
+	int nacts = t->checkpointing ? 1 : c->layers;
+	for (int i = 0; i < nacts; i++)
+		acts_carve(t, &t->acts[i], N);
+	t->dx = carve_f(t, N * H);
+	t->dh1 = carve_f(t, N * H);
+	t->dh2 = carve_f(t, N * H);
+	t->dmid = carve_f(t, N * wide);
+	t->dq = carve_f(t, N * qd);
+	t->dk = carve_f(t, N * kd);
+	t->dv = carve_f(t, N * kd);
+	t->dqk_raw = carve_f(t, N * qd);
+	t->datt = carve_f(t, N * qd);
+	t->dgate = carve_f(t, N * I);
+	t->dup = carve_f(t, N * I);
+	t->lora_u = carve_f(t, N * r);
+	t->lora_t = carve_f(t, N * r);
+	t->xdrop = m->max_rank > 0 ? carve_f(t, N * wide) : NULL;
+	t->tdrop = m->max_rank > 0 ? carve_f(t, N * wide) : NULL;
+	t->xg = carve_f(t, N * H);
+	t->xf = carve_f(t, N * H);
+	t->dxf = carve_f(t, N * H);
+	t->logits = carve_f(t, (size_t)t->head_rows * V);
+	t->capped = c->final_softcap > 0 ? carve_f(t, (size_t)t->head_rows * V) : NULL;
+	t->inv_freq_d = carve_f(t, N * (size_t)(c->rope.rotary_dim / 2 + 1));
+	t->ids_d = (int32_t *)carve(t, N * sizeof(int32_t));
+	t->pos_d = (int32_t *)carve(t, N * sizeof(int32_t));
+	t->rows_d = (int32_t *)carve(t, N * sizeof(int32_t));
+	t->head_targets_d = (int32_t *)carve(t, N * sizeof(int32_t));
+	t->loss_d = (double *)carve(t, sizeof(double));
+	t->total_d = (double *)carve(t, sizeof(double));
+	t->count_d = (long *)carve(t, sizeof(long));
+	t->norm_sq_d = (double *)carve(t, (m->ntensors + 1) * sizeof(double));
+	t->coef_d = (float *)carve(t, sizeof(float));
+}
+
+/* ---- the device view of the model ---- */
+
+/* The device address of host address p inside one of the model's tensors
+ * (NULL for NULL); NULL with *missing set when p is in none of them. */
+static const float *dev_of(const struct lf_cuda_train *t, const float *p, bool *missing)
+{
+	if (!p)
+		return NULL;
+	const struct lf_model *m = t->host;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		const float *d = m->tensors[i].data;
+		if (p >= d && p < d + m->tensors[i].n)
+			return t->dt[i] + (p - d);
+	}
+	*missing = true;
+	return NULL;
+}
+
+static void lora_dev(const struct lf_cuda_train *t, struct lf_lora *l, bool *missing)
+{
+	l->A = dev_of(t, l->A, missing);
+	l->B = dev_of(t, l->B, missing);
+}
+
+static int make_device_view(struct lf_cuda_train *t)
+{
+	const struct lf_model *m = t->host;
+	bool missing = false;
+	t->dm = *m;
+	t->dm.layers = (struct lf_layer *)lf_calloc((size_t)m->cfg.layers, sizeof *t->dm.layers);
+	t->dm.embed = dev_of(t, m->embed, &missing);
+	t->dm.norm = dev_of(t, m->norm, &missing);
+	t->dm.lm_head = dev_of(t, m->lm_head, &missing);
+	for (int l = 0; l < m->cfg.layers; l++) {
+		struct lf_layer *L = &t->dm.layers[l];
+		*L = m->layers[l];
+		const float **w[] = { &L->q, &L->k, &L->v, &L->o, &L->q_b, &L->k_b, &L->v_b, &L->o_b,
+				      &L->gate, &L->up, &L->down, &L->gate_b, &L->up_b, &L->down_b,
+				      &L->in_norm, &L->post_attn_norm, &L->pre_ff_norm, &L->post_ff_norm,
+				      &L->q_norm, &L->k_norm };
+		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+			*w[i] = dev_of(t, *w[i], &missing);
+		struct lf_lora *lo[] = { &L->lq, &L->lk, &L->lv, &L->lo, &L->lgate, &L->lup, &L->ldown };
+		for (size_t i = 0; i < sizeof lo / sizeof lo[0]; i++) {
+			if (lo[i]->mag)
+				return lf_fail("layer %d: DoRA is not built on the GPU yet (use the CPU: --device cpu)", l);
+			lora_dev(t, lo[i], &missing);
+		}
+	}
+	if (missing)
+		return lf_fail("a weight of the model is not in its tensor table (internal error)");
+	return 0;
+}
+
+/* ---- products (the CPU ops' names and argument orders) ---- */
+
+/* out[M,N] = a[M,K] b[N,K]^T */
+static void mm_nt(struct lf_cuda_train *t, float *out, const float *a, const float *b, int M, int N, int K)
+{
+	lf_cuda_gemm_f32(t->gemm, out, a, b, M, N, K, 0, 1, 1.0f, 0.0f, t->s);
+}
+
+/* out[M,N] += scale a[M,K] b[N,K]^T */
+static void mm_nt_acc(struct lf_cuda_train *t, float *out, const float *a, const float *b, int M, int N, int K,
+		      float scale)
+{
+	lf_cuda_gemm_f32(t->gemm, out, a, b, M, N, K, 0, 1, scale, 1.0f, t->s);
+}
+
+/* out[M,K] = beta out + a[M,N] b[N,K] */
+static void mm_nn(struct lf_cuda_train *t, float *out, const float *a, const float *b, int M, int N, int K,
+		  float beta)
+{
+	lf_cuda_gemm_f32(t->gemm, out, a, b, M, K, N, 0, 0, 1.0f, beta, t->s);
+}
+
+/* out[N,K] += scale a[M,N]^T b[M,K] */
+static void mm_tn_acc(struct lf_cuda_train *t, float *out, const float *a, const float *b, int M, int N, int K,
+		      float scale)
+{
+	lf_cuda_gemm_f32(t->gemm, out, a, b, N, K, M, 1, 0, scale, 1.0f, t->s);
+}
+
+static void copy_d(struct lf_cuda_train *t, float *dst, const float *src, size_t n)
+{
+	LF_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, t->s));
+}
+
+static void zero_d(struct lf_cuda_train *t, void *p, size_t bytes)
+{
+	LF_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, t->s));
+}
+
+/* ---- linear layers (backprop.c's linear_fwd / linear_bwd) ---- */
+
+/* The dropout key of a LoRA pair's module: the index of its A in the
+ * tensor table, hashed as backprop.c does. */
+static uint64_t dropout_key(const struct lf_cuda_train *t, const struct lf_lora *l)
+{
+	uint64_t module = t->host->ntensors;
+	for (size_t i = 0; i < t->host->ntensors; i++)
+		if (t->dt[i] == l->A)
+			module = i;
+	return lf_cuda_mix64(t->noise_seed ^ lf_cuda_mix64(module + 0x9e3779b97f4a7c15ULL));
+}
+
+static bool dropping(const struct lf_cuda_train *t, const struct lf_lora *l)
+{
+	return l->r && t->training && t->lora_dropout > 0;
+}
+
+/* out = x W^T (+ b) (+ s B (A x)); u holds x A^T */
+static void linear_fwd(struct lf_cuda_train *t, float *out, const float *x, const float *w, const float *b,
+		       const struct lf_lora *lora, int N, int out_f, int in_f)
+{
+	mm_nt(t, out, x, w, N, out_f, in_f);
+	if (lora->r) {
+		const float *xa = x;
+		if (dropping(t, lora)) {
+			lf_cuda_dropout_f32(t->xdrop, x, (size_t)N * in_f, t->lora_dropout, dropout_key(t, lora), 0, t->s);
+			xa = t->xdrop;
+		}
+		mm_nt(t, t->lora_u, xa, lora->A, N, lora->r, in_f);
+		mm_nt_acc(t, out, t->lora_u, lora->B, N, out_f, lora->r, lora->scale);
+	}
+	if (b)
+		lf_cuda_bias_add_f32(out, b, N, out_f, t->s);
+}
+
+/* dx = beta dx + dy W (+ the adapter's part); gradients where trained */
+static void linear_bwd(struct lf_cuda_train *t, float *dx, float beta, const float *dy, const float *x,
+		       const float *w, const struct lf_lora *lora, float *gw, float *gb, const struct lf_lora_grad *gl,
+		       int N, int out_f, int in_f)
+{
+	if (gb)
+		lf_cuda_bias_grad_f32(gb, dy, N, out_f, t->s);
+	int r = lora->r;
+	const float *xa = x;
+	bool drop = dropping(t, lora);
+	uint64_t key = drop ? dropout_key(t, lora) : 0;
+	if (drop) {
+		lf_cuda_dropout_f32(t->xdrop, x, (size_t)N * in_f, t->lora_dropout, key, 0, t->s);
+		xa = t->xdrop;
+	}
+	mm_nn(t, dx, dy, w, N, out_f, in_f, beta);
+	if (gw)
+		mm_tn_acc(t, gw, dy, x, N, out_f, in_f, 1.0f);
+	if (!r)
+		return;
+	/* u = x A^T, t = s dy B: dx += t A, dB += s dy^T u, dA += t^T x */
+	mm_nt(t, t->lora_u, xa, lora->A, N, r, in_f);
+	mm_nn(t, t->lora_t, dy, lora->B, N, out_f, r, 0.0f);
+	lf_cuda_grad_scale_f32(t->lora_t, (size_t)N * r, lora->scale, t->s);
+	if (gl->B)
+		mm_tn_acc(t, gl->B, dy, t->lora_u, N, out_f, r, lora->scale);
+	if (gl->A)
+		mm_tn_acc(t, gl->A, t->lora_t, xa, N, r, in_f, 1.0f);
+	if (!drop) {
+		mm_nn(t, dx, t->lora_t, lora->A, N, r, in_f, 1.0f);
+		return;
+	}
+	mm_nn(t, t->tdrop, t->lora_t, lora->A, N, r, in_f, 0.0f);
+	lf_cuda_dropout_f32(dx, t->tdrop, (size_t)N * in_f, t->lora_dropout, key, 1, t->s);
+}
+
+/* ---- one layer ---- */
+
+static struct lf_attn attn_of(const struct lf_model_config *c, int l)
+{
+	struct lf_attn a = { c->heads, c->kv_heads, c->head_dim, (float)c->attn_scale, (float)c->attn_softcap,
+			     c->window[l] };
+	return a;
+}
+
+static void rope_rows(struct lf_cuda_train *t, float *x, int heads, int width, const struct lf_train_row *rows,
+		      int nrows, bool backward)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	int half = c->rope.rotary_dim / 2;
+	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
+		const float *inv = t->inv_freq_d + (size_t)r * half;
+		float *xr = x + (size_t)row0 * width;
+		if (backward)
+			lf_cuda_rope_bwd_f32(xr, t->pos_d + row0, rows[r].T, heads, c->head_dim, width, c->rope.rotary_dim,
+					     inv, t->attn_factor[r], t->s);
+		else
+			lf_cuda_rope_f32(xr, t->pos_d + row0, rows[r].T, heads, c->head_dim, width, c->rope.rotary_dim,
+					 inv, t->attn_factor[r], t->s);
+	}
+}
+
+/* Layer l on x [N, H]: its inner activations into A, its output into xout
+ * (NULL: a recomputation). */
+static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const float *x, float *xout,
+		      const struct lf_train_row *rows, int nrows, int N)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	const struct lf_layer *L = &t->dm.layers[l];
+	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
+	int qd = nh * d, kd = nkv * d;
+	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	lf_cuda_rmsnorm_f32(A->xn1, x, L->in_norm, N, H, eps, off, t->s);
+	linear_fwd(t, A->q, A->xn1, L->q, L->q_b, &L->lq, N, qd, H);
+	linear_fwd(t, A->k, A->xn1, L->k, L->k_b, &L->lk, N, kd, H);
+	linear_fwd(t, A->v, A->xn1, L->v, L->v_b, &L->lv, N, kd, H);
+	if (c->qk_norm) {
+		copy_d(t, A->q_raw, A->q, (size_t)N * qd);
+		copy_d(t, A->k_raw, A->k, (size_t)N * kd);
+		lf_cuda_rmsnorm_f32(A->q, A->q_raw, L->q_norm, N * nh, d, eps, 0.0f, t->s);
+		lf_cuda_rmsnorm_f32(A->k, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f, t->s);
+	}
+	rope_rows(t, A->q, nh, qd, rows, nrows, false);
+	rope_rows(t, A->k, nkv, kd, rows, nrows, false);
+	struct lf_attn a = attn_of(c, l);
+	for (int s = 0; s < t->nspans; s++) {
+		size_t s0 = (size_t)t->span_start[s];
+		int len = t->span_len[s];
+		lf_cuda_attention_f32(A->att + s0 * qd, A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, len, len, 0, &a,
+				      NULL, A->lse + s0 * nh, t->s);
+	}
+	linear_fwd(t, A->ao, A->att, L->o, L->o_b, &L->lo, N, H, qd);
+	const float *branch = A->ao;
+	if (c->sandwich_norms) {
+		lf_cuda_rmsnorm_f32(t->dh1, A->ao, L->post_attn_norm, N, H, eps, off, t->s);
+		branch = t->dh1;
+	}
+	lf_cuda_add_f32(A->xmid, x, branch, (size_t)N * H, t->s);
+	lf_cuda_rmsnorm_f32(A->xn2, A->xmid, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off,
+			    t->s);
+	linear_fwd(t, A->gate, A->xn2, L->gate, L->gate_b, &L->lgate, N, I, H);
+	linear_fwd(t, A->up, A->xn2, L->up, L->up_b, &L->lup, N, I, H);
+	lf_cuda_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act, t->s);
+	linear_fwd(t, A->mo, A->h, L->down, L->down_b, &L->ldown, N, H, I);
+	if (!xout)
+		return;
+	branch = A->mo;
+	if (c->sandwich_norms) {
+		lf_cuda_rmsnorm_f32(t->dh1, A->mo, L->post_ff_norm, N, H, eps, off, t->s);
+		branch = t->dh1;
+	}
+	lf_cuda_add_f32(xout, A->xmid, branch, (size_t)N * H, t->s);
+}
+
+/* Backward of layer l: dx holds the gradient of its output and becomes
+ * that of its input x. */
+static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, const float *x, float *dx,
+		      const struct lf_layer_grad *G, const struct lf_train_row *rows, int nrows, int N)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	const struct lf_layer *L = &t->dm.layers[l];
+	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
+	int qd = nh * d, kd = nkv * d;
+	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	size_t NH = (size_t)N * H;
+	/* the MLP: out = xmid + [norm](down(act(gate) * up)) */
+	const float *dmo = dx;
+	if (c->sandwich_norms) {
+		zero_d(t, t->dh1, NH * sizeof(float));
+		lf_cuda_rmsnorm_bwd_f32(t->dh1, G->post_ff_norm, dx, A->mo, L->post_ff_norm, N, H, eps, off, t->s);
+		dmo = t->dh1;
+	}
+	linear_bwd(t, t->dmid, 0.0f, dmo, A->h, L->down, &L->ldown, G->down, G->down_b, &G->ldown, N, H, I);
+	lf_cuda_gated_act_bwd_f32(t->dgate, t->dup, t->dmid, A->gate, A->up, (long)N * I, c->act, t->s);
+	linear_bwd(t, t->dh2, 0.0f, t->dgate, A->xn2, L->gate, &L->lgate, G->gate, G->gate_b, &G->lgate, N, I, H);
+	linear_bwd(t, t->dh2, 1.0f, t->dup, A->xn2, L->up, &L->lup, G->up, G->up_b, &G->lup, N, I, H);
+	lf_cuda_rmsnorm_bwd_f32(dx, c->sandwich_norms ? G->pre_ff_norm : G->post_attn_norm, t->dh2, A->xmid,
+				c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off, t->s);
+	/* attention: xmid = x + [norm](o(attn(rope(q), rope(k), v))) */
+	const float *dao = dx;
+	if (c->sandwich_norms) {
+		zero_d(t, t->dh1, NH * sizeof(float));
+		lf_cuda_rmsnorm_bwd_f32(t->dh1, G->post_attn_norm, dx, A->ao, L->post_attn_norm, N, H, eps, off, t->s);
+		dao = t->dh1;
+	}
+	linear_bwd(t, t->datt, 0.0f, dao, A->att, L->o, &L->lo, G->o, G->o_b, &G->lo, N, H, qd);
+	zero_d(t, t->dk, (size_t)N * kd * sizeof(float));
+	zero_d(t, t->dv, (size_t)N * kd * sizeof(float));
+	struct lf_attn a = attn_of(c, l);
+	for (int s = 0; s < t->nspans; s++) {
+		size_t s0 = (size_t)t->span_start[s];
+		int len = t->span_len[s];
+		lf_cuda_attention_bwd_f32(t->dq + s0 * qd, t->dk + s0 * kd, t->dv + s0 * kd, t->datt + s0 * qd,
+					  A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, A->att + s0 * qd, len, len,
+					  0, &a, NULL, A->lse + s0 * nh, t->s);
+	}
+	rope_rows(t, t->dq, nh, qd, rows, nrows, true);
+	rope_rows(t, t->dk, nkv, kd, rows, nrows, true);
+	if (c->qk_norm) {
+		zero_d(t, t->dqk_raw, (size_t)N * qd * sizeof(float));
+		lf_cuda_rmsnorm_bwd_f32(t->dqk_raw, G->q_norm, t->dq, A->q_raw, L->q_norm, N * nh, d, eps, 0.0f, t->s);
+		copy_d(t, t->dq, t->dqk_raw, (size_t)N * qd);
+		zero_d(t, t->dqk_raw, (size_t)N * kd * sizeof(float));
+		lf_cuda_rmsnorm_bwd_f32(t->dqk_raw, G->k_norm, t->dk, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f, t->s);
+		copy_d(t, t->dk, t->dqk_raw, (size_t)N * kd);
+	}
+	linear_bwd(t, t->dh2, 0.0f, t->dq, A->xn1, L->q, &L->lq, G->q, G->q_b, &G->lq, N, qd, H);
+	linear_bwd(t, t->dh2, 1.0f, t->dk, A->xn1, L->k, &L->lk, G->k, G->k_b, &G->lk, N, kd, H);
+	linear_bwd(t, t->dh2, 1.0f, t->dv, A->xn1, L->v, &L->lv, G->v, G->v_b, &G->lv, N, kd, H);
+	lf_cuda_rmsnorm_bwd_f32(dx, G->in_norm, t->dh2, x, L->in_norm, N, H, eps, off, t->s);
+}
+
+/* ---- the head and the loss ---- */
+
+/* The rows that have a target (host: t->rows, t->head_targets; device
+ * copies); their number. */
+static int head_rows(struct lf_cuda_train *t, int N)
+{
+	int n = 0;
+	for (int i = 0; i < N; i++)
+		if (t->targets[i] >= 0) {
+			t->head_targets[n] = t->targets[i];
+			t->rows[n++] = i;
+		}
+	if (n) {
+		LF_CUDA_CHECK(cudaMemcpyAsync(t->rows_d, t->rows, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice,
+					      t->s));
+		LF_CUDA_CHECK(cudaMemcpyAsync(t->head_targets_d, t->head_targets, (size_t)n * sizeof(int32_t),
+					      cudaMemcpyHostToDevice, t->s));
+		LF_CUDA_CHECK(cudaStreamSynchronize(t->s)); /* the host arrays change with the next micro-batch */
+	}
+	return n;
+}
+
+/* Loss over the rows that have a target, added on the device to loss_d;
+ * dx = its gradient w.r.t. the last layer's output x (zero elsewhere);
+ * train false: the loss only. */
+static void head_fwd_bwd(struct lf_cuda_train *t, const float *x, float *dx, int N, float scale, bool train)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	const struct lf_model *m = &t->dm;
+	int H = c->hidden, V = c->vocab;
+	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	if (train)
+		zero_d(t, dx, (size_t)N * H * sizeof(float));
+	int n = head_rows(t, N);
+	if (!n)
+		return;
+	lf_cuda_gather_rows_f32(t->xg, x, t->rows_d, n, H, t->s);
+	lf_cuda_rmsnorm_f32(t->xf, t->xg, m->norm, n, H, eps, off, t->s);
+	for (int i0 = 0; i0 < n; i0 += t->head_rows) {
+		int k = n - i0 < t->head_rows ? n - i0 : t->head_rows;
+		const float *xf = t->xf + (size_t)i0 * H;
+		mm_nt(t, t->logits, xf, m->lm_head, k, V, H);
+		if (c->final_softcap > 0) {
+			lf_cuda_softcap_f32(t->logits, (long)k * V, (float)c->final_softcap, t->s);
+			copy_d(t, t->capped, t->logits, (size_t)k * V);
+		}
+		lf_cuda_cross_entropy_f32(t->logits, t->head_targets_d + i0, k, V, scale, t->loss_d, t->count_d, t->s);
+		if (!train)
+			continue;
+		if (c->final_softcap > 0)
+			lf_cuda_softcap_bwd_f32(t->logits, t->capped, (long)k * V, (float)c->final_softcap, t->s);
+		mm_nn(t, t->dxf + (size_t)i0 * H, t->logits, m->lm_head, k, V, H, 0.0f);
+		if (t->g.lm_head)
+			mm_tn_acc(t, t->g.lm_head, t->logits, xf, k, V, H, 1.0f);
+	}
+	if (!train)
+		return;
+	zero_d(t, t->dh1, (size_t)n * H * sizeof(float));
+	lf_cuda_rmsnorm_bwd_f32(t->dh1, t->g.norm, t->dxf, t->xg, m->norm, n, H, eps, off, t->s);
+	lf_cuda_scatter_rows_f32(dx, t->dh1, t->rows_d, n, H, t->s);
+}
+
+/* ---- a micro-batch ---- */
+
+static int check_rows(const struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, int *N)
+{
+	const struct lf_model *m = t->host;
+	*N = 0;
+	for (int r = 0; r < nrows; r++) {
+		const struct lf_train_row *q = &rows[r];
+		if (q->T < 1)
+			return lf_fail("row %d: no tokens", r);
+		long sum = 0;
+		for (int s = 0; q->spans && s < q->nspans; s++) {
+			if (q->spans[s] < 1 || q->spans[s] > (uint32_t)t->max_span)
+				return lf_fail("row %d: span %d of %u tokens (1 to %d)", r, s, q->spans[s], t->max_span);
+			sum += q->spans[s];
+		}
+		if (q->spans ? sum != q->T : q->T > t->max_span)
+			return lf_fail("row %d: spans of %ld tokens for %d tokens (longest %d)", r, sum, q->T,
+				       t->max_span);
+		for (int i = 0; i < q->T; i++) {
+			if (q->ids[i] < 0 || q->ids[i] >= m->cfg.vocab)
+				return lf_fail("row %d: token id %d is outside the vocabulary (%d)", r, q->ids[i],
+					       m->cfg.vocab);
+			if (q->labels[i] >= m->cfg.vocab || (q->labels[i] < 0 && q->labels[i] != -100))
+				return lf_fail("row %d: label %d is neither a token id nor -100", r, q->labels[i]);
+		}
+		*N += q->T;
+	}
+	if (*N > t->max_tokens)
+		return lf_fail("a micro-batch of %d tokens; the buffers hold %d", *N, t->max_tokens);
+	return 0;
+}
+
+/* Embeddings, positions, RoPE frequencies, targets and spans of a
+ * micro-batch (backprop.c's prepare); the number of tokens. */
+static int prepare(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, bool training)
+{
+	const struct lf_model *m = t->host;
+	const struct lf_model_config *c = &m->cfg;
+	int N, H = c->hidden, half = c->rope.rotary_dim / 2;
+	if (check_rows(t, rows, nrows, &N) < 0)
+		return -1;
+	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
+		const struct lf_train_row *q = &rows[r];
+		int seq_len = 0;
+		for (int i = 0; i < q->T; i++) {
+			int32_t p = q->positions ? q->positions[i] : i;
+			t->ids[row0 + i] = q->ids[i];
+			t->pos[row0 + i] = p;
+			seq_len = p + 1 > seq_len ? p + 1 : seq_len;
+			t->targets[row0 + i] = i + 1 < q->T ? q->labels[i + 1] : -100;
+		}
+		t->attn_factor[r] = lf_model_rope_frequencies(m, seq_len, t->inv_freq + (size_t)r * half);
+	}
+	LF_CUDA_CHECK(cudaMemcpy(t->ids_d, t->ids, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
+	LF_CUDA_CHECK(cudaMemcpy(t->pos_d, t->pos, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
+	LF_CUDA_CHECK(cudaMemcpy(t->inv_freq_d, t->inv_freq, (size_t)nrows * half * sizeof(float),
+				 cudaMemcpyHostToDevice));
+	lf_cuda_embedding_f32(t->xs, t->dm.embed, t->ids_d, N, H, t->s);
+	t->training = training;
+	if (training && t->neftune_mag > 0) {
+		uint64_t key = lf_cuda_mix64(t->noise_seed ^ 0x6e656674756e65ULL);
+		lf_cuda_neftune_f32(t->xs, (size_t)N * H, t->neftune_mag, key, t->s);
+	}
+	if (c->embed_scale)
+		lf_cuda_grad_scale_f32(t->xs, (size_t)N * H, (float)sqrt((double)H), t->s);
+	t->nspans = 0;
+	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
+		int k = rows[r].spans ? rows[r].nspans : 1;
+		for (int s = 0, start = row0; s < k; s++) {
+			int len = rows[r].spans ? (int)rows[r].spans[s] : rows[r].T;
+			t->span_start[t->nspans] = start;
+			t->span_len[t->nspans++] = len;
+			start += len;
+		}
+	}
+	zero_d(t, t->loss_d, sizeof(double));
+	zero_d(t, t->count_d, sizeof(long));
+	return N;
+}
+
+static double read_loss(struct lf_cuda_train *t, long *count)
+{
+	double loss;
+	LF_CUDA_CHECK(cudaMemcpyAsync(&loss, t->loss_d, sizeof loss, cudaMemcpyDeviceToHost, t->s));
+	if (count)
+		LF_CUDA_CHECK(cudaMemcpyAsync(count, t->count_d, sizeof *count, cudaMemcpyDeviceToHost, t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	return loss;
+}
+
+static void forward(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, int N)
+{
+	size_t NH = (size_t)N * t->host->cfg.hidden;
+	for (int l = 0; l < t->host->cfg.layers; l++)
+		layer_fwd(t, l, &t->acts[t->checkpointing ? 0 : l], t->xs + (size_t)l * NH, t->xs + (size_t)(l + 1) * NH,
+			  rows, nrows, N);
+}
+
+extern "C" int lf_cuda_train_step(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, float scale,
+				  double *loss_sum)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	int N = prepare(t, rows, nrows, true), H = c->hidden;
+	if (N < 0)
+		return -1;
+	size_t NH = (size_t)N * H;
+	forward(t, rows, nrows, N);
+	head_fwd_bwd(t, t->xs + (size_t)c->layers * NH, t->dx, N, scale, true);
+	for (int l = c->layers - 1; l >= (t->g.embed ? 0 : t->g.lowest); l--) {
+		struct acts *A = &t->acts[t->checkpointing ? 0 : l];
+		const float *x = t->xs + (size_t)l * NH;
+		if (t->checkpointing)
+			layer_fwd(t, l, A, x, NULL, rows, nrows, N);
+		layer_bwd(t, l, A, x, t->dx, &t->g.layers[l], rows, nrows, N);
+	}
+	if (t->g.embed)
+		lf_cuda_embedding_bwd_f32(t->g.embed, t->dx, t->ids_d, N, H,
+					  c->embed_scale ? (float)sqrt((double)H) : 1.0f, t->s);
+	*loss_sum += read_loss(t, NULL);
+	return 0;
+}
+
+extern "C" int lf_cuda_train_loss(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows,
+				  double *loss_sum, long *targets)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	int N = prepare(t, rows, nrows, false);
+	if (N < 0)
+		return -1;
+	forward(t, rows, nrows, N);
+	head_fwd_bwd(t, t->xs + (size_t)c->layers * N * c->hidden, NULL, N, 1.0f, false);
+	long count = 0;
+	*loss_sum += read_loss(t, &count);
+	*targets += count;
+	return 0;
+}
+
+extern "C" int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_train_row *row, float *logits)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	int N = prepare(t, row, 1, false), H = c->hidden, V = c->vocab;
+	if (N < 0)
+		return -1;
+	forward(t, row, 1, N);
+	float off = c->norm_plus_one ? 1.0f : 0.0f;
+	lf_cuda_rmsnorm_f32(t->xf, t->xs + (size_t)c->layers * N * H, t->dm.norm, N, H, (float)c->eps, off, t->s);
+	for (int i0 = 0; i0 < N; i0 += t->head_rows) {
+		int k = N - i0 < t->head_rows ? N - i0 : t->head_rows;
+		mm_nt(t, t->logits, t->xf + (size_t)i0 * H, t->dm.lm_head, k, V, H);
+		if (c->final_softcap > 0)
+			lf_cuda_softcap_f32(t->logits, (long)k * V, (float)c->final_softcap, t->s);
+		LF_CUDA_CHECK(cudaMemcpyAsync(logits + (size_t)i0 * V, t->logits, (size_t)k * V * sizeof(float),
+					      cudaMemcpyDeviceToHost, t->s));
+	}
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	return 0;
+}
+
+/* ---- gradients, the optimizer, tensors ---- */
+
+extern "C" void lf_cuda_train_zero_grads(struct lf_cuda_train *t)
+{
+	zero_d(t, t->grads, t->gn * sizeof(float));
+}
+
+extern "C" void lf_cuda_train_get_grads(struct lf_cuda_train *t, float *host)
+{
+	LF_CUDA_CHECK(cudaMemcpyAsync(host, t->grads, t->gn * sizeof(float), cudaMemcpyDeviceToHost, t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+}
+
+extern "C" void lf_cuda_train_set_grads(struct lf_cuda_train *t, const float *host)
+{
+	LF_CUDA_CHECK(cudaMemcpyAsync(t->grads, host, t->gn * sizeof(float), cudaMemcpyHostToDevice, t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+}
+
+static void check_trained(const struct lf_cuda_train *t, size_t i)
+{
+	if (i >= t->host->ntensors || t->grad_at[i] == SIZE_MAX) {
+		fprintf(stderr, "lf_cuda_train: tensor %zu is not trained (internal error)\n", i);
+		exit(1);
+	}
+}
+
+extern "C" void lf_cuda_train_update(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, long step,
+				     const struct lf_adamw *h, double max_norm, double *grad_norm)
+{
+	const struct lf_model *m = t->host;
+	for (size_t k = 0; k < n; k++) {
+		check_trained(t, u[k].tensor);
+		lf_cuda_grad_norm_sq_f32(t->norm_sq_d + k, t->grads + t->grad_at[u[k].tensor], m->tensors[u[k].tensor].n,
+					 t->s);
+	}
+	lf_cuda_clip_coef(t->coef_d, t->norm_sq_d, n, max_norm, t->total_d, t->s);
+	for (size_t k = 0; k < n; k++) {
+		size_t i = u[k].tensor, len = m->tensors[i].n, at = t->grad_at[i];
+		lf_cuda_grad_scale_dev_f32(t->grads + at, len, t->coef_d, t->s);
+		lf_cuda_adamw_f32(t->dt[i], t->grads + at, t->mom1 + at, t->mom2 + at, len, step, u[k].lr, h->beta1,
+				  h->beta2, h->eps, h->weight_decay, u[k].decay, t->s);
+	}
+	LF_CUDA_CHECK(cudaMemcpyAsync(grad_norm, t->total_d, sizeof *grad_norm, cudaMemcpyDeviceToHost, t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+}
+
+extern "C" void lf_cuda_train_get_tensor(struct lf_cuda_train *t, size_t i, float *host)
+{
+	LF_CUDA_CHECK(cudaMemcpy(host, t->dt[i], t->host->tensors[i].n * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+extern "C" void lf_cuda_train_set_tensor(struct lf_cuda_train *t, size_t i, const float *host)
+{
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	LF_CUDA_CHECK(cudaMemcpy(t->dt[i], host, t->host->tensors[i].n * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+extern "C" void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, float *m1, float *m2)
+{
+	check_trained(t, i);
+	size_t n = t->host->tensors[i].n * sizeof(float), at = t->grad_at[i];
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	LF_CUDA_CHECK(cudaMemcpy(m1, t->mom1 + at, n, cudaMemcpyDeviceToHost));
+	LF_CUDA_CHECK(cudaMemcpy(m2, t->mom2 + at, n, cudaMemcpyDeviceToHost));
+}
+
+extern "C" void lf_cuda_train_set_moments(struct lf_cuda_train *t, size_t i, const float *m1, const float *m2)
+{
+	check_trained(t, i);
+	size_t n = t->host->tensors[i].n * sizeof(float), at = t->grad_at[i];
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	LF_CUDA_CHECK(cudaMemcpy(t->mom1 + at, m1, n, cudaMemcpyHostToDevice));
+	LF_CUDA_CHECK(cudaMemcpy(t->mom2 + at, m2, n, cudaMemcpyHostToDevice));
+}
+
+extern "C" void lf_cuda_train_set_noise(struct lf_cuda_train *t, float lora_dropout, float neftune_mag,
+				       uint64_t noise_seed)
+{
+	t->lora_dropout = lora_dropout;
+	t->neftune_mag = neftune_mag;
+	t->noise_seed = noise_seed;
+}
+
+extern "C" size_t lf_cuda_train_arena_bytes(const struct lf_cuda_train *t)
+{
+	return t->arena_bytes;
+}
+
+extern "C" const char *lf_cuda_train_device(const struct lf_cuda_train *t)
+{
+	return t->device;
+}
+
+/* ---- opening and closing ---- */
+
+/* the number of GPUs, or 0 with lf_fail */
+static int device_count(void)
+{
+	int n = 0;
+	cudaError_t e = cudaGetDeviceCount(&n);
+	if (e != cudaSuccess || n < 1) {
+		lf_fail("no CUDA device: %s", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+		return 0;
+	}
+	return n;
+}
+
+extern "C" int lf_cuda_train_probe(int device)
+{
+	int n = device_count();
+	if (!n)
+		return -1;
+	cudaDeviceProp prop;
+	cudaError_t e = cudaGetDeviceProperties(&prop, (device < 0 ? 0 : device) % n);
+	if (e != cudaSuccess)
+		return lf_fail("GPU %d: %s", (device < 0 ? 0 : device) % n, cudaGetErrorString(e));
+	return 0;
+}
+
+extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
+						     size_t grad_floats, int max_tokens, int max_span,
+						     bool checkpointing)
+{
+	const struct lf_model_config *c = &m->cfg;
+	if (c->arch == LF_ARCH_MIXTRAL) {
+		lf_fail("mixtral's experts are not built on the GPU yet (use the CPU: --device cpu)");
+		return NULL;
+	}
+	if (max_tokens < 1 || max_span < 1 || max_span > max_tokens) {
+		lf_fail("training buffers: bad sizes (%d tokens, spans of %d)", max_tokens, max_span);
+		return NULL;
+	}
+	int ndev = device_count();
+	if (!ndev)
+		return NULL;
+	device = (device < 0 ? 0 : device) % ndev;
+	LF_CUDA_CHECK(cudaSetDevice(device));
+	struct lf_cuda_train *t = (struct lf_cuda_train *)lf_calloc(1, sizeof *t);
+	t->host = m;
+	t->gn = grad_floats;
+	t->grad_at = (size_t *)lf_calloc(m->ntensors + 1, sizeof *t->grad_at);
+	memcpy(t->grad_at, grad_at, m->ntensors * sizeof *grad_at);
+	t->max_tokens = max_tokens;
+	t->max_span = max_span;
+	t->checkpointing = checkpointing;
+	size_t rows = ((size_t)1 << 26) / (size_t)c->vocab;
+	t->head_rows = (int)(rows < 1 ? 1 : rows > (size_t)max_tokens ? (size_t)max_tokens : rows);
+	t->dt = (float **)lf_calloc(m->ntensors + 1, sizeof *t->dt);
+	t->acts = (struct acts *)lf_calloc(checkpointing ? 1 : (size_t)c->layers, sizeof *t->acts);
+	cudaDeviceProp prop;
+	LF_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+	snprintf(t->device, sizeof t->device, "%d: %s", device, prop.name);
+	layout(t); /* count */
+	t->arena_bytes = t->used;
+	size_t free_b = 0, total_b = 0;
+	LF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+	if (t->arena_bytes > free_b) {
+		lf_fail("the GPU (%s) has %.2f GiB free; training needs %.2f GiB: use a smaller batch or cutoff_len",
+			t->device, free_b / 1073741824.0, t->arena_bytes / 1073741824.0);
+		lf_cuda_train_close(t);
+		return NULL;
+	}
+	LF_CUDA_CHECK(cudaMalloc((void **)&t->arena, t->arena_bytes));
+	layout(t); /* place */
+	LF_CUDA_CHECK(cudaStreamCreate(&t->s));
+	LF_CUBLAS_CHECK(cublasLtCreate(&t->lt));
+	t->gemm = lf_cuda_gemm_new(t->lt, t->ws, LF_CUBLASLT_WORKSPACE_BYTES);
+	for (size_t i = 0; i < m->ntensors; i++)
+		LF_CUDA_CHECK(cudaMemcpy(t->dt[i], m->tensors[i].data, m->tensors[i].n * sizeof(float),
+					 cudaMemcpyHostToDevice));
+	LF_CUDA_CHECK(cudaMemset(t->grads, 0, (t->gn ? t->gn : 1) * sizeof(float)));
+	LF_CUDA_CHECK(cudaMemset(t->mom1, 0, (t->gn ? t->gn : 1) * sizeof(float)));
+	LF_CUDA_CHECK(cudaMemset(t->mom2, 0, (t->gn ? t->gn : 1) * sizeof(float)));
+	if (make_device_view(t) < 0) {
+		lf_cuda_train_close(t);
+		return NULL;
+	}
+	float **dgrads = (float **)lf_calloc(m->ntensors + 1, sizeof *dgrads);
+	for (size_t i = 0; i < m->ntensors; i++)
+		dgrads[i] = grad_at[i] == SIZE_MAX ? NULL : t->grads + grad_at[i];
+	lf_model_grad_init(&t->g, m, dgrads); /* pointer arithmetic only: device pointers come out */
+	free(dgrads);
+	size_t N = (size_t)max_tokens;
+	t->ids = (int32_t *)lf_calloc(N, sizeof(int32_t));
+	t->pos = (int32_t *)lf_calloc(N, sizeof(int32_t));
+	t->targets = (int32_t *)lf_calloc(N, sizeof(int32_t));
+	t->rows = (int32_t *)lf_calloc(N, sizeof(int32_t));
+	t->head_targets = (int32_t *)lf_calloc(N, sizeof(int32_t));
+	t->span_start = (int *)lf_calloc(N, sizeof(int));
+	t->span_len = (int *)lf_calloc(N, sizeof(int));
+	t->inv_freq = (float *)lf_calloc(N * (size_t)(c->rope.rotary_dim / 2 + 1), sizeof(float));
+	t->attn_factor = (float *)lf_calloc(N, sizeof(float));
+	return t;
+}
+
+extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
+{
+	if (!t)
+		return;
+	if (t->g.layers)
+		lf_model_grad_free(&t->g, t->host);
+	lf_cuda_gemm_free(t->gemm);
+	if (t->lt)
+		LF_CUBLAS_CHECK(cublasLtDestroy(t->lt));
+	if (t->s)
+		LF_CUDA_CHECK(cudaStreamDestroy(t->s));
+	if (t->arena)
+		LF_CUDA_CHECK(cudaFree(t->arena));
+	void *p[] = { t->dm.layers, t->dt, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
+		      t->head_targets, t->span_start, t->span_len, t->inv_freq, t->attn_factor };
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+		free(p[i]);
+	free(t);
+}

@@ -1,0 +1,101 @@
+/*
+ * train_cuda.h — the training pass of backprop.h on an NVIDIA GPU: the
+ * model's tensors, their gradients and AdamW's moments in one device arena,
+ * the forward over a micro-batch keeping what the backward needs (every
+ * layer's input; the layer's inner activations recomputed per layer under
+ * gradient checkpointing), the causal LM loss over the label tokens, the
+ * backward adding every trained tensor's gradient, and the optimizer step
+ * (clipping by the global norm, AdamW) on the device.
+ *
+ * This is the f32 mode of the CUDA path: every tensor and activation f32,
+ * GEMMs in f32 without TF32 (kernels/cuda/gemm.h), so results match the
+ * CPU path (backprop.c) to rounding.  The same ops in the same order as
+ * backprop.c, each a kernels/cuda twin of the kernels/cpu op the CPU path
+ * calls.  Not built yet on the GPU (an error names them): mixtral's
+ * experts, DoRA.
+ *
+ * Built only where nvcc is found (LF_HAVE_CUDA); CUDA runtime failures
+ * exit with the failing call named (kernels/cuda/cuda_check.h).
+ */
+#ifndef LF_TRAIN_CUDA_H
+#define LF_TRAIN_CUDA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backprop.h"
+#include "model.h"
+#include "optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct lf_cuda_train;
+
+/* Whether GPU number device (modulo their number) can be used: 0, or -1
+ * with lf_fail (no driver, no GPU).  A cheap check before any work. */
+int lf_cuda_train_probe(int device);
+
+/* Copy every tensor of m to GPU number device (modulo the number of GPUs:
+ * a process's local rank picks its own) and size the arena for micro-batches
+ * of up to max_tokens tokens, spans of up to max_span.  Gradients: the
+ * trained tensors' in one device block of grad_floats floats laid out as
+ * the caller's host block, tensor i's at grad_at[i] (SIZE_MAX: frozen);
+ * AdamW's two moments in two more such blocks (zero).  NULL with lf_fail
+ * (no GPU, an architecture or method the GPU path lacks, not enough
+ * device memory). */
+struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
+					 size_t grad_floats, int max_tokens, int max_span, bool checkpointing);
+void lf_cuda_train_close(struct lf_cuda_train *t);
+/* bytes of device memory the arena holds; the device's name */
+size_t lf_cuda_train_arena_bytes(const struct lf_cuda_train *t);
+const char *lf_cuda_train_device(const struct lf_cuda_train *t);
+
+/* The training noise of the next micro-batch, as struct lf_backprop's
+ * fields of the same names. */
+void lf_cuda_train_set_noise(struct lf_cuda_train *t, float lora_dropout, float neftune_mag, uint64_t noise_seed);
+
+/* lf_backprop_step and lf_backprop_loss on the GPU (same arguments and
+ * results; the rows are host memory). */
+int lf_cuda_train_step(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, float scale,
+		       double *loss_sum);
+int lf_cuda_train_loss(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, double *loss_sum,
+		       long *targets);
+/* The logits of every position of one row ([row->T, vocab] floats, host),
+ * the forward of lf_cuda_train_loss: for checks against other
+ * implementations. */
+int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_train_row *row, float *logits);
+
+/* The gradient block: zero it, or copy it to or from host memory
+ * (grad_floats floats, the caller's layout), e.g. to sum it over
+ * processes. */
+void lf_cuda_train_zero_grads(struct lf_cuda_train *t);
+void lf_cuda_train_get_grads(struct lf_cuda_train *t, float *host);
+void lf_cuda_train_set_grads(struct lf_cuda_train *t, const float *host);
+
+/* One optimizer step over the trained tensors listed: the global norm of
+ * their gradients (*grad_norm), clipping to max_norm (<= 0: none) and
+ * AdamW with each tensor's lr and decay (lf_clip_coef, lf_grad_scale and
+ * lf_adamw_step's arithmetic).  step is 1-based. */
+struct lf_cuda_update {
+	size_t tensor; /* index in the model's tensor table */
+	double lr;
+	int decay;
+};
+void lf_cuda_train_update(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, long step,
+			  const struct lf_adamw *h, double max_norm, double *grad_norm);
+
+/* Tensor i of the model, or its moments (trained tensors only), to or
+ * from host memory (m->tensors[i].n floats each). */
+void lf_cuda_train_get_tensor(struct lf_cuda_train *t, size_t i, float *host);
+void lf_cuda_train_set_tensor(struct lf_cuda_train *t, size_t i, const float *host);
+void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, float *m, float *v);
+void lf_cuda_train_set_moments(struct lf_cuda_train *t, size_t i, const float *m, const float *v);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

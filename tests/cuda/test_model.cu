@@ -1,0 +1,302 @@
+/*
+ * test_model.cu — the whole model on the GPU in the f32 mode
+ * (libcommon/train_cuda.h) against the CPU path (backprop.c, model.c) on
+ * the model folders given as arguments (gpu-check.sh makes them with
+ * lf-init, one per architecture): logits of every position, the
+ * evaluation loss, the training loss and every trained gradient, for full
+ * training (gradient checkpointing, neat-packed spans with restarting
+ * positions, NEFTune), LoRA on every linear layer (checkpointing) and
+ * LoRA with dropout (no checkpointing), each followed by one optimizer step
+ * (clipping and AdamW) from the same gradients.  Norms and biases are
+ * perturbed so that no two are alike.
+ *
+ * Tolerances: logits and gradients max|gpu - cpu| <= 1e-4 max|cpu| per
+ * tensor, losses within 1e-5 relative, the weights after the optimizer
+ * step within 1e-5 max|w|: the CUDA path's f32 mode differs from the CPU's
+ * only by rounding (summation orders, fused multiply-adds).
+ *
+ * usage: cuda_test_model MODEL_DIR...   (exit 0 all pass, 1 a failure,
+ * 2 no device or no model)
+ */
+extern "C" {
+#include "backprop.h"
+#include "error.h"
+#include "model.h"
+#include "optim.h"
+#include "train_cuda.h"
+}
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+
+#define GRAD_TOL 1e-4
+#define LOSS_TOL 1e-5
+#define STEP_TOL 1e-5
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static uint32_t next_u32(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng >> 11);
+}
+
+static float uniform(float scale)
+{
+	return scale * (2.0f * (float)(next_u32() & 0xffffff) / 16777216.0f - 1.0f);
+}
+
+/* max |got - ref| <= tol * max |ref| (NaN fails); the numbers into detail */
+static int within(const float *got, const float *ref, size_t n, double tol, char *detail, size_t len)
+{
+	double max_abs = 0, max_ref = 0;
+	for (size_t i = 0; i < n; i++) {
+		double r = fabs((double)ref[i]), d = fabs((double)got[i] - (double)ref[i]);
+		if (!(r <= max_ref))
+			max_ref = isnan(r) ? INFINITY : r;
+		if (!(d <= max_abs))
+			max_abs = isnan(d) ? INFINITY : d;
+	}
+	snprintf(detail, len, "max|d|=%.3g max|ref|=%.3g", max_abs, max_ref);
+	return isfinite(max_ref) && max_abs <= tol * max_ref;
+}
+
+/* two rows: one plain, one of three packed examples whose positions
+ * restart, some labels ignored */
+struct batch {
+	int32_t ids[2][64], labels[2][64], pos[64];
+	uint32_t spans[3];
+	struct lf_train_row rows[2];
+};
+
+static void make_batch(struct batch *b, int vocab)
+{
+	int T[2] = { 37, 50 };
+	for (int r = 0; r < 2; r++)
+		for (int t = 0; t < T[r]; t++) {
+			b->ids[r][t] = (int32_t)(next_u32() % (uint32_t)vocab);
+			b->labels[r][t] = next_u32() % 4 == 0 ? -100 : (int32_t)(next_u32() % (uint32_t)vocab);
+		}
+	b->spans[0] = 20;
+	b->spans[1] = 17;
+	b->spans[2] = 13;
+	for (int s = 0, t = 0; s < 3; s++)
+		for (uint32_t i = 0; i < b->spans[s]; i++)
+			b->pos[t++] = (int32_t)i;
+	memset(b->rows, 0, sizeof b->rows);
+	b->rows[0] = (struct lf_train_row){ b->ids[0], b->labels[0], NULL, NULL, T[0], 0 };
+	b->rows[1] = (struct lf_train_row){ b->ids[1], b->labels[1], b->pos, b->spans, T[1], 3 };
+}
+
+/* LoRA (rank 4, scale 2) on every linear module of every layer, A and B
+ * random so that both get gradients */
+static int add_lora(struct lf_model *m)
+{
+	static const char *plain[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+				       "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
+	static const char *fused[] = { "self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj" };
+	bool phi3 = m->cfg.arch == LF_ARCH_PHI3;
+	size_t before = m->ntensors;
+	for (int l = 0; l < m->cfg.layers; l++)
+		for (size_t i = 0; i < (phi3 ? 4 : 7); i++)
+			if (lf_model_new_lora(m, l, phi3 ? fused[i] : plain[i], 4, 2.0f, false) < 0)
+				return -1;
+	for (size_t i = before; i < m->ntensors; i++) {
+		float *w = (float *)m->tensors[i].data;
+		for (size_t k = 0; k < m->tensors[i].n; k++)
+			w[k] = uniform(0.1f);
+	}
+	return 0;
+}
+
+static void check_logits(struct lf_model *m, struct lf_cuda_train *g, const struct lf_train_row *row,
+			 const char *name)
+{
+	int T = row->T, V = m->cfg.vocab;
+	float *ref = (float *)xmalloc((size_t)T * V * sizeof(float)), *got = (float *)xmalloc((size_t)T * V * sizeof(float));
+	struct lf_kv_cache kv;
+	struct lf_forward_buf fb;
+	char label[256], detail[256];
+	snprintf(label, sizeof label, "%s/logits", name);
+	if (lf_kv_cache_init(&kv, m, T) < 0 || lf_forward_buf_init(&fb, m, T, T) < 0 ||
+	    lf_model_forward(m, &kv, &fb, row->ids, NULL, T, false, ref) < 0 || lf_cuda_train_logits(g, row, got) < 0) {
+		result(0, label, lf_errmsg());
+	} else {
+		int ok = within(got, ref, (size_t)T * V, GRAD_TOL, detail, sizeof detail);
+		result(ok, label, detail);
+		lf_kv_cache_free(&kv);
+		lf_forward_buf_free(&fb);
+	}
+	free(ref);
+	free(got);
+}
+
+static void check_close(const char *name, const char *what, double got, double ref, double tol)
+{
+	char label[256], detail[256];
+	snprintf(label, sizeof label, "%s/%s", name, what);
+	snprintf(detail, sizeof detail, "gpu %.9g cpu %.9g", got, ref);
+	result(fabs(got - ref) <= tol * fabs(ref) && isfinite(got), label, detail);
+}
+
+/* One configuration: trained tensors (full or the adapter's), the step on
+ * both sides, every comparison. */
+static void run(const char *dir, bool lora, float dropout)
+{
+	char name[512];
+	snprintf(name, sizeof name, "%s:%s", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir,
+		 !lora ? "full" : dropout > 0 ? "lora_dropout" : "lora");
+	struct lf_model *m = lf_model_load_writable(dir);
+	size_t first = lora && m ? m->ntensors : 0; /* the trained tensors: from here on */
+	for (size_t i = 0; m && i < m->ntensors; i++) /* norms and biases apart from one another */
+		if (m->tensors[i].ndim == 1)
+			for (size_t k = 0; k < m->tensors[i].n; k++)
+				((float *)m->tensors[i].data)[k] += uniform(0.2f);
+	if (!m || (lora && add_lora(m) < 0)) {
+		result(0, name, lf_errmsg());
+		if (m)
+			lf_model_free(m);
+		return;
+	}
+	size_t *at = (size_t *)xmalloc(m->ntensors * sizeof *at), gn = 0;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		at[i] = i >= first ? gn : SIZE_MAX;
+		gn += i >= first ? (m->tensors[i].n + 15) / 16 * 16 : 0;
+	}
+	float *gcpu = (float *)calloc(gn + 1, sizeof(float)), *ggpu = (float *)xmalloc((gn + 1) * sizeof(float));
+	float **grads = (float **)calloc(m->ntensors, sizeof *grads);
+	for (size_t i = first; i < m->ntensors; i++)
+		grads[i] = gcpu + at[i];
+	struct batch b;
+	make_batch(&b, m->cfg.vocab);
+	bool ckpt = dropout == 0;
+	float neftune = lora ? 0.0f : 0.05f;
+	uint64_t seed = 12345;
+
+	/* the CPU reference */
+	struct lf_backprop bp;
+	struct lf_model_grad g;
+	double loss_cpu = 0, eval_cpu = 0;
+	long targets_cpu = 0;
+	if (lf_backprop_init(&bp, m, 128, 64, ckpt) < 0) {
+		result(0, name, lf_errmsg());
+		lf_model_free(m);
+		return;
+	}
+	lf_model_grad_init(&g, m, grads);
+	long items = lf_train_row_label_tokens(&b.rows[0]) + lf_train_row_label_tokens(&b.rows[1]);
+	bp.lora_dropout = dropout;
+	bp.neftune_mag = neftune;
+	bp.noise_seed = seed;
+	if (lf_backprop_loss(&bp, m, b.rows, 2, &eval_cpu, &targets_cpu) < 0 ||
+	    lf_backprop_step(&bp, m, &g, b.rows, 2, 1.0f / (float)items, &loss_cpu) < 0)
+		result(0, name, lf_errmsg());
+
+	/* the GPU */
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, 128, 64, ckpt);
+	if (!t) {
+		result(0, name, lf_errmsg());
+	} else {
+		char label[512], detail[256];
+		snprintf(label, sizeof label, "%s/arena", name);
+		snprintf(detail, sizeof detail, "%.1f MiB on %s", lf_cuda_train_arena_bytes(t) / 1048576.0,
+			 lf_cuda_train_device(t));
+		result(1, label, detail);
+		check_logits(m, t, &b.rows[0], name);
+		double eval_gpu = 0, loss_gpu = 0;
+		long targets_gpu = 0;
+		if (lf_cuda_train_loss(t, b.rows, 2, &eval_gpu, &targets_gpu) < 0)
+			result(0, name, lf_errmsg());
+		check_close(name, "eval_loss", eval_gpu, eval_cpu, LOSS_TOL);
+		check_close(name, "eval_targets", (double)targets_gpu, (double)targets_cpu, 0);
+		lf_cuda_train_set_noise(t, dropout, neftune, seed);
+		if (lf_cuda_train_step(t, b.rows, 2, 1.0f / (float)items, &loss_gpu) < 0)
+			result(0, name, lf_errmsg());
+		check_close(name, "loss", loss_gpu, loss_cpu, LOSS_TOL);
+		lf_cuda_train_get_grads(t, ggpu);
+		int bad = 0;
+		for (size_t i = first; i < m->ntensors; i++) {
+			if (!within(ggpu + at[i], gcpu + at[i], m->tensors[i].n, GRAD_TOL, detail, sizeof detail)) {
+				snprintf(label, sizeof label, "%s/grad.%s", name, m->tensors[i].name);
+				result(0, label, detail);
+				bad++;
+			}
+		}
+		snprintf(label, sizeof label, "%s/grads", name);
+		snprintf(detail, sizeof detail, "%zu tensors, %d over tolerance", m->ntensors - first, bad);
+		result(!bad, label, detail);
+
+		/* one optimizer step from the CPU's gradients on both sides */
+		lf_cuda_train_set_grads(t, gcpu);
+		struct lf_adamw h = lf_adamw_defaults();
+		h.lr = 1e-3;
+		h.weight_decay = 0.01;
+		size_t np = m->ntensors - first;
+		struct lf_cuda_update *u = (struct lf_cuda_update *)xmalloc(np * sizeof *u);
+		double *sq = (double *)xmalloc(np * sizeof *sq);
+		for (size_t k = 0; k < np; k++) {
+			u[k] = (struct lf_cuda_update){ first + k, h.lr, lf_param_decays(m->tensors[first + k].name) };
+			sq[k] = lf_grad_norm_sq(grads[first + k], m->tensors[first + k].n);
+		}
+		double norm_cpu = 0, norm_gpu = 0;
+		float coef = lf_clip_coef(sq, np, 1.0, &norm_cpu);
+		lf_cuda_train_update(t, u, np, 1, &h, 1.0, &norm_gpu);
+		check_close(name, "grad_norm", norm_gpu, norm_cpu, 1e-12);
+		bad = 0;
+		for (size_t k = 0; k < np; k++) {
+			size_t i = first + k, n = m->tensors[i].n;
+			float *w = (float *)m->tensors[i].data, *mo = (float *)calloc(n, sizeof(float)),
+			      *vo = (float *)calloc(n, sizeof(float)), *wg = (float *)xmalloc(n * sizeof(float));
+			lf_grad_scale(grads[i], n, coef);
+			lf_adamw_step(w, grads[i], mo, vo, n, 1, h.lr, &h, u[k].decay);
+			lf_cuda_train_get_tensor(t, i, wg);
+			if (!within(wg, w, n, STEP_TOL, detail, sizeof detail)) {
+				snprintf(label, sizeof label, "%s/adamw.%s", name, m->tensors[i].name);
+				result(0, label, detail);
+				bad++;
+			}
+			free(mo);
+			free(vo);
+			free(wg);
+		}
+		snprintf(label, sizeof label, "%s/adamw", name);
+		snprintf(detail, sizeof detail, "%zu tensors, %d over tolerance", np, bad);
+		result(!bad, label, detail);
+		free(u);
+		free(sq);
+		lf_cuda_train_close(t);
+	}
+	lf_model_grad_free(&g, m);
+	lf_backprop_free(&bp, m);
+	free(grads);
+	free(gcpu);
+	free(ggpu);
+	free(at);
+	lf_model_free(m);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s MODEL_DIR...\n", program_invocation_short_name);
+		return 2;
+	}
+	if (lf_cuda_train_probe(0) < 0) {
+		fprintf(stderr, "%s: %s\n", program_invocation_short_name, lf_errmsg());
+		return 2;
+	}
+	for (int i = 1; i < argc; i++) {
+		run(argv[i], false, 0);
+		run(argv[i], true, 0);
+		run(argv[i], true, 0.1f);
+	}
+	printf("%s: %d passed, %d failed\n", program_invocation_short_name, passes, failures);
+	return failures ? 1 : 0;
+}
