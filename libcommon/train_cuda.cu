@@ -10,7 +10,9 @@ extern "C" {
 #include "train_cuda.h"
 }
 
+#include "cpu/bf16.h"
 #include "cuda/attention.h"
+#include "cuda/convert.h"
 #include "cuda/cuda_check.h"
 #include "cuda/elementwise.h"
 #include "cuda/gemm.h"
@@ -29,11 +31,31 @@ struct acts {
 	float *xn1, *q, *k, *v, *q_raw, *k_raw, *att, *ao, *xmid, *xn2, *gate, *up, *h, *mo, *lse;
 };
 
+/* A linear layer's weight as the GPU holds it: f32 (the f32 mode, or a
+ * trained tensor's master copy; NULL for a frozen weight in the bf16 mode)
+ * and bf16 (the bf16 mode's copy the products read). */
+struct wt {
+	const float *f;
+	const uint16_t *b;
+};
+
+struct gpu_layer {
+	struct wt q, k, v, o, gate, up, down;
+};
+
+/* what a tensor is used for: the weight of a product, the embedding lookup */
+enum { USE_GEMM = 1, USE_LOOKUP = 2 };
+
 struct lf_cuda_train {
 	const struct lf_model *host;
-	struct lf_model dm;      /* the device view: every pointer is device memory */
+	struct lf_model dm;      /* the device view: norms, biases, adapters, the embedding */
+	struct gpu_layer *gl;    /* the device view: the layers' linear weights */
+	struct wt head;          /* ... and the head's */
 	struct lf_model_grad g;  /* the gradients' device pointers */
-	float **dt;              /* per tensor of the table: its device copy */
+	bool bf16;               /* the bf16 mode: products read bf16 copies */
+	float **dt;              /* per tensor of the table: its f32 device copy, or NULL */
+	uint16_t **bt;           /* ... its bf16 copy (the bf16 mode's products), or NULL */
+	int *use;                /* ... USE_GEMM | USE_LOOKUP */
 	size_t *grad_at, gn;
 	float *grads, *mom1, *mom2;
 	char *arena;
@@ -48,6 +70,7 @@ struct lf_cuda_train {
 	struct acts *acts;
 	float *dx, *dh1, *dh2, *dmid, *dq, *dk, *dv, *dqk_raw, *datt, *dgate, *dup, *lora_u, *lora_t, *xdrop, *tdrop;
 	float *xg, *xf, *dxf, *logits, *capped, *inv_freq_d;
+	uint16_t *xb, *yb, *lb; /* the bf16 mode: a product's input, output gradient, the head's logits' gradient */
 	int32_t *ids_d, *pos_d, *rows_d, *head_targets_d;
 	double *loss_d, *norm_sq_d, *total_d;
 	long *count_d;
@@ -109,8 +132,12 @@ static void layout(struct lf_cuda_train *t)
 	size_t r = m->max_rank > 0 ? (size_t)m->max_rank : 1, wide = qd > I ? qd : I;
 	wide = wide > H ? wide : H;
 	t->used = 0;
-	for (size_t i = 0; i < m->ntensors; i++)
-		t->dt[i] = carve_f(t, m->tensors[i].n);
+	for (size_t i = 0; i < m->ntensors; i++) {
+		size_t n = m->tensors[i].n;
+		bool gemm = t->bf16 && (t->use[i] & USE_GEMM), trained = t->grad_at[i] != SIZE_MAX;
+		t->dt[i] = !gemm || trained || (t->use[i] & USE_LOOKUP) ? carve_f(t, n) : NULL;
+		t->bt[i] = gemm ? (uint16_t *)carve(t, n * sizeof(uint16_t)) : NULL;
+	}
 	t->grads = carve_f(t, t->gn);
 	t->mom1 = carve_f(t, t->gn);
 	t->mom2 = carve_f(t, t->gn);
@@ -139,6 +166,9 @@ static void layout(struct lf_cuda_train *t)
 	t->dxf = carve_f(t, N * H);
 	t->logits = carve_f(t, (size_t)t->head_rows * V);
 	t->capped = c->final_softcap > 0 ? carve_f(t, (size_t)t->head_rows * V) : NULL;
+	t->xb = t->bf16 ? (uint16_t *)carve(t, N * wide * sizeof(uint16_t)) : NULL;
+	t->yb = t->bf16 ? (uint16_t *)carve(t, N * wide * sizeof(uint16_t)) : NULL;
+	t->lb = t->bf16 ? (uint16_t *)carve(t, (size_t)t->head_rows * V * sizeof(uint16_t)) : NULL;
 	t->inv_freq_d = carve_f(t, N * (size_t)(c->rope.rotary_dim / 2 + 1));
 	t->ids_d = (int32_t *)carve(t, N * sizeof(int32_t));
 	t->pos_d = (int32_t *)carve(t, N * sizeof(int32_t));
@@ -153,20 +183,60 @@ static void layout(struct lf_cuda_train *t)
 
 /* ---- the device view of the model ---- */
 
-/* The device address of host address p inside one of the model's tensors
- * (NULL for NULL); NULL with *missing set when p is in none of them. */
-static const float *dev_of(const struct lf_cuda_train *t, const float *p, bool *missing)
+/* The index of the model's tensor that holds host address p, or SIZE_MAX. */
+static size_t tensor_of(const struct lf_model *m, const float *p)
 {
-	if (!p)
-		return NULL;
-	const struct lf_model *m = t->host;
-	for (size_t i = 0; i < m->ntensors; i++) {
+	for (size_t i = 0; p && i < m->ntensors; i++) {
 		const float *d = m->tensors[i].data;
 		if (p >= d && p < d + m->tensors[i].n)
-			return t->dt[i] + (p - d);
+			return i;
 	}
-	*missing = true;
-	return NULL;
+	return SIZE_MAX;
+}
+
+/* The device copies of host address p inside one of the model's tensors
+ * (NULLs for NULL); *missing set when p is in none of them. */
+static struct wt wt_of(const struct lf_cuda_train *t, const float *p, bool *missing)
+{
+	struct wt w = { NULL, NULL };
+	if (!p)
+		return w;
+	size_t i = tensor_of(t->host, p);
+	if (i == SIZE_MAX) {
+		*missing = true;
+		return w;
+	}
+	size_t off = (size_t)(p - t->host->tensors[i].data);
+	w.f = t->dt[i] ? t->dt[i] + off : NULL;
+	w.b = t->bt[i] ? t->bt[i] + off : NULL;
+	return w;
+}
+
+/* The f32 device copy of host address p (norms, biases, adapters, the
+ * embedding: tensors the bf16 mode keeps in f32 too). */
+static const float *dev_of(const struct lf_cuda_train *t, const float *p, bool *missing)
+{
+	struct wt w = wt_of(t, p, missing);
+	if (p && !w.f)
+		*missing = true;
+	return w.f;
+}
+
+/* What each tensor is used for (before the arena is laid out). */
+static void mark_uses(struct lf_cuda_train *t)
+{
+	const struct lf_model *m = t->host;
+	for (int l = 0; l < m->cfg.layers; l++) {
+		const struct lf_layer *L = &m->layers[l];
+		const float *w[] = { L->q, L->k, L->v, L->o, L->gate, L->up, L->down };
+		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+			if (tensor_of(m, w[i]) != SIZE_MAX)
+				t->use[tensor_of(m, w[i])] |= USE_GEMM;
+	}
+	if (tensor_of(m, m->lm_head) != SIZE_MAX)
+		t->use[tensor_of(m, m->lm_head)] |= USE_GEMM;
+	if (tensor_of(m, m->embed) != SIZE_MAX)
+		t->use[tensor_of(m, m->embed)] |= USE_LOOKUP;
 }
 
 static void lora_dev(const struct lf_cuda_train *t, struct lf_lora *l, bool *missing)
@@ -183,12 +253,22 @@ static int make_device_view(struct lf_cuda_train *t)
 	t->dm.layers = (struct lf_layer *)lf_calloc((size_t)m->cfg.layers, sizeof *t->dm.layers);
 	t->dm.embed = dev_of(t, m->embed, &missing);
 	t->dm.norm = dev_of(t, m->norm, &missing);
-	t->dm.lm_head = dev_of(t, m->lm_head, &missing);
+	t->dm.lm_head = NULL; /* t->head */
+	t->head = wt_of(t, m->lm_head, &missing);
+	t->gl = (struct gpu_layer *)lf_calloc((size_t)m->cfg.layers, sizeof *t->gl);
 	for (int l = 0; l < m->cfg.layers; l++) {
 		struct lf_layer *L = &t->dm.layers[l];
 		*L = m->layers[l];
-		const float **w[] = { &L->q, &L->k, &L->v, &L->o, &L->q_b, &L->k_b, &L->v_b, &L->o_b,
-				      &L->gate, &L->up, &L->down, &L->gate_b, &L->up_b, &L->down_b,
+		struct gpu_layer *G = &t->gl[l];
+		G->q = wt_of(t, L->q, &missing);
+		G->k = wt_of(t, L->k, &missing);
+		G->v = wt_of(t, L->v, &missing);
+		G->o = wt_of(t, L->o, &missing);
+		G->gate = wt_of(t, L->gate, &missing);
+		G->up = wt_of(t, L->up, &missing);
+		G->down = wt_of(t, L->down, &missing);
+		L->q = L->k = L->v = L->o = L->gate = L->up = L->down = NULL; /* t->gl */
+		const float **w[] = { &L->q_b, &L->k_b, &L->v_b, &L->o_b, &L->gate_b, &L->up_b, &L->down_b,
 				      &L->in_norm, &L->post_attn_norm, &L->pre_ff_norm, &L->post_ff_norm,
 				      &L->q_norm, &L->k_norm };
 		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
@@ -262,11 +342,25 @@ static bool dropping(const struct lf_cuda_train *t, const struct lf_lora *l)
 	return l->r && t->training && t->lora_dropout > 0;
 }
 
-/* out = x W^T (+ b) (+ s B (A x)); u holds x A^T */
-static void linear_fwd(struct lf_cuda_train *t, float *out, const float *x, const float *w, const float *b,
-		       const struct lf_lora *lora, int N, int out_f, int in_f)
+/* The bf16 mode's copy of x [n] for the products (in t->xb), or NULL
+ * (the f32 mode, or not needed). */
+static const uint16_t *bf16_of(struct lf_cuda_train *t, const float *x, size_t n, bool needed)
 {
-	mm_nt(t, out, x, w, N, out_f, in_f);
+	if (!t->bf16 || !needed)
+		return NULL;
+	lf_cuda_f32_to_bf16(t->xb, x, n, t->s);
+	return t->xb;
+}
+
+/* out = x W^T (+ b) (+ s B (A x)); u holds x A^T.  xb: x in bf16 (the bf16
+ * mode; the adapter's products stay f32). */
+static void linear_fwd(struct lf_cuda_train *t, float *out, const float *x, const uint16_t *xb, struct wt w,
+		       const float *b, const struct lf_lora *lora, int N, int out_f, int in_f)
+{
+	if (t->bf16)
+		lf_cuda_gemm_bf16(t->gemm, out, xb, w.b, N, out_f, in_f, 0, 1, 1.0f, 0.0f, t->s);
+	else
+		mm_nt(t, out, x, w.f, N, out_f, in_f);
 	if (lora->r) {
 		const float *xa = x;
 		if (dropping(t, lora)) {
@@ -280,10 +374,11 @@ static void linear_fwd(struct lf_cuda_train *t, float *out, const float *x, cons
 		lf_cuda_bias_add_f32(out, b, N, out_f, t->s);
 }
 
-/* dx = beta dx + dy W (+ the adapter's part); gradients where trained */
+/* dx = beta dx + dy W (+ the adapter's part); gradients where trained.
+ * xb: x in bf16 where the bf16 mode trains W. */
 static void linear_bwd(struct lf_cuda_train *t, float *dx, float beta, const float *dy, const float *x,
-		       const float *w, const struct lf_lora *lora, float *gw, float *gb, const struct lf_lora_grad *gl,
-		       int N, int out_f, int in_f)
+		       const uint16_t *xb, struct wt w, const struct lf_lora *lora, float *gw, float *gb,
+		       const struct lf_lora_grad *gl, int N, int out_f, int in_f)
 {
 	if (gb)
 		lf_cuda_bias_grad_f32(gb, dy, N, out_f, t->s);
@@ -295,9 +390,16 @@ static void linear_bwd(struct lf_cuda_train *t, float *dx, float beta, const flo
 		lf_cuda_dropout_f32(t->xdrop, x, (size_t)N * in_f, t->lora_dropout, key, 0, t->s);
 		xa = t->xdrop;
 	}
-	mm_nn(t, dx, dy, w, N, out_f, in_f, beta);
-	if (gw)
-		mm_tn_acc(t, gw, dy, x, N, out_f, in_f, 1.0f);
+	if (t->bf16) {
+		lf_cuda_f32_to_bf16(t->yb, dy, (size_t)N * out_f, t->s);
+		lf_cuda_gemm_bf16(t->gemm, dx, t->yb, w.b, N, in_f, out_f, 0, 0, 1.0f, beta, t->s);
+		if (gw)
+			lf_cuda_gemm_bf16(t->gemm, gw, t->yb, xb, out_f, in_f, N, 1, 0, 1.0f, 1.0f, t->s);
+	} else {
+		mm_nn(t, dx, dy, w.f, N, out_f, in_f, beta);
+		if (gw)
+			mm_tn_acc(t, gw, dy, x, N, out_f, in_f, 1.0f);
+	}
 	if (!r)
 		return;
 	/* u = x A^T, t = s dy B: dx += t A, dB += s dy^T u, dA += t^T x */
@@ -349,13 +451,16 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 {
 	const struct lf_model_config *c = &t->host->cfg;
 	const struct lf_layer *L = &t->dm.layers[l];
+	const struct gpu_layer *W = &t->gl[l];
 	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
 	int qd = nh * d, kd = nkv * d;
 	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	size_t NH = (size_t)N * H;
 	lf_cuda_rmsnorm_f32(A->xn1, x, L->in_norm, N, H, eps, off, t->s);
-	linear_fwd(t, A->q, A->xn1, L->q, L->q_b, &L->lq, N, qd, H);
-	linear_fwd(t, A->k, A->xn1, L->k, L->k_b, &L->lk, N, kd, H);
-	linear_fwd(t, A->v, A->xn1, L->v, L->v_b, &L->lv, N, kd, H);
+	const uint16_t *xb = bf16_of(t, A->xn1, NH, true);
+	linear_fwd(t, A->q, A->xn1, xb, W->q, L->q_b, &L->lq, N, qd, H);
+	linear_fwd(t, A->k, A->xn1, xb, W->k, L->k_b, &L->lk, N, kd, H);
+	linear_fwd(t, A->v, A->xn1, xb, W->v, L->v_b, &L->lv, N, kd, H);
 	if (c->qk_norm) {
 		copy_d(t, A->q_raw, A->q, (size_t)N * qd);
 		copy_d(t, A->k_raw, A->k, (size_t)N * kd);
@@ -371,7 +476,7 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 		lf_cuda_attention_f32(A->att + s0 * qd, A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, len, len, 0, &a,
 				      NULL, A->lse + s0 * nh, t->s);
 	}
-	linear_fwd(t, A->ao, A->att, L->o, L->o_b, &L->lo, N, H, qd);
+	linear_fwd(t, A->ao, A->att, bf16_of(t, A->att, (size_t)N * qd, true), W->o, L->o_b, &L->lo, N, H, qd);
 	const float *branch = A->ao;
 	if (c->sandwich_norms) {
 		lf_cuda_rmsnorm_f32(t->dh1, A->ao, L->post_attn_norm, N, H, eps, off, t->s);
@@ -380,10 +485,11 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 	lf_cuda_add_f32(A->xmid, x, branch, (size_t)N * H, t->s);
 	lf_cuda_rmsnorm_f32(A->xn2, A->xmid, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off,
 			    t->s);
-	linear_fwd(t, A->gate, A->xn2, L->gate, L->gate_b, &L->lgate, N, I, H);
-	linear_fwd(t, A->up, A->xn2, L->up, L->up_b, &L->lup, N, I, H);
+	xb = bf16_of(t, A->xn2, NH, true);
+	linear_fwd(t, A->gate, A->xn2, xb, W->gate, L->gate_b, &L->lgate, N, I, H);
+	linear_fwd(t, A->up, A->xn2, xb, W->up, L->up_b, &L->lup, N, I, H);
 	lf_cuda_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act, t->s);
-	linear_fwd(t, A->mo, A->h, L->down, L->down_b, &L->ldown, N, H, I);
+	linear_fwd(t, A->mo, A->h, bf16_of(t, A->h, (size_t)N * I, true), W->down, L->down_b, &L->ldown, N, H, I);
 	if (!xout)
 		return;
 	branch = A->mo;
@@ -401,10 +507,12 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 {
 	const struct lf_model_config *c = &t->host->cfg;
 	const struct lf_layer *L = &t->dm.layers[l];
+	const struct gpu_layer *W = &t->gl[l];
 	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
 	int qd = nh * d, kd = nkv * d;
 	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
 	size_t NH = (size_t)N * H;
+	const uint16_t *xb;
 	/* the MLP: out = xmid + [norm](down(act(gate) * up)) */
 	const float *dmo = dx;
 	if (c->sandwich_norms) {
@@ -412,10 +520,12 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 		lf_cuda_rmsnorm_bwd_f32(t->dh1, G->post_ff_norm, dx, A->mo, L->post_ff_norm, N, H, eps, off, t->s);
 		dmo = t->dh1;
 	}
-	linear_bwd(t, t->dmid, 0.0f, dmo, A->h, L->down, &L->ldown, G->down, G->down_b, &G->ldown, N, H, I);
+	xb = bf16_of(t, A->h, (size_t)N * I, G->down);
+	linear_bwd(t, t->dmid, 0.0f, dmo, A->h, xb, W->down, &L->ldown, G->down, G->down_b, &G->ldown, N, H, I);
 	lf_cuda_gated_act_bwd_f32(t->dgate, t->dup, t->dmid, A->gate, A->up, (long)N * I, c->act, t->s);
-	linear_bwd(t, t->dh2, 0.0f, t->dgate, A->xn2, L->gate, &L->lgate, G->gate, G->gate_b, &G->lgate, N, I, H);
-	linear_bwd(t, t->dh2, 1.0f, t->dup, A->xn2, L->up, &L->lup, G->up, G->up_b, &G->lup, N, I, H);
+	xb = bf16_of(t, A->xn2, NH, G->gate || G->up);
+	linear_bwd(t, t->dh2, 0.0f, t->dgate, A->xn2, xb, W->gate, &L->lgate, G->gate, G->gate_b, &G->lgate, N, I, H);
+	linear_bwd(t, t->dh2, 1.0f, t->dup, A->xn2, xb, W->up, &L->lup, G->up, G->up_b, &G->lup, N, I, H);
 	lf_cuda_rmsnorm_bwd_f32(dx, c->sandwich_norms ? G->pre_ff_norm : G->post_attn_norm, t->dh2, A->xmid,
 				c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off, t->s);
 	/* attention: xmid = x + [norm](o(attn(rope(q), rope(k), v))) */
@@ -425,7 +535,8 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 		lf_cuda_rmsnorm_bwd_f32(t->dh1, G->post_attn_norm, dx, A->ao, L->post_attn_norm, N, H, eps, off, t->s);
 		dao = t->dh1;
 	}
-	linear_bwd(t, t->datt, 0.0f, dao, A->att, L->o, &L->lo, G->o, G->o_b, &G->lo, N, H, qd);
+	xb = bf16_of(t, A->att, (size_t)N * qd, G->o);
+	linear_bwd(t, t->datt, 0.0f, dao, A->att, xb, W->o, &L->lo, G->o, G->o_b, &G->lo, N, H, qd);
 	zero_d(t, t->dk, (size_t)N * kd * sizeof(float));
 	zero_d(t, t->dv, (size_t)N * kd * sizeof(float));
 	struct lf_attn a = attn_of(c, l);
@@ -446,9 +557,10 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 		lf_cuda_rmsnorm_bwd_f32(t->dqk_raw, G->k_norm, t->dk, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f, t->s);
 		copy_d(t, t->dk, t->dqk_raw, (size_t)N * kd);
 	}
-	linear_bwd(t, t->dh2, 0.0f, t->dq, A->xn1, L->q, &L->lq, G->q, G->q_b, &G->lq, N, qd, H);
-	linear_bwd(t, t->dh2, 1.0f, t->dk, A->xn1, L->k, &L->lk, G->k, G->k_b, &G->lk, N, kd, H);
-	linear_bwd(t, t->dh2, 1.0f, t->dv, A->xn1, L->v, &L->lv, G->v, G->v_b, &G->lv, N, kd, H);
+	xb = bf16_of(t, A->xn1, NH, G->q || G->k || G->v);
+	linear_bwd(t, t->dh2, 0.0f, t->dq, A->xn1, xb, W->q, &L->lq, G->q, G->q_b, &G->lq, N, qd, H);
+	linear_bwd(t, t->dh2, 1.0f, t->dk, A->xn1, xb, W->k, &L->lk, G->k, G->k_b, &G->lk, N, kd, H);
+	linear_bwd(t, t->dh2, 1.0f, t->dv, A->xn1, xb, W->v, &L->lv, G->v, G->v_b, &G->lv, N, kd, H);
 	lf_cuda_rmsnorm_bwd_f32(dx, G->in_norm, t->dh2, x, L->in_norm, N, H, eps, off, t->s);
 }
 
@@ -474,6 +586,16 @@ static int head_rows(struct lf_cuda_train *t, int N)
 	return n;
 }
 
+/* logits [k, V] of the final-normed rows xf [k, H] (xb: in bf16) */
+static void head_logits(struct lf_cuda_train *t, const float *xf, const uint16_t *xb, int k)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	if (t->bf16)
+		lf_cuda_gemm_bf16(t->gemm, t->logits, xb, t->head.b, k, c->vocab, c->hidden, 0, 1, 1.0f, 0.0f, t->s);
+	else
+		mm_nt(t, t->logits, xf, t->head.f, k, c->vocab, c->hidden);
+}
+
 /* Loss over the rows that have a target, added on the device to loss_d;
  * dx = its gradient w.r.t. the last layer's output x (zero elsewhere);
  * train false: the loss only. */
@@ -490,10 +612,11 @@ static void head_fwd_bwd(struct lf_cuda_train *t, const float *x, float *dx, int
 		return;
 	lf_cuda_gather_rows_f32(t->xg, x, t->rows_d, n, H, t->s);
 	lf_cuda_rmsnorm_f32(t->xf, t->xg, m->norm, n, H, eps, off, t->s);
+	const uint16_t *xfb = bf16_of(t, t->xf, (size_t)n * H, true);
 	for (int i0 = 0; i0 < n; i0 += t->head_rows) {
 		int k = n - i0 < t->head_rows ? n - i0 : t->head_rows;
 		const float *xf = t->xf + (size_t)i0 * H;
-		mm_nt(t, t->logits, xf, m->lm_head, k, V, H);
+		head_logits(t, xf, xfb ? xfb + (size_t)i0 * H : NULL, k);
 		if (c->final_softcap > 0) {
 			lf_cuda_softcap_f32(t->logits, (long)k * V, (float)c->final_softcap, t->s);
 			copy_d(t, t->capped, t->logits, (size_t)k * V);
@@ -503,9 +626,18 @@ static void head_fwd_bwd(struct lf_cuda_train *t, const float *x, float *dx, int
 			continue;
 		if (c->final_softcap > 0)
 			lf_cuda_softcap_bwd_f32(t->logits, t->capped, (long)k * V, (float)c->final_softcap, t->s);
-		mm_nn(t, t->dxf + (size_t)i0 * H, t->logits, m->lm_head, k, V, H, 0.0f);
-		if (t->g.lm_head)
-			mm_tn_acc(t, t->g.lm_head, t->logits, xf, k, V, H, 1.0f);
+		if (t->bf16) {
+			lf_cuda_f32_to_bf16(t->lb, t->logits, (size_t)k * V, t->s);
+			lf_cuda_gemm_bf16(t->gemm, t->dxf + (size_t)i0 * H, t->lb, t->head.b, k, H, V, 0, 0, 1.0f, 0.0f,
+					  t->s);
+			if (t->g.lm_head)
+				lf_cuda_gemm_bf16(t->gemm, t->g.lm_head, t->lb, xfb + (size_t)i0 * H, V, H, k, 1, 0, 1.0f,
+						  1.0f, t->s);
+		} else {
+			mm_nn(t, t->dxf + (size_t)i0 * H, t->logits, t->head.f, k, V, H, 0.0f);
+			if (t->g.lm_head)
+				mm_tn_acc(t, t->g.lm_head, t->logits, xf, k, V, H, 1.0f);
+		}
 	}
 	if (!train)
 		return;
@@ -661,9 +793,10 @@ extern "C" int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_tra
 	forward(t, row, 1, N);
 	float off = c->norm_plus_one ? 1.0f : 0.0f;
 	lf_cuda_rmsnorm_f32(t->xf, t->xs + (size_t)c->layers * N * H, t->dm.norm, N, H, (float)c->eps, off, t->s);
+	const uint16_t *xfb = bf16_of(t, t->xf, (size_t)N * H, true);
 	for (int i0 = 0; i0 < N; i0 += t->head_rows) {
 		int k = N - i0 < t->head_rows ? N - i0 : t->head_rows;
-		mm_nt(t, t->logits, t->xf + (size_t)i0 * H, t->dm.lm_head, k, V, H);
+		head_logits(t, t->xf + (size_t)i0 * H, xfb ? xfb + (size_t)i0 * H : NULL, k);
 		if (c->final_softcap > 0)
 			lf_cuda_softcap_f32(t->logits, (long)k * V, (float)c->final_softcap, t->s);
 		LF_CUDA_CHECK(cudaMemcpyAsync(logits + (size_t)i0 * V, t->logits, (size_t)k * V * sizeof(float),
@@ -715,6 +848,8 @@ extern "C" void lf_cuda_train_update(struct lf_cuda_train *t, const struct lf_cu
 		lf_cuda_grad_scale_dev_f32(t->grads + at, len, t->coef_d, t->s);
 		lf_cuda_adamw_f32(t->dt[i], t->grads + at, t->mom1 + at, t->mom2 + at, len, step, u[k].lr, h->beta1,
 				  h->beta2, h->eps, h->weight_decay, u[k].decay, t->s);
+		if (t->bt[i])
+			lf_cuda_f32_to_bf16(t->bt[i], t->dt[i], len, t->s);
 	}
 	LF_CUDA_CHECK(cudaMemcpyAsync(grad_norm, t->total_d, sizeof *grad_norm, cudaMemcpyDeviceToHost, t->s));
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
@@ -722,13 +857,18 @@ extern "C" void lf_cuda_train_update(struct lf_cuda_train *t, const struct lf_cu
 
 extern "C" void lf_cuda_train_get_tensor(struct lf_cuda_train *t, size_t i, float *host)
 {
+	check_trained(t, i);
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 	LF_CUDA_CHECK(cudaMemcpy(host, t->dt[i], t->host->tensors[i].n * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
 extern "C" void lf_cuda_train_set_tensor(struct lf_cuda_train *t, size_t i, const float *host)
 {
+	check_trained(t, i);
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 	LF_CUDA_CHECK(cudaMemcpy(t->dt[i], host, t->host->tensors[i].n * sizeof(float), cudaMemcpyHostToDevice));
+	if (t->bt[i])
+		lf_cuda_f32_to_bf16(t->bt[i], t->dt[i], t->host->tensors[i].n, t->s);
 }
 
 extern "C" void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, float *m1, float *m2)
@@ -793,9 +933,24 @@ extern "C" int lf_cuda_train_probe(int device)
 	return 0;
 }
 
+/* Tensor i's bf16 copy from its host f32, in pieces through host memory
+ * (no device memory beyond the arena). */
+static void upload_bf16(struct lf_cuda_train *t, size_t i)
+{
+	const size_t piece = (size_t)1 << 24;
+	size_t n = t->host->tensors[i].n;
+	uint16_t *h = (uint16_t *)lf_malloc((n < piece ? n : piece) * sizeof *h + 2);
+	for (size_t at = 0; at < n; at += piece) {
+		size_t k = n - at < piece ? n - at : piece;
+		lf_cpu_f32_to_bf16(h, t->host->tensors[i].data + at, k);
+		LF_CUDA_CHECK(cudaMemcpy(t->bt[i] + at, h, k * sizeof *h, cudaMemcpyHostToDevice));
+	}
+	free(h);
+}
+
 extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
 						     size_t grad_floats, int max_tokens, int max_span,
-						     bool checkpointing)
+						     bool checkpointing, bool bf16)
 {
 	const struct lf_model_config *c = &m->cfg;
 	if (c->arch == LF_ARCH_MIXTRAL) {
@@ -821,7 +976,11 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	t->checkpointing = checkpointing;
 	size_t rows = ((size_t)1 << 26) / (size_t)c->vocab;
 	t->head_rows = (int)(rows < 1 ? 1 : rows > (size_t)max_tokens ? (size_t)max_tokens : rows);
+	t->bf16 = bf16;
 	t->dt = (float **)lf_calloc(m->ntensors + 1, sizeof *t->dt);
+	t->bt = (uint16_t **)lf_calloc(m->ntensors + 1, sizeof *t->bt);
+	t->use = (int *)lf_calloc(m->ntensors + 1, sizeof *t->use);
+	mark_uses(t);
 	t->acts = (struct acts *)lf_calloc(checkpointing ? 1 : (size_t)c->layers, sizeof *t->acts);
 	cudaDeviceProp prop;
 	LF_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
@@ -841,9 +1000,13 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	LF_CUDA_CHECK(cudaStreamCreate(&t->s));
 	LF_CUBLAS_CHECK(cublasLtCreate(&t->lt));
 	t->gemm = lf_cuda_gemm_new(t->lt, t->ws, LF_CUBLASLT_WORKSPACE_BYTES);
-	for (size_t i = 0; i < m->ntensors; i++)
-		LF_CUDA_CHECK(cudaMemcpy(t->dt[i], m->tensors[i].data, m->tensors[i].n * sizeof(float),
-					 cudaMemcpyHostToDevice));
+	for (size_t i = 0; i < m->ntensors; i++) {
+		if (t->dt[i])
+			LF_CUDA_CHECK(cudaMemcpy(t->dt[i], m->tensors[i].data, m->tensors[i].n * sizeof(float),
+						 cudaMemcpyHostToDevice));
+		if (t->bt[i])
+			upload_bf16(t, i);
+	}
 	LF_CUDA_CHECK(cudaMemset(t->grads, 0, (t->gn ? t->gn : 1) * sizeof(float)));
 	LF_CUDA_CHECK(cudaMemset(t->mom1, 0, (t->gn ? t->gn : 1) * sizeof(float)));
 	LF_CUDA_CHECK(cudaMemset(t->mom2, 0, (t->gn ? t->gn : 1) * sizeof(float)));
@@ -882,7 +1045,7 @@ extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
 		LF_CUDA_CHECK(cudaStreamDestroy(t->s));
 	if (t->arena)
 		LF_CUDA_CHECK(cudaFree(t->arena));
-	void *p[] = { t->dm.layers, t->dt, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
+	void *p[] = { t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
 		      t->head_targets, t->span_start, t->span_len, t->inv_freq, t->attn_factor };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);

@@ -7,12 +7,17 @@
  * backward adding every trained tensor's gradient, and the optimizer step
  * (clipping by the global norm, AdamW) on the device.
  *
- * This is the f32 mode of the CUDA path: every tensor and activation f32,
- * GEMMs in f32 without TF32 (kernels/cuda/gemm.h), so results match the
- * CPU path (backprop.c) to rounding.  The same ops in the same order as
- * backprop.c, each a kernels/cuda twin of the kernels/cpu op the CPU path
- * calls.  Not built yet on the GPU (an error names them): mixtral's
- * experts, DoRA.
+ * The same ops in the same order as backprop.c, each a kernels/cuda twin
+ * of the kernels/cpu op the CPU path calls, in one of two modes:
+ *   f32:  every tensor, activation and product f32 (no TF32,
+ *         kernels/cuda/gemm.h), so results match the CPU path to rounding;
+ *   bf16: the linear layers' and the head's products on the tensor cores
+ *         with bf16 weights and inputs (f32 accumulation and outputs);
+ *         trained tensors keep f32 master copies (AdamW updates them, then
+ *         their bf16 copies), frozen ones are held in bf16 only;
+ *         activations, norms, attention, the loss, adapters' products and
+ *         the optimizer stay f32.
+ * Not built yet on the GPU (an error names them): mixtral's experts, DoRA.
  *
  * Built only where nvcc is found (LF_HAVE_CUDA); CUDA runtime failures
  * exit with the failing call named (kernels/cuda/cuda_check.h).
@@ -47,7 +52,8 @@ int lf_cuda_train_probe(int device);
  * (no GPU, an architecture or method the GPU path lacks, not enough
  * device memory). */
 struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
-					 size_t grad_floats, int max_tokens, int max_span, bool checkpointing);
+					 size_t grad_floats, int max_tokens, int max_span, bool checkpointing,
+					 bool bf16);
 void lf_cuda_train_close(struct lf_cuda_train *t);
 /* bytes of device memory the arena holds; the device's name */
 size_t lf_cuda_train_arena_bytes(const struct lf_cuda_train *t);
@@ -87,8 +93,8 @@ struct lf_cuda_update {
 void lf_cuda_train_update(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, long step,
 			  const struct lf_adamw *h, double max_norm, double *grad_norm);
 
-/* Tensor i of the model, or its moments (trained tensors only), to or
- * from host memory (m->tensors[i].n floats each). */
+/* A trained tensor of the model (index i), or its moments, to or from
+ * host memory (m->tensors[i].n floats each). */
 void lf_cuda_train_get_tensor(struct lf_cuda_train *t, size_t i, float *host);
 void lf_cuda_train_set_tensor(struct lf_cuda_train *t, size_t i, const float *host);
 void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, float *m, float *v);

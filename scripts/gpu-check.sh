@@ -208,15 +208,16 @@ JSON
 JSON
     BENCH=$RESULTS/bench.txt
     : > "$BENCH"
-    log "== training benchmarks (seq 2048; lf: the f32 mode; torch: pure bf16)"
-    for run in "llama-1b full 2048 4 3" "llama-8b lora 2048 2 3 16"; do
+    log "== training benchmarks (seq 2048; lf: the bf16 mode; torch: pure bf16)"
+    for run in "llama-1b full 2048 4 3 16" "llama-8b lora 2048 2 3 16"; do
         set -- $run
         # shellcheck disable=SC2086
-        timeout 150 "$BUILD/cuda_bench_train" "$B/$1" ${run#* } 2>&1 | tee -a "$LOG" "$BENCH"
+        timeout 150 "$BUILD/cuda_bench_train" "$B/$1" ${run#* } bf16 2>&1 | tee -a "$LOG" "$BENCH"
         # shellcheck disable=SC2086
-        timeout 150 python3 scripts/bench/gpu-train-peer.py "$B/$1" ${run#* } 2>&1 | tail -n 3 | tee -a "$LOG" "$BENCH"
-        lf_tps=$(grep "^BENCH lf $1-$2 " "$BENCH" | grep -oE 'tokens_per_s=[0-9.]+' | cut -d= -f2)
-        pt_tps=$(grep "^BENCH torch $1-$2 " "$BENCH" | grep -oE 'tokens_per_s=[0-9.]+' | cut -d= -f2)
+        timeout 150 python3 scripts/bench/gpu-train-peer.py "$B/$1" ${run#* } bf16 2>&1 | tail -n 3 |
+            tee -a "$LOG" "$BENCH"
+        lf_tps=$(grep "^BENCH lf $1-$2-bf16 " "$BENCH" | grep -oE 'tokens_per_s=[0-9.]+' | cut -d= -f2)
+        pt_tps=$(grep "^BENCH torch $1-$2-bf16 " "$BENCH" | grep -oE 'tokens_per_s=[0-9.]+' | cut -d= -f2)
         if [ -n "$lf_tps" ] && [ -n "$pt_tps" ]; then
             log "ratio $1-$2: lf/torch tokens/s = $(awk -v a="$lf_tps" -v b="$pt_tps" 'BEGIN { printf "%.3f", a / b }')"
             grep "^ratio $1-$2" "$LOG" | tail -n 1 >> "$BENCH"

@@ -128,7 +128,8 @@ static struct lf_option options[] = {
 	  "draw training_loss.png (and training_eval_loss.png) in the output folder at the end, as LLaMA-Factory" },
 	{ "do-train", 0, LF_OPT_BOOL, &opt_do_train, NULL, "train (the default; false, evaluation only, is not built)" },
 	{ "bf16", 0, LF_OPT_BOOL, &opt_bf16, NULL,
-	  "bf16 mixed precision: the CPU computes in f32 (more precise) and says so; outputs keep the base's dtype" },
+	  "bf16 mixed precision: the GPU's products in bf16 with f32 master weights; the CPU computes in f32 (more "
+	  "precise) and says so; outputs keep the base's dtype" },
 	{ "fp16", 0, LF_OPT_BOOL, &opt_fp16, NULL, "as --bf16, for f16 mixed precision" },
 	{ "save-only-model", 0, LF_OPT_BOOL, &opt_save_only_model, NULL,
 	  "checkpoints without the optimizer state (smaller; they cannot be resumed)" },
@@ -139,7 +140,7 @@ static struct lf_option options[] = {
 	  "data-parallel runs: 1 shards the optimizer state over the processes (ZeRO stage 1; default 0)",
 	  LF_OPT_CLI_ONLY },
 	{ "device", 0, LF_OPT_STRING, &opt_device, "NAME",
-	  "cpu (default) or cuda: train on an NVIDIA GPU (the f32 mode of the CUDA path; builds with CUDA only)",
+	  "cpu (default) or cuda: train on an NVIDIA GPU, in f32, or bf16 with --bf16 (builds with CUDA only)",
 	  LF_OPT_CLI_ONLY },
 	{ "dump-grads", 0, LF_OPT_STRING, &opt_dump_grads, "FILE",
 	  "write the first step's loss and every trained gradient (grad.NAME) to FILE.safetensors", LF_OPT_CLI_ONLY },
@@ -237,7 +238,8 @@ static void gpu_start(void)
 	size_t *at = lf_malloc((R.m->ntensors + 1) * sizeof *at);
 	for (size_t i = 0; i < R.m->ntensors; i++)
 		at[i] = R.grads[i] ? (size_t)(R.grads[i] - R.gbuf) : SIZE_MAX;
-	gpu = lf_cuda_train_open(R.m, local_rank(), at, R.gn, R.max_tokens, R.longest, !opt_no_ckpt);
+	gpu = lf_cuda_train_open(R.m, local_rank(), at, R.gn, R.max_tokens, R.longest, !opt_no_ckpt,
+				 opt_bf16 || opt_fp16);
 	free(at);
 	if (!gpu)
 		lf_die("--device cuda: %s", lf_errmsg());
@@ -245,8 +247,8 @@ static void gpu_start(void)
 		if (R.p[i].m)
 			lf_cuda_train_set_moments(gpu, tensor_index(&R.p[i]), R.p[i].m, R.p[i].v);
 	if (D.rank == 0)
-		lf_note("training on GPU %s in f32 (%.2f GiB of device memory)", lf_cuda_train_device(gpu),
-			(double)lf_cuda_train_arena_bytes(gpu) / 1073741824.0);
+		lf_note("training on GPU %s in %s (%.2f GiB of device memory)", lf_cuda_train_device(gpu),
+			opt_bf16 || opt_fp16 ? "bf16" : "f32", (double)lf_cuda_train_arena_bytes(gpu) / 1073741824.0);
 }
 
 /* The trained tensors and their moments from the GPU into the host's
@@ -1298,9 +1300,11 @@ static void check_options(void)
 	const char *gpu_unbuilt = opt_dora ? "--use-dora" : opt_zero_stage == 1 ? "--zero-stage 1" : NULL;
 	if (use_gpu && gpu_unbuilt)
 		lf_die_usage("%s with --device cuda is not built yet (it runs on the CPU)", gpu_unbuilt);
-	if ((opt_bf16 || opt_fp16) && D.rank == 0)
-		lf_note("--%s: lf-train computes in f32 (on the CPU, and in the CUDA path's f32 mode: its bf16 mode is "
-			"not built yet); the outputs keep the base model's dtype", opt_bf16 ? "bf16" : "fp16");
+	if ((opt_bf16 || opt_fp16) && D.rank == 0 && !use_gpu)
+		lf_note("--%s: lf-train computes in f32 on the CPU (--device cuda honours it); the outputs keep the base "
+			"model's dtype", opt_bf16 ? "bf16" : "fp16");
+	if (opt_fp16 && D.rank == 0 && use_gpu)
+		lf_note("--fp16: the GPU computes in bf16 (its range needs no loss scaling; an fp16 mode is not built)");
 	if (opt_lora_dropout < 0 || opt_lora_dropout >= 1)
 		lf_die_usage("option '--lora-dropout': %g is not in [0, 1)", opt_lora_dropout);
 	if (opt_batch < 1 || opt_eval_batch < 1 || opt_ga < 1 || opt_lora_rank < 1 || opt_logging_steps < 1 ||

@@ -110,17 +110,18 @@ extern "C" void lf_cuda_matmul_nt_bf16(cublasLtHandle_t lt, void *out,
     lf_cuda_matmul_nt_plan_free(&p);
 }
 
-/* ---- general f32 GEMM with a plan cache ----
+/* ---- general GEMM with a plan cache ----
  *
  * Row-major out[M,N] = A @ B is column-major out'[N,M] = B' @ A' with the
  * matrices' memory unchanged: cuBLAS "A" is b, cuBLAS "B" is a.  b stored
  * [K,N] (no b_t) is column-major [N,K] with ld N, taken as is; stored [N,K]
  * (b_t) it is column-major [K,N] with ld K, taken transposed.  Likewise a:
  * [M,K] is column-major [K,M] (ld K, as is), [K,M] is [M,K] (ld M,
- * transposed).  out' is [N,M] with ld N. */
+ * transposed).  out' is [N,M] with ld N, f32. */
 
 struct lf_gemm_plan {
-    int M, N, K, a_t, b_t, align; /* the key (M 0: an empty slot) */
+    int M, N, K, a_t, b_t, align; /* the key (M 0: an empty slot) ... */
+    cudaDataType_t in;            /* ... and the inputs' type */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t lay_b, lay_a, lay_out;
     cublasLtMatmulAlgo_t algo;
@@ -168,7 +169,7 @@ extern "C" void lf_cuda_gemm_free(lf_cuda_gemm *g)
 }
 
 static void lf_gemm_plan_make(lf_cuda_gemm *g, struct lf_gemm_plan *p, int M, int N, int K, int a_t, int b_t,
-                              int align)
+                              int align, cudaDataType_t in)
 {
     p->M = M;
     p->N = N;
@@ -176,31 +177,34 @@ static void lf_gemm_plan_make(lf_cuda_gemm *g, struct lf_gemm_plan *p, int M, in
     p->a_t = a_t;
     p->b_t = b_t;
     p->align = align;
+    p->in = in;
     LF_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t ta = b_t ? CUBLAS_OP_T : CUBLAS_OP_N, tb = a_t ? CUBLAS_OP_T : CUBLAS_OP_N;
     LF_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LF_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (b_t)
-        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, CUDA_R_32F, K, N, K));
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, in, K, N, K));
     else
-        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, CUDA_R_32F, N, K, N));
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, in, N, K, N));
     if (a_t)
-        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, CUDA_R_32F, M, K, M));
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, in, M, K, M));
     else
-        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, CUDA_R_32F, K, M, K));
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, in, K, M, K));
     LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_out, CUDA_R_32F, N, M, N));
 
     cublasLtMatmulPreference_t pref;
     LF_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     LF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                          &g->workspace_size, sizeof g->workspace_size));
-    uint32_t al = (uint32_t)align;
-    cublasLtMatmulPreferenceAttributes_t which[] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES
-    };
-    for (int i = 0; i < 4; i++)
-        LF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, which[i], &al, sizeof al));
+    uint32_t al = (uint32_t)align, al_out = (uint32_t)(align < 4 ? 4 : align);
+    LF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al,
+                                                         sizeof al));
+    LF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al,
+                                                         sizeof al));
+    LF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_out,
+                                                         sizeof al_out));
+    LF_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_out,
+                                                         sizeof al_out));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     memset(&res, 0, sizeof res);
@@ -208,8 +212,8 @@ static void lf_gemm_plan_make(lf_cuda_gemm *g, struct lf_gemm_plan *p, int M, in
                                                    1, &res, &found));
     LF_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (found < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "lf_cuda_gemm_f32: cuBLASLt has no algorithm for M=%d N=%d K=%d a_t=%d b_t=%d align=%d\n",
-                M, N, K, a_t, b_t, align);
+        fprintf(stderr, "lf_cuda_gemm: cuBLASLt has no algorithm for M=%d N=%d K=%d a_t=%d b_t=%d align=%d %s\n",
+                M, N, K, a_t, b_t, align, in == CUDA_R_16BF ? "bf16" : "f32");
         exit(1);
     }
     p->algo = res.algo;
@@ -222,11 +226,11 @@ static __global__ void lf_gemm_scale_kernel(float *out, size_t n, float beta)
         out[i] = beta == 0.0f ? 0.0f : out[i] * beta;
 }
 
-extern "C" void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, const float *b, int M, int N, int K,
-                                 int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
+static void lf_gemm_run(lf_cuda_gemm *g, float *out, const void *a, const void *b, int M, int N, int K, int a_t,
+                        int b_t, float alpha, float beta, cudaDataType_t in, cudaStream_t stream)
 {
     if (M < 0 || N < 0 || K < 0) {
-        fprintf(stderr, "lf_cuda_gemm_f32: negative shape M=%d N=%d K=%d\n", M, N, K);
+        fprintf(stderr, "lf_cuda_gemm: negative shape M=%d N=%d K=%d\n", M, N, K);
         exit(1);
     }
     if (!M || !N)
@@ -239,26 +243,42 @@ extern "C" void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, co
         }
         return;
     }
-    uintptr_t bits = (uintptr_t)out | (uintptr_t)a | (uintptr_t)b;
-    int align = 4;
-    while (align < 256 && !(bits & (uintptr_t)(align * 2 - 1)))
-        align *= 2;
-    if (bits & 3) {
-        fprintf(stderr, "lf_cuda_gemm_f32: a pointer is not f32-aligned\n");
+    /* the alignment every pointer has (at least the element's), up to 256 */
+    int elem = in == CUDA_R_16BF ? 2 : 4;
+    uintptr_t bits = (uintptr_t)a | (uintptr_t)b;
+    if ((bits & (uintptr_t)(elem - 1)) || ((uintptr_t)out & 3)) {
+        fprintf(stderr, "lf_cuda_gemm: a pointer is not aligned to its element\n");
         exit(1);
     }
+    bits |= (uintptr_t)out;
+    int align = elem;
+    while (align < 256 && !(bits & (uintptr_t)(align * 2 - 1)))
+        align *= 2;
     struct lf_gemm_plan *p = NULL;
     for (int i = 0; i < LF_CUDA_GEMM_PLANS && !p; i++) {
         struct lf_gemm_plan *q = &g->plans[i];
-        if (q->M == M && q->N == N && q->K == K && q->a_t == a_t && q->b_t == b_t && q->align == align)
+        if (q->M == M && q->N == N && q->K == K && q->a_t == a_t && q->b_t == b_t && q->align == align &&
+            q->in == in)
             p = q;
     }
     if (!p) {
         p = &g->plans[g->next];
         g->next = (g->next + 1) % LF_CUDA_GEMM_PLANS;
         lf_gemm_plan_free(p);
-        lf_gemm_plan_make(g, p, M, N, K, a_t, b_t, align);
+        lf_gemm_plan_make(g, p, M, N, K, a_t, b_t, align, in);
     }
     LF_CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &alpha, b, p->lay_b, a, p->lay_a, &beta, out, p->lay_out, out,
                                    p->lay_out, &p->algo, g->workspace, g->workspace_size, stream));
+}
+
+extern "C" void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, const float *b, int M, int N, int K,
+                                 int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
+{
+    lf_gemm_run(g, out, a, b, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
+}
+
+extern "C" void lf_cuda_gemm_bf16(lf_cuda_gemm *g, float *out, const uint16_t *a, const uint16_t *b, int M, int N,
+                                  int K, int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
+{
+    lf_gemm_run(g, out, a, b, M, N, K, a_t, b_t, alpha, beta, CUDA_R_16BF, stream);
 }

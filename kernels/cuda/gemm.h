@@ -58,7 +58,7 @@ void lf_cuda_matmul_nt_bf16(cublasLtHandle_t lt, void *out, cudaDataType_t out_t
                             const uint16_t *a, const uint16_t *b, int M, int N, int K,
                             void *workspace, size_t workspace_size, cudaStream_t stream);
 
-/* ---- general f32 GEMM with a plan cache (the model's products) ----------
+/* ---- general GEMM with a plan cache (the model's products) --------------
  * Row-major, as the CPU reference's matmul ops:
  *     out[M,N] = alpha * A @ B + beta * out
  * A is a [M,K], or with a_t a [K,M] read transposed; B is b [K,N], or with
@@ -78,6 +78,10 @@ lf_cuda_gemm *lf_cuda_gemm_new(cublasLtHandle_t lt, void *workspace, size_t work
 void lf_cuda_gemm_free(lf_cuda_gemm *g);
 void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, const float *b, int M, int N, int K, int a_t,
                       int b_t, float alpha, float beta, cudaStream_t stream);
+/* The same with bf16 inputs (uint16_t bit patterns) on the tensor cores:
+   f32 accumulation, f32 out (the bf16 mode's products). */
+void lf_cuda_gemm_bf16(lf_cuda_gemm *g, float *out, const uint16_t *a, const uint16_t *b, int M, int N, int K,
+                       int a_t, int b_t, float alpha, float beta, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

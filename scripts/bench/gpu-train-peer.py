@@ -6,9 +6,9 @@ activations and AdamW state), sdpa attention, gradient checkpointing, on
 batches of random token rows; warm-up steps, then STEPS timed steps.
 Prints the line bench_train prints, with "torch" for "lf":
 
-  BENCH torch NAME tokens_per_s=X step_s=X mfu=X model_tflops=X mem_gib=X
+  BENCH torch NAME-METHOD-bf16 tokens_per_s=X step_s=X mfu=X model_tflops=X mem_gib=X
 
-usage: gpu-train-peer.py DIR full|lora SEQ BATCH STEPS [RANK]
+usage: gpu-train-peer.py DIR full|lora SEQ BATCH STEPS RANK bf16
 """
 import os
 import sys
@@ -16,11 +16,11 @@ import time
 
 
 def main():
-    if len(sys.argv) < 6:
+    if len(sys.argv) != 8 or sys.argv[7] != "bf16":
         sys.exit(__doc__)
     path, method = sys.argv[1], sys.argv[2]
     seq, batch, steps = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    rank = int(sys.argv[6]) if len(sys.argv) > 6 else 16
+    rank = int(sys.argv[6])
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -68,7 +68,7 @@ def main():
     free, total = torch.cuda.mem_get_info()
     mem = (total - free) / 2**30
     name = os.path.basename(os.path.normpath(path))
-    print(f"BENCH torch {name}-{method} tokens_per_s={tok_s:.1f} step_s={step_s:.3f} mfu={tok_s * flops / 989e12:.4f} "
+    print(f"BENCH torch {name}-{method}-bf16 tokens_per_s={tok_s:.1f} step_s={step_s:.3f} mfu={tok_s * flops / 989e12:.4f} "
           f"model_tflops={tok_s * flops / 1e12:.2f} mem_gib={mem:.2f} loss={loss.item():.4f} setup_s={setup:.1f} "
           f"params={n_lin / 1e9:.3g}B lora_params={n_lora / 1e6:.3g}M torch={torch.__version__}", flush=True)
 

@@ -7,7 +7,7 @@
  * token rows of SEQ tokens with gradient checkpointing; warm-up steps, then
  * STEPS timed optimizer steps.  Prints one line:
  *
- *   BENCH lf NAME tokens_per_s=X step_s=X mfu=X model_tflops=X mem_gib=X
+ *   BENCH lf NAME-METHOD-PRECISION tokens_per_s=X step_s=X mfu=X model_tflops=X mem_gib=X
  *
  * MFU counts the model's FLOPs without recompute: full 6 N, LoRA 4 N +
  * 6 N_lora (no weight gradients for the base), N the linear layers' and
@@ -16,7 +16,7 @@
  * mem_gib: device memory in use after the run (the arena, cuBLASLt's and
  * the stream-ordered pool's), as cudaMemGetInfo sees it.
  *
- * usage: cuda_bench_train DIR full|lora SEQ BATCH STEPS [RANK]
+ * usage: cuda_bench_train DIR full|lora SEQ BATCH STEPS RANK f32|bf16
  */
 extern "C" {
 #include "backprop.h"
@@ -60,14 +60,16 @@ static int add_lora(struct lf_model *m, int r)
 
 int main(int argc, char **argv)
 {
-	if (argc < 6) {
-		fprintf(stderr, "usage: %s DIR full|lora SEQ BATCH STEPS [RANK]\n", argv[0]);
+	if (argc != 8) {
+		fprintf(stderr, "usage: %s DIR full|lora SEQ BATCH STEPS RANK f32|bf16\n", argv[0]);
 		return 2;
 	}
 	const char *dir = argv[1];
 	bool lora = !strcmp(argv[2], "lora");
-	int seq = atoi(argv[3]), batch = atoi(argv[4]), steps = atoi(argv[5]), rank = argc > 6 ? atoi(argv[6]) : 16;
-	if ((!lora && strcmp(argv[2], "full")) || seq < 2 || batch < 1 || steps < 1 || rank < 1) {
+	int seq = atoi(argv[3]), batch = atoi(argv[4]), steps = atoi(argv[5]), rank = atoi(argv[6]);
+	bool bf16 = !strcmp(argv[7], "bf16");
+	if ((!lora && strcmp(argv[2], "full")) || seq < 2 || batch < 1 || steps < 1 || rank < 1 ||
+	    (!bf16 && strcmp(argv[7], "f32"))) {
 		fprintf(stderr, "%s: bad arguments\n", argv[0]);
 		return 2;
 	}
@@ -103,7 +105,7 @@ int main(int argc, char **argv)
 		at[i] = i >= first ? gn : SIZE_MAX;
 		gn += i >= first ? (m->tensors[i].n + 15) / 16 * 16 : 0;
 	}
-	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, batch * seq, seq, true);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, batch * seq, seq, true, bf16);
 	if (!t) {
 		fprintf(stderr, "%s: %s\n", argv[0], lf_errmsg());
 		return 1;
@@ -145,9 +147,9 @@ int main(int argc, char **argv)
 	size_t free_b = 0, total_b = 0;
 	cudaMemGetInfo(&free_b, &total_b);
 	const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
-	printf("BENCH lf %s-%s tokens_per_s=%.1f step_s=%.3f mfu=%.4f model_tflops=%.2f mem_gib=%.2f loss=%.4f "
+	printf("BENCH lf %s-%s-%s tokens_per_s=%.1f step_s=%.3f mfu=%.4f model_tflops=%.2f mem_gib=%.2f loss=%.4f "
 	       "grad_norm=%.4g setup_s=%.1f params=%.3gB lora_params=%.3gM\n",
-	       name, argv[2], tok_s, step_s, tok_s * flops / 989e12, tok_s * flops / 1e12,
+	       name, argv[2], argv[7], tok_s, step_s, tok_s * flops / 989e12, tok_s * flops / 1e12,
 	       (double)(total_b - free_b) / 1073741824.0, loss / (double)items, norm, t_open, n_lin / 1e9, n_lora / 1e6);
 	lf_cuda_train_close(t);
 	lf_model_free(m);

@@ -142,7 +142,8 @@ static void random_bf16(uint16_t *h_bf16, float *h_f32, size_t n)
    s = sum_k |a_mk b_nk|, the size f32 rounding errors are measured in:
    f32 accumulation stays far below 1e-4 * s even on tensor cores, a wrong
    layout or a bf16 accumulation does not.  bf16 output adds its own
-   rounding, 2^-9 relative to the value. */
+   rounding, up to 2^-8 relative to the value (half a unit of its 8
+   significant bits). */
 static void check_gemm(cublasLtHandle_t lt, void *d_ws, int M, int N, int K)
 {
     size_t na = (size_t)M * K, nb = (size_t)N * K, no = (size_t)M * N;
@@ -177,7 +178,7 @@ static void check_gemm(cublasLtHandle_t lt, void *d_ws, int M, int N, int K)
             lf_cpu_bf16_to_f32(h_out, h_out16, no);
         } else
             LF_CUDA_CHECK(cudaMemcpy(h_out, d_out, no * 4, cudaMemcpyDeviceToHost));
-        const double rtol_acc = 1e-4, rtol_out = bf16_out ? 1.0 / 512 : 0.0;
+        const double rtol_acc = 1e-4, rtol_out = bf16_out ? 1.0 / 256 : 0.0;
         double max_abs = 0, max_rel = 0, worst = 0;
         size_t bad = 0, worst_i = 0;
         for (size_t i = 0; i < no; i++) {

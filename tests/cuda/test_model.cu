@@ -10,10 +10,12 @@
  * (clipping and AdamW) from the same gradients.  Norms and biases are
  * perturbed so that no two are alike.
  *
- * Tolerances: logits and gradients max|gpu - cpu| <= 1e-4 max|cpu| per
- * tensor, losses within 1e-5 relative, the weights after the optimizer
- * step within 1e-5 max|w|: the CUDA path's f32 mode differs from the CPU's
- * only by rounding (summation orders, fused multiply-adds).
+ * Each in the f32 and the bf16 mode.  Tolerances, f32 mode: logits and
+ * gradients max|gpu - cpu| <= 1e-4 max|cpu| per tensor, losses within 1e-5
+ * relative (it differs from the CPU only by rounding: summation orders,
+ * fused multiply-adds); bf16 mode: logits 3e-2, gradients 5e-2, losses
+ * 2e-3 (bf16 products: 8 significant bits); both: the weights after the
+ * optimizer step from the CPU's gradients within 1e-5 max|w|.
  *
  * usage: cuda_test_model MODEL_DIR...   (exit 0 all pass, 1 a failure,
  * 2 no device or no model)
@@ -34,9 +36,13 @@ extern "C" {
 
 #include "report.h"
 
+/* the f32 mode; the bf16 mode (bf16 products against the CPU's f32) */
 #define GRAD_TOL 1e-4
 #define LOSS_TOL 1e-5
 #define STEP_TOL 1e-5
+#define BF16_LOGITS_TOL 3e-2
+#define BF16_GRAD_TOL 5e-2
+#define BF16_LOSS_TOL 2e-3
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
@@ -117,7 +123,7 @@ static int add_lora(struct lf_model *m)
 }
 
 static void check_logits(struct lf_model *m, struct lf_cuda_train *g, const struct lf_train_row *row,
-			 const char *name)
+			 const char *name, double tol)
 {
 	int T = row->T, V = m->cfg.vocab;
 	float *ref = (float *)xmalloc((size_t)T * V * sizeof(float)), *got = (float *)xmalloc((size_t)T * V * sizeof(float));
@@ -129,7 +135,7 @@ static void check_logits(struct lf_model *m, struct lf_cuda_train *g, const stru
 	    lf_model_forward(m, &kv, &fb, row->ids, NULL, T, false, ref) < 0 || lf_cuda_train_logits(g, row, got) < 0) {
 		result(0, label, lf_errmsg());
 	} else {
-		int ok = within(got, ref, (size_t)T * V, GRAD_TOL, detail, sizeof detail);
+		int ok = within(got, ref, (size_t)T * V, tol, detail, sizeof detail);
 		result(ok, label, detail);
 		lf_kv_cache_free(&kv);
 		lf_forward_buf_free(&fb);
@@ -148,11 +154,12 @@ static void check_close(const char *name, const char *what, double got, double r
 
 /* One configuration: trained tensors (full or the adapter's), the step on
  * both sides, every comparison. */
-static void run(const char *dir, bool lora, float dropout)
+static void run(const char *dir, bool lora, float dropout, bool bf16)
 {
 	char name[512];
-	snprintf(name, sizeof name, "%s:%s", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir,
-		 !lora ? "full" : dropout > 0 ? "lora_dropout" : "lora");
+	snprintf(name, sizeof name, "%s:%s%s", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir,
+		 !lora ? "full" : dropout > 0 ? "lora_dropout" : "lora", bf16 ? ":bf16" : "");
+	double grad_tol = bf16 ? BF16_GRAD_TOL : GRAD_TOL, loss_tol = bf16 ? BF16_LOSS_TOL : LOSS_TOL;
 	struct lf_model *m = lf_model_load_writable(dir);
 	size_t first = lora && m ? m->ntensors : 0; /* the trained tensors: from here on */
 	for (size_t i = 0; m && i < m->ntensors; i++) /* norms and biases apart from one another */
@@ -200,7 +207,7 @@ static void run(const char *dir, bool lora, float dropout)
 		result(0, name, lf_errmsg());
 
 	/* the GPU */
-	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, 128, 64, ckpt);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, 128, 64, ckpt, bf16);
 	if (!t) {
 		result(0, name, lf_errmsg());
 	} else {
@@ -209,21 +216,21 @@ static void run(const char *dir, bool lora, float dropout)
 		snprintf(detail, sizeof detail, "%.1f MiB on %s", lf_cuda_train_arena_bytes(t) / 1048576.0,
 			 lf_cuda_train_device(t));
 		result(1, label, detail);
-		check_logits(m, t, &b.rows[0], name);
+		check_logits(m, t, &b.rows[0], name, bf16 ? BF16_LOGITS_TOL : GRAD_TOL);
 		double eval_gpu = 0, loss_gpu = 0;
 		long targets_gpu = 0;
 		if (lf_cuda_train_loss(t, b.rows, 2, &eval_gpu, &targets_gpu) < 0)
 			result(0, name, lf_errmsg());
-		check_close(name, "eval_loss", eval_gpu, eval_cpu, LOSS_TOL);
+		check_close(name, "eval_loss", eval_gpu, eval_cpu, loss_tol);
 		check_close(name, "eval_targets", (double)targets_gpu, (double)targets_cpu, 0);
 		lf_cuda_train_set_noise(t, dropout, neftune, seed);
 		if (lf_cuda_train_step(t, b.rows, 2, 1.0f / (float)items, &loss_gpu) < 0)
 			result(0, name, lf_errmsg());
-		check_close(name, "loss", loss_gpu, loss_cpu, LOSS_TOL);
+		check_close(name, "loss", loss_gpu, loss_cpu, loss_tol);
 		lf_cuda_train_get_grads(t, ggpu);
 		int bad = 0;
 		for (size_t i = first; i < m->ntensors; i++) {
-			if (!within(ggpu + at[i], gcpu + at[i], m->tensors[i].n, GRAD_TOL, detail, sizeof detail)) {
+			if (!within(ggpu + at[i], gcpu + at[i], m->tensors[i].n, grad_tol, detail, sizeof detail)) {
 				snprintf(label, sizeof label, "%s/grad.%s", name, m->tensors[i].name);
 				result(0, label, detail);
 				bad++;
@@ -293,9 +300,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	for (int i = 1; i < argc; i++) {
-		run(argv[i], false, 0);
-		run(argv[i], true, 0);
-		run(argv[i], true, 0.1f);
+		for (int bf16 = 0; bf16 < 2; bf16++) {
+			run(argv[i], false, 0, bf16);
+			run(argv[i], true, 0, bf16);
+			run(argv[i], true, 0.1f, bf16);
+		}
 	}
 	printf("%s: %d passed, %d failed\n", program_invocation_short_name, passes, failures);
 	return failures ? 1 : 0;
