@@ -85,18 +85,22 @@ $(BINDIR)/%: $(OUT)/obj/tools/%.o $(LIB) $(KERNELS_CPU_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $< $(LIB) $(KERNELS_CPU_LINK) $(LDLIBS_ALL) -o $@
 
-# lf-train-cuda: lf-train built with its GPU path (--device cuda), where
-# CUDA is built.  A program of its own because loading libcublasLt costs
-# ~0.15 s and 200 MB at every start: lf-train starts it for --device cuda.
+# PROGRAM-cuda: the programs that take --device cuda, built again with
+# their GPU path where CUDA is built (libcommon/device.h: a program of its
+# own because loading cuBLASLt costs ~0.15 s and 200 MB at every start;
+# PROGRAM starts it for --device cuda).
+CUDA_TOOLS := lf-train lf-eval
 ifdef LIB_CUDA
-tools: $(BINDIR)/lf-train-cuda
-$(OUT)/obj/tools/lf-train-cuda.o: tools/lf-train.c
+tools: $(patsubst %,$(BINDIR)/%-cuda,$(CUDA_TOOLS))
+$(patsubst %,$(OUT)/obj/tools/%-cuda.o,$(CUDA_TOOLS)): $(OUT)/obj/tools/%-cuda.o: tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LIB_CUDA_CFLAGS) -MMD -MP -c $< -o $@
-$(BINDIR)/lf-train-cuda: $(OUT)/obj/tools/lf-train-cuda.o $(LIB_CUDA) $(KERNELS_CUDA_LIB) $(LIB) $(KERNELS_CPU_LIB)
+$(patsubst %,$(BINDIR)/%-cuda,$(CUDA_TOOLS)): $(BINDIR)/%-cuda: $(OUT)/obj/tools/%-cuda.o $(LIB_CUDA) \
+		$(KERNELS_CUDA_LIB) $(LIB) $(KERNELS_CPU_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) $< $(LIB_CUDA_LINK) $(LIB) $(KERNELS_CPU_LINK) $(LDLIBS_ALL) $(MPI_LIBS) -o $@
--include $(OUT)/obj/tools/lf-train-cuda.d
+	$(CC) $(LDFLAGS_ALL) $< $(LIB_CUDA_LINK) $(LIB) $(KERNELS_CPU_LINK) $(LDLIBS_ALL) -o $@
+$(BINDIR)/lf-train-cuda: LDLIBS_ALL += $(MPI_LIBS)
+-include $(patsubst %,$(OUT)/obj/tools/%-cuda.d,$(CUDA_TOOLS))
 endif
 
 $(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(LIB) $(KERNELS_CPU_LIB)

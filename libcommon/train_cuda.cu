@@ -996,6 +996,13 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 		return NULL;
 	}
 	LF_CUDA_CHECK(cudaMalloc((void **)&t->arena, t->arena_bytes));
+	/* the kernels' stream-ordered scratch (cudaMallocAsync) stays in the
+	 * pool between steps instead of going back to the driver at every
+	 * synchronisation: after the first step, no allocation in the loop */
+	cudaMemPool_t pool;
+	uint64_t keep = UINT64_MAX;
+	LF_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+	LF_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
 	layout(t); /* place */
 	LF_CUDA_CHECK(cudaStreamCreate(&t->s));
 	LF_CUBLAS_CHECK(cublasLtCreate(&t->lt));

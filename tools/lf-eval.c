@@ -1,8 +1,10 @@
 /*
- * lf-eval — evaluate a model on the CPU: the logits of given token ids
- * (--task logits, for checking against other implementations) and the loss
- * and perplexity over the labels of lf-pack's shards (--task perplexity).
+ * lf-eval — evaluate a model on the CPU or a GPU: the logits of given token
+ * ids (--task logits, for checking against other implementations) and the
+ * loss and perplexity over the labels of lf-pack's shards (--task
+ * perplexity).
  */
+#include "device.h"
 #include "error.h"
 #include "example.h"
 #include "log.h"
@@ -11,6 +13,9 @@
 #include "safetensors.h"
 #include "shardset.h"
 #include "stream.h"
+#ifdef LF_HAVE_CUDA
+#include "train_cuda.h"
+#endif
 
 #include <jansson.h>
 #include <math.h>
@@ -19,7 +24,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *opt_model, *opt_task, *opt_input, *opt_output, *opt_split, *opt_adapter;
+static char *opt_model, *opt_task, *opt_input, *opt_output, *opt_split, *opt_adapter, *opt_device;
+static bool opt_bf16;
 static long long opt_max_samples = -1, opt_cutoff_len = 2048;
 
 static struct lf_option options[] = {
@@ -38,16 +44,66 @@ static struct lf_option options[] = {
 	{ "adapter-name-or-path", 0, LF_OPT_STRING, &opt_adapter, "DIR", "a PEFT LoRA adapter to apply (unmerged)" },
 	{ "output", 'o', LF_OPT_STRING, &opt_output, "FILE",
 	  "logits: the safetensors file to write; perplexity: JSON result file (default: stdout)", LF_OPT_CLI_ONLY },
+	{ "device", 0, LF_OPT_STRING, &opt_device, "NAME",
+	  "cpu (default) or cuda: run the model on an NVIDIA GPU (builds with CUDA only)", LF_OPT_CLI_ONLY },
+	{ "bf16", 0, LF_OPT_BOOL, &opt_bf16, NULL,
+	  "with --device cuda: the products in bf16 (the CPU computes in f32 and says so)" },
 	{ 0 }
 };
 
 static const struct lf_tool_info tool = {
 	"lf-eval", "--model-name-or-path DIR --task TASK [OPTION]...",
-	"Evaluate a Hugging Face model on the CPU: logits of token ids, perplexity over lf-pack shards or a token stream.",
+	"Evaluate a Hugging Face model on the CPU or a GPU: logits of token ids, perplexity over lf-pack shards or a "
+	"token stream.",
 	"Tasks:\n"
 	"  logits      --input ids.jsonl -o logits.safetensors: tensor logits.N [T, vocab] (f32) for line N\n"
 	"  perplexity  --input SHARDS|STREAM: mean loss over the label tokens and its exp, as one JSON object",
 };
+
+/* ---- the forward pass ---- */
+
+#ifdef LF_HAVE_CUDA
+/* --device cuda: the model on the GPU, for sequences of up to gpu_cap
+ * tokens (opened again, larger, when a longer one comes) */
+static struct lf_cuda_train *gpu;
+static int gpu_cap;
+static bool use_gpu;
+#endif
+
+/* logits [T, V] of ids at RoPE positions pos (NULL: 0 .. T-1) */
+static int forward_logits(const struct lf_model *m, const int32_t *ids, const int32_t *pos, int T, float *logits)
+{
+#ifdef LF_HAVE_CUDA
+	if (use_gpu) {
+		if (T > gpu_cap) {
+			lf_cuda_train_close(gpu);
+			gpu_cap = T > 2 * gpu_cap ? T : 2 * gpu_cap;
+			size_t *at = lf_malloc((m->ntensors + 1) * sizeof *at);
+			for (size_t i = 0; i < m->ntensors; i++)
+				at[i] = SIZE_MAX;
+			gpu = lf_cuda_train_open(m, lf_device_local_rank(), at, 0, gpu_cap, gpu_cap, true, opt_bf16);
+			free(at);
+			if (!gpu)
+				lf_die("--device cuda: %s", lf_errmsg());
+		}
+		int32_t *labels = lf_malloc((size_t)T * sizeof *labels);
+		for (int t = 0; t < T; t++)
+			labels[t] = -100;
+		struct lf_train_row row = { ids, labels, pos, NULL, T, 0 };
+		int rc = lf_cuda_train_logits(gpu, &row, logits);
+		free(labels);
+		return rc;
+	}
+#endif
+	struct lf_kv_cache kv;
+	struct lf_forward_buf b;
+	lf_kv_cache_init(&kv, m, T);
+	lf_forward_buf_init(&b, m, T, T);
+	int rc = lf_model_forward(m, &kv, &b, ids, pos, T, false, logits);
+	lf_forward_buf_free(&b);
+	lf_kv_cache_free(&kv);
+	return rc;
+}
 
 /* ---- logits ---- */
 
@@ -104,12 +160,8 @@ static void task_logits(const struct lf_model *m)
 		snprintf(where, sizeof where, "%s: line %ld", opt_input, lineno);
 		size_t n;
 		int32_t *ids = parse_ids(line, &n, where);
-		struct lf_kv_cache kv;
-		struct lf_forward_buf b;
-		lf_kv_cache_init(&kv, m, (int)n);
-		lf_forward_buf_init(&b, m, (int)n, (int)n);
 		float *logits = lf_malloc(n * (size_t)m->cfg.vocab * sizeof *logits);
-		if (lf_model_forward(m, &kv, &b, ids, NULL, (int)n, false, logits) < 0)
+		if (forward_logits(m, ids, NULL, (int)n, logits) < 0)
 			lf_die("%s: %s", where, lf_errmsg());
 		char name[64];
 		snprintf(name, sizeof name, "logits.%zu", nkeep);
@@ -121,8 +173,6 @@ static void task_logits(const struct lf_model *m)
 		if (lf_st_writer_add(w, names[nkeep], LF_DTYPE_F32, 2, shape, logits) < 0)
 			lf_die("%s", lf_errmsg());
 		nkeep++;
-		lf_forward_buf_free(&b);
-		lf_kv_cache_free(&kv);
 		free(ids);
 		lf_progress("%zu sequences", nkeep);
 	}
@@ -166,17 +216,11 @@ static void add_loss(const float *logits, const int32_t *labels, int T, int V, d
 static void run_part(const struct lf_model *m, const int32_t *ids, const int32_t *pos, const int32_t *labels,
 		     int len, uint64_t example, double *sum, uint64_t *count)
 {
-	struct lf_kv_cache kv;
-	struct lf_forward_buf b;
-	lf_kv_cache_init(&kv, m, len);
-	lf_forward_buf_init(&b, m, len, len);
 	float *logits = lf_malloc((size_t)len * (size_t)m->cfg.vocab * sizeof *logits);
-	if (lf_model_forward(m, &kv, &b, ids, pos, len, false, logits) < 0)
+	if (forward_logits(m, ids, pos, len, logits) < 0)
 		lf_die("%s: example %llu: %s", opt_input, (unsigned long long)example, lf_errmsg());
 	add_loss(logits, labels, len, m->cfg.vocab, sum, count);
 	free(logits);
-	lf_forward_buf_free(&b);
-	lf_kv_cache_free(&kv);
 }
 
 /* What perplexity adds up over the examples. */
@@ -337,6 +381,17 @@ int main(int argc, char **argv)
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (first < argc)
 		lf_die_usage("unexpected operand '%s' (inputs go with --input)", argv[first]);
+	bool cuda = lf_device_is_cuda(opt_device);
+#ifdef LF_HAVE_CUDA
+	use_gpu = cuda;
+	if (use_gpu && lf_cuda_train_probe(lf_device_local_rank()) < 0)
+		lf_die("--device cuda: %s", lf_errmsg());
+#else
+	if (cuda)
+		lf_device_exec_cuda(argv);
+#endif
+	if (opt_bf16 && !cuda)
+		lf_note("--bf16: lf-eval computes in f32 on the CPU (--device cuda honours it)");
 	if (!opt_model)
 		lf_die_usage("--model-name-or-path DIR is required");
 	if (!opt_task)
@@ -352,6 +407,9 @@ int main(int argc, char **argv)
 		task_logits(m);
 	else
 		task_perplexity(m);
+#ifdef LF_HAVE_CUDA
+	lf_cuda_train_close(gpu);
+#endif
 	lf_model_free(m);
 	lf_log_close();
 	return 0;

@@ -6,6 +6,7 @@
  * adapter or a model folder at the end, in LLaMA-Factory's output layout.
  */
 #include "backprop.h"
+#include "device.h"
 #include "dist.h"
 #include "error.h"
 #include "export.h"
@@ -217,16 +218,6 @@ static bool use_gpu;
 #ifdef LF_HAVE_CUDA
 static struct lf_cuda_train *gpu;
 
-/* the GPU of this process: its local rank's, as the launchers number them */
-static int local_rank(void)
-{
-	static const char *const vars[] = { "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK" };
-	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-		if (getenv(vars[i]))
-			return atoi(getenv(vars[i]));
-	return 0;
-}
-
 static size_t tensor_index(const struct param *p)
 {
 	return (size_t)(p->t - R.m->tensors);
@@ -238,7 +229,7 @@ static void gpu_start(void)
 	size_t *at = lf_malloc((R.m->ntensors + 1) * sizeof *at);
 	for (size_t i = 0; i < R.m->ntensors; i++)
 		at[i] = R.grads[i] ? (size_t)(R.grads[i] - R.gbuf) : SIZE_MAX;
-	gpu = lf_cuda_train_open(R.m, local_rank(), at, R.gn, R.max_tokens, R.longest, !opt_no_ckpt,
+	gpu = lf_cuda_train_open(R.m, lf_device_local_rank(), at, R.gn, R.max_tokens, R.longest, !opt_no_ckpt,
 				 opt_bf16 || opt_fp16);
 	free(at);
 	if (!gpu)
@@ -1293,10 +1284,7 @@ static void check_options(void)
 	if (!opt_do_train)
 		lf_die_usage("--do-train false (evaluation or prediction only) is not built in lf-train: use lf-eval "
 			     "or lf-generate");
-	opt_device = opt_device ? opt_device : "cpu";
-	if (strcmp(opt_device, "cpu") && strcmp(opt_device, "cuda"))
-		lf_die_usage("option '--device': '%s' is not cpu or cuda", opt_device);
-	use_gpu = !strcmp(opt_device, "cuda");
+	use_gpu = lf_device_is_cuda(opt_device);
 	const char *gpu_unbuilt = opt_dora ? "--use-dora" : opt_zero_stage == 1 ? "--zero-stage 1" : NULL;
 	if (use_gpu && gpu_unbuilt)
 		lf_die_usage("%s with --device cuda is not built yet (it runs on the CPU)", gpu_unbuilt);
@@ -1591,26 +1579,6 @@ static void passive_openmp(char **argv)
 	execv("/proc/self/exe", argv); /* on failure, go on as we are */
 }
 
-#ifndef LF_HAVE_CUDA
-/* --device cuda: lf-train-cuda, beside this program, is lf-train built
- * with the GPU path; it takes over with the same arguments. */
-static void start_cuda_build(char **argv)
-{
-	char path[4096];
-	ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
-	if (n < 0)
-		lf_die("--device cuda: cannot find this program: %s", strerror(errno));
-	path[n] = 0;
-	char *slash = strrchr(path, '/');
-	strcpy(slash ? slash + 1 : path, "lf-train-cuda");
-	if (access(path, X_OK) != 0)
-		lf_die_usage("--device cuda: this lf was built without CUDA (no %s: nvcc was not found when it was "
-			     "built)", path);
-	execv(path, argv);
-	lf_die("--device cuda: cannot start %s: %s", path, strerror(errno));
-}
-#endif
-
 int main(int argc, char **argv)
 {
 	passive_openmp(argv);
@@ -1627,8 +1595,8 @@ int main(int argc, char **argv)
 		lf_die_usage("--zero-stage %lld (sharded gradients%s) is not built yet: 1 shards the optimizer state",
 			     opt_zero_stage, opt_zero_stage == 3 ? " and weights" : "");
 #ifndef LF_HAVE_CUDA
-	if (opt_device && !strcmp(opt_device, "cuda"))
-		start_cuda_build(argv);
+	if (lf_device_is_cuda(opt_device))
+		lf_device_exec_cuda(argv);
 #endif
 	if (lf_dist_init(&D, (double)opt_ddp_timeout) < 0)
 		lf_die("%s", lf_errmsg());
@@ -1640,7 +1608,7 @@ int main(int argc, char **argv)
 	}
 	check_options();
 #ifdef LF_HAVE_CUDA
-	if (use_gpu && lf_cuda_train_probe(local_rank()) < 0)
+	if (use_gpu && lf_cuda_train_probe(lf_device_local_rank()) < 0)
 		lf_die("--device cuda: %s", lf_errmsg());
 #endif
 	lf_output_init_signals();

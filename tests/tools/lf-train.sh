@@ -275,6 +275,14 @@ check "--device cuda without a GPU (or CUDA) stops with one clear line and write
 	grep -q -e "--device cuda: no CUDA device" -e "--device cuda: this lf was built without CUDA" "'"$T"'/gpu.err"'
 check "--device cuda refuses what its path has not built yet" fails 2 "--use-dora with --device cuda is not built" \
 	lf-train -m "$T/m" -d "$T/shards" --use-dora --device cuda -o "$T/x"
+check "lf-eval --device cuda without a GPU (or CUDA): one clear line, no output" sh -c '
+	lf-eval -m "'"$T"'/m" --task perplexity --input "'"$T"'/shards" --device cuda -o "'"$T"'/ev.json" \
+		2>"'"$T"'/ev.err"
+	rc=$?; cat "'"$T"'/ev.err"
+	test $rc != 0 && test "$(wc -l <"'"$T"'/ev.err")" -le 2 && test ! -e "'"$T"'/ev.json" &&
+	grep -q -e "--device cuda: no CUDA device" -e "--device cuda: this lf was built without CUDA" "'"$T"'/ev.err"'
+check "lf-eval --device other than cpu or cuda is a usage error" fails 2 "'tpu' is not cpu or cuda" \
+	lf-eval -m "$T/m" --task perplexity --input "$T/shards" --device tpu
 check "a recipe key lf-train does not build yet is named" sh -c '
 	printf "use_galore: true\n" >"'"$T"'/bad.yaml"
 	lf-train --config "'"$T"'/bad.yaml" -m "'"$T"'/m" -d "'"$T"'/shards" -o "'"$T"'/x" 2>&1 | grep -q "use_galore"'
