@@ -78,10 +78,12 @@ struct lf_cuda_train {
 	/* host side of a micro-batch */
 	int32_t *ids, *pos, *targets, *rows, *head_targets;
 	int *span_start, *span_len, nspans;
+	int *row_len, nrows; /* the call's rows (sequences): their tokens, in order */
+	const struct lf_cuda_seq_in *cached; /* lf_cuda_forward_batch's sequences, during the call */
 	float *inv_freq, *attn_factor;
 	float lora_dropout, neftune_mag;
 	uint64_t noise_seed;
-	char device[256];
+	char device[300];
 };
 
 /* ---- the arena ----
@@ -427,27 +429,46 @@ static struct lf_attn attn_of(const struct lf_model_config *c, int l)
 	return a;
 }
 
-static void rope_rows(struct lf_cuda_train *t, float *x, int heads, int width, const struct lf_train_row *rows,
-		      int nrows, bool backward)
+/* RoPE on x [N, heads, d] (rows of width floats), each row (sequence) of
+ * the call with its positions and frequencies */
+static void rope_rows(struct lf_cuda_train *t, float *x, int heads, int width, bool backward)
 {
 	const struct lf_model_config *c = &t->host->cfg;
 	int half = c->rope.rotary_dim / 2;
-	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
+	for (int r = 0, row0 = 0; r < t->nrows; row0 += t->row_len[r], r++) {
 		const float *inv = t->inv_freq_d + (size_t)r * half;
 		float *xr = x + (size_t)row0 * width;
 		if (backward)
-			lf_cuda_rope_bwd_f32(xr, t->pos_d + row0, rows[r].T, heads, c->head_dim, width, c->rope.rotary_dim,
-					     inv, t->attn_factor[r], t->s);
+			lf_cuda_rope_bwd_f32(xr, t->pos_d + row0, t->row_len[r], heads, c->head_dim, width,
+					     c->rope.rotary_dim, inv, t->attn_factor[r], t->s);
 		else
-			lf_cuda_rope_f32(xr, t->pos_d + row0, rows[r].T, heads, c->head_dim, width, c->rope.rotary_dim,
+			lf_cuda_rope_f32(xr, t->pos_d + row0, t->row_len[r], heads, c->head_dim, width, c->rope.rotary_dim,
 					 inv, t->attn_factor[r], t->s);
+	}
+}
+
+/* Attention of the call's sequences over their caches (lf_cuda_forward_batch):
+ * each one's new keys and values appended to its cache for layer l, its
+ * queries at cache positions len .. len+T-1 over the cache's 0 .. len+T-1. */
+static void attend_cached(struct lf_cuda_train *t, int l, struct acts *A)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	int qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+	struct lf_attn a = attn_of(c, l);
+	for (int s = 0, row0 = 0; s < t->nrows; row0 += t->row_len[s], s++) {
+		struct lf_cuda_kv *kv = t->cached[s].kv;
+		int T = t->row_len[s];
+		size_t layer = (size_t)l * kv->capacity * kd, at = layer + (size_t)kv->len * kd;
+		copy_d(t, kv->k + at, A->k + (size_t)row0 * kd, (size_t)T * kd);
+		copy_d(t, kv->v + at, A->v + (size_t)row0 * kd, (size_t)T * kd);
+		lf_cuda_attention_f32(A->att + (size_t)row0 * qd, A->q + (size_t)row0 * qd, kv->k + layer, kv->v + layer,
+				      T, kv->len + T, kv->len, &a, NULL, NULL, t->s);
 	}
 }
 
 /* Layer l on x [N, H]: its inner activations into A, its output into xout
  * (NULL: a recomputation). */
-static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const float *x, float *xout,
-		      const struct lf_train_row *rows, int nrows, int N)
+static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const float *x, float *xout, int N)
 {
 	const struct lf_model_config *c = &t->host->cfg;
 	const struct lf_layer *L = &t->dm.layers[l];
@@ -467,10 +488,12 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 		lf_cuda_rmsnorm_f32(A->q, A->q_raw, L->q_norm, N * nh, d, eps, 0.0f, t->s);
 		lf_cuda_rmsnorm_f32(A->k, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f, t->s);
 	}
-	rope_rows(t, A->q, nh, qd, rows, nrows, false);
-	rope_rows(t, A->k, nkv, kd, rows, nrows, false);
+	rope_rows(t, A->q, nh, qd, false);
+	rope_rows(t, A->k, nkv, kd, false);
+	if (t->cached)
+		attend_cached(t, l, A);
 	struct lf_attn a = attn_of(c, l);
-	for (int s = 0; s < t->nspans; s++) {
+	for (int s = 0; !t->cached && s < t->nspans; s++) {
 		size_t s0 = (size_t)t->span_start[s];
 		int len = t->span_len[s];
 		lf_cuda_attention_f32(A->att + s0 * qd, A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, len, len, 0, &a,
@@ -503,7 +526,7 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 /* Backward of layer l: dx holds the gradient of its output and becomes
  * that of its input x. */
 static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, const float *x, float *dx,
-		      const struct lf_layer_grad *G, const struct lf_train_row *rows, int nrows, int N)
+		      const struct lf_layer_grad *G, int N)
 {
 	const struct lf_model_config *c = &t->host->cfg;
 	const struct lf_layer *L = &t->dm.layers[l];
@@ -547,8 +570,8 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 					  A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, A->att + s0 * qd, len, len,
 					  0, &a, NULL, A->lse + s0 * nh, t->s);
 	}
-	rope_rows(t, t->dq, nh, qd, rows, nrows, true);
-	rope_rows(t, t->dk, nkv, kd, rows, nrows, true);
+	rope_rows(t, t->dq, nh, qd, true);
+	rope_rows(t, t->dk, nkv, kd, true);
 	if (c->qk_norm) {
 		zero_d(t, t->dqk_raw, (size_t)N * qd * sizeof(float));
 		lf_cuda_rmsnorm_bwd_f32(t->dqk_raw, G->q_norm, t->dq, A->q_raw, L->q_norm, N * nh, d, eps, 0.0f, t->s);
@@ -679,13 +702,38 @@ static int check_rows(const struct lf_cuda_train *t, const struct lf_train_row *
 	return 0;
 }
 
+/* The call's ids, positions and RoPE frequencies (host) to the device. */
+static void upload_call(struct lf_cuda_train *t, int N)
+{
+	int half = t->host->cfg.rope.rotary_dim / 2;
+	LF_CUDA_CHECK(cudaMemcpy(t->ids_d, t->ids, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
+	LF_CUDA_CHECK(cudaMemcpy(t->pos_d, t->pos, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
+	LF_CUDA_CHECK(cudaMemcpy(t->inv_freq_d, t->inv_freq, (size_t)t->nrows * half * sizeof(float),
+				 cudaMemcpyHostToDevice));
+}
+
+/* The first layer's input: the embeddings of the call's ids (NEFTune's
+ * noise while training), times sqrt(hidden) where the model scales them. */
+static void embed(struct lf_cuda_train *t, int N, bool training)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	int H = c->hidden;
+	lf_cuda_embedding_f32(t->xs, t->dm.embed, t->ids_d, N, H, t->s);
+	t->training = training;
+	if (training && t->neftune_mag > 0) {
+		uint64_t key = lf_cuda_mix64(t->noise_seed ^ 0x6e656674756e65ULL);
+		lf_cuda_neftune_f32(t->xs, (size_t)N * H, t->neftune_mag, key, t->s);
+	}
+	if (c->embed_scale)
+		lf_cuda_grad_scale_f32(t->xs, (size_t)N * H, (float)sqrt((double)H), t->s);
+}
+
 /* Embeddings, positions, RoPE frequencies, targets and spans of a
  * micro-batch (backprop.c's prepare); the number of tokens. */
 static int prepare(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, bool training)
 {
 	const struct lf_model *m = t->host;
-	const struct lf_model_config *c = &m->cfg;
-	int N, H = c->hidden, half = c->rope.rotary_dim / 2;
+	int N, half = m->cfg.rope.rotary_dim / 2;
 	if (check_rows(t, rows, nrows, &N) < 0)
 		return -1;
 	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
@@ -699,19 +747,11 @@ static int prepare(struct lf_cuda_train *t, const struct lf_train_row *rows, int
 			t->targets[row0 + i] = i + 1 < q->T ? q->labels[i + 1] : -100;
 		}
 		t->attn_factor[r] = lf_model_rope_frequencies(m, seq_len, t->inv_freq + (size_t)r * half);
+		t->row_len[r] = q->T;
 	}
-	LF_CUDA_CHECK(cudaMemcpy(t->ids_d, t->ids, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
-	LF_CUDA_CHECK(cudaMemcpy(t->pos_d, t->pos, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
-	LF_CUDA_CHECK(cudaMemcpy(t->inv_freq_d, t->inv_freq, (size_t)nrows * half * sizeof(float),
-				 cudaMemcpyHostToDevice));
-	lf_cuda_embedding_f32(t->xs, t->dm.embed, t->ids_d, N, H, t->s);
-	t->training = training;
-	if (training && t->neftune_mag > 0) {
-		uint64_t key = lf_cuda_mix64(t->noise_seed ^ 0x6e656674756e65ULL);
-		lf_cuda_neftune_f32(t->xs, (size_t)N * H, t->neftune_mag, key, t->s);
-	}
-	if (c->embed_scale)
-		lf_cuda_grad_scale_f32(t->xs, (size_t)N * H, (float)sqrt((double)H), t->s);
+	t->nrows = nrows;
+	upload_call(t, N);
+	embed(t, N, training);
 	t->nspans = 0;
 	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
 		int k = rows[r].spans ? rows[r].nspans : 1;
@@ -737,12 +777,12 @@ static double read_loss(struct lf_cuda_train *t, long *count)
 	return loss;
 }
 
-static void forward(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, int N)
+static void forward(struct lf_cuda_train *t, int N)
 {
 	size_t NH = (size_t)N * t->host->cfg.hidden;
 	for (int l = 0; l < t->host->cfg.layers; l++)
 		layer_fwd(t, l, &t->acts[t->checkpointing ? 0 : l], t->xs + (size_t)l * NH, t->xs + (size_t)(l + 1) * NH,
-			  rows, nrows, N);
+			  N);
 }
 
 extern "C" int lf_cuda_train_step(struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, float scale,
@@ -753,14 +793,14 @@ extern "C" int lf_cuda_train_step(struct lf_cuda_train *t, const struct lf_train
 	if (N < 0)
 		return -1;
 	size_t NH = (size_t)N * H;
-	forward(t, rows, nrows, N);
+	forward(t, N);
 	head_fwd_bwd(t, t->xs + (size_t)c->layers * NH, t->dx, N, scale, true);
 	for (int l = c->layers - 1; l >= (t->g.embed ? 0 : t->g.lowest); l--) {
 		struct acts *A = &t->acts[t->checkpointing ? 0 : l];
 		const float *x = t->xs + (size_t)l * NH;
 		if (t->checkpointing)
-			layer_fwd(t, l, A, x, NULL, rows, nrows, N);
-		layer_bwd(t, l, A, x, t->dx, &t->g.layers[l], rows, nrows, N);
+			layer_fwd(t, l, A, x, NULL, N);
+		layer_bwd(t, l, A, x, t->dx, &t->g.layers[l], N);
 	}
 	if (t->g.embed)
 		lf_cuda_embedding_bwd_f32(t->g.embed, t->dx, t->ids_d, N, H,
@@ -776,7 +816,7 @@ extern "C" int lf_cuda_train_loss(struct lf_cuda_train *t, const struct lf_train
 	int N = prepare(t, rows, nrows, false);
 	if (N < 0)
 		return -1;
-	forward(t, rows, nrows, N);
+	forward(t, N);
 	head_fwd_bwd(t, t->xs + (size_t)c->layers * N * c->hidden, NULL, N, 1.0f, false);
 	long count = 0;
 	*loss_sum += read_loss(t, &count);
@@ -784,18 +824,17 @@ extern "C" int lf_cuda_train_loss(struct lf_cuda_train *t, const struct lf_train
 	return 0;
 }
 
-extern "C" int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_train_row *row, float *logits)
+/* The logits of n rows x [n, H] (the last layer's output) into host
+ * memory [n, V]. */
+static void logits_out(struct lf_cuda_train *t, const float *x, int n, float *logits)
 {
 	const struct lf_model_config *c = &t->host->cfg;
-	int N = prepare(t, row, 1, false), H = c->hidden, V = c->vocab;
-	if (N < 0)
-		return -1;
-	forward(t, row, 1, N);
+	int H = c->hidden, V = c->vocab;
 	float off = c->norm_plus_one ? 1.0f : 0.0f;
-	lf_cuda_rmsnorm_f32(t->xf, t->xs + (size_t)c->layers * N * H, t->dm.norm, N, H, (float)c->eps, off, t->s);
-	const uint16_t *xfb = bf16_of(t, t->xf, (size_t)N * H, true);
-	for (int i0 = 0; i0 < N; i0 += t->head_rows) {
-		int k = N - i0 < t->head_rows ? N - i0 : t->head_rows;
+	lf_cuda_rmsnorm_f32(t->xf, x, t->dm.norm, n, H, (float)c->eps, off, t->s);
+	const uint16_t *xfb = bf16_of(t, t->xf, (size_t)n * H, true);
+	for (int i0 = 0; i0 < n; i0 += t->head_rows) {
+		int k = n - i0 < t->head_rows ? n - i0 : t->head_rows;
 		head_logits(t, t->xf + (size_t)i0 * H, xfb ? xfb + (size_t)i0 * H : NULL, k);
 		if (c->final_softcap > 0)
 			lf_cuda_softcap_f32(t->logits, (long)k * V, (float)c->final_softcap, t->s);
@@ -803,6 +842,98 @@ extern "C" int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_tra
 					      cudaMemcpyDeviceToHost, t->s));
 	}
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+}
+
+extern "C" int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_train_row *row, float *logits)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	int N = prepare(t, row, 1, false);
+	if (N < 0)
+		return -1;
+	forward(t, N);
+	logits_out(t, t->xs + (size_t)c->layers * N * c->hidden, N, logits);
+	return 0;
+}
+
+/* ---- inference with caches ---- */
+
+extern "C" int lf_cuda_kv_init(struct lf_cuda_train *t, struct lf_cuda_kv *kv, int capacity)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	memset(kv, 0, sizeof *kv);
+	if (capacity < 1)
+		return lf_fail("a KV cache of %d positions", capacity);
+	size_t n = (size_t)c->layers * capacity * c->kv_heads * c->head_dim;
+	if (cudaMalloc((void **)&kv->k, n * sizeof(float)) != cudaSuccess ||
+	    cudaMalloc((void **)&kv->v, n * sizeof(float)) != cudaSuccess) {
+		cudaGetLastError();
+		lf_cuda_kv_free(kv);
+		return lf_fail("the GPU has no room for a KV cache of %d positions (%.2f GiB)", capacity,
+			       2.0 * n * sizeof(float) / 1073741824.0);
+	}
+	kv->capacity = capacity;
+	return 0;
+}
+
+extern "C" void lf_cuda_kv_free(struct lf_cuda_kv *kv)
+{
+	if (kv->k)
+		LF_CUDA_CHECK(cudaFree(kv->k));
+	if (kv->v)
+		LF_CUDA_CHECK(cudaFree(kv->v));
+	memset(kv, 0, sizeof *kv);
+}
+
+extern "C" int lf_cuda_forward_batch(struct lf_cuda_train *t, const struct lf_cuda_seq_in *seqs, int nseq,
+				     bool last_only, float *logits)
+{
+	const struct lf_model *m = t->host;
+	const struct lf_model_config *c = &m->cfg;
+	int N = 0, H = c->hidden, half = c->rope.rotary_dim / 2;
+	for (int s = 0; s < nseq; s++) {
+		const struct lf_cuda_seq_in *q = &seqs[s];
+		if (q->T < 1 || q->kv->len + q->T > q->kv->capacity)
+			return lf_fail("forward: %d tokens after %d do not fit (%d in all)", q->T, q->kv->len,
+				       q->kv->capacity);
+		for (int i = 0; i < q->T; i++)
+			if (q->ids[i] < 0 || q->ids[i] >= c->vocab)
+				return lf_fail("token id %d is outside the vocabulary (%d)", q->ids[i], c->vocab);
+		N += q->T;
+	}
+	if (N > t->max_tokens || nseq > t->max_tokens)
+		return lf_fail("a call of %d tokens; the buffers hold %d", N, t->max_tokens);
+	/* positions: given, or the cache's; RoPE's frequencies for the longest
+	 * position each sequence reaches (model.c's rule) */
+	for (int s = 0, row0 = 0; s < nseq; row0 += seqs[s].T, s++) {
+		const struct lf_cuda_seq_in *q = &seqs[s];
+		int32_t seq_len = q->kv->len + q->T;
+		for (int i = 0; i < q->T; i++) {
+			t->ids[row0 + i] = q->ids[i];
+			t->pos[row0 + i] = q->positions ? q->positions[i] : q->kv->len + i;
+			if (q->positions && q->positions[i] + 1 > seq_len)
+				seq_len = q->positions[i] + 1;
+		}
+		t->attn_factor[s] = lf_model_rope_frequencies(m, seq_len, t->inv_freq + (size_t)s * half);
+		t->row_len[s] = q->T;
+	}
+	t->nrows = nseq;
+	upload_call(t, N);
+	embed(t, N, false);
+	t->cached = seqs;
+	forward(t, N);
+	t->cached = NULL;
+	for (int s = 0; s < nseq; s++)
+		seqs[s].kv->len += seqs[s].T;
+	const float *x = t->xs + (size_t)c->layers * N * H;
+	if (!last_only) {
+		logits_out(t, x, N, logits);
+		return 0;
+	}
+	for (int s = 0, row0 = 0; s < nseq; row0 += seqs[s].T, s++)
+		t->rows[s] = row0 + seqs[s].T - 1;
+	LF_CUDA_CHECK(cudaMemcpy(t->rows_d, t->rows, (size_t)nseq * sizeof(int32_t), cudaMemcpyHostToDevice));
+	lf_cuda_gather_rows_f32(t->xg, x, t->rows_d, nseq, H, t->s);
+	logits_out(t, t->xg, nseq, logits);
 	return 0;
 }
 
@@ -1034,6 +1165,7 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	t->head_targets = (int32_t *)lf_calloc(N, sizeof(int32_t));
 	t->span_start = (int *)lf_calloc(N, sizeof(int));
 	t->span_len = (int *)lf_calloc(N, sizeof(int));
+	t->row_len = (int *)lf_calloc(N, sizeof(int));
 	t->inv_freq = (float *)lf_calloc(N * (size_t)(c->rope.rotary_dim / 2 + 1), sizeof(float));
 	t->attn_factor = (float *)lf_calloc(N, sizeof(float));
 	return t;
@@ -1053,7 +1185,7 @@ extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
 	if (t->arena)
 		LF_CUDA_CHECK(cudaFree(t->arena));
 	void *p[] = { t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
-		      t->head_targets, t->span_start, t->span_len, t->inv_freq, t->attn_factor };
+		      t->head_targets, t->span_start, t->span_len, t->row_len, t->inv_freq, t->attn_factor };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);
 	free(t);

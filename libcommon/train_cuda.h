@@ -74,6 +74,31 @@ int lf_cuda_train_loss(struct lf_cuda_train *t, const struct lf_train_row *rows,
  * implementations. */
 int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_train_row *row, float *logits);
 
+/* ---- inference with caches: lf_model_forward_batch on the GPU ---- */
+
+/* A sequence's keys and values on the GPU, for every layer: capacity
+ * positions, len used (struct lf_kv_cache's twin; device memory of its
+ * own, outside the arena). */
+struct lf_cuda_kv {
+	int capacity, len;
+	float *k, *v; /* [layers][capacity][kv_heads * head_dim] */
+};
+int lf_cuda_kv_init(struct lf_cuda_train *t, struct lf_cuda_kv *kv, int capacity);
+void lf_cuda_kv_free(struct lf_cuda_kv *kv);
+
+/* Several sequences at once, as lf_model_forward_batch: each runs ids[0..T)
+ * (host) as its cache's entries len .. len+T-1 (positions: RoPE's, or NULL
+ * for the cache's), appending their keys and values; logits (host)
+ * [sum T, V], or [nseq, V] (each sequence's last token) when last_only.
+ * The call's tokens must fit the arena's max_tokens.  -1 with lf_fail. */
+struct lf_cuda_seq_in {
+	struct lf_cuda_kv *kv;
+	const int32_t *ids, *positions;
+	int T;
+};
+int lf_cuda_forward_batch(struct lf_cuda_train *t, const struct lf_cuda_seq_in *seqs, int nseq, bool last_only,
+			  float *logits);
+
 /* The gradient block: zero it, or copy it to or from host memory
  * (grad_floats floats, the caller's layout), e.g. to sum it over
  * processes. */

@@ -1,9 +1,9 @@
 /*
- * test_model.cu — the whole model on the GPU in the f32 mode
- * (libcommon/train_cuda.h) against the CPU path (backprop.c, model.c) on
- * the model folders given as arguments (gpu-check.sh makes them with
- * lf-init, one per architecture): logits of every position, the
- * evaluation loss, the training loss and every trained gradient, for full
+ * test_model.cu — the whole model on the GPU (libcommon/train_cuda.h)
+ * against the CPU path (backprop.c, model.c) on the model folders given as
+ * arguments (gpu-check.sh makes them with lf-init, one per architecture):
+ * logits of every position, inference with KV caches (a batch of two
+ * prompts, then single tokens), the evaluation loss, the training loss and every trained gradient, for full
  * training (gradient checkpointing, neat-packed spans with restarting
  * positions, NEFTune), LoRA on every linear layer (checkpointing) and
  * LoRA with dropout (no checkpointing), each followed by one optimizer step
@@ -144,6 +144,55 @@ static void check_logits(struct lf_model *m, struct lf_cuda_train *g, const stru
 	free(got);
 }
 
+/* Inference with caches: two prompts of different lengths in one call,
+ * then four single tokens each, the last logits of every call against the
+ * CPU's lf_model_forward_batch. */
+static void check_decode(struct lf_model *m, struct lf_cuda_train *g, const struct batch *b, const char *name,
+			 double tol)
+{
+	int V = m->cfg.vocab, T[2] = { 21, 9 }, steps = 4;
+	struct lf_kv_cache kv[2];
+	struct lf_cuda_kv gkv[2];
+	struct lf_forward_buf fb;
+	float *ref = (float *)xmalloc(2 * (size_t)V * sizeof(float)), *got = (float *)xmalloc(2 * (size_t)V * sizeof(float));
+	char label[600], detail[256] = "";
+	snprintf(label, sizeof label, "%s/decode", name);
+	memset(kv, 0, sizeof kv);
+	memset(gkv, 0, sizeof gkv);
+	int ok = lf_forward_buf_init(&fb, m, 32, 32) == 0;
+	for (int s = 0; s < 2 && ok; s++)
+		ok = lf_kv_cache_init(&kv[s], m, 32) == 0 && lf_cuda_kv_init(g, &gkv[s], 32) == 0;
+	for (int k = 0; k <= steps && ok; k++) {
+		struct lf_seq_in in[2];
+		struct lf_cuda_seq_in gin[2];
+		for (int s = 0; s < 2; s++) {
+			const int32_t *ids = k ? &b->ids[s][T[s] + k - 1] : b->ids[s];
+			int n = k ? 1 : T[s];
+			in[s] = (struct lf_seq_in){ &kv[s], ids, NULL, n };
+			gin[s] = (struct lf_cuda_seq_in){ &gkv[s], ids, NULL, n };
+		}
+		if (lf_model_forward_batch(m, in, 2, &fb, true, ref) < 0 || lf_cuda_forward_batch(g, gin, 2, true, got) < 0) {
+			ok = 0;
+			snprintf(detail, sizeof detail, "%s", lf_errmsg());
+			break;
+		}
+		char d[200];
+		if (!within(got, ref, 2 * (size_t)V, tol, d, sizeof d)) {
+			ok = 0;
+			snprintf(detail, sizeof detail, "call %d: %s", k, d);
+		} else if (k == steps)
+			snprintf(detail, sizeof detail, "%d calls, the last: %s", steps + 1, d);
+	}
+	result(ok, label, detail);
+	for (int s = 0; s < 2; s++) {
+		lf_kv_cache_free(&kv[s]);
+		lf_cuda_kv_free(&gkv[s]);
+	}
+	lf_forward_buf_free(&fb);
+	free(ref);
+	free(got);
+}
+
 static void check_close(const char *name, const char *what, double got, double ref, double tol)
 {
 	char label[256], detail[256];
@@ -217,6 +266,8 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 			 lf_cuda_train_device(t));
 		result(1, label, detail);
 		check_logits(m, t, &b.rows[0], name, bf16 ? BF16_LOGITS_TOL : GRAD_TOL);
+		if (!lora || dropout == 0)
+			check_decode(m, t, &b, name, bf16 ? BF16_LOGITS_TOL : GRAD_TOL);
 		double eval_gpu = 0, loss_gpu = 0;
 		long targets_gpu = 0;
 		if (lf_cuda_train_loss(t, b.rows, 2, &eval_gpu, &targets_gpu) < 0)
