@@ -31,6 +31,12 @@ struct acts {
 	float *xn1, *q, *k, *v, *q_raw, *k_raw, *att, *ao, *xmid, *xn2, *gate, *up, *h, *mo, *lse;
 };
 
+/* A block of device memory carved into pieces (an arena). */
+struct dmem {
+	char *base;
+	size_t used;
+};
+
 /* A linear layer's weight as the GPU holds it: f32 (the f32 mode, or a
  * trained tensor's master copy; NULL for a frozen weight in the bf16 mode)
  * and bf16 (the bf16 mode's copy the products read). */
@@ -58,8 +64,7 @@ struct lf_cuda_train {
 	int *use;                /* ... USE_GEMM | USE_LOOKUP */
 	size_t *grad_at, gn;
 	float *grads, *mom1, *mom2;
-	char *arena;
-	size_t arena_bytes, used;
+	struct dmem wmem, amem; /* the arenas: weights and optimizer; activations (max_tokens) */
 	cudaStream_t s;
 	cublasLtHandle_t lt;
 	lf_cuda_gemm *gemm;
@@ -86,101 +91,115 @@ struct lf_cuda_train {
 	char device[300];
 };
 
-/* ---- the arena ----
- * One cudaMalloc sized by a first pass of the same carving (arena NULL:
- * only count); every piece 256-byte aligned, as cuBLASLt likes. */
+/* ---- the arenas ----
+ * Two cudaMallocs, each sized by a first pass of the same carving (base
+ * NULL: only count); every piece 256-byte aligned, as cuBLASLt likes.  The
+ * weights' arena is made once; the activations' again when a call needs
+ * more tokens (lf_cuda_train_reserve). */
 
-static void *carve(struct lf_cuda_train *t, size_t bytes)
+static void *carve(struct dmem *a, size_t bytes)
 {
-	size_t at = t->used;
-	t->used += (bytes + 255) / 256 * 256;
-	return t->arena ? t->arena + at : NULL;
+	size_t at = a->used;
+	a->used += (bytes + 255) / 256 * 256;
+	return a->base ? a->base + at : NULL;
 }
 
-static float *carve_f(struct lf_cuda_train *t, size_t n)
+static float *carve_f(struct dmem *a, size_t n)
 {
-	return (float *)carve(t, (n ? n : 1) * sizeof(float));
+	return (float *)carve(a, (n ? n : 1) * sizeof(float));
 }
 
-static void acts_carve(struct lf_cuda_train *t, struct acts *A, size_t N)
+static void acts_carve(struct lf_cuda_train *t, struct dmem *a, struct acts *A, size_t N)
 {
 	const struct lf_model_config *c = &t->host->cfg;
 	size_t H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
 	       kd = (size_t)c->kv_heads * c->head_dim;
-	A->xn1 = carve_f(t, N * H);
-	A->q = carve_f(t, N * qd);
-	A->k = carve_f(t, N * kd);
-	A->v = carve_f(t, N * kd);
-	A->q_raw = c->qk_norm ? carve_f(t, N * qd) : NULL;
-	A->k_raw = c->qk_norm ? carve_f(t, N * kd) : NULL;
-	A->att = carve_f(t, N * qd);
-	A->ao = carve_f(t, N * H);
-	A->xmid = carve_f(t, N * H);
-	A->xn2 = carve_f(t, N * H);
-	A->gate = carve_f(t, N * I);
-	A->up = carve_f(t, N * I);
-	A->h = carve_f(t, N * I);
-	A->mo = carve_f(t, N * H);
-	A->lse = carve_f(t, N * (size_t)c->heads);
+	A->xn1 = carve_f(a, N * H);
+	A->q = carve_f(a, N * qd);
+	A->k = carve_f(a, N * kd);
+	A->v = carve_f(a, N * kd);
+	A->q_raw = c->qk_norm ? carve_f(a, N * qd) : NULL;
+	A->k_raw = c->qk_norm ? carve_f(a, N * kd) : NULL;
+	A->att = carve_f(a, N * qd);
+	A->ao = carve_f(a, N * H);
+	A->xmid = carve_f(a, N * H);
+	A->xn2 = carve_f(a, N * H);
+	A->gate = carve_f(a, N * I);
+	A->up = carve_f(a, N * I);
+	A->h = carve_f(a, N * I);
+	A->mo = carve_f(a, N * H);
+	A->lse = carve_f(a, N * (size_t)c->heads);
 }
 
-/* Every piece of device memory, in one order for both passes. */
-static void layout(struct lf_cuda_train *t)
+/* The weights' arena: the tensors (f32 and bf16 copies), gradients,
+ * moments, cuBLASLt's workspace, the optimizer's scalars. */
+static void layout_weights(struct lf_cuda_train *t)
+{
+	const struct lf_model *m = t->host;
+	struct dmem *a = &t->wmem;
+	a->used = 0;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		size_t n = m->tensors[i].n;
+		bool gemm = t->bf16 && (t->use[i] & USE_GEMM), trained = t->grad_at[i] != SIZE_MAX;
+		t->dt[i] = !gemm || trained || (t->use[i] & USE_LOOKUP) ? carve_f(a, n) : NULL;
+		t->bt[i] = gemm ? (uint16_t *)carve(a, n * sizeof(uint16_t)) : NULL;
+	}
+	t->grads = carve_f(a, t->gn);
+	t->mom1 = carve_f(a, t->gn);
+	t->mom2 = carve_f(a, t->gn);
+	t->ws = carve(a, LF_CUBLASLT_WORKSPACE_BYTES);
+	t->loss_d = (double *)carve(a, sizeof(double));
+	t->total_d = (double *)carve(a, sizeof(double));
+	t->count_d = (long *)carve(a, sizeof(long));
+	t->norm_sq_d = (double *)carve(a, (m->ntensors + 1) * sizeof(double));
+	t->coef_d = (float *)carve(a, sizeof(float));
+}
+
+/* The activations' arena: buffers for calls of up to max_tokens tokens. */
+static void layout_acts(struct lf_cuda_train *t)
 {
 	const struct lf_model *m = t->host;
 	const struct lf_model_config *c = &m->cfg;
+	struct dmem *a = &t->amem;
 	size_t N = (size_t)t->max_tokens, H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
 	       kd = (size_t)c->kv_heads * c->head_dim, V = (size_t)c->vocab;
 	size_t r = m->max_rank > 0 ? (size_t)m->max_rank : 1, wide = qd > I ? qd : I;
 	wide = wide > H ? wide : H;
-	t->used = 0;
-	for (size_t i = 0; i < m->ntensors; i++) {
-		size_t n = m->tensors[i].n;
-		bool gemm = t->bf16 && (t->use[i] & USE_GEMM), trained = t->grad_at[i] != SIZE_MAX;
-		t->dt[i] = !gemm || trained || (t->use[i] & USE_LOOKUP) ? carve_f(t, n) : NULL;
-		t->bt[i] = gemm ? (uint16_t *)carve(t, n * sizeof(uint16_t)) : NULL;
-	}
-	t->grads = carve_f(t, t->gn);
-	t->mom1 = carve_f(t, t->gn);
-	t->mom2 = carve_f(t, t->gn);
-	t->ws = carve(t, LF_CUBLASLT_WORKSPACE_BYTES);
-	t->xs = carve_f(t, (size_t)(c->layers + 1) * N * H);
+	size_t rows = ((size_t)1 << 26) / V;
+	t->head_rows = (int)(rows < 1 ? 1 : rows > N ? N : rows);
+	a->used = 0;
+	t->xs = carve_f(a, (size_t)(c->layers + 1) * N * H);
 	int nacts = t->checkpointing ? 1 : c->layers;
 	for (int i = 0; i < nacts; i++)
-		acts_carve(t, &t->acts[i], N);
-	t->dx = carve_f(t, N * H);
-	t->dh1 = carve_f(t, N * H);
-	t->dh2 = carve_f(t, N * H);
-	t->dmid = carve_f(t, N * wide);
-	t->dq = carve_f(t, N * qd);
-	t->dk = carve_f(t, N * kd);
-	t->dv = carve_f(t, N * kd);
-	t->dqk_raw = carve_f(t, N * qd);
-	t->datt = carve_f(t, N * qd);
-	t->dgate = carve_f(t, N * I);
-	t->dup = carve_f(t, N * I);
-	t->lora_u = carve_f(t, N * r);
-	t->lora_t = carve_f(t, N * r);
-	t->xdrop = m->max_rank > 0 ? carve_f(t, N * wide) : NULL;
-	t->tdrop = m->max_rank > 0 ? carve_f(t, N * wide) : NULL;
-	t->xg = carve_f(t, N * H);
-	t->xf = carve_f(t, N * H);
-	t->dxf = carve_f(t, N * H);
-	t->logits = carve_f(t, (size_t)t->head_rows * V);
-	t->capped = c->final_softcap > 0 ? carve_f(t, (size_t)t->head_rows * V) : NULL;
-	t->xb = t->bf16 ? (uint16_t *)carve(t, N * wide * sizeof(uint16_t)) : NULL;
-	t->yb = t->bf16 ? (uint16_t *)carve(t, N * wide * sizeof(uint16_t)) : NULL;
-	t->lb = t->bf16 ? (uint16_t *)carve(t, (size_t)t->head_rows * V * sizeof(uint16_t)) : NULL;
-	t->inv_freq_d = carve_f(t, N * (size_t)(c->rope.rotary_dim / 2 + 1));
-	t->ids_d = (int32_t *)carve(t, N * sizeof(int32_t));
-	t->pos_d = (int32_t *)carve(t, N * sizeof(int32_t));
-	t->rows_d = (int32_t *)carve(t, N * sizeof(int32_t));
-	t->head_targets_d = (int32_t *)carve(t, N * sizeof(int32_t));
-	t->loss_d = (double *)carve(t, sizeof(double));
-	t->total_d = (double *)carve(t, sizeof(double));
-	t->count_d = (long *)carve(t, sizeof(long));
-	t->norm_sq_d = (double *)carve(t, (m->ntensors + 1) * sizeof(double));
-	t->coef_d = (float *)carve(t, sizeof(float));
+		acts_carve(t, a, &t->acts[i], N);
+	t->dx = carve_f(a, N * H);
+	t->dh1 = carve_f(a, N * H);
+	t->dh2 = carve_f(a, N * H);
+	t->dmid = carve_f(a, N * wide);
+	t->dq = carve_f(a, N * qd);
+	t->dk = carve_f(a, N * kd);
+	t->dv = carve_f(a, N * kd);
+	t->dqk_raw = carve_f(a, N * qd);
+	t->datt = carve_f(a, N * qd);
+	t->dgate = carve_f(a, N * I);
+	t->dup = carve_f(a, N * I);
+	t->lora_u = carve_f(a, N * r);
+	t->lora_t = carve_f(a, N * r);
+	t->xdrop = m->max_rank > 0 ? carve_f(a, N * wide) : NULL;
+	t->tdrop = m->max_rank > 0 ? carve_f(a, N * wide) : NULL;
+	t->xg = carve_f(a, N * H);
+	t->xf = carve_f(a, N * H);
+	t->dxf = carve_f(a, N * H);
+	t->logits = carve_f(a, (size_t)t->head_rows * V);
+	t->capped = c->final_softcap > 0 ? carve_f(a, (size_t)t->head_rows * V) : NULL;
+	t->xb = t->bf16 ? (uint16_t *)carve(a, N * wide * sizeof(uint16_t)) : NULL;
+	t->yb = t->bf16 ? (uint16_t *)carve(a, N * wide * sizeof(uint16_t)) : NULL;
+	t->lb = t->bf16 ? (uint16_t *)carve(a, (size_t)t->head_rows * V * sizeof(uint16_t)) : NULL;
+	t->inv_freq_d = carve_f(a, N * (size_t)(c->rope.rotary_dim / 2 + 1));
+	t->ids_d = (int32_t *)carve(a, N * sizeof(int32_t));
+	t->pos_d = (int32_t *)carve(a, N * sizeof(int32_t));
+	t->rows_d = (int32_t *)carve(a, N * sizeof(int32_t));
+	t->head_targets_d = (int32_t *)carve(a, N * sizeof(int32_t));
 }
 
 /* ---- the device view of the model ---- */
@@ -1030,7 +1049,7 @@ extern "C" void lf_cuda_train_set_noise(struct lf_cuda_train *t, float lora_drop
 
 extern "C" size_t lf_cuda_train_arena_bytes(const struct lf_cuda_train *t)
 {
-	return t->arena_bytes;
+	return t->wmem.used + t->amem.used;
 }
 
 extern "C" const char *lf_cuda_train_device(const struct lf_cuda_train *t)
@@ -1061,6 +1080,51 @@ extern "C" int lf_cuda_train_probe(int device)
 	cudaError_t e = cudaGetDeviceProperties(&prop, (device < 0 ? 0 : device) % n);
 	if (e != cudaSuccess)
 		return lf_fail("GPU %d: %s", (device < 0 ? 0 : device) % n, cudaGetErrorString(e));
+	return 0;
+}
+
+/* cudaMalloc an arena counted by its layout; -1 with lf_fail when the GPU
+ * lacks the room. */
+static int dmem_alloc(struct lf_cuda_train *t, struct dmem *a, const char *what)
+{
+	size_t free_b = 0, total_b = 0;
+	LF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+	if (a->used > free_b || cudaMalloc((void **)&a->base, a->used) != cudaSuccess) {
+		cudaGetLastError();
+		a->base = NULL;
+		return lf_fail("the GPU (%s) has %.2f GiB free; %s needs %.2f GiB%s", t->device, free_b / 1073741824.0,
+			       what, a->used / 1073741824.0,
+			       a == &t->amem ? ": use a smaller batch or cutoff_len" : "");
+	}
+	return 0;
+}
+
+extern "C" int lf_cuda_train_reserve(struct lf_cuda_train *t, int max_tokens, int max_span)
+{
+	if (max_tokens < 1 || max_span < 1 || max_span > max_tokens)
+		return lf_fail("training buffers: bad sizes (%d tokens, spans of %d)", max_tokens, max_span);
+	if (t->amem.base && max_tokens <= t->max_tokens && max_span <= t->max_span)
+		return 0;
+	if (t->amem.base) {
+		LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+		LF_CUDA_CHECK(cudaFree(t->amem.base));
+		t->amem.base = NULL;
+	}
+	t->max_tokens = max_tokens > t->max_tokens ? max_tokens : t->max_tokens;
+	t->max_span = max_span > t->max_span ? max_span : t->max_span;
+	layout_acts(t); /* count */
+	if (dmem_alloc(t, &t->amem, "the activations") < 0)
+		return -1;
+	layout_acts(t); /* place */
+	size_t N = (size_t)t->max_tokens;
+	int32_t **i32[] = { &t->ids, &t->pos, &t->targets, &t->rows, &t->head_targets };
+	for (size_t i = 0; i < sizeof i32 / sizeof i32[0]; i++)
+		*i32[i] = (int32_t *)lf_realloc(*i32[i], N * sizeof(int32_t));
+	int **ints[] = { &t->span_start, &t->span_len, &t->row_len };
+	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+		*ints[i] = (int *)lf_realloc(*ints[i], N * sizeof(int));
+	t->inv_freq = (float *)lf_realloc(t->inv_freq, N * (size_t)(t->host->cfg.rope.rotary_dim / 2 + 1) * sizeof(float));
+	t->attn_factor = (float *)lf_realloc(t->attn_factor, N * sizeof(float));
 	return 0;
 }
 
@@ -1102,11 +1166,7 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	t->gn = grad_floats;
 	t->grad_at = (size_t *)lf_calloc(m->ntensors + 1, sizeof *t->grad_at);
 	memcpy(t->grad_at, grad_at, m->ntensors * sizeof *grad_at);
-	t->max_tokens = max_tokens;
-	t->max_span = max_span;
 	t->checkpointing = checkpointing;
-	size_t rows = ((size_t)1 << 26) / (size_t)c->vocab;
-	t->head_rows = (int)(rows < 1 ? 1 : rows > (size_t)max_tokens ? (size_t)max_tokens : rows);
 	t->bf16 = bf16;
 	t->dt = (float **)lf_calloc(m->ntensors + 1, sizeof *t->dt);
 	t->bt = (uint16_t **)lf_calloc(m->ntensors + 1, sizeof *t->bt);
@@ -1116,17 +1176,11 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	cudaDeviceProp prop;
 	LF_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
 	snprintf(t->device, sizeof t->device, "%d: %s", device, prop.name);
-	layout(t); /* count */
-	t->arena_bytes = t->used;
-	size_t free_b = 0, total_b = 0;
-	LF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-	if (t->arena_bytes > free_b) {
-		lf_fail("the GPU (%s) has %.2f GiB free; training needs %.2f GiB: use a smaller batch or cutoff_len",
-			t->device, free_b / 1073741824.0, t->arena_bytes / 1073741824.0);
+	layout_weights(t); /* count */
+	if (dmem_alloc(t, &t->wmem, "the model") < 0) {
 		lf_cuda_train_close(t);
 		return NULL;
 	}
-	LF_CUDA_CHECK(cudaMalloc((void **)&t->arena, t->arena_bytes));
 	/* the kernels' stream-ordered scratch (cudaMallocAsync) stays in the
 	 * pool between steps instead of going back to the driver at every
 	 * synchronisation: after the first step, no allocation in the loop */
@@ -1134,7 +1188,7 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	uint64_t keep = UINT64_MAX;
 	LF_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
 	LF_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-	layout(t); /* place */
+	layout_weights(t); /* place */
 	LF_CUDA_CHECK(cudaStreamCreate(&t->s));
 	LF_CUBLAS_CHECK(cublasLtCreate(&t->lt));
 	t->gemm = lf_cuda_gemm_new(t->lt, t->ws, LF_CUBLASLT_WORKSPACE_BYTES);
@@ -1157,17 +1211,10 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 		dgrads[i] = grad_at[i] == SIZE_MAX ? NULL : t->grads + grad_at[i];
 	lf_model_grad_init(&t->g, m, dgrads); /* pointer arithmetic only: device pointers come out */
 	free(dgrads);
-	size_t N = (size_t)max_tokens;
-	t->ids = (int32_t *)lf_calloc(N, sizeof(int32_t));
-	t->pos = (int32_t *)lf_calloc(N, sizeof(int32_t));
-	t->targets = (int32_t *)lf_calloc(N, sizeof(int32_t));
-	t->rows = (int32_t *)lf_calloc(N, sizeof(int32_t));
-	t->head_targets = (int32_t *)lf_calloc(N, sizeof(int32_t));
-	t->span_start = (int *)lf_calloc(N, sizeof(int));
-	t->span_len = (int *)lf_calloc(N, sizeof(int));
-	t->row_len = (int *)lf_calloc(N, sizeof(int));
-	t->inv_freq = (float *)lf_calloc(N * (size_t)(c->rope.rotary_dim / 2 + 1), sizeof(float));
-	t->attn_factor = (float *)lf_calloc(N, sizeof(float));
+	if (lf_cuda_train_reserve(t, max_tokens, max_span) < 0) {
+		lf_cuda_train_close(t);
+		return NULL;
+	}
 	return t;
 }
 
@@ -1182,8 +1229,10 @@ extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
 		LF_CUBLAS_CHECK(cublasLtDestroy(t->lt));
 	if (t->s)
 		LF_CUDA_CHECK(cudaStreamDestroy(t->s));
-	if (t->arena)
-		LF_CUDA_CHECK(cudaFree(t->arena));
+	if (t->wmem.base)
+		LF_CUDA_CHECK(cudaFree(t->wmem.base));
+	if (t->amem.base)
+		LF_CUDA_CHECK(cudaFree(t->amem.base));
 	void *p[] = { t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
 		      t->head_targets, t->span_start, t->span_len, t->row_len, t->inv_freq, t->attn_factor };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)

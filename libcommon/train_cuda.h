@@ -1,6 +1,7 @@
 /*
  * train_cuda.h — the training pass of backprop.h on an NVIDIA GPU: the
- * model's tensors, their gradients and AdamW's moments in one device arena,
+ * model's tensors, their gradients and AdamW's moments in one device arena
+ * (the activations in a second, sized for the calls' tokens),
  * the forward over a micro-batch keeping what the backward needs (every
  * layer's input; the layer's inner activations recomputed per layer under
  * gradient checkpointing), the causal LM loss over the label tokens, the
@@ -55,7 +56,11 @@ struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, c
 					 size_t grad_floats, int max_tokens, int max_span, bool checkpointing,
 					 bool bf16);
 void lf_cuda_train_close(struct lf_cuda_train *t);
-/* bytes of device memory the arena holds; the device's name */
+/* Room for calls of up to max_tokens tokens, spans of max_span: the
+ * activations' arena made again, larger, when it is smaller (the weights
+ * stay).  -1 with lf_fail when the GPU lacks the room. */
+int lf_cuda_train_reserve(struct lf_cuda_train *t, int max_tokens, int max_span);
+/* bytes of device memory the two arenas hold; the device's name */
 size_t lf_cuda_train_arena_bytes(const struct lf_cuda_train *t);
 const char *lf_cuda_train_device(const struct lf_cuda_train *t);
 

@@ -63,8 +63,8 @@ static const struct lf_tool_info tool = {
 /* ---- the forward pass ---- */
 
 #ifdef LF_HAVE_CUDA
-/* --device cuda: the model on the GPU, for sequences of up to gpu_cap
- * tokens (opened again, larger, when a longer one comes) */
+/* --device cuda: the model on the GPU, with room for sequences of up to
+ * gpu_cap tokens (twice as much made when a longer one comes) */
 static struct lf_cuda_train *gpu;
 static int gpu_cap;
 static bool use_gpu;
@@ -75,17 +75,21 @@ static int forward_logits(const struct lf_model *m, const int32_t *ids, const in
 {
 #ifdef LF_HAVE_CUDA
 	if (use_gpu) {
-		if (T > gpu_cap) {
-			lf_cuda_train_close(gpu);
-			gpu_cap = T > 2 * gpu_cap ? T : 2 * gpu_cap;
+		if (!gpu) {
 			size_t *at = lf_malloc((m->ntensors + 1) * sizeof *at);
 			for (size_t i = 0; i < m->ntensors; i++)
 				at[i] = SIZE_MAX;
-			gpu = lf_cuda_train_open(m, lf_device_local_rank(), at, 0, gpu_cap, gpu_cap, true, opt_bf16);
+			gpu = lf_cuda_train_open(m, lf_device_local_rank(), at, 0, T, T, true, opt_bf16);
 			free(at);
-			if (!gpu)
+			gpu_cap = T;
+		}
+		if (T > gpu_cap) {
+			gpu_cap = T > 2 * gpu_cap ? T : 2 * gpu_cap;
+			if (lf_cuda_train_reserve(gpu, gpu_cap, gpu_cap) < 0)
 				lf_die("--device cuda: %s", lf_errmsg());
 		}
+		if (!gpu)
+			lf_die("--device cuda: %s", lf_errmsg());
 		int32_t *labels = lf_malloc((size_t)T * sizeof *labels);
 		for (int t = 0; t < T; t++)
 			labels[t] = -100;

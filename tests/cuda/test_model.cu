@@ -129,7 +129,7 @@ static void check_logits(struct lf_model *m, struct lf_cuda_train *g, const stru
 	float *ref = (float *)xmalloc((size_t)T * V * sizeof(float)), *got = (float *)xmalloc((size_t)T * V * sizeof(float));
 	struct lf_kv_cache kv;
 	struct lf_forward_buf fb;
-	char label[256], detail[256];
+	char label[600], detail[256];
 	snprintf(label, sizeof label, "%s/logits", name);
 	if (lf_kv_cache_init(&kv, m, T) < 0 || lf_forward_buf_init(&fb, m, T, T) < 0 ||
 	    lf_model_forward(m, &kv, &fb, row->ids, NULL, T, false, ref) < 0 || lf_cuda_train_logits(g, row, got) < 0) {
@@ -195,7 +195,7 @@ static void check_decode(struct lf_model *m, struct lf_cuda_train *g, const stru
 
 static void check_close(const char *name, const char *what, double got, double ref, double tol)
 {
-	char label[256], detail[256];
+	char label[600], detail[256];
 	snprintf(label, sizeof label, "%s/%s", name, what);
 	snprintf(detail, sizeof detail, "gpu %.9g cpu %.9g", got, ref);
 	result(fabs(got - ref) <= tol * fabs(ref) && isfinite(got), label, detail);
@@ -205,7 +205,7 @@ static void check_close(const char *name, const char *what, double got, double r
  * both sides, every comparison. */
 static void run(const char *dir, bool lora, float dropout, bool bf16)
 {
-	char name[512];
+	char name[256];
 	snprintf(name, sizeof name, "%s:%s%s", strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir,
 		 !lora ? "full" : dropout > 0 ? "lora_dropout" : "lora", bf16 ? ":bf16" : "");
 	double grad_tol = bf16 ? BF16_GRAD_TOL : GRAD_TOL, loss_tol = bf16 ? BF16_LOSS_TOL : LOSS_TOL;
@@ -260,7 +260,7 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 	if (!t) {
 		result(0, name, lf_errmsg());
 	} else {
-		char label[512], detail[256];
+		char label[600], detail[256];
 		snprintf(label, sizeof label, "%s/arena", name);
 		snprintf(detail, sizeof detail, "%.1f MiB on %s", lf_cuda_train_arena_bytes(t) / 1048576.0,
 			 lf_cuda_train_device(t));
