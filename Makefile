@@ -89,7 +89,7 @@ $(BINDIR)/%: $(OUT)/obj/tools/%.o $(LIB) $(KERNELS_CPU_LIB)
 # their GPU path where CUDA is built (libcommon/device.h: a program of its
 # own because loading cuBLASLt costs ~0.15 s and 200 MB at every start;
 # PROGRAM starts it for --device cuda).
-CUDA_TOOLS := lf-train lf-eval
+CUDA_TOOLS := lf-train lf-eval lf-generate lf-chat
 ifdef LIB_CUDA
 tools: $(patsubst %,$(BINDIR)/%-cuda,$(CUDA_TOOLS))
 $(patsubst %,$(OUT)/obj/tools/%-cuda.o,$(CUDA_TOOLS)): $(OUT)/obj/tools/%-cuda.o: tools/%.c

@@ -894,6 +894,27 @@ extern "C" int lf_cuda_kv_init(struct lf_cuda_train *t, struct lf_cuda_kv *kv, i
 	return 0;
 }
 
+extern "C" int lf_cuda_kv_reserve(struct lf_cuda_train *t, struct lf_cuda_kv *kv, int capacity)
+{
+	if (capacity <= kv->capacity)
+		return 0;
+	const struct lf_model_config *c = &t->host->cfg;
+	struct lf_cuda_kv bigger;
+	if (lf_cuda_kv_init(t, &bigger, capacity) < 0)
+		return -1;
+	size_t kd = (size_t)c->kv_heads * c->head_dim;
+	for (int l = 0; l < c->layers && kv->len; l++) {
+		size_t from = (size_t)l * kv->capacity * kd, to = (size_t)l * capacity * kd;
+		copy_d(t, bigger.k + to, kv->k + from, (size_t)kv->len * kd);
+		copy_d(t, bigger.v + to, kv->v + from, (size_t)kv->len * kd);
+	}
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	bigger.len = kv->len;
+	lf_cuda_kv_free(kv);
+	*kv = bigger;
+	return 0;
+}
+
 extern "C" void lf_cuda_kv_free(struct lf_cuda_kv *kv)
 {
 	if (kv->k)
@@ -1215,6 +1236,16 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 		lf_cuda_train_close(t);
 		return NULL;
 	}
+	return t;
+}
+
+extern "C" struct lf_cuda_train *lf_cuda_model_open(const struct lf_model *m, int device, int max_tokens, bool bf16)
+{
+	size_t *at = (size_t *)lf_malloc((m->ntensors + 1) * sizeof *at);
+	for (size_t i = 0; i < m->ntensors; i++)
+		at[i] = SIZE_MAX;
+	struct lf_cuda_train *t = lf_cuda_train_open(m, device, at, 0, max_tokens, max_tokens, true, bf16);
+	free(at);
 	return t;
 }
 

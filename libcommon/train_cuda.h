@@ -81,6 +81,10 @@ int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_train_row *row
 
 /* ---- inference with caches: lf_model_forward_batch on the GPU ---- */
 
+/* lf_cuda_train_open for inference: nothing trained, room for calls of
+ * max_tokens tokens (lf_cuda_train_reserve makes more). */
+struct lf_cuda_train *lf_cuda_model_open(const struct lf_model *m, int device, int max_tokens, bool bf16);
+
 /* A sequence's keys and values on the GPU, for every layer: capacity
  * positions, len used (struct lf_kv_cache's twin; device memory of its
  * own, outside the arena). */
@@ -89,6 +93,8 @@ struct lf_cuda_kv {
 	float *k, *v; /* [layers][capacity][kv_heads * head_dim] */
 };
 int lf_cuda_kv_init(struct lf_cuda_train *t, struct lf_cuda_kv *kv, int capacity);
+/* Room for capacity positions, keeping what the cache holds. */
+int lf_cuda_kv_reserve(struct lf_cuda_train *t, struct lf_cuda_kv *kv, int capacity);
 void lf_cuda_kv_free(struct lf_cuda_kv *kv);
 
 /* Several sequences at once, as lf_model_forward_batch: each runs ids[0..T)

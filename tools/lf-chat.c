@@ -7,6 +7,7 @@
  */
 #include "arena.h"
 #include "convert.h"
+#include "device.h"
 #include "error.h"
 #include "model.h"
 #include "options.h"
@@ -14,13 +15,17 @@
 #include "sample.h"
 #include "template.h"
 #include "tokenizer.h"
+#ifdef LF_HAVE_CUDA
+#include "train_cuda.h"
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static char *opt_model, *opt_template, *opt_tokenizer, *opt_system, *opt_adapter;
+static char *opt_model, *opt_template, *opt_tokenizer, *opt_system, *opt_adapter, *opt_device;
+static bool opt_bf16;
 static long long opt_seed = 42;
 static struct lf_gen_options gen = LF_GEN_OPTIONS_UNSET;
 static bool opt_enable_thinking = true;
@@ -41,6 +46,10 @@ static struct lf_option options[] = {
 	{ "repetition-penalty", 0, LF_OPT_FLOAT, &gen.repetition_penalty, "X", "penalty for seen tokens (default 1.0)" },
 	{ "max-new-tokens", 0, LF_OPT_INT, &gen.max_new_tokens, "N", "longest answer (default 1024)" },
 	{ "seed", 0, LF_OPT_INT, &opt_seed, "N", "sampling seed (default 42)", LF_OPT_CLI_ONLY },
+	{ "device", 0, LF_OPT_STRING, &opt_device, "NAME",
+	  "cpu (default) or cuda: run the model on an NVIDIA GPU (builds with CUDA only)", LF_OPT_CLI_ONLY },
+	{ "bf16", 0, LF_OPT_BOOL, &opt_bf16, NULL,
+	  "with --device cuda: the products in bf16 (the CPU computes in f32 and says so)" },
 	{ 0 }
 };
 
@@ -111,12 +120,67 @@ static void stream_text(const struct lf_tokenizer *t, const int32_t *ids, size_t
 	}
 }
 
+/* The conversation's cache, on the CPU or (--device cuda) the GPU. */
+struct cache {
+	struct lf_kv_cache kv;
+	struct lf_forward_buf b;
+#ifdef LF_HAVE_CUDA
+	struct lf_cuda_train *gpu;
+	struct lf_cuda_kv gkv;
+#endif
+};
+
+static int *cache_len(struct cache *c)
+{
+#ifdef LF_HAVE_CUDA
+	if (c->gpu)
+		return &c->gkv.len;
+#endif
+	return &c->kv.len;
+}
+
+/* Room for capacity positions (keeping the first *cache_len), and for
+ * calls of up to tokens tokens. */
+static int cache_reserve(const struct lf_model *m, struct cache *c, int capacity, int tokens)
+{
+#ifdef LF_HAVE_CUDA
+	if (c->gpu)
+		return lf_cuda_kv_reserve(c->gpu, &c->gkv, capacity) < 0 ||
+		       lf_cuda_train_reserve(c->gpu, tokens, 1) < 0 ? -1 : 0;
+#endif
+	lf_forward_buf_free(&c->b);
+	return lf_kv_cache_reserve(&c->kv, m, capacity) < 0 || lf_forward_buf_init(&c->b, m, tokens, capacity) < 0 ?
+		       -1 : 0;
+}
+
+/* ids[0..T) after what the cache holds: the last one's logits */
+static int cache_forward(const struct lf_model *m, struct cache *c, const int32_t *ids, int T, float *logits)
+{
+#ifdef LF_HAVE_CUDA
+	if (c->gpu) {
+		struct lf_cuda_seq_in in = { &c->gkv, ids, NULL, T };
+		return lf_cuda_forward_batch(c->gpu, &in, 1, true, logits);
+	}
+#endif
+	return lf_model_forward(m, &c->kv, &c->b, ids, NULL, T, true, logits);
+}
+
 int main(int argc, char **argv)
 {
 	lf_set_progname(argv[0]);
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (first < argc)
 		lf_die_usage("unexpected operand '%s'", argv[first]);
+	bool cuda = lf_device_is_cuda(opt_device);
+#ifdef LF_HAVE_CUDA
+	if (cuda && lf_cuda_train_probe(lf_device_local_rank()) < 0)
+		lf_die("--device cuda: %s", lf_errmsg());
+#else
+	if (cuda)
+		lf_device_exec_cuda(argv);
+#endif
+	if (opt_bf16 && !cuda)
+		lf_note("--bf16: lf-chat computes in f32 on the CPU (--device cuda honours it)");
 	if (!opt_model || !opt_template)
 		lf_die_usage("--model-name-or-path DIR and --template NAME are required");
 	struct lf_template tpl;
@@ -156,8 +220,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lf-chat: %s with template %s; /clear starts over, /exit leaves\n", opt_model, opt_template);
 	struct chat c = { 0 };
 	struct lf_idvec ids = { 0 }, cached = { 0 };
-	struct lf_kv_cache kv;
-	lf_kv_cache_init(&kv, m, 1);
+	struct cache kc = { 0 };
+#ifdef LF_HAVE_CUDA
+	if (cuda && (!(kc.gpu = lf_cuda_model_open(m, lf_device_local_rank(), 256, opt_bf16)) ||
+		     lf_cuda_kv_init(kc.gpu, &kc.gkv, 256) < 0))
+		lf_die("--device cuda: %s", lf_errmsg());
+	if (!cuda)
+#endif
+		lf_kv_cache_init(&kc.kv, m, 1);
 	struct lf_buf text = LF_BUF_INIT;
 	float *logits = lf_malloc((size_t)m->cfg.vocab * sizeof *logits);
 	char *line = NULL;
@@ -174,7 +244,7 @@ int main(int argc, char **argv)
 			break;
 		if (!strcmp(line, "/clear")) {
 			chat_clear(&c);
-			kv.len = 0;
+			*cache_len(&kc) = 0;
 			cached.n = 0;
 			if (tty)
 				fputs("History has been removed.\n", stderr);
@@ -188,13 +258,11 @@ int main(int argc, char **argv)
 		 * depend on it) */
 		size_t T = ids.n, common = 0;
 		bool reuse = m->cfg.rope.type != LF_ROPE_DYNAMIC && m->cfg.rope.type != LF_ROPE_LONGROPE;
-		while (reuse && common < (size_t)kv.len && common + 1 < T && cached.v[common] == ids.v[common])
+		while (reuse && common < (size_t)*cache_len(&kc) && common + 1 < T && cached.v[common] == ids.v[common])
 			common++;
-		kv.len = (int)common;
-		lf_kv_cache_reserve(&kv, m, (int)(T + (size_t)p.max_new_tokens));
-		struct lf_forward_buf b;
-		lf_forward_buf_init(&b, m, (int)(T - common), kv.capacity);
-		if (lf_model_forward(m, &kv, &b, ids.v + common, NULL, (int)(T - common), true, logits) < 0)
+		*cache_len(&kc) = (int)common;
+		if (cache_reserve(m, &kc, (int)(T + (size_t)p.max_new_tokens), (int)(T - common)) < 0 ||
+		    cache_forward(m, &kc, ids.v + common, (int)(T - common), logits) < 0)
 			lf_die("%s", lf_errmsg());
 		if (tty)
 			fputs("Assistant: ", stderr);
@@ -205,7 +273,7 @@ int main(int argc, char **argv)
 				break;
 			lf_idvec_push(&ids, next);
 			stream_text(t, ids.v + T, ids.n - T, &shown, &text);
-			if (k + 1 < p.max_new_tokens && lf_model_forward(m, &kv, &b, &next, NULL, 1, true, logits) < 0)
+			if (k + 1 < p.max_new_tokens && cache_forward(m, &kc, &next, 1, logits) < 0)
 				lf_die("%s", lf_errmsg());
 		}
 		lf_buf_reset(&text);
@@ -216,16 +284,20 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		chat_add(&c, LF_ROLE_ASSISTANT, text.data ? text.data : "", text.len);
 		cached.n = 0; /* what the cache now holds */
-		for (int i = 0; i < kv.len; i++)
+		for (int i = 0; i < *cache_len(&kc); i++)
 			lf_idvec_push(&cached, ids.v[i]);
-		lf_forward_buf_free(&b);
 	}
 	free(line);
 	free(logits);
 	lf_buf_free(&text);
 	lf_idvec_free(&ids);
 	lf_idvec_free(&cached);
-	lf_kv_cache_free(&kv);
+	lf_kv_cache_free(&kc.kv);
+	lf_forward_buf_free(&kc.b);
+#ifdef LF_HAVE_CUDA
+	lf_cuda_kv_free(&kc.gkv);
+	lf_cuda_train_close(kc.gpu);
+#endif
 	chat_clear(&c);
 	free(c.msgs);
 	lf_tok_state_free(st);

@@ -75,21 +75,13 @@ static int forward_logits(const struct lf_model *m, const int32_t *ids, const in
 {
 #ifdef LF_HAVE_CUDA
 	if (use_gpu) {
-		if (!gpu) {
-			size_t *at = lf_malloc((m->ntensors + 1) * sizeof *at);
-			for (size_t i = 0; i < m->ntensors; i++)
-				at[i] = SIZE_MAX;
-			gpu = lf_cuda_train_open(m, lf_device_local_rank(), at, 0, T, T, true, opt_bf16);
-			free(at);
-			gpu_cap = T;
-		}
+		if (!gpu && !(gpu = lf_cuda_model_open(m, lf_device_local_rank(), T, opt_bf16)))
+			lf_die("--device cuda: %s", lf_errmsg());
 		if (T > gpu_cap) {
 			gpu_cap = T > 2 * gpu_cap ? T : 2 * gpu_cap;
 			if (lf_cuda_train_reserve(gpu, gpu_cap, gpu_cap) < 0)
 				lf_die("--device cuda: %s", lf_errmsg());
 		}
-		if (!gpu)
-			lf_die("--device cuda: %s", lf_errmsg());
 		int32_t *labels = lf_malloc((size_t)T * sizeof *labels);
 		for (int t = 0; t < T; t++)
 			labels[t] = -100;

@@ -5,6 +5,7 @@
  * and writes JSON lines {"prompt", "predict", "label"} as LLaMA-Factory's
  * generated_predictions.jsonl (special tokens left out of the text).
  */
+#include "device.h"
 #include "error.h"
 #include "log.h"
 #include "model.h"
@@ -15,6 +16,9 @@
 #include "sample.h"
 #include "stream.h"
 #include "tokenizer.h"
+#ifdef LF_HAVE_CUDA
+#include "train_cuda.h"
+#endif
 
 #include <jansson.h>
 #include <stdio.h>
@@ -22,7 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *opt_model, *opt_tokenizer, *opt_output, *opt_adapter;
+static char *opt_model, *opt_tokenizer, *opt_output, *opt_adapter, *opt_device;
+static bool opt_bf16;
 static long long opt_seed = 42, opt_max_samples = -1, opt_batch_size = 8;
 static struct lf_gen_options gen = LF_GEN_OPTIONS_UNSET;
 
@@ -41,6 +46,10 @@ static struct lf_option options[] = {
 	{ "max-samples", 0, LF_OPT_INT, &opt_max_samples, "N", "answer the first N records only", LF_OPT_CLI_ONLY },
 	{ "batch-size", 'b', LF_OPT_INT, &opt_batch_size, "N", "answer N prompts at once (default 8)", LF_OPT_CLI_ONLY },
 	{ "output", 'o', LF_OPT_STRING, &opt_output, "FILE", "write to FILE (default: stdout)", LF_OPT_CLI_ONLY },
+	{ "device", 0, LF_OPT_STRING, &opt_device, "NAME",
+	  "cpu (default) or cuda: run the model on an NVIDIA GPU (builds with CUDA only)", LF_OPT_CLI_ONLY },
+	{ "bf16", 0, LF_OPT_BOOL, &opt_bf16, NULL,
+	  "with --device cuda: the products in bf16 (the CPU computes in f32 and says so)" },
 	{ 0 }
 };
 
@@ -95,8 +104,62 @@ struct job {
 	int32_t *seq, *label;
 	size_t nlabel;
 	struct lf_kv_cache kv;
+#ifdef LF_HAVE_CUDA
+	struct lf_cuda_kv gkv; /* --device cuda: the cache on the GPU instead */
+#endif
 	struct lf_np_rng rng;
 };
+
+#ifdef LF_HAVE_CUDA
+static struct lf_cuda_train *gpu; /* --device cuda */
+static int gpu_cap;               /* the tokens a call may have */
+#endif
+
+/* One forward of n sequences (jobs js[k] running in[k]): the last logits of
+ * each, on the CPU or the GPU. */
+static int forward(const struct lf_model *m, struct lf_seq_in *in, struct job **js, int n, struct lf_forward_buf *b,
+		   float *logits)
+{
+#ifdef LF_HAVE_CUDA
+	if (gpu) {
+		struct lf_cuda_seq_in *g = lf_malloc((size_t)n * sizeof *g);
+		int sum = 0;
+		for (int k = 0; k < n; k++) {
+			g[k] = (struct lf_cuda_seq_in){ &js[k]->gkv, in[k].ids, in[k].positions, in[k].T };
+			sum += in[k].T;
+		}
+		int rc = 0;
+		if (sum > gpu_cap) {
+			gpu_cap = sum > 2 * gpu_cap ? sum : 2 * gpu_cap;
+			rc = lf_cuda_train_reserve(gpu, gpu_cap, 1);
+		}
+		rc = rc < 0 ? rc : lf_cuda_forward_batch(gpu, g, n, true, logits);
+		free(g);
+		return rc;
+	}
+#else
+	(void)js;
+#endif
+	return lf_model_forward_batch(m, in, n, b, true, logits);
+}
+
+static int cache_init(const struct lf_model *m, struct job *j)
+{
+#ifdef LF_HAVE_CUDA
+	if (gpu)
+		return lf_cuda_kv_init(gpu, &j->gkv, j->cap);
+#endif
+	return lf_kv_cache_init(&j->kv, m, j->cap);
+}
+
+static void cache_free(struct job *j)
+{
+#ifdef LF_HAVE_CUDA
+	if (gpu)
+		lf_cuda_kv_free(&j->gkv);
+#endif
+	lf_kv_cache_free(&j->kv);
+}
 
 static struct {
 	uint64_t generated, prefill_tokens;
@@ -126,15 +189,21 @@ static void run_batch(const struct lf_model *m, const struct lf_gen_params *p, s
 		sum += jobs[i].T;
 		maxcap = jobs[i].cap > maxcap ? jobs[i].cap : maxcap;
 	}
-	struct lf_forward_buf b;
-	lf_forward_buf_init(&b, m, sum > nb ? sum : nb, maxcap);
+	struct lf_forward_buf b = { 0 };
+#ifdef LF_HAVE_CUDA
+	if (!gpu)
+#endif
+		lf_forward_buf_init(&b, m, sum > nb ? sum : nb, maxcap);
 	float *logits = lf_malloc((size_t)nb * V * sizeof *logits);
 	struct lf_seq_in *in = lf_malloc((size_t)nb * sizeof *in);
+	struct job **js = lf_malloc((size_t)nb * sizeof *js);
 	int *which = lf_malloc((size_t)nb * sizeof *which);
-	for (int i = 0; i < nb; i++)
+	for (int i = 0; i < nb; i++) {
 		in[i] = (struct lf_seq_in){ &jobs[i].kv, jobs[i].seq, NULL, jobs[i].T };
+		js[i] = &jobs[i];
+	}
 	double t0 = now();
-	if (lf_model_forward_batch(m, in, nb, &b, true, logits) < 0)
+	if (forward(m, in, js, nb, &b, logits) < 0)
 		lf_die("record %llu: %s", (unsigned long long)jobs[0].record, lf_errmsg());
 	double t1 = now();
 	int active = nb;
@@ -152,12 +221,13 @@ static void run_batch(const struct lf_model *m, const struct lf_gen_params *p, s
 			if (j->len - j->T == p->max_new_tokens)
 				continue;
 			in[next_active] = (struct lf_seq_in){ &j->kv, &j->seq[j->len - 1], NULL, 1 };
+			js[next_active] = j;
 			which[next_active++] = which[k];
 		}
 		active = next_active;
 		if (!active)
 			break;
-		if (lf_model_forward_batch(m, in, active, &b, true, logits) < 0)
+		if (forward(m, in, js, active, &b, logits) < 0)
 			lf_die("record %llu: %s", (unsigned long long)jobs[which[0]].record, lf_errmsg());
 	}
 	double t2 = now();
@@ -173,13 +243,14 @@ static void run_batch(const struct lf_model *m, const struct lf_gen_params *p, s
 		write_answer(t, j, f);
 		free(j->seq);
 		free(j->label);
-		lf_kv_cache_free(&j->kv);
+		cache_free(j);
 	}
 	fflush(f);
 	if (lf_log_enabled())
 		lf_log_event("batch", json_pack("{s:i,s:f,s:f}", "sequences", nb, "prefill_seconds", t1 - t0,
 						"decode_seconds", t2 - t1));
 	free(which);
+	free(js);
 	free(in);
 	free(logits);
 	lf_forward_buf_free(&b);
@@ -190,6 +261,16 @@ int main(int argc, char **argv)
 	lf_set_progname(argv[0]);
 	lf_output_init_signals();
 	int first = lf_options_parse(&tool, options, argc, argv);
+	bool cuda = lf_device_is_cuda(opt_device);
+#ifdef LF_HAVE_CUDA
+	if (cuda && lf_cuda_train_probe(lf_device_local_rank()) < 0)
+		lf_die("--device cuda: %s", lf_errmsg());
+#else
+	if (cuda)
+		lf_device_exec_cuda(argv);
+#endif
+	if (opt_bf16 && !cuda)
+		lf_note("--bf16: lf-generate computes in f32 on the CPU (--device cuda honours it)");
 	if (!opt_model)
 		lf_die_usage("--model-name-or-path DIR is required");
 	if (argc - first > 1)
@@ -224,6 +305,11 @@ int main(int argc, char **argv)
 	struct lf_model *m = lf_model_load(opt_model);
 	if (!m || (opt_adapter && lf_model_load_adapter(m, opt_adapter) < 0))
 		lf_die("%s", lf_errmsg());
+#ifdef LF_HAVE_CUDA
+	gpu_cap = 4096;
+	if (cuda && !(gpu = lf_cuda_model_open(m, lf_device_local_rank(), gpu_cap, opt_bf16)))
+		lf_die("--device cuda: %s", lf_errmsg());
+#endif
 	struct lf_output out;
 	if (lf_output_open(&out, opt_output) < 0)
 		lf_die("%s", lf_errmsg());
@@ -256,7 +342,8 @@ int main(int argc, char **argv)
 			/* each record its own draws, whatever the batch size */
 			uint32_t words[3] = { (uint32_t)opt_seed, (uint32_t)((uint64_t)opt_seed >> 32), (uint32_t)j->record };
 			lf_np_rng_seed_words(&j->rng, words, 3);
-			lf_kv_cache_init(&j->kv, m, j->cap);
+			if (cache_init(m, j) < 0)
+				lf_die("record %llu: %s", (unsigned long long)j->record, lf_errmsg());
 			nb++;
 		}
 		if (rc < 0 && !nb)
@@ -286,6 +373,9 @@ int main(int argc, char **argv)
 	lf_log_close();
 	lf_arena_free(&arena);
 	lf_reader_close(rd);
+#ifdef LF_HAVE_CUDA
+	lf_cuda_train_close(gpu);
+#endif
 	lf_model_free(m);
 	lf_tokenizer_free(t);
 	return 0;
