@@ -933,9 +933,13 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 			layer_fwd(m, l, bp, A, x, NULL, rows, nrows, N);
 		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], rows, nrows, N, aux);
 	}
+	/* the embedding's gradient; none for the padding token's row, as
+	 * transformers' nn.Embedding(padding_idx=pad_token_id) */
 	if (g->embed) {
 		for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++)
 			for (int t = 0; t < rows[r].T; t++) {
+				if (rows[r].ids[t] == c->pad_id)
+					continue;
 				float *ge = g->embed + (size_t)rows[r].ids[t] * H;
 				const float *d = bp->dx + (size_t)(row0 + t) * H;
 				for (int j = 0; j < H; j++)

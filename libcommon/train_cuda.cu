@@ -821,9 +821,14 @@ extern "C" int lf_cuda_train_step(struct lf_cuda_train *t, const struct lf_train
 			layer_fwd(t, l, A, x, NULL, N);
 		layer_bwd(t, l, A, x, t->dx, &t->g.layers[l], N);
 	}
-	if (t->g.embed)
+	if (t->g.embed) { /* the padding token's row gets none (backprop.c) */
+		for (int i = 0; i < N; i++)
+			t->ids[i] = t->ids[i] == c->pad_id ? -1 : t->ids[i];
+		LF_CUDA_CHECK(cudaMemcpyAsync(t->ids_d, t->ids, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice, t->s));
 		lf_cuda_embedding_bwd_f32(t->g.embed, t->dx, t->ids_d, N, H,
 					  c->embed_scale ? (float)sqrt((double)H) : 1.0f, t->s);
+		LF_CUDA_CHECK(cudaStreamSynchronize(t->s)); /* before t->ids changes */
+	}
 	*loss_sum += read_loss(t, NULL);
 	return 0;
 }

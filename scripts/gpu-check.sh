@@ -17,7 +17,9 @@
 #       LD_LIBRARY_PATH at a libcublasLt.so.13, run the CPU check, the GPU
 #       smoke test and every build/static/tests/cuda_test_* (each 60 s at
 #       most; under 5 minutes in all; cuda_test_model gets one small random
-#       model per architecture, made there with lf-init), and write
+#       model per architecture, made there with lf-init), then
+#       tests/cuda/bf16_vs_torch.py (the bf16 mode against PyTorch's bf16 on
+#       the same GPU), and write
 #       $OUT/gpu-check.log and $OUT/summary.txt.  --quick skips the GEMM
 #       timing and the training benchmarks.  Exits 0 when every check
 #       passes, 1 when one fails (or a test exits non-zero), 2 when it
@@ -189,6 +191,21 @@ for t in "$BUILD"/cuda_test_*; do
     tests_rc="$tests_rc, $(basename "$t") exit $rc_t"
 done
 [ "$tests_run" = 0 ] && log "gpu-check: no $BUILD/cuda_test_* found (not carried?)"
+
+# the bf16 mode against PyTorch's bf16 on this GPU (PyTorch, transformers
+# and safetensors are on the GPU machine)
+if [ -x "$BUILD/cuda_test_model" ] && [ -d "$MODELS/llama" ] &&
+   python3 -c 'import torch, transformers, safetensors' 2>/dev/null; then
+    log "== tests/cuda/bf16_vs_torch.py"
+    timeout 120 python3 tests/cuda/bf16_vs_torch.py "$BUILD/cuda_test_model" "$MODELS/llama" \
+        "$RESULTS/bf16-vs-torch" 2>&1 | grep -v -i warn | tee -a "$LOG"
+    rc_t=${PIPESTATUS[0]}
+    tests_run=$((tests_run + 1))
+    [ "$rc_t" = 0 ] || tests_bad=$((tests_bad + 1))
+    tests_rc="$tests_rc, bf16_vs_torch exit $rc_t"
+else
+    log "gpu-check: bf16_vs_torch skipped (no cuda_test_model, llama model or PyTorch + transformers)"
+fi
 
 # ---- training benchmarks ----
 if [ -z "$quick" ]; then

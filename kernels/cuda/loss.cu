@@ -322,6 +322,8 @@ static __global__ void lf_embedding_bwd_kernel(U *dtable, const U *dy, const int
     __shared__ int hits[LF_EMB_THREADS];
     __shared__ int warp_hits[LF_EMB_THREADS / 32];
     int t = blockIdx.x, id = ids[t];
+    if (id < 0) /* the same on every thread: a token that adds nothing */
+        return;
     int earlier = 0;
     for (int s = threadIdx.x; s < t; s += blockDim.x)
         earlier |= ids[s] == id;

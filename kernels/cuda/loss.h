@@ -48,7 +48,8 @@ void lf_cuda_embedding_bf16(uint16_t *out, const uint16_t *table, const int32_t 
 
 /* dtable[ids[t], j] += dy[t, j] * scale for t < N, j < H, in token order
    per element: the CPU loop's (libcommon/backprop.c) sums exactly, bits
-   and all.  Deterministic without sorting or atomics: the block of token t
+   and all.  A negative id adds nothing (the CPU loop skips the padding
+   token's, as nn.Embedding's padding_idx).  Deterministic without sorting or atomics: the block of token t
    works only if t is the first occurrence of its id, and then adds the rows
    of every occurrence in order.  The search reads O(N) ids per block,
    O(N^2) in all: cheap for a micro-batch's tokens.  An id repeated r

@@ -19,15 +19,25 @@
  *
  * usage: cuda_test_model MODEL_DIR...   (exit 0 all pass, 1 a failure,
  * 2 no device or no model)
+ *
+ * cuda_test_model --dump MODEL_DIR ROWS.json PREFIX: for the bf16 check
+ * against PyTorch (bf16_vs_torch.py): full training's first step on the
+ * rows of token ids in ROWS.json ([[ids...], ...], labels = ids), in the f32
+ * and the bf16 mode, written as PREFIX.f32.safetensors and
+ * PREFIX.bf16.safetensors: "loss" (the step's summed cross-entropy over the
+ * label tokens counted as transformers does) and "grad.NAME" for every
+ * tensor, as lf-train --dump-grads writes them.
  */
 extern "C" {
 #include "backprop.h"
 #include "error.h"
+#include "safetensors.h"
 #include "model.h"
 #include "optim.h"
 #include "train_cuda.h"
 }
 
+#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -340,8 +350,95 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 	lf_model_free(m);
 }
 
+/* --dump: one mode's step on rows, its loss and gradients to a file */
+static int dump_mode(struct lf_model *m, const struct lf_train_row *rows, int nrows, int longest, bool bf16,
+		     const char *prefix)
+{
+	size_t *at = (size_t *)xmalloc(m->ntensors * sizeof *at), gn = 0;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		at[i] = gn;
+		gn += (m->tensors[i].n + 15) / 16 * 16;
+	}
+	long items = 0, tokens = 0;
+	for (int r = 0; r < nrows; r++) {
+		items += lf_train_row_label_tokens(&rows[r]);
+		tokens += rows[r].T;
+	}
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, (int)tokens, longest, true, bf16);
+	double loss = 0;
+	if (!t || lf_cuda_train_step(t, rows, nrows, 1.0f / (float)items, &loss) < 0)
+		return -1;
+	float *g = (float *)xmalloc((gn + 1) * sizeof(float));
+	lf_cuda_train_get_grads(t, g);
+	char base[4096];
+	snprintf(base, sizeof base, "%s.%s", strrchr(prefix, '/') ? strrchr(prefix, '/') + 1 : prefix,
+		 bf16 ? "bf16" : "f32");
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%.*s", strrchr(prefix, '/') ? (int)(strrchr(prefix, '/') - prefix) : 1,
+		 strrchr(prefix, '/') ? prefix : ".");
+	struct lf_st_writer *w = lf_st_writer_open(dir, base, 0, NULL);
+	float l = (float)(loss / (double)items);
+	int64_t one = 1;
+	char **names = (char **)calloc(m->ntensors, sizeof *names);
+	int rc = w && lf_st_writer_add(w, "loss", LF_DTYPE_F32, 1, &one, &l) == 0 ? 0 : -1;
+	for (size_t i = 0; rc == 0 && i < m->ntensors; i++) {
+		names[i] = (char *)xmalloc(strlen(m->tensors[i].name) + 6);
+		sprintf(names[i], "grad.%s", m->tensors[i].name);
+		rc = lf_st_writer_add(w, names[i], LF_DTYPE_F32, m->tensors[i].ndim, m->tensors[i].shape, g + at[i]);
+	}
+	if (rc == 0)
+		rc = lf_st_writer_finish(w);
+	for (size_t i = 0; i < m->ntensors; i++)
+		free(names[i]);
+	free(names);
+	free(g);
+	free(at);
+	lf_cuda_train_close(t);
+	return rc;
+}
+
+static int dump(const char *dir, const char *rows_json, const char *prefix)
+{
+	json_error_t err;
+	json_t *j = json_load_file(rows_json, 0, &err);
+	struct lf_model *m = lf_model_load_writable(dir);
+	if (!j || !json_is_array(j) || !m) {
+		fprintf(stderr, "%s: %s\n", program_invocation_short_name, m ? err.text : lf_errmsg());
+		return 2;
+	}
+	int nrows = (int)json_array_size(j), longest = 1;
+	struct lf_train_row *rows = (struct lf_train_row *)calloc((size_t)nrows, sizeof *rows);
+	for (int r = 0; r < nrows; r++) {
+		json_t *a = json_array_get(j, (size_t)r);
+		int T = (int)json_array_size(a);
+		int32_t *ids = (int32_t *)xmalloc((size_t)T * sizeof *ids);
+		for (int i = 0; i < T; i++)
+			ids[i] = (int32_t)json_integer_value(json_array_get(a, (size_t)i));
+		rows[r] = (struct lf_train_row){ ids, ids, NULL, NULL, T, 0 };
+		longest = T > longest ? T : longest;
+	}
+	int rc = 0;
+	for (int bf16 = 0; bf16 < 2 && rc == 0; bf16++)
+		rc = dump_mode(m, rows, nrows, longest, bf16, prefix);
+	if (rc < 0)
+		fprintf(stderr, "%s: %s\n", program_invocation_short_name, lf_errmsg());
+	for (int r = 0; r < nrows; r++)
+		free((void *)rows[r].ids);
+	free(rows);
+	json_decref(j);
+	lf_model_free(m);
+	return rc < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[1], "--dump")) {
+		if (lf_cuda_train_probe(0) < 0) {
+			fprintf(stderr, "%s: %s\n", program_invocation_short_name, lf_errmsg());
+			return 2;
+		}
+		return dump(argv[2], argv[3], argv[4]);
+	}
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s MODEL_DIR...\n", program_invocation_short_name);
 		return 2;
