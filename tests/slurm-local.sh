@@ -151,8 +151,10 @@ EOF
 
 	# each daemon runs in the foreground (so $! is its pid); what it writes to
 	# stderr goes to log/NAME.out, its own log (slurm only) to log/NAME.log
+	# (munged writes a pid file of its own: not DIR/munged.pid, which
+	# ours() reads while munged would be rewriting it)
 	"$SBIN/munged" -F --force --key-file="$key" --socket="$sock" \
-		--pid-file="$DIR/munged.pid" --log-file="$DIR/log/munged.log" \
+		--pid-file="$DIR/munge/munged.pid" --log-file="$DIR/log/munged.log" \
 		--seed-file="$DIR/munge/munged.seed" </dev/null >>"$DIR/log/munged.out" 2>&1 &
 	echo $! >"$DIR/munged.pid"
 	i=0
