@@ -41,15 +41,16 @@ static int launched_world(const char **launcher)
 	return 1;
 }
 
-/* torchrun's variables without an MPI launcher: the NCCL rendezvous they
- * describe needs the CUDA backend. */
+/* torchrun's variables without an MPI launcher: a rendezvous through
+ * MASTER_ADDR, which lf does not build yet (the GPUs' NCCL group takes its
+ * id through MPI). */
 static int check_torchrun(void)
 {
 	const char *v = getenv("WORLD_SIZE");
 	if (v && atoi(v) > 1)
-		return lf_fail("WORLD_SIZE=%s: a torchrun-style launch (RANK, WORLD_SIZE, MASTER_ADDR) is for NCCL on "
-			       "GPUs, which needs the CUDA backend (not built yet); on CPUs start lf-train with mpirun "
-			       "or srun",
+		return lf_fail("WORLD_SIZE=%s: a torchrun-style launch (RANK, WORLD_SIZE, MASTER_ADDR) is not built "
+			       "yet; start lf-train with mpirun or srun (on GPUs too: NCCL then takes its id through "
+			       "MPI)",
 			       v);
 	return 0;
 }

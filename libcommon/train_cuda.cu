@@ -20,7 +20,9 @@ extern "C" {
 #include "cuda/ops.h"
 #include "cuda/optim.h"
 
+#include <dlfcn.h>
 #include <math.h>
+#include <nccl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +91,19 @@ struct lf_cuda_train {
 	float lora_dropout, neftune_mag;
 	uint64_t noise_seed;
 	char device[300];
+	/* data parallel (lf_cuda_train_join): the group's NCCL communicator, a
+	 * stream for its sums, and each layer's range of the gradient block
+	 * (empty: none; all empty: the whole block is summed at the end) */
+	ncclComm_t comm;
+	cudaStream_t cs;
+	cudaEvent_t *ev; /* layers + 2 */
+	size_t *layer_lo, *layer_hi;
+	bool by_layer, sync;
 };
+
+/* data parallel (defined with the NCCL group, below) */
+static void sum_range(struct lf_cuda_train *t, size_t lo, size_t hi, cudaEvent_t e);
+static void sum_rest(struct lf_cuda_train *t);
 
 /* ---- the arenas ----
  * Two cudaMallocs, each sized by a first pass of the same carving (base
@@ -820,6 +834,8 @@ extern "C" int lf_cuda_train_step(struct lf_cuda_train *t, const struct lf_train
 		if (t->checkpointing)
 			layer_fwd(t, l, A, x, NULL, N);
 		layer_bwd(t, l, A, x, t->dx, &t->g.layers[l], N);
+		if (t->comm && t->sync) /* this layer's gradients are final: their sum, while the backward goes on */
+			sum_range(t, t->layer_lo[l], t->layer_hi[l], t->ev[l]);
 	}
 	if (t->g.embed) { /* the padding token's row gets none (backprop.c) */
 		for (int i = 0; i < N; i++)
@@ -829,6 +845,8 @@ extern "C" int lf_cuda_train_step(struct lf_cuda_train *t, const struct lf_train
 					  c->embed_scale ? (float)sqrt((double)H) : 1.0f, t->s);
 		LF_CUDA_CHECK(cudaStreamSynchronize(t->s)); /* before t->ids changes */
 	}
+	if (t->comm && t->sync)
+		sum_rest(t);
 	*loss_sum += read_loss(t, NULL);
 	return 0;
 }
@@ -1083,6 +1101,167 @@ extern "C" const char *lf_cuda_train_device(const struct lf_cuda_train *t)
 	return t->device;
 }
 
+/* ---- data parallel: the gradients summed over a group with NCCL ----
+ * NCCL is loaded when a group is joined (dlopen, so a program that never
+ * joins one needs no libnccl).  On a step's last micro-batch each layer's
+ * gradients are summed, on a stream of their own, as soon as the backward
+ * has made them (the range of the gradient block that layer's trained
+ * tensors fill), while the backward goes on below; the rest of the block
+ * (embedding, final norm, head) after it. */
+
+static struct {
+	void *lib;
+	ncclResult_t (*get_unique_id)(ncclUniqueId *);
+	ncclResult_t (*comm_init_rank)(ncclComm_t *, int, ncclUniqueId, int);
+	ncclResult_t (*all_reduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
+	ncclResult_t (*comm_destroy)(ncclComm_t);
+	const char *(*error_string)(ncclResult_t);
+} nccl;
+
+static int nccl_load(void)
+{
+	if (nccl.lib)
+		return 0;
+	void *lib = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+	if (!lib)
+		return lf_fail("NCCL: %s (the GPUs' gradients are summed with NCCL: put libnccl.so.2 on "
+			       "LD_LIBRARY_PATH)", dlerror());
+	*(void **)&nccl.get_unique_id = dlsym(lib, "ncclGetUniqueId");
+	*(void **)&nccl.comm_init_rank = dlsym(lib, "ncclCommInitRank");
+	*(void **)&nccl.all_reduce = dlsym(lib, "ncclAllReduce");
+	*(void **)&nccl.comm_destroy = dlsym(lib, "ncclCommDestroy");
+	*(void **)&nccl.error_string = dlsym(lib, "ncclGetErrorString");
+	if (!nccl.get_unique_id || !nccl.comm_init_rank || !nccl.all_reduce || !nccl.comm_destroy ||
+	    !nccl.error_string) {
+		dlclose(lib);
+		return lf_fail("NCCL: libnccl.so.2 lacks a function lf needs");
+	}
+	nccl.lib = lib;
+	return 0;
+}
+
+static void nccl_check(ncclResult_t r, const char *call)
+{
+	if (r != ncclSuccess) {
+		fprintf(stderr, "lf: NCCL %s: %s\n", call, nccl.error_string(r));
+		exit(1);
+	}
+}
+
+extern "C" int lf_cuda_group_id(unsigned char id[LF_CUDA_GROUP_ID_BYTES])
+{
+	ncclUniqueId u;
+	if (nccl_load() < 0)
+		return -1;
+	ncclResult_t r = nccl.get_unique_id(&u);
+	if (r != ncclSuccess)
+		return lf_fail("NCCL: %s", nccl.error_string(r));
+	memcpy(id, u.internal, LF_CUDA_GROUP_ID_BYTES);
+	return 0;
+}
+
+/* Each layer's range of the gradient block, when every layer's trained
+ * tensors fill one range that no other tensor's gradient enters. */
+static void layer_ranges(struct lf_cuda_train *t)
+{
+	const struct lf_model *m = t->host;
+	int L = m->cfg.layers;
+	for (int l = 0; l < L; l++) {
+		t->layer_lo[l] = SIZE_MAX;
+		t->layer_hi[l] = 0;
+	}
+	int *owner = (int *)lf_malloc((m->ntensors + 1) * sizeof *owner);
+	for (size_t i = 0; i < m->ntensors; i++) {
+		const char *p = strstr(m->tensors[i].name, "layers.");
+		owner[i] = p ? atoi(p + 7) : -1;
+		if (t->grad_at[i] == SIZE_MAX || owner[i] < 0 || owner[i] >= L)
+			continue;
+		size_t lo = t->grad_at[i], hi = lo + m->tensors[i].n;
+		t->layer_lo[owner[i]] = lo < t->layer_lo[owner[i]] ? lo : t->layer_lo[owner[i]];
+		t->layer_hi[owner[i]] = hi > t->layer_hi[owner[i]] ? hi : t->layer_hi[owner[i]];
+	}
+	t->by_layer = true;
+	for (size_t i = 0; i < m->ntensors; i++) { /* no other tensor inside a layer's range */
+		if (t->grad_at[i] == SIZE_MAX)
+			continue;
+		size_t lo = t->grad_at[i], hi = lo + m->tensors[i].n;
+		for (int l = 0; l < L; l++)
+			if (l != owner[i] && lo < t->layer_hi[l] && hi > t->layer_lo[l])
+				t->by_layer = false;
+	}
+	for (int l = 0; l < L; l++)
+		if (t->layer_lo[l] >= t->layer_hi[l] || !t->by_layer)
+			t->layer_lo[l] = t->layer_hi[l] = 0;
+	free(owner);
+}
+
+extern "C" int lf_cuda_train_join(struct lf_cuda_train *t, const unsigned char *id, int rank, int world)
+{
+	ncclUniqueId u;
+	if (nccl_load() < 0)
+		return -1;
+	memcpy(u.internal, id, LF_CUDA_GROUP_ID_BYTES);
+	ncclResult_t r = nccl.comm_init_rank(&t->comm, world, u, rank);
+	if (r != ncclSuccess)
+		return lf_fail("NCCL: joining a group of %d as %d: %s", world, rank, nccl.error_string(r));
+	int L = t->host->cfg.layers;
+	LF_CUDA_CHECK(cudaStreamCreateWithFlags(&t->cs, cudaStreamNonBlocking));
+	t->ev = (cudaEvent_t *)lf_calloc((size_t)L + 2, sizeof *t->ev);
+	for (int i = 0; i < L + 2; i++)
+		LF_CUDA_CHECK(cudaEventCreateWithFlags(&t->ev[i], cudaEventDisableTiming));
+	t->layer_lo = (size_t *)lf_calloc((size_t)L + 1, sizeof(size_t));
+	t->layer_hi = (size_t *)lf_calloc((size_t)L + 1, sizeof(size_t));
+	layer_ranges(t);
+	return 0;
+}
+
+extern "C" void lf_cuda_train_set_sync(struct lf_cuda_train *t, bool last)
+{
+	t->sync = last;
+}
+
+/* Sum [lo, hi) of the gradient block over the group, on the group's
+ * stream once the compute stream has got to here (event e). */
+static void sum_range(struct lf_cuda_train *t, size_t lo, size_t hi, cudaEvent_t e)
+{
+	if (lo >= hi)
+		return;
+	LF_CUDA_CHECK(cudaEventRecord(e, t->s));
+	LF_CUDA_CHECK(cudaStreamWaitEvent(t->cs, e, 0));
+	nccl_check(nccl.all_reduce(t->grads + lo, t->grads + lo, hi - lo, ncclFloat32, ncclSum, t->comm, t->cs),
+		   "ncclAllReduce");
+}
+
+/* After a synchronised step's backward: the block outside the layers'
+ * ranges summed too, and the compute stream made to wait for every sum. */
+static void sum_rest(struct lf_cuda_train *t)
+{
+	int L = t->host->cfg.layers;
+	size_t at = 0;
+	for (int l = 0; l <= L; l++) { /* the gaps between the layers' ranges, in order */
+		size_t lo = SIZE_MAX;
+		for (int k = 0; k < L; k++)
+			if (t->layer_hi[k] > t->layer_lo[k] && t->layer_lo[k] >= at && t->layer_lo[k] < lo)
+				lo = t->layer_lo[k];
+		size_t end = lo == SIZE_MAX ? t->gn : lo;
+		sum_range(t, at, end, t->ev[L]);
+		if (lo == SIZE_MAX)
+			break;
+		for (int k = 0; k < L; k++)
+			if (t->layer_lo[k] == lo)
+				at = t->layer_hi[k];
+	}
+	LF_CUDA_CHECK(cudaEventRecord(t->ev[L + 1], t->cs));
+	LF_CUDA_CHECK(cudaStreamWaitEvent(t->s, t->ev[L + 1], 0));
+}
+
+extern "C" void lf_cuda_train_sum_grads(struct lf_cuda_train *t)
+{
+	sum_range(t, 0, t->gn, t->ev[t->host->cfg.layers]);
+	LF_CUDA_CHECK(cudaEventRecord(t->ev[t->host->cfg.layers + 1], t->cs));
+	LF_CUDA_CHECK(cudaStreamWaitEvent(t->s, t->ev[t->host->cfg.layers + 1], 0));
+}
+
 /* ---- opening and closing ---- */
 
 /* the number of GPUs, or 0 with lf_fail */
@@ -1260,6 +1439,13 @@ extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
 		return;
 	if (t->g.layers)
 		lf_model_grad_free(&t->g, t->host);
+	if (t->comm) {
+		LF_CUDA_CHECK(cudaStreamSynchronize(t->cs));
+		nccl_check(nccl.comm_destroy(t->comm), "ncclCommDestroy");
+		for (int i = 0; i < t->host->cfg.layers + 2; i++)
+			LF_CUDA_CHECK(cudaEventDestroy(t->ev[i]));
+		LF_CUDA_CHECK(cudaStreamDestroy(t->cs));
+	}
 	lf_cuda_gemm_free(t->gemm);
 	if (t->lt)
 		LF_CUBLAS_CHECK(cublasLtDestroy(t->lt));
@@ -1269,7 +1455,7 @@ extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
 		LF_CUDA_CHECK(cudaFree(t->wmem.base));
 	if (t->amem.base)
 		LF_CUDA_CHECK(cudaFree(t->amem.base));
-	void *p[] = { t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
+	void *p[] = { t->ev, t->layer_lo, t->layer_hi, t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
 		      t->head_targets, t->span_start, t->span_len, t->row_len, t->inv_freq, t->attn_factor };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);

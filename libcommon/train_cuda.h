@@ -117,6 +117,23 @@ void lf_cuda_train_zero_grads(struct lf_cuda_train *t);
 void lf_cuda_train_get_grads(struct lf_cuda_train *t, float *host);
 void lf_cuda_train_set_grads(struct lf_cuda_train *t, const float *host);
 
+/* ---- data parallel: NCCL ----
+ * Processes that train together (one GPU each) join one group: rank 0
+ * makes its id, every process gets it (through MPI, say) and joins.  Then
+ * the last micro-batch of each step (lf_cuda_train_set_sync) sums the
+ * group's gradients while its backward runs: each layer's once the
+ * backward has made them, on a stream of their own, the rest after.  A
+ * process with no rows for that micro-batch, where the others have some,
+ * cannot take part in the per-layer sums: then every process skips them
+ * (set_sync false) and calls lf_cuda_train_sum_grads after its
+ * micro-batches.  NCCL (libnccl.so.2) is loaded when first needed.  -1
+ * with lf_fail (no NCCL, a failed join). */
+#define LF_CUDA_GROUP_ID_BYTES 128
+int lf_cuda_group_id(unsigned char id[LF_CUDA_GROUP_ID_BYTES]);
+int lf_cuda_train_join(struct lf_cuda_train *t, const unsigned char *id, int rank, int world);
+void lf_cuda_train_set_sync(struct lf_cuda_train *t, bool last);
+void lf_cuda_train_sum_grads(struct lf_cuda_train *t);
+
 /* One optimizer step over the trained tensors listed: the global norm of
  * their gradients (*grad_norm), clipping to max_norm (<= 0: none) and
  * AdamW with each tensor's lr and decay (lf_clip_coef, lf_grad_scale and

@@ -94,31 +94,33 @@ log() { printf '%s\n' "$*" | tee -a "$LOG"; }
 
 # directories on this machine holding libcublasLt.so.13, CUDA installs first
 # then the pip wheels (nvidia/cublas/lib, nvidia/cu13/lib, ...)
-cublas_dirs() {
+# lib_dirs NAME: directories on this machine holding the shared library
+# NAME, CUDA installs first then the pip wheels (nvidia/cublas/lib,
+# nvidia/nccl/lib, nvidia/cu13/lib, ...)
+lib_dirs() {
     local d py sp
     for d in /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib \
              /usr/lib/x86_64-linux-gnu /usr/lib64; do
-        [ -e "$d/libcublasLt.so.13" ] && echo "$d"
+        [ -e "$d/$1" ] && echo "$d"
     done
     for py in python3 python; do
         command -v "$py" >/dev/null 2>&1 || continue
-        "$py" -c 'import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__) + "/lib")' \
-            2>/dev/null
         for sp in $("$py" -c 'import site, sys
 print("\n".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null); do
             [ -d "$sp/nvidia" ] || continue
-            find "$sp/nvidia" -maxdepth 4 -name 'libcublasLt.so.13*' -printf '%h\n' 2>/dev/null
+            find "$sp/nvidia" -maxdepth 4 -name "$1*" -printf '%h\n' 2>/dev/null
         done
         break
     done
 }
 
+# libcublasLt (linked) and libnccl (loaded when a group is joined)
 extra=
 while IFS= read -r d; do
-    if [ -z "$d" ] || [ ! -e "$d/libcublasLt.so.13" ]; then continue; fi
+    [ -z "$d" ] && continue
     d=$(readlink -f "$d")
     case ":$extra:" in *":$d:"*) ;; *) extra=${extra:+$extra:}$d ;; esac
-done < <(cublas_dirs | awk '!seen[$0]++')
+done < <({ lib_dirs libcublasLt.so.13; lib_dirs libnccl.so.2; } | awk '!seen[$0]++')
 export LD_LIBRARY_PATH=${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 log "== gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
@@ -129,7 +131,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 else
     log "nvidia-smi not found"
 fi
-log "== libcublasLt.so.13 directories: ${extra:-none found, relying on the rpath of the binary}"
+log "== libcublasLt.so.13 / libnccl.so.2 directories: ${extra:-none found, relying on the rpath of the binary}"
 ldd "$SMOKE" 2>&1 | grep -E 'cublasLt|not found' | sed 's/^[[:space:]]*/  /' | tee -a "$LOG"
 
 rc_cpu=0

@@ -217,6 +217,7 @@ static struct lf_dist D; /* the data-parallel group (rank 0 writes) */
 static bool use_gpu;
 #ifdef LF_HAVE_CUDA
 static struct lf_cuda_train *gpu;
+static bool gpu_nccl; /* the group's gradients summed by NCCL (else by MPI through the host) */
 
 static size_t tensor_index(const struct param *p)
 {
@@ -237,6 +238,20 @@ static void gpu_start(void)
 	for (size_t i = 0; i < R.np; i++)
 		if (R.p[i].m)
 			lf_cuda_train_set_moments(gpu, tensor_index(&R.p[i]), R.p[i].m, R.p[i].v);
+	/* a group's GPUs: NCCL, its id from rank 0 through MPI; without NCCL
+	 * on rank 0, MPI sums through the host */
+	if (D.world > 1) {
+		unsigned char id[LF_CUDA_GROUP_ID_BYTES + 1] = { 0 };
+		if (D.rank == 0 && lf_cuda_group_id(id) < 0)
+			lf_note("%s: the GPUs' gradients go through the host (MPI)", lf_errmsg());
+		else if (D.rank == 0)
+			id[LF_CUDA_GROUP_ID_BYTES] = 1;
+		if (lf_dist_broadcast(&D, id, sizeof id, 0) < 0)
+			lf_die("%s", lf_errmsg());
+		gpu_nccl = id[LF_CUDA_GROUP_ID_BYTES];
+		if (gpu_nccl && lf_cuda_train_join(gpu, id, D.rank, D.world) < 0)
+			lf_die("--device cuda: %s", lf_errmsg());
+	}
 	if (D.rank == 0)
 		lf_note("training on GPU %s in %s (%.2f GiB of device memory)", lf_cuda_train_device(gpu),
 			opt_bf16 || opt_fp16 ? "bf16" : "f32", (double)lf_cuda_train_arena_bytes(gpu) / 1073741824.0);
@@ -1101,6 +1116,10 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 #ifdef LF_HAVE_CUDA
 	if (gpu)
 		lf_cuda_train_zero_grads(gpu);
+	/* NCCL sums the last micro-batch's gradients layer by layer as its
+	 * backward runs, when every process has rows for it (else after) */
+	uint64_t last = (uint64_t)(first + nbatches - 1) * group_batch + (uint64_t)(D.world - 1) * (uint64_t)opt_batch;
+	bool by_layer = gpu_nccl && items && last < R.ntrain;
 #endif
 	double loss_sum = 0;
 	R.bp.moe_aux_coef = (float)opt_moe_aux;
@@ -1120,6 +1139,7 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 #ifdef LF_HAVE_CUDA
 		if (gpu && items && mb[k].n) {
 			lf_cuda_train_set_noise(gpu, R.bp.lora_dropout, R.bp.neftune_mag, R.bp.noise_seed);
+			lf_cuda_train_set_sync(gpu, by_layer && k == nbatches - 1);
 			rc = lf_cuda_train_step(gpu, mb[k].rows, mb[k].n, 1.0f / (float)items, &loss_sum);
 		} else
 #endif
@@ -1135,13 +1155,17 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	 * summed over the processes) and stop requests */
 	/* ZeRO 1: each process gets the sums of its tensors' gradients only
 	 * (all of them for --dump-grads) */
-	bool dump = opt_dump_grads && R.step == 0, whole = !R.zero || dump;
+	bool dump = opt_dump_grads && R.step == 0, whole = !R.zero || dump, host_sums = true;
 #ifdef LF_HAVE_CUDA
-	if (gpu && (D.world > 1 || dump))
+	/* on GPUs: summed by NCCL (or through the host by MPI without it) */
+	if (gpu_nccl && items && !by_layer)
+		lf_cuda_train_sum_grads(gpu);
+	host_sums = gpu ? D.world > 1 && !gpu_nccl : true;
+	if (gpu && (host_sums || dump))
 		lf_cuda_train_get_grads(gpu, R.gbuf);
 #endif
 	double sums[4] = { loss_sum, R.bp.moe_aux_total, stop_signal == SIGINT, stop_signal == SIGTERM };
-	if ((whole ? lf_dist_sum_f32(&D, R.gbuf, R.gn) : lf_dist_sum_parts_f32(&D, R.gbuf, R.part)) < 0 ||
+	if ((host_sums && (whole ? lf_dist_sum_f32(&D, R.gbuf, R.gn) : lf_dist_sum_parts_f32(&D, R.gbuf, R.part)) < 0) ||
 	    lf_dist_sum_f64(&D, sums, 4) < 0)
 		lf_die("%s", lf_errmsg());
 	group_stop = sums[2] > 0 ? SIGINT : sums[3] > 0 ? SIGTERM : 0;
@@ -1151,8 +1175,8 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	double lr = lf_lr_at(&R.sched, R.step);
 	struct lf_adamw h = { opt_lr, opt_beta1, opt_beta2, opt_eps, opt_wd };
 #ifdef LF_HAVE_CUDA
-	if (gpu) { /* the group's sums back, then clipping and AdamW on the device */
-		if (D.world > 1)
+	if (gpu) { /* the group's sums back (MPI), then clipping and AdamW on the device */
+		if (D.world > 1 && !gpu_nccl)
 			lf_cuda_train_set_grads(gpu, R.gbuf);
 		struct lf_cuda_update *u = lf_calloc(R.np + 1, sizeof *u);
 		for (size_t i = 0; i < R.np; i++) {

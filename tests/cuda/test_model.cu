@@ -7,8 +7,9 @@
  * training (gradient checkpointing, neat-packed spans with restarting
  * positions, NEFTune), LoRA on every linear layer (checkpointing) and
  * LoRA with dropout (no checkpointing), each followed by one optimizer step
- * (clipping and AdamW) from the same gradients.  Norms and biases are
- * perturbed so that no two are alike.
+ * (clipping and AdamW) from the same gradients; full training's step
+ * again through NCCL in a group of one (the same bits).  Norms and biases
+ * are perturbed so that no two are alike.
  *
  * Each in the f32 and the bf16 mode.  Tolerances, f32 mode: logits and
  * gradients max|gpu - cpu| <= 1e-4 max|cpu| per tensor, losses within 1e-5
@@ -203,6 +204,39 @@ static void check_decode(struct lf_model *m, struct lf_cuda_train *g, const stru
 	free(got);
 }
 
+/* The NCCL path in a group of one (gpu-check's GPU machine has one GPU):
+ * the step again with the gradients summed layer by layer as the backward
+ * makes them, which must change nothing (the same bits). */
+static void check_group_of_one(struct lf_cuda_train *t, const struct batch *b, long items, float dropout,
+			       float neftune, uint64_t seed, const float *want, size_t gn, const char *name)
+{
+	char label[600], detail[256];
+	snprintf(label, sizeof label, "%s/nccl_group_of_one", name);
+	unsigned char id[LF_CUDA_GROUP_ID_BYTES];
+	double loss = 0;
+	if (lf_cuda_group_id(id) < 0 || lf_cuda_train_join(t, id, 0, 1) < 0) {
+		result(0, label, lf_errmsg());
+		return;
+	}
+	lf_cuda_train_zero_grads(t);
+	lf_cuda_train_set_noise(t, dropout, neftune, seed);
+	lf_cuda_train_set_sync(t, true);
+	float *got = (float *)xmalloc((gn + 1) * sizeof(float));
+	if (lf_cuda_train_step(t, b->rows, 2, 1.0f / (float)items, &loss) < 0) {
+		result(0, label, lf_errmsg());
+	} else {
+		lf_cuda_train_get_grads(t, got);
+		size_t diff = 0;
+		for (size_t i = 0; i < gn; i++)
+			diff += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+		snprintf(detail, sizeof detail, "%zu of %zu gradient elements differ from the step without a group", diff,
+			 gn);
+		result(diff == 0, label, detail);
+	}
+	lf_cuda_train_set_sync(t, false);
+	free(got);
+}
+
 static void check_close(const char *name, const char *what, double got, double ref, double tol)
 {
 	char label[600], detail[256];
@@ -300,6 +334,8 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 		snprintf(label, sizeof label, "%s/grads", name);
 		snprintf(detail, sizeof detail, "%zu tensors, %d over tolerance", m->ntensors - first, bad);
 		result(!bad, label, detail);
+		if (!lora && !bf16)
+			check_group_of_one(t, &b, items, dropout, neftune, seed, ggpu, gn, name);
 
 		/* one optimizer step from the CPU's gradients on both sides */
 		lf_cuda_train_set_grads(t, gcpu);

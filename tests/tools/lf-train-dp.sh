@@ -195,7 +195,7 @@ check "and the group resumes from it" sh -c '
 	'"$MPI"' -np 2 lf-train '"$LONG"' --max-steps $((step + 2)) -o "'"$T"'/int" >"'"$T"'/int2.out" 2>&1 &&
 	grep -q "resuming from .*checkpoint-$step" "'"$T"'/int2.out" && test -s "'"$T"'/int/adapter_model.safetensors"'
 
-check "torchrun-style variables on the CPU: a clear error, not a group of one" \
-	fails 1 "WORLD_SIZE=2: a torchrun-style launch .* on CPUs start lf-train with mpirun or srun" \
+check "torchrun-style variables: a clear error, not a group of one" \
+	fails 1 "WORLD_SIZE=2: a torchrun-style launch .* is not built yet; start lf-train with mpirun or srun" \
 	env RANK=0 WORLD_SIZE=2 MASTER_ADDR=localhost MASTER_PORT=29500 lf-train $FULL -o "$T/tr"
 check "--ddp-timeout must be positive" fails 2 "ddp-timeout" lf-train $FULL --ddp-timeout 0 -o "$T/tr"
