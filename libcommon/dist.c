@@ -1,9 +1,12 @@
 /*
- * dist.c — the data-parallel process group over MPI (see dist.h): finding
- * the launcher, joining, and sums and broadcasts that wait at most the
- * group's timeout (non-blocking MPI operations polled against a deadline).
+ * dist.c — the data-parallel process group (see dist.h): finding the
+ * launcher, joining, and sums and broadcasts that wait at most the group's
+ * timeout: over MPI (non-blocking operations polled against a deadline)
+ * under mpirun and srun, over TCP (dist_tcp.c) under a launcher that sets
+ * only torchrun's variables.
  */
 #include "dist.h"
+#include "dist_tcp.h"
 #include "error.h"
 
 #include <sched.h>
@@ -39,20 +42,6 @@ static int launched_world(const char **launcher)
 	}
 	*launcher = "none";
 	return 1;
-}
-
-/* torchrun's variables without an MPI launcher: a rendezvous through
- * MASTER_ADDR, which lf does not build yet (the GPUs' NCCL group takes its
- * id through MPI). */
-static int check_torchrun(void)
-{
-	const char *v = getenv("WORLD_SIZE");
-	if (v && atoi(v) > 1)
-		return lf_fail("WORLD_SIZE=%s: a torchrun-style launch (RANK, WORLD_SIZE, MASTER_ADDR) is not built "
-			       "yet; start lf-train with mpirun or srun (on GPUs too: NCCL then takes its id through "
-			       "MPI)",
-			       v);
-	return 0;
 }
 
 #ifdef LF_HAVE_MPI
@@ -96,14 +85,10 @@ static int wait_for(struct lf_dist *d, MPI_Request *req, const char *what)
 	}
 }
 
-int lf_dist_init(struct lf_dist *d, double timeout)
+static int mpi_init(struct lf_dist *d, int want)
 {
-	memset(d, 0, sizeof *d);
-	d->world = 1;
-	d->timeout = timeout;
-	int want = launched_world(&d->launcher);
 	if (want <= 1)
-		return !strcmp(d->launcher, "none") ? check_torchrun() : 0;
+		return 0;
 	/* srun with no MPI plugin leaves MPI_Init nothing to join */
 	if (!strcmp(d->launcher, "srun") && !getenv("PMIX_RANK") && !getenv("PMI_RANK"))
 		return lf_fail("srun started %d tasks with no MPI plugin: start lf-train with srun --mpi=pmix (or the "
@@ -128,7 +113,7 @@ int lf_dist_init(struct lf_dist *d, double timeout)
 	return 0;
 }
 
-void lf_dist_finish(struct lf_dist *d)
+static void mpi_finish(struct lf_dist *d)
 {
 	if (!joined)
 		return;
@@ -154,20 +139,13 @@ static int sum(struct lf_dist *d, void *x, size_t n, size_t size, MPI_Datatype t
 	return 0;
 }
 
-int lf_dist_sum_f32(struct lf_dist *d, float *x, size_t n)
+static int mpi_sum(struct lf_dist *d, void *x, size_t n, size_t elem)
 {
-	return sum(d, x, n, sizeof *x, MPI_FLOAT);
+	return sum(d, x, n, elem, elem == sizeof(float) ? MPI_FLOAT : MPI_DOUBLE);
 }
 
-int lf_dist_sum_f64(struct lf_dist *d, double *x, size_t n)
+static int mpi_sum_parts_f32(struct lf_dist *d, float *x, const int *counts)
 {
-	return sum(d, x, n, sizeof *x, MPI_DOUBLE);
-}
-
-int lf_dist_sum_parts_f32(struct lf_dist *d, float *x, const int *counts)
-{
-	if (d->world <= 1)
-		return 0;
 	MPI_Request req;
 	if (MPI_Ireduce_scatter(MPI_IN_PLACE, x, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
 		return lf_fail("process %d: MPI sum failed", d->rank);
@@ -204,41 +182,33 @@ static int transfer(struct lf_dist *d, enum transfer kind, void *x, size_t bytes
 	return 0;
 }
 
-int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes, int root)
+static int mpi_broadcast(struct lf_dist *d, void *x, size_t bytes, int root)
 {
 	return transfer(d, BROADCAST, x, bytes, root);
 }
 
-int lf_dist_send(struct lf_dist *d, const void *x, size_t bytes, int to)
+static int mpi_send(struct lf_dist *d, const void *x, size_t bytes, int to)
 {
 	return transfer(d, SEND, (void *)x, bytes, to);
 }
 
-int lf_dist_recv(struct lf_dist *d, void *x, size_t bytes, int from)
+static int mpi_recv(struct lf_dist *d, void *x, size_t bytes, int from)
 {
 	return transfer(d, RECEIVE, x, bytes, from);
 }
 
-int lf_dist_barrier(struct lf_dist *d)
+static int mpi_barrier(struct lf_dist *d)
 {
-	if (d->world <= 1)
-		return 0;
 	MPI_Request req;
 	if (MPI_Ibarrier(MPI_COMM_WORLD, &req) != MPI_SUCCESS)
 		return lf_fail("process %d: MPI barrier failed", d->rank);
 	return wait_for(d, &req, "barrier");
 }
 
-#else /* built without MPI: a group of one */
+#else /* built without MPI: mpirun's and srun's groups refused */
 
-int lf_dist_init(struct lf_dist *d, double timeout)
+static int mpi_init(struct lf_dist *d, int want)
 {
-	memset(d, 0, sizeof *d);
-	d->world = 1;
-	d->timeout = timeout;
-	int want = launched_world(&d->launcher);
-	if (!strcmp(d->launcher, "none"))
-		return check_torchrun();
 	if (want > 1)
 		return lf_fail("%s started %d processes, but this lf was built without MPI (install Open MPI's "
 			       "development files and run make again)",
@@ -246,52 +216,130 @@ int lf_dist_init(struct lf_dist *d, double timeout)
 	return 0;
 }
 
-void lf_dist_finish(struct lf_dist *d)
+static void mpi_finish(struct lf_dist *d)
 {
 	(void)d;
+}
+
+/* never called: a group of more than one is refused above */
+static int mpi_sum(struct lf_dist *d, void *x, size_t n, size_t elem)
+{
+	(void)x, (void)n, (void)elem;
+	return lf_fail("process %d: built without MPI", d->rank);
+}
+
+static int mpi_sum_parts_f32(struct lf_dist *d, float *x, const int *counts)
+{
+	(void)counts;
+	return mpi_sum(d, x, 0, sizeof *x);
+}
+
+static int mpi_broadcast(struct lf_dist *d, void *x, size_t bytes, int root)
+{
+	(void)root;
+	return mpi_sum(d, x, bytes, 1);
+}
+
+static int mpi_send(struct lf_dist *d, const void *x, size_t bytes, int to)
+{
+	(void)to;
+	return mpi_sum(d, (void *)x, bytes, 1);
+}
+
+static int mpi_recv(struct lf_dist *d, void *x, size_t bytes, int from)
+{
+	(void)from;
+	return mpi_sum(d, x, bytes, 1);
+}
+
+static int mpi_barrier(struct lf_dist *d)
+{
+	return mpi_sum(d, NULL, 0, 1);
+}
+
+#endif
+
+/* ---- the group, whichever carries it ---- */
+
+int lf_dist_init(struct lf_dist *d, double timeout)
+{
+	memset(d, 0, sizeof *d);
+	d->world = 1;
+	d->timeout = timeout;
+	int want = launched_world(&d->launcher);
+	/* torchrun's variables without an MPI launcher: the group over TCP */
+	const char *ws = getenv("WORLD_SIZE");
+	if (!strcmp(d->launcher, "none") && ws && atoi(ws) > 1) {
+		d->tcp = true;
+		return lf_dist_tcp_init(d);
+	}
+	return mpi_init(d, want);
+}
+
+void lf_dist_finish(struct lf_dist *d)
+{
+	if (!d->tcp) {
+		mpi_finish(d);
+		return;
+	}
+	if (lf_dist_barrier(d) < 0)
+		lf_die("%s", lf_errmsg());
+	lf_dist_tcp_finish(d);
 }
 
 int lf_dist_sum_f32(struct lf_dist *d, float *x, size_t n)
 {
-	(void)d, (void)x, (void)n;
-	return 0;
+	if (d->world <= 1)
+		return 0;
+	return d->tcp ? lf_dist_tcp_sum(d, x, n, sizeof *x) : mpi_sum(d, x, n, sizeof *x);
 }
 
 int lf_dist_sum_f64(struct lf_dist *d, double *x, size_t n)
 {
-	(void)d, (void)x, (void)n;
-	return 0;
+	if (d->world <= 1)
+		return 0;
+	return d->tcp ? lf_dist_tcp_sum(d, x, n, sizeof *x) : mpi_sum(d, x, n, sizeof *x);
 }
 
 int lf_dist_sum_parts_f32(struct lf_dist *d, float *x, const int *counts)
 {
-	(void)d, (void)x, (void)counts;
-	return 0;
+	if (d->world <= 1)
+		return 0;
+	if (!d->tcp)
+		return mpi_sum_parts_f32(d, x, counts);
+	size_t n = 0; /* over TCP every process gets every part */
+	for (int r = 0; r < d->world; r++)
+		n += (size_t)counts[r];
+	return lf_dist_tcp_sum(d, x, n, sizeof *x);
 }
 
 int lf_dist_broadcast(struct lf_dist *d, void *x, size_t bytes, int root)
 {
-	(void)d, (void)x, (void)bytes, (void)root;
-	return 0;
+	if (d->world <= 1)
+		return 0;
+	return d->tcp ? lf_dist_tcp_broadcast(d, x, bytes, root) : mpi_broadcast(d, x, bytes, root);
 }
 
-/* a group of one has no peer */
 int lf_dist_send(struct lf_dist *d, const void *x, size_t bytes, int to)
 {
-	(void)d, (void)x, (void)bytes;
-	return lf_fail("no process %d to send to (built without MPI)", to);
+	if (d->world <= 1)
+		return lf_fail("no process %d to send to (a group of one)", to);
+	return d->tcp ? lf_dist_tcp_send(d, x, bytes, to) : mpi_send(d, x, bytes, to);
 }
 
 int lf_dist_recv(struct lf_dist *d, void *x, size_t bytes, int from)
 {
-	(void)d, (void)x, (void)bytes;
-	return lf_fail("no process %d to receive from (built without MPI)", from);
+	if (d->world <= 1)
+		return lf_fail("no process %d to receive from (a group of one)", from);
+	return d->tcp ? lf_dist_tcp_recv(d, x, bytes, from) : mpi_recv(d, x, bytes, from);
 }
 
 int lf_dist_barrier(struct lf_dist *d)
 {
-	(void)d;
-	return 0;
+	if (d->world <= 1)
+		return 0;
+	if (!d->tcp)
+		return mpi_barrier(d);
+	double zero = 0;
+	return lf_dist_tcp_sum(d, &zero, 1, sizeof zero);
 }
-
-#endif

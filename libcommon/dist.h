@@ -1,24 +1,28 @@
 /*
  * dist.h — the process group of a data-parallel run: which process this is
- * (rank) of how many (world), as the launcher says (mpirun, srun), and the
- * few collectives lf-train needs, over MPI.  Every collective has a deadline
- * (the group's timeout, LLaMA-Factory's ddp_timeout): a peer that died or
- * hangs makes the others stop with an error instead of waiting for ever.
+ * (rank) of how many (world), as the launcher says, and the few
+ * collectives lf-train needs: over MPI under mpirun and srun, over TCP
+ * through rank 0 (dist_tcp.h) under a launcher that sets only torchrun's
+ * variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).  Every
+ * collective has a deadline (the group's timeout, LLaMA-Factory's
+ * ddp_timeout): a peer that died or hangs makes the others stop with an
+ * error instead of waiting for ever.
  *
- * A process not started by an MPI launcher is a group of one, and every
- * collective is then a no-op; so is a build without MPI (make finds Open
- * MPI through pkg-config), which refuses to start under a launcher that
- * asks for more than one process.
+ * A process started by no launcher is a group of one, and every collective
+ * is then a no-op.  A build without MPI (make finds Open MPI through
+ * pkg-config) refuses mpirun's and srun's groups; TCP needs nothing.
  */
 #ifndef LF_DIST_H
 #define LF_DIST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct lf_dist {
 	int rank, world;
 	double timeout;       /* seconds a collective may wait for the others */
-	const char *launcher; /* "mpirun", "srun" or "none" */
+	const char *launcher; /* "mpirun", "srun", "torchrun" (its variables alone) or "none" */
+	bool tcp;             /* the group over TCP (dist_tcp.h), not MPI */
 };
 
 /* Join the group the launcher made; -1 (message in lf_errmsg) when the

@@ -1,5 +1,6 @@
 #!/bin/sh
-# lf-train data-parallel under mpirun -np 2: the same loss curve, gradients
+# lf-train data-parallel under mpirun -np 2 (and over TCP under torchrun's
+# variables): the same loss curve, gradients
 # and evaluation as one process with the group's batch (full and LoRA, a
 # micro-batch that leaves one process empty), the same under srun on a
 # one-node Slurm cluster, rank 0 alone writes, checkpoints resume on another
@@ -195,7 +196,41 @@ check "and the group resumes from it" sh -c '
 	'"$MPI"' -np 2 lf-train '"$LONG"' --max-steps $((step + 2)) -o "'"$T"'/int" >"'"$T"'/int2.out" 2>&1 &&
 	grep -q "resuming from .*checkpoint-$step" "'"$T"'/int2.out" && test -s "'"$T"'/int/adapter_model.safetensors"'
 
-check "torchrun-style variables: a clear error, not a group of one" \
-	fails 1 "WORLD_SIZE=2: a torchrun-style launch .* is not built yet; start lf-train with mpirun or srun" \
-	env RANK=0 WORLD_SIZE=2 MASTER_ADDR=localhost MASTER_PORT=29500 lf-train $FULL -o "$T/tr"
+# torchrun's variables alone (other launchers): the group over TCP through
+# rank 0, on a port of this run's
+PORT=$((20000 + $$ % 20000))
+torchrun_like() {
+	out=$1
+	shift
+	for r in 0 1; do
+		RANK=$r LOCAL_RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT lf-train "$@" -o "$out" \
+			>"$out.$r.out" 2>&1 &
+	done
+	wait
+}
+torchrun_like "$T/tcp" $FULL --per-device-train-batch-size 3
+check "torchrun-style variables (TCP through rank 0): 2 x batch 3 log the same steps as 1 x batch 6" \
+	same_log "$T/one/trainer_log.jsonl" "$T/tcp/trainer_log.jsonl"
+check "  (and only rank 0 wrote)" sh -c 'test ! -s "'"$T"'/tcp.1.out" || { cat "'"$T"'/tcp.1.out"; exit 1; }'
+check "torchrun-style: a rank that never comes stops rank 0 within --ddp-timeout, naming what is missing" \
+	fails 1 "process 0: 1 of 2 processes joined within 2 s" \
+	env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((PORT + 1)) lf-train $FULL --ddp-timeout 2 \
+	-o "$T/tr"
+check "torchrun-style: a rank with no rank 0 to join stops within --ddp-timeout" \
+	fails 1 "process 1: no process 0 listening at 127.0.0.1:$((PORT + 2))" \
+	env RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((PORT + 2)) lf-train $FULL --ddp-timeout 2 \
+	-o "$T/tr"
+check "torchrun-style: WORLD_SIZE without RANK is a clear error" \
+	fails 1 "sets WORLD_SIZE but not RANK" env WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$PORT \
+	lf-train $FULL -o "$T/tr"
+check "torchrun-style: a process that dies mid-run stops the other with an error, not a hang" sh -c '
+	RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT='$((PORT + 3))' lf-train '"$FULL"' \
+		--per-device-train-batch-size 3 --max-steps 100000 -o "'"$T"'/die" >"'"$T"'/die.1" 2>&1 &
+	pid=$!
+	RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT='$((PORT + 3))' timeout 60 lf-train '"$FULL"' \
+		--per-device-train-batch-size 3 --max-steps 100000 -o "'"$T"'/die" >"'"$T"'/die.0" 2>&1 &
+	p0=$!
+	sleep 2; kill -9 $pid; wait $p0; rc=$?
+	cat "'"$T"'/die.0"
+	test $rc = 1 && grep -q "process 1 closed its connection\|connection to process 1 broke" "'"$T"'/die.0"'
 check "--ddp-timeout must be positive" fails 2 "ddp-timeout" lf-train $FULL --ddp-timeout 0 -o "$T/tr"
