@@ -11,6 +11,8 @@
 
 #include <stdbool.h>
 
+#include "error.h"
+
 /* name NULL or "cpu": false; "cuda": true; anything else a usage error
  * (exit 2) naming it. */
 bool lf_device_is_cuda(const char *name);
@@ -23,5 +25,29 @@ void lf_device_exec_cuda(char **argv);
 /* The GPU of this process: its local rank's as the MPI and Slurm
  * launchers or torchrun number them (0 without one). */
 int lf_device_local_rank(void);
+
+/* The start of lf-eval, lf-generate and lf-chat: --device's value checked,
+ * a cuda run handed to PROGRAM-cuda (in a build without the GPU path) or
+ * its GPU checked (in PROGRAM-cuda, built with LF_HAVE_CUDA: this is inline
+ * so that it sees the program's build, not libcommon's), and a note that
+ * --bf16 changes nothing on the CPU.  Whether the model runs on the GPU. */
+#ifdef LF_HAVE_CUDA
+#include "train_cuda.h"
+#endif
+static inline bool lf_device_start(const char *device, bool bf16, char **argv)
+{
+	bool cuda = lf_device_is_cuda(device);
+#ifdef LF_HAVE_CUDA
+	(void)argv; /* this is PROGRAM-cuda */
+	if (cuda && lf_cuda_train_probe(lf_device_local_rank()) < 0)
+		lf_die("--device cuda: %s", lf_errmsg());
+#else
+	if (cuda)
+		lf_device_exec_cuda(argv);
+#endif
+	if (bf16 && !cuda)
+		lf_note("--bf16: %s computes in f32 on the CPU (--device cuda honours it)", lf_progname());
+	return cuda;
+}
 
 #endif

@@ -15,9 +15,6 @@
 #include "sample.h"
 #include "template.h"
 #include "tokenizer.h"
-#ifdef LF_HAVE_CUDA
-#include "train_cuda.h"
-#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +117,8 @@ static void stream_text(const struct lf_tokenizer *t, const int32_t *ids, size_t
 	}
 }
 
+static bool use_gpu; /* --device cuda */
+
 /* The conversation's cache, on the CPU or (--device cuda) the GPU. */
 struct cache {
 	struct lf_kv_cache kv;
@@ -171,16 +170,7 @@ int main(int argc, char **argv)
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (first < argc)
 		lf_die_usage("unexpected operand '%s'", argv[first]);
-	bool cuda = lf_device_is_cuda(opt_device);
-#ifdef LF_HAVE_CUDA
-	if (cuda && lf_cuda_train_probe(lf_device_local_rank()) < 0)
-		lf_die("--device cuda: %s", lf_errmsg());
-#else
-	if (cuda)
-		lf_device_exec_cuda(argv);
-#endif
-	if (opt_bf16 && !cuda)
-		lf_note("--bf16: lf-chat computes in f32 on the CPU (--device cuda honours it)");
+	use_gpu = lf_device_start(opt_device, opt_bf16, argv);
 	if (!opt_model || !opt_template)
 		lf_die_usage("--model-name-or-path DIR and --template NAME are required");
 	struct lf_template tpl;
@@ -222,10 +212,10 @@ int main(int argc, char **argv)
 	struct lf_idvec ids = { 0 }, cached = { 0 };
 	struct cache kc = { 0 };
 #ifdef LF_HAVE_CUDA
-	if (cuda && (!(kc.gpu = lf_cuda_model_open(m, lf_device_local_rank(), 256, opt_bf16)) ||
-		     lf_cuda_kv_init(kc.gpu, &kc.gkv, 256) < 0))
+	if (use_gpu && (!(kc.gpu = lf_cuda_model_open(m, lf_device_local_rank(), 256, opt_bf16)) ||
+			lf_cuda_kv_init(kc.gpu, &kc.gkv, 256) < 0))
 		lf_die("--device cuda: %s", lf_errmsg());
-	if (!cuda)
+	if (!use_gpu)
 #endif
 		lf_kv_cache_init(&kc.kv, m, 1);
 	struct lf_buf text = LF_BUF_INIT;

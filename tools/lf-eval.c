@@ -13,9 +13,6 @@
 #include "safetensors.h"
 #include "shardset.h"
 #include "stream.h"
-#ifdef LF_HAVE_CUDA
-#include "train_cuda.h"
-#endif
 
 #include <jansson.h>
 #include <math.h>
@@ -62,12 +59,12 @@ static const struct lf_tool_info tool = {
 
 /* ---- the forward pass ---- */
 
+static bool use_gpu; /* --device cuda */
 #ifdef LF_HAVE_CUDA
-/* --device cuda: the model on the GPU, with room for sequences of up to
- * gpu_cap tokens (twice as much made when a longer one comes) */
+/* the model on the GPU, with room for sequences of up to gpu_cap tokens
+ * (twice as much made when a longer one comes) */
 static struct lf_cuda_train *gpu;
 static int gpu_cap;
-static bool use_gpu;
 #endif
 
 /* logits [T, V] of ids at RoPE positions pos (NULL: 0 .. T-1) */
@@ -377,17 +374,7 @@ int main(int argc, char **argv)
 	int first = lf_options_parse(&tool, options, argc, argv);
 	if (first < argc)
 		lf_die_usage("unexpected operand '%s' (inputs go with --input)", argv[first]);
-	bool cuda = lf_device_is_cuda(opt_device);
-#ifdef LF_HAVE_CUDA
-	use_gpu = cuda;
-	if (use_gpu && lf_cuda_train_probe(lf_device_local_rank()) < 0)
-		lf_die("--device cuda: %s", lf_errmsg());
-#else
-	if (cuda)
-		lf_device_exec_cuda(argv);
-#endif
-	if (opt_bf16 && !cuda)
-		lf_note("--bf16: lf-eval computes in f32 on the CPU (--device cuda honours it)");
+	use_gpu = lf_device_start(opt_device, opt_bf16, argv);
 	if (!opt_model)
 		lf_die_usage("--model-name-or-path DIR is required");
 	if (!opt_task)

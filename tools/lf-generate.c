@@ -16,9 +16,6 @@
 #include "sample.h"
 #include "stream.h"
 #include "tokenizer.h"
-#ifdef LF_HAVE_CUDA
-#include "train_cuda.h"
-#endif
 
 #include <jansson.h>
 #include <stdio.h>
@@ -110,8 +107,9 @@ struct job {
 	struct lf_np_rng rng;
 };
 
+static bool use_gpu; /* --device cuda */
 #ifdef LF_HAVE_CUDA
-static struct lf_cuda_train *gpu; /* --device cuda */
+static struct lf_cuda_train *gpu; /* the model on the GPU */
 static int gpu_cap;               /* the tokens a call may have */
 #endif
 
@@ -261,16 +259,7 @@ int main(int argc, char **argv)
 	lf_set_progname(argv[0]);
 	lf_output_init_signals();
 	int first = lf_options_parse(&tool, options, argc, argv);
-	bool cuda = lf_device_is_cuda(opt_device);
-#ifdef LF_HAVE_CUDA
-	if (cuda && lf_cuda_train_probe(lf_device_local_rank()) < 0)
-		lf_die("--device cuda: %s", lf_errmsg());
-#else
-	if (cuda)
-		lf_device_exec_cuda(argv);
-#endif
-	if (opt_bf16 && !cuda)
-		lf_note("--bf16: lf-generate computes in f32 on the CPU (--device cuda honours it)");
+	use_gpu = lf_device_start(opt_device, opt_bf16, argv);
 	if (!opt_model)
 		lf_die_usage("--model-name-or-path DIR is required");
 	if (argc - first > 1)
@@ -307,7 +296,7 @@ int main(int argc, char **argv)
 		lf_die("%s", lf_errmsg());
 #ifdef LF_HAVE_CUDA
 	gpu_cap = 4096;
-	if (cuda && !(gpu = lf_cuda_model_open(m, lf_device_local_rank(), gpu_cap, opt_bf16)))
+	if (use_gpu && !(gpu = lf_cuda_model_open(m, lf_device_local_rank(), gpu_cap, opt_bf16)))
 		lf_die("--device cuda: %s", lf_errmsg());
 #endif
 	struct lf_output out;
