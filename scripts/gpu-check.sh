@@ -6,14 +6,17 @@
 #
 #   scripts/gpu-check.sh --build
 #       On the build machine (here): `make STATIC=1 kernels` and lf-init,
-#       run the CPU reference check, and list the files to carry to the GPU
-#       machine (build/static/tests/cuda_smoke, the tests cuda_test_* and
-#       kernels_cpu_check, build/static/bin/lf-init: static except for
-#       glibc, libstdc++ and libcublasLt).
+#       run the CPU reference check, and pack what the GPU machine runs
+#       (build/static/tests/cuda_smoke, the tests cuda_test_*, the benchmark
+#       cuda_bench_train, kernels_cpu_check, build/static/bin/lf-init:
+#       static except for glibc, libstdc++ and libcublasLt; stripped) into
+#       build/gpu-check.tar.xz, the one file to carry (~14 MB: each binary
+#       holds its own static OpenBLAS and device code, ~200 MB unpacked).
 #
 #   scripts/gpu-check.sh [--quick]
 #       On the GPU machine, from the repo root, with $OUT set to a results
-#       folder (default build/gpu-check): print the nvidia-smi summary, point
+#       folder (default build/gpu-check): unpack build/gpu-check.tar.xz
+#       when it is there, print the nvidia-smi summary, point
 #       LD_LIBRARY_PATH at a libcublasLt.so.13, run the CPU check, the GPU
 #       smoke test and every build/static/tests/cuda_test_* (each 60 s at
 #       most; under 5 minutes in all; cuda_test_model gets one small random
@@ -67,17 +70,27 @@ if [ "$phase" = build ]; then
         fi
     done
     "$CPU_CHECK" | tail -n 1 || exit 1
-    echo
-    echo "carry to the GPU machine (paths from the repo root):"
+    pack=$(mktemp -d) || exit 1
     for f in "$SMOKE" "$BUILD"/cuda_test_* "$BUILD/cuda_bench_train" "$CPU_CHECK" "$INIT"; do
         [ -x "$f" ] || continue
-        printf '  %-40s %s\n' "$f" "$(du -h "$f" | cut -f1)"
+        mkdir -p "$pack/$(dirname "$f")" && strip -o "$pack/$f" "$f" || exit 1
     done
+    tar -C "$pack" -cJf build/gpu-check.tar.xz.tmp build && mv build/gpu-check.tar.xz.tmp build/gpu-check.tar.xz ||
+        exit 1
+    rm -rf "$pack"
+    echo
+    echo "carry to the GPU machine: build/gpu-check.tar.xz ($(du -h build/gpu-check.tar.xz | cut -f1)), holding:"
+    tar -tJf build/gpu-check.tar.xz | grep -v '/$' | sed 's/^/  /'
     echo "then run there: scripts/gpu-check.sh [--quick]"
     exit 0
 fi
 
 # ---- phase 2: check on the GPU machine --------------------------------------
+if [ -f build/gpu-check.tar.xz ]; then
+    tar -xJf build/gpu-check.tar.xz 2>/dev/null ||
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(".")' build/gpu-check.tar.xz ||
+        { echo "gpu-check: cannot unpack build/gpu-check.tar.xz" >&2; exit 2; }
+fi
 if [ ! -x "$SMOKE" ]; then
     echo "gpu-check: $SMOKE not found; run 'scripts/gpu-check.sh --build' on the" \
          "build machine first and carry $BUILD here" >&2
