@@ -1640,6 +1640,8 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_stop);
 	R.history = json_array();
 	load_model();
+	if (use_gpu && R.m->cfg.arch == LF_ARCH_MIXTRAL)
+		lf_die_usage("--device cuda: mixtral's experts are not built on the GPU yet (they train on the CPU)");
 	setup_params();
 	open_data();
 	find_start();
