@@ -65,6 +65,7 @@ struct lf_cuda_train {
 	uint16_t **bt;           /* ... its bf16 copy (the bf16 mode's products), or NULL */
 	int *use;                /* ... USE_GEMM | USE_LOOKUP */
 	size_t *grad_at, gn;
+	size_t *mom_at, mn;      /* AdamW's moments: where each tensor's are (SIZE_MAX: not this process's) */
 	float *grads, *mom1, *mom2;
 	struct dmem wmem, amem; /* the arenas: weights and optimizer; activations (max_tokens) */
 	cudaStream_t s;
@@ -159,8 +160,8 @@ static void layout_weights(struct lf_cuda_train *t)
 		t->bt[i] = gemm ? (uint16_t *)carve(a, n * sizeof(uint16_t)) : NULL;
 	}
 	t->grads = carve_f(a, t->gn);
-	t->mom1 = carve_f(a, t->gn);
-	t->mom2 = carve_f(a, t->gn);
+	t->mom1 = carve_f(a, t->mn);
+	t->mom2 = carve_f(a, t->mn);
 	t->ws = carve(a, LF_CUBLASLT_WORKSPACE_BYTES);
 	t->loss_d = (double *)carve(a, sizeof(double));
 	t->total_d = (double *)carve(a, sizeof(double));
@@ -1019,46 +1020,78 @@ extern "C" void lf_cuda_train_set_grads(struct lf_cuda_train *t, const float *ho
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 }
 
-static void check_trained(const struct lf_cuda_train *t, size_t i)
+static void check_trained(const struct lf_cuda_train *t, size_t i, bool moments)
 {
-	if (i >= t->host->ntensors || t->grad_at[i] == SIZE_MAX) {
-		fprintf(stderr, "lf_cuda_train: tensor %zu is not trained (internal error)\n", i);
+	if (i >= t->host->ntensors || t->grad_at[i] == SIZE_MAX || (moments && t->mom_at[i] == SIZE_MAX)) {
+		fprintf(stderr, "lf_cuda_train: tensor %zu is not trained%s (internal error)\n", i,
+			moments ? " by this process" : "");
 		exit(1);
+	}
+}
+
+/* Each listed tensor's gradient scaled by the clipping coefficient (on
+ * the device, or coef), then its AdamW step and its bf16 copy. */
+static void adamw_all(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, long step,
+		      const struct lf_adamw *h, const float *coef_d, float coef)
+{
+	const struct lf_model *m = t->host;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = u[k].tensor, len = m->tensors[i].n, at = t->grad_at[i], mat = t->mom_at[i];
+		check_trained(t, i, true);
+		if (coef_d)
+			lf_cuda_grad_scale_dev_f32(t->grads + at, len, coef_d, t->s);
+		else
+			lf_cuda_grad_scale_f32(t->grads + at, len, coef, t->s);
+		lf_cuda_adamw_f32(t->dt[i], t->grads + at, t->mom1 + mat, t->mom2 + mat, len, step, u[k].lr, h->beta1,
+				  h->beta2, h->eps, h->weight_decay, u[k].decay, t->s);
+		if (t->bt[i])
+			lf_cuda_f32_to_bf16(t->bt[i], t->dt[i], len, t->s);
+	}
+}
+
+static void norm_sq(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		check_trained(t, u[k].tensor, false);
+		lf_cuda_grad_norm_sq_f32(t->norm_sq_d + k, t->grads + t->grad_at[u[k].tensor],
+					 t->host->tensors[u[k].tensor].n, t->s);
 	}
 }
 
 extern "C" void lf_cuda_train_update(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, long step,
 				     const struct lf_adamw *h, double max_norm, double *grad_norm)
 {
-	const struct lf_model *m = t->host;
-	for (size_t k = 0; k < n; k++) {
-		check_trained(t, u[k].tensor);
-		lf_cuda_grad_norm_sq_f32(t->norm_sq_d + k, t->grads + t->grad_at[u[k].tensor], m->tensors[u[k].tensor].n,
-					 t->s);
-	}
+	norm_sq(t, u, n);
 	lf_cuda_clip_coef(t->coef_d, t->norm_sq_d, n, max_norm, t->total_d, t->s);
-	for (size_t k = 0; k < n; k++) {
-		size_t i = u[k].tensor, len = m->tensors[i].n, at = t->grad_at[i];
-		lf_cuda_grad_scale_dev_f32(t->grads + at, len, t->coef_d, t->s);
-		lf_cuda_adamw_f32(t->dt[i], t->grads + at, t->mom1 + at, t->mom2 + at, len, step, u[k].lr, h->beta1,
-				  h->beta2, h->eps, h->weight_decay, u[k].decay, t->s);
-		if (t->bt[i])
-			lf_cuda_f32_to_bf16(t->bt[i], t->dt[i], len, t->s);
-	}
+	adamw_all(t, u, n, step, h, t->coef_d, 0);
 	LF_CUDA_CHECK(cudaMemcpyAsync(grad_norm, t->total_d, sizeof *grad_norm, cudaMemcpyDeviceToHost, t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+}
+
+extern "C" void lf_cuda_train_norm_sq(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, double *sq)
+{
+	norm_sq(t, u, n);
+	LF_CUDA_CHECK(cudaMemcpyAsync(sq, t->norm_sq_d, n * sizeof *sq, cudaMemcpyDeviceToHost, t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+}
+
+extern "C" void lf_cuda_train_adamw(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, long step,
+				    const struct lf_adamw *h, float coef)
+{
+	adamw_all(t, u, n, step, h, NULL, coef);
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 }
 
 extern "C" void lf_cuda_train_get_tensor(struct lf_cuda_train *t, size_t i, float *host)
 {
-	check_trained(t, i);
+	check_trained(t, i, false);
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 	LF_CUDA_CHECK(cudaMemcpy(host, t->dt[i], t->host->tensors[i].n * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
 extern "C" void lf_cuda_train_set_tensor(struct lf_cuda_train *t, size_t i, const float *host)
 {
-	check_trained(t, i);
+	check_trained(t, i, false);
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 	LF_CUDA_CHECK(cudaMemcpy(t->dt[i], host, t->host->tensors[i].n * sizeof(float), cudaMemcpyHostToDevice));
 	if (t->bt[i])
@@ -1067,8 +1100,8 @@ extern "C" void lf_cuda_train_set_tensor(struct lf_cuda_train *t, size_t i, cons
 
 extern "C" void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, float *m1, float *m2)
 {
-	check_trained(t, i);
-	size_t n = t->host->tensors[i].n * sizeof(float), at = t->grad_at[i];
+	check_trained(t, i, true);
+	size_t n = t->host->tensors[i].n * sizeof(float), at = t->mom_at[i];
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 	LF_CUDA_CHECK(cudaMemcpy(m1, t->mom1 + at, n, cudaMemcpyDeviceToHost));
 	LF_CUDA_CHECK(cudaMemcpy(m2, t->mom2 + at, n, cudaMemcpyDeviceToHost));
@@ -1076,8 +1109,8 @@ extern "C" void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, flo
 
 extern "C" void lf_cuda_train_set_moments(struct lf_cuda_train *t, size_t i, const float *m1, const float *m2)
 {
-	check_trained(t, i);
-	size_t n = t->host->tensors[i].n * sizeof(float), at = t->grad_at[i];
+	check_trained(t, i, true);
+	size_t n = t->host->tensors[i].n * sizeof(float), at = t->mom_at[i];
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 	LF_CUDA_CHECK(cudaMemcpy(t->mom1 + at, m1, n, cudaMemcpyHostToDevice));
 	LF_CUDA_CHECK(cudaMemcpy(t->mom2 + at, m2, n, cudaMemcpyHostToDevice));
@@ -1349,8 +1382,8 @@ static void upload_bf16(struct lf_cuda_train *t, size_t i)
 }
 
 extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
-						     size_t grad_floats, int max_tokens, int max_span,
-						     bool checkpointing, bool bf16)
+						     size_t grad_floats, const unsigned char *owned, int max_tokens,
+						     int max_span, bool checkpointing, bool bf16)
 {
 	const struct lf_model_config *c = &m->cfg;
 	if (c->arch == LF_ARCH_MIXTRAL) {
@@ -1371,6 +1404,12 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	t->gn = grad_floats;
 	t->grad_at = (size_t *)lf_calloc(m->ntensors + 1, sizeof *t->grad_at);
 	memcpy(t->grad_at, grad_at, m->ntensors * sizeof *grad_at);
+	t->mom_at = (size_t *)lf_calloc(m->ntensors + 1, sizeof *t->mom_at);
+	for (size_t i = 0; i < m->ntensors; i++) {
+		bool mine = grad_at[i] != SIZE_MAX && (!owned || owned[i]);
+		t->mom_at[i] = mine ? t->mn : SIZE_MAX;
+		t->mn += mine ? (m->tensors[i].n + 15) / 16 * 16 : 0;
+	}
 	t->checkpointing = checkpointing;
 	t->bf16 = bf16;
 	t->dt = (float **)lf_calloc(m->ntensors + 1, sizeof *t->dt);
@@ -1405,8 +1444,8 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 			upload_bf16(t, i);
 	}
 	LF_CUDA_CHECK(cudaMemset(t->grads, 0, (t->gn ? t->gn : 1) * sizeof(float)));
-	LF_CUDA_CHECK(cudaMemset(t->mom1, 0, (t->gn ? t->gn : 1) * sizeof(float)));
-	LF_CUDA_CHECK(cudaMemset(t->mom2, 0, (t->gn ? t->gn : 1) * sizeof(float)));
+	LF_CUDA_CHECK(cudaMemset(t->mom1, 0, (t->mn ? t->mn : 1) * sizeof(float)));
+	LF_CUDA_CHECK(cudaMemset(t->mom2, 0, (t->mn ? t->mn : 1) * sizeof(float)));
 	if (make_device_view(t) < 0) {
 		lf_cuda_train_close(t);
 		return NULL;
@@ -1428,7 +1467,7 @@ extern "C" struct lf_cuda_train *lf_cuda_model_open(const struct lf_model *m, in
 	size_t *at = (size_t *)lf_malloc((m->ntensors + 1) * sizeof *at);
 	for (size_t i = 0; i < m->ntensors; i++)
 		at[i] = SIZE_MAX;
-	struct lf_cuda_train *t = lf_cuda_train_open(m, device, at, 0, max_tokens, max_tokens, true, bf16);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, device, at, 0, NULL, max_tokens, max_tokens, true, bf16);
 	free(at);
 	return t;
 }
@@ -1455,7 +1494,7 @@ extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
 		LF_CUDA_CHECK(cudaFree(t->wmem.base));
 	if (t->amem.base)
 		LF_CUDA_CHECK(cudaFree(t->amem.base));
-	void *p[] = { t->ev, t->layer_lo, t->layer_hi, t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
+	void *p[] = { t->mom_at, t->ev, t->layer_lo, t->layer_hi, t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
 		      t->head_targets, t->span_start, t->span_len, t->row_len, t->inv_freq, t->attn_factor };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);

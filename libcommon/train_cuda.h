@@ -49,12 +49,14 @@ int lf_cuda_train_probe(int device);
  * of up to max_tokens tokens, spans of up to max_span.  Gradients: the
  * trained tensors' in one device block of grad_floats floats laid out as
  * the caller's host block, tensor i's at grad_at[i] (SIZE_MAX: frozen);
- * AdamW's two moments in two more such blocks (zero).  NULL with lf_fail
+ * AdamW's two moments (zero) for the trained tensors this process
+ * updates: owned[i] non-zero (ZeRO stage 1), every one when owned is NULL.
+ * NULL with lf_fail
  * (no GPU, an architecture or method the GPU path lacks, not enough
  * device memory). */
 struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
-					 size_t grad_floats, int max_tokens, int max_span, bool checkpointing,
-					 bool bf16);
+					 size_t grad_floats, const unsigned char *owned, int max_tokens, int max_span,
+					 bool checkpointing, bool bf16);
 void lf_cuda_train_close(struct lf_cuda_train *t);
 /* Room for calls of up to max_tokens tokens, spans of max_span: the
  * activations' arena made again, larger, when it is smaller (the weights
@@ -145,9 +147,18 @@ struct lf_cuda_update {
 };
 void lf_cuda_train_update(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, long step,
 			  const struct lf_adamw *h, double max_norm, double *grad_norm);
+/* The same in two halves, for ZeRO stage 1, where each process updates
+ * its own tensors but the norm is everyone's: the listed tensors'
+ * squared gradient norms (sq[k], host), then, with the coefficient the
+ * caller computes from the group's norms (lf_clip_coef), the scaling and
+ * AdamW of the listed tensors (this process's own). */
+void lf_cuda_train_norm_sq(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, double *sq);
+void lf_cuda_train_adamw(struct lf_cuda_train *t, const struct lf_cuda_update *u, size_t n, long step,
+			 const struct lf_adamw *h, float coef);
 
-/* A trained tensor of the model (index i), or its moments, to or from
- * host memory (m->tensors[i].n floats each). */
+/* A trained tensor of the model (index i), or its moments (this
+ * process's tensors), to or from host memory (m->tensors[i].n floats
+ * each). */
 void lf_cuda_train_get_tensor(struct lf_cuda_train *t, size_t i, float *host);
 void lf_cuda_train_set_tensor(struct lf_cuda_train *t, size_t i, const float *host);
 void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, float *m, float *v);

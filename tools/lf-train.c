@@ -228,11 +228,15 @@ static size_t tensor_index(const struct param *p)
 static void gpu_start(void)
 {
 	size_t *at = lf_malloc((R.m->ntensors + 1) * sizeof *at);
+	unsigned char *owned = lf_calloc(R.m->ntensors + 1, 1); /* the tensors whose moments are this process's */
 	for (size_t i = 0; i < R.m->ntensors; i++)
 		at[i] = R.grads[i] ? (size_t)(R.grads[i] - R.gbuf) : SIZE_MAX;
-	gpu = lf_cuda_train_open(R.m, lf_device_local_rank(), at, R.gn, R.max_tokens, R.longest, !opt_no_ckpt,
+	for (size_t i = 0; i < R.np; i++)
+		owned[tensor_index(&R.p[i])] = R.p[i].owner == D.rank;
+	gpu = lf_cuda_train_open(R.m, lf_device_local_rank(), at, R.gn, owned, R.max_tokens, R.longest, !opt_no_ckpt,
 				 opt_bf16 || opt_fp16);
 	free(at);
+	free(owned);
 	if (!gpu)
 		lf_die("--device cuda: %s", lf_errmsg());
 	for (size_t i = 0; i < R.np; i++)
@@ -255,6 +259,49 @@ static void gpu_start(void)
 	if (D.rank == 0)
 		lf_note("training on GPU %s in %s (%.2f GiB of device memory)", lf_cuda_train_device(gpu),
 			opt_bf16 || opt_fp16 ? "bf16" : "f32", (double)lf_cuda_train_arena_bytes(gpu) / 1073741824.0);
+}
+
+/* Clipping and AdamW on the GPU: all on the device, or under ZeRO 1 each
+ * process's own tensors, with the group's norm, then sent to the others
+ * (through the host). */
+static void gpu_update(double lr, const struct lf_adamw *h, double *grad_norm)
+{
+	struct lf_cuda_update *u = lf_calloc(R.np + 1, sizeof *u);
+	size_t n = 0;
+	for (size_t i = 0; i < R.np; i++) {
+		struct param *p = &R.p[i];
+		if (p->owner != D.rank)
+			continue;
+		u[n].tensor = tensor_index(p);
+		u[n].lr = p->lr_mult == 1 ? lr : opt_lr * p->lr_mult * lf_lr_lambda(&R.sched, R.step);
+		u[n++].decay = p->decay;
+	}
+	if (!R.zero) {
+		lf_cuda_train_update(gpu, u, n, R.step + 1, h, opt_max_grad_norm, grad_norm);
+		free(u);
+		return;
+	}
+	double *mine = lf_calloc(n + 1, sizeof *mine), *sq = lf_calloc(R.np + 1, sizeof *sq);
+	lf_cuda_train_norm_sq(gpu, u, n, mine);
+	for (size_t i = 0, k = 0; i < R.np; i++)
+		if (R.p[i].owner == D.rank)
+			sq[i] = mine[k++];
+	if (lf_dist_sum_f64(&D, sq, R.np) < 0)
+		lf_die("%s", lf_errmsg());
+	float coef = lf_clip_coef(sq, R.np, opt_max_grad_norm, grad_norm);
+	lf_cuda_train_adamw(gpu, u, n, R.step + 1, h, coef);
+	for (size_t i = 0; i < R.np; i++) {
+		struct param *p = &R.p[i];
+		if (p->owner == D.rank)
+			lf_cuda_train_get_tensor(gpu, tensor_index(p), p->w);
+		if (lf_dist_broadcast(&D, p->w, p->t->n * sizeof(float), p->owner) < 0)
+			lf_die("%s", lf_errmsg());
+		if (p->owner != D.rank)
+			lf_cuda_train_set_tensor(gpu, tensor_index(p), p->w);
+	}
+	free(mine);
+	free(sq);
+	free(u);
 }
 
 /* The trained tensors and their moments from the GPU into the host's
@@ -1178,15 +1225,7 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	if (gpu) { /* the group's sums back (MPI), then clipping and AdamW on the device */
 		if (D.world > 1 && !gpu_nccl)
 			lf_cuda_train_set_grads(gpu, R.gbuf);
-		struct lf_cuda_update *u = lf_calloc(R.np + 1, sizeof *u);
-		for (size_t i = 0; i < R.np; i++) {
-			struct param *p = &R.p[i];
-			u[i].tensor = tensor_index(p);
-			u[i].lr = p->lr_mult == 1 ? lr : opt_lr * p->lr_mult * lf_lr_lambda(&R.sched, R.step);
-			u[i].decay = p->decay;
-		}
-		lf_cuda_train_update(gpu, u, R.np, R.step + 1, &h, opt_max_grad_norm, grad_norm);
-		free(u);
+		gpu_update(lr, &h, grad_norm);
 		R.step++;
 		return loss;
 	}
@@ -1309,7 +1348,7 @@ static void check_options(void)
 		lf_die_usage("--do-train false (evaluation or prediction only) is not built in lf-train: use lf-eval "
 			     "or lf-generate");
 	use_gpu = lf_device_is_cuda(opt_device);
-	const char *gpu_unbuilt = opt_dora ? "--use-dora" : opt_zero_stage == 1 ? "--zero-stage 1" : NULL;
+	const char *gpu_unbuilt = opt_dora ? "--use-dora" : NULL;
 	if (use_gpu && gpu_unbuilt)
 		lf_die_usage("%s with --device cuda is not built yet (it runs on the CPU)", gpu_unbuilt);
 	if ((opt_bf16 || opt_fp16) && D.rank == 0 && !use_gpu)

@@ -300,7 +300,7 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 		result(0, name, lf_errmsg());
 
 	/* the GPU */
-	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, 128, 64, ckpt, bf16);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, NULL, 128, 64, ckpt, bf16);
 	if (!t) {
 		result(0, name, lf_errmsg());
 	} else {
@@ -400,7 +400,7 @@ static int dump_mode(struct lf_model *m, const struct lf_train_row *rows, int nr
 		items += lf_train_row_label_tokens(&rows[r]);
 		tokens += rows[r].T;
 	}
-	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, (int)tokens, longest, true, bf16);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, NULL, (int)tokens, longest, true, bf16);
 	double loss = 0;
 	if (!t || lf_cuda_train_step(t, rows, nrows, 1.0f / (float)items, &loss) < 0)
 		return -1;
