@@ -27,10 +27,18 @@ extern "C" {
 #include <stdlib.h>
 #include <string.h>
 
-/* The inner activations of one layer (backprop.h's struct lf_layer_acts
- * for a dense MLP) and the attention's log-sum-exp per (token, head). */
+/* The inner activations of one layer (backprop.h's struct lf_layer_acts)
+ * and the attention's log-sum-exp per (token, head).  A mixture of experts
+ * keeps its (token, choice) pairs grouped by expert, as backprop.c: gate,
+ * up, h, xe and eo by pair; the routing is made on the host (the _h
+ * arrays) from the router's logits and copied to the device. */
 struct acts {
 	float *xn1, *q, *k, *v, *q_raw, *k_raw, *att, *ao, *xmid, *xn2, *gate, *up, *h, *mo, *lse;
+	float *probs, *weights, *xe, *eo;  /* [N, E], [N, K], [N K, H], [N K, H] */
+	int32_t *pair_row_d, *pair_of_d;   /* [N K] */
+	float *probs_h, *weights_h;        /* host: the router's softmax, the choices' weights */
+	int *choice, *expert_start;        /* host: [N, K], [E + 1] */
+	int32_t *pair_row, *pair_of;       /* host: [N K] */
 };
 
 /* A block of device memory carved into pieces (an arena). */
@@ -49,6 +57,7 @@ struct wt {
 
 struct gpu_layer {
 	struct wt q, k, v, o, gate, up, down;
+	struct wt router, *w1, *w2, *w3; /* mixtral: per expert */
 };
 
 /* what a tensor is used for: the weight of a product, the embedding lookup */
@@ -79,6 +88,12 @@ struct lf_cuda_train {
 	float *dx, *dh1, *dh2, *dmid, *dq, *dk, *dv, *dqk_raw, *datt, *dgate, *dup, *lora_u, *lora_t, *xdrop, *tdrop;
 	float *xg, *xf, *dxf, *logits, *capped, *inv_freq_d;
 	uint16_t *xb, *yb, *lb; /* the bf16 mode: a product's input, output gradient, the head's logits' gradient */
+	/* mixtral: the experts' backward scratch (device; host), the router
+	 * load-balancing loss's coefficient, statistics and sum since set */
+	float *deo, *dxe, *dweights, *dprobs, *dweights_h, *dprobs_h;
+	double *expert_load, moe_aux_total;
+	float moe_aux_coef;
+	struct lf_lora *expert_loras; /* the device view's per-expert adapters, one block */
 	int32_t *ids_d, *pos_d, *rows_d, *head_targets_d;
 	double *loss_d, *norm_sq_d, *total_d;
 	long *count_d;
@@ -127,8 +142,10 @@ static float *carve_f(struct dmem *a, size_t n)
 static void acts_carve(struct lf_cuda_train *t, struct dmem *a, struct acts *A, size_t N)
 {
 	const struct lf_model_config *c = &t->host->cfg;
+	bool moe = c->arch == LF_ARCH_MIXTRAL;
 	size_t H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
-	       kd = (size_t)c->kv_heads * c->head_dim;
+	       kd = (size_t)c->kv_heads * c->head_dim, E = moe ? (size_t)c->experts : 0,
+	       K = moe ? (size_t)c->experts_per_tok : 1, P = N * K;
 	A->xn1 = carve_f(a, N * H);
 	A->q = carve_f(a, N * qd);
 	A->k = carve_f(a, N * kd);
@@ -139,11 +156,17 @@ static void acts_carve(struct lf_cuda_train *t, struct dmem *a, struct acts *A, 
 	A->ao = carve_f(a, N * H);
 	A->xmid = carve_f(a, N * H);
 	A->xn2 = carve_f(a, N * H);
-	A->gate = carve_f(a, N * I);
-	A->up = carve_f(a, N * I);
-	A->h = carve_f(a, N * I);
+	A->gate = carve_f(a, P * I);
+	A->up = carve_f(a, P * I);
+	A->h = carve_f(a, P * I);
 	A->mo = carve_f(a, N * H);
 	A->lse = carve_f(a, N * (size_t)c->heads);
+	A->probs = moe ? carve_f(a, N * E) : NULL;
+	A->weights = moe ? carve_f(a, N * K) : NULL;
+	A->xe = moe ? carve_f(a, P * H) : NULL;
+	A->eo = moe ? carve_f(a, P * H) : NULL;
+	A->pair_row_d = moe ? (int32_t *)carve(a, P * sizeof(int32_t)) : NULL;
+	A->pair_of_d = moe ? (int32_t *)carve(a, P * sizeof(int32_t)) : NULL;
 }
 
 /* The weights' arena: the tensors (f32 and bf16 copies), gradients,
@@ -176,8 +199,10 @@ static void layout_acts(struct lf_cuda_train *t)
 	const struct lf_model *m = t->host;
 	const struct lf_model_config *c = &m->cfg;
 	struct dmem *a = &t->amem;
+	bool moe = c->arch == LF_ARCH_MIXTRAL;
 	size_t N = (size_t)t->max_tokens, H = c->hidden, I = c->intermediate, qd = (size_t)c->heads * c->head_dim,
-	       kd = (size_t)c->kv_heads * c->head_dim, V = (size_t)c->vocab;
+	       kd = (size_t)c->kv_heads * c->head_dim, V = (size_t)c->vocab, E = moe ? (size_t)c->experts : 0,
+	       K = moe ? (size_t)c->experts_per_tok : 1, P = N * K; /* the MLP's rows: tokens or pairs */
 	size_t r = m->max_rank > 0 ? (size_t)m->max_rank : 1, wide = qd > I ? qd : I;
 	wide = wide > H ? wide : H;
 	size_t rows = ((size_t)1 << 26) / V;
@@ -190,25 +215,29 @@ static void layout_acts(struct lf_cuda_train *t)
 	t->dx = carve_f(a, N * H);
 	t->dh1 = carve_f(a, N * H);
 	t->dh2 = carve_f(a, N * H);
-	t->dmid = carve_f(a, N * wide);
+	t->dmid = carve_f(a, P * wide);
 	t->dq = carve_f(a, N * qd);
 	t->dk = carve_f(a, N * kd);
 	t->dv = carve_f(a, N * kd);
 	t->dqk_raw = carve_f(a, N * qd);
 	t->datt = carve_f(a, N * qd);
-	t->dgate = carve_f(a, N * I);
-	t->dup = carve_f(a, N * I);
-	t->lora_u = carve_f(a, N * r);
-	t->lora_t = carve_f(a, N * r);
-	t->xdrop = m->max_rank > 0 ? carve_f(a, N * wide) : NULL;
-	t->tdrop = m->max_rank > 0 ? carve_f(a, N * wide) : NULL;
+	t->dgate = carve_f(a, P * I);
+	t->dup = carve_f(a, P * I);
+	t->lora_u = carve_f(a, P * r);
+	t->lora_t = carve_f(a, P * r);
+	t->xdrop = m->max_rank > 0 ? carve_f(a, P * wide) : NULL;
+	t->tdrop = m->max_rank > 0 ? carve_f(a, P * wide) : NULL;
+	t->deo = moe ? carve_f(a, P * H) : NULL;
+	t->dxe = moe ? carve_f(a, P * H) : NULL;
+	t->dweights = moe ? carve_f(a, N * K) : NULL;
+	t->dprobs = moe ? carve_f(a, N * E) : NULL;
 	t->xg = carve_f(a, N * H);
 	t->xf = carve_f(a, N * H);
 	t->dxf = carve_f(a, N * H);
 	t->logits = carve_f(a, (size_t)t->head_rows * V);
 	t->capped = c->final_softcap > 0 ? carve_f(a, (size_t)t->head_rows * V) : NULL;
-	t->xb = t->bf16 ? (uint16_t *)carve(a, N * wide * sizeof(uint16_t)) : NULL;
-	t->yb = t->bf16 ? (uint16_t *)carve(a, N * wide * sizeof(uint16_t)) : NULL;
+	t->xb = t->bf16 ? (uint16_t *)carve(a, P * wide * sizeof(uint16_t)) : NULL;
+	t->yb = t->bf16 ? (uint16_t *)carve(a, P * wide * sizeof(uint16_t)) : NULL;
 	t->lb = t->bf16 ? (uint16_t *)carve(a, (size_t)t->head_rows * V * sizeof(uint16_t)) : NULL;
 	t->inv_freq_d = carve_f(a, N * (size_t)(c->rope.rotary_dim / 2 + 1));
 	t->ids_d = (int32_t *)carve(a, N * sizeof(int32_t));
@@ -264,10 +293,16 @@ static void mark_uses(struct lf_cuda_train *t)
 	const struct lf_model *m = t->host;
 	for (int l = 0; l < m->cfg.layers; l++) {
 		const struct lf_layer *L = &m->layers[l];
-		const float *w[] = { L->q, L->k, L->v, L->o, L->gate, L->up, L->down };
+		const float *w[] = { L->q, L->k, L->v, L->o, L->gate, L->up, L->down, L->router };
 		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
 			if (tensor_of(m, w[i]) != SIZE_MAX)
 				t->use[tensor_of(m, w[i])] |= USE_GEMM;
+		for (int e = 0; L->w1 && e < m->cfg.experts; e++) {
+			const float *x[] = { L->w1[e], L->w2[e], L->w3[e] };
+			for (size_t i = 0; i < 3; i++)
+				if (tensor_of(m, x[i]) != SIZE_MAX)
+					t->use[tensor_of(m, x[i])] |= USE_GEMM;
+		}
 	}
 	if (tensor_of(m, m->lm_head) != SIZE_MAX)
 		t->use[tensor_of(m, m->lm_head)] |= USE_GEMM;
@@ -292,6 +327,9 @@ static int make_device_view(struct lf_cuda_train *t)
 	t->dm.lm_head = NULL; /* t->head */
 	t->head = wt_of(t, m->lm_head, &missing);
 	t->gl = (struct gpu_layer *)lf_calloc((size_t)m->cfg.layers, sizeof *t->gl);
+	if (m->cfg.arch == LF_ARCH_MIXTRAL)
+		t->expert_loras = (struct lf_lora *)lf_calloc((size_t)m->cfg.layers * 3 * m->cfg.experts + 1,
+							      sizeof *t->expert_loras);
 	for (int l = 0; l < m->cfg.layers; l++) {
 		struct lf_layer *L = &t->dm.layers[l];
 		*L = m->layers[l];
@@ -303,13 +341,40 @@ static int make_device_view(struct lf_cuda_train *t)
 		G->gate = wt_of(t, L->gate, &missing);
 		G->up = wt_of(t, L->up, &missing);
 		G->down = wt_of(t, L->down, &missing);
-		L->q = L->k = L->v = L->o = L->gate = L->up = L->down = NULL; /* t->gl */
+		G->router = wt_of(t, L->router, &missing);
+		int E = m->cfg.experts;
+		if (L->w1) { /* the experts' weights and adapters */
+			G->w1 = (struct wt *)lf_calloc(3 * (size_t)E, sizeof *G->w1);
+			G->w2 = G->w1 + E;
+			G->w3 = G->w2 + E;
+			struct lf_lora *la = t->expert_loras + (size_t)l * 3 * E;
+			for (int e = 0; e < E; e++) {
+				G->w1[e] = wt_of(t, L->w1[e], &missing);
+				G->w2[e] = wt_of(t, L->w2[e], &missing);
+				G->w3[e] = wt_of(t, L->w3[e], &missing);
+				struct lf_lora *const *from[] = { &L->lw1, &L->lw2, &L->lw3 };
+				for (int w = 0; w < 3; w++) {
+					struct lf_lora *x = &la[(size_t)w * E + e];
+					if (*from[w])
+						*x = (*from[w])[e];
+					if (x->mag)
+						return lf_fail("layer %d: DoRA is not built on the GPU yet (use the CPU: "
+							       "--device cpu)", l);
+					lora_dev(t, x, &missing);
+				}
+			}
+			L->lw1 = m->layers[l].lw1 ? la : NULL;
+			L->lw2 = m->layers[l].lw2 ? la + E : NULL;
+			L->lw3 = m->layers[l].lw3 ? la + 2 * E : NULL;
+		}
+		L->q = L->k = L->v = L->o = L->gate = L->up = L->down = L->router = NULL; /* t->gl */
+		L->w1 = L->w2 = L->w3 = NULL;
 		const float **w[] = { &L->q_b, &L->k_b, &L->v_b, &L->o_b, &L->gate_b, &L->up_b, &L->down_b,
 				      &L->in_norm, &L->post_attn_norm, &L->pre_ff_norm, &L->post_ff_norm,
 				      &L->q_norm, &L->k_norm };
 		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
 			*w[i] = dev_of(t, *w[i], &missing);
-		struct lf_lora *lo[] = { &L->lq, &L->lk, &L->lv, &L->lo, &L->lgate, &L->lup, &L->ldown };
+		struct lf_lora *lo[] = { &L->lq, &L->lk, &L->lv, &L->lo, &L->lgate, &L->lup, &L->ldown, &L->lrouter };
 		for (size_t i = 0; i < sizeof lo / sizeof lo[0]; i++) {
 			if (lo[i]->mag)
 				return lf_fail("layer %d: DoRA is not built on the GPU yet (use the CPU: --device cpu)", l);
@@ -454,6 +519,153 @@ static void linear_bwd(struct lf_cuda_train *t, float *dx, float beta, const flo
 	lf_cuda_dropout_f32(dx, t->tdrop, (size_t)N * in_f, t->lora_dropout, key, 1, t->s);
 }
 
+/* ---- mixture of experts (mixtral): backprop.c's moe_route, moe_fwd,
+ * moe_bwd, the router's softmax, top-k and the pairs' grouping on the
+ * host, the products and sums on the device ---- */
+
+static const struct lf_lora *expert_lora(const struct lf_lora *arr, int e)
+{
+	static const struct lf_lora none = { 0 };
+	return arr ? &arr[e] : &none;
+}
+
+static void to_device(struct lf_cuda_train *t, void *dst, const void *src, size_t bytes)
+{
+	LF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, t->s));
+}
+
+/* The router's logits (xb: xn2 in bf16), their softmax and each token's K
+ * choices and weights (host), the pairs grouped by expert in token order,
+ * xe their rows of xn2; with count, the load-balancing statistics. */
+static void moe_route(struct lf_cuda_train *t, int l, struct acts *A, const uint16_t *xb, int N, bool count)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	const struct lf_layer *L = &t->dm.layers[l];
+	int H = c->hidden, E = c->experts, K = c->experts_per_tok;
+	linear_fwd(t, A->probs, A->xn2, xb, t->gl[l].router, NULL, &L->lrouter, N, E, H);
+	LF_CUDA_CHECK(cudaMemcpyAsync(A->probs_h, A->probs, (size_t)N * E * sizeof(float), cudaMemcpyDeviceToHost, t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	lf_cpu_router_topk_f32(A->probs_h, N, E, K, A->choice, A->weights_h);
+	for (int i = 0; i < N && count; i++) {
+		const float *p = A->probs_h + (size_t)i * E;
+		const int *ch = A->choice + (size_t)i * K;
+		for (int k = 0; k < K; k++)
+			t->expert_load[(size_t)k * E + ch[k]] += 1;
+		for (int e = 0; e < E; e++)
+			t->expert_load[(size_t)K * E + e] += p[e];
+	}
+	memset(A->expert_start, 0, (size_t)(E + 1) * sizeof *A->expert_start);
+	for (int i = 0; i < N * K; i++)
+		A->expert_start[A->choice[i] + 1]++;
+	for (int e = 0; e < E; e++)
+		A->expert_start[e + 1] += A->expert_start[e];
+	int *fill = (int *)lf_calloc((size_t)E + 1, sizeof *fill);
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < K; k++) {
+			int e = A->choice[(size_t)i * K + k], p = A->expert_start[e] + fill[e]++;
+			A->pair_row[p] = i;
+			A->pair_of[(size_t)i * K + k] = p;
+		}
+	free(fill);
+	size_t P = (size_t)N * K;
+	to_device(t, A->probs, A->probs_h, (size_t)N * E * sizeof(float));
+	to_device(t, A->weights, A->weights_h, P * sizeof(float));
+	to_device(t, A->pair_row_d, A->pair_row, P * sizeof(int32_t));
+	to_device(t, A->pair_of_d, A->pair_of, P * sizeof(int32_t));
+	lf_cuda_gather_rows_f32(A->xe, A->xn2, A->pair_row_d, (int)P, H, t->s);
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s)); /* the host arrays are this layer's until then */
+}
+
+/* mo = sum over each token's choices of weight x expert(xn2) */
+static void moe_fwd(struct lf_cuda_train *t, int l, struct acts *A, const uint16_t *xb, int N, bool count)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	const struct lf_layer *L = &t->dm.layers[l];
+	const struct gpu_layer *W = &t->gl[l];
+	int H = c->hidden, I = c->intermediate, E = c->experts, K = c->experts_per_tok;
+	moe_route(t, l, A, xb, N, count);
+	const uint16_t *xeb = bf16_of(t, A->xe, (size_t)N * K * H, true);
+	for (int e = 0; e < E; e++) {
+		int i0 = A->expert_start[e], n = A->expert_start[e + 1] - i0;
+		if (!n)
+			continue;
+		size_t oi = (size_t)i0 * I, oh = (size_t)i0 * H;
+		linear_fwd(t, A->gate + oi, A->xe + oh, xeb ? xeb + oh : NULL, W->w1[e], NULL, expert_lora(L->lw1, e),
+			   n, I, H);
+		linear_fwd(t, A->up + oi, A->xe + oh, xeb ? xeb + oh : NULL, W->w3[e], NULL, expert_lora(L->lw3, e), n,
+			   I, H);
+		lf_cuda_gated_act_f32(A->h + oi, A->gate + oi, A->up + oi, (long)n * I, c->act, t->s);
+		const uint16_t *hb = NULL; /* in yb: xb holds xeb */
+		if (t->bf16) {
+			lf_cuda_f32_to_bf16(t->yb, A->h + oi, (size_t)n * I, t->s);
+			hb = t->yb;
+		}
+		linear_fwd(t, A->eo + oh, A->h + oi, hb, W->w2[e], NULL, expert_lora(L->lw2, e), n, H, I);
+	}
+	lf_cuda_moe_combine_f32(A->mo, A->eo, A->weights, A->pair_of_d, N, K, H, t->s);
+}
+
+/* dxn2 = the gradient of xn2 from dmo, through the experts and the router
+ * (and the load-balancing loss: aux_grad[e], its gradient w.r.t. each
+ * router probability, or NULL) */
+static void moe_bwd(struct lf_cuda_train *t, int l, const struct acts *A, const float *dmo, float *dxn2, int N,
+		    const double *aux_grad, const struct lf_layer_grad *G)
+{
+	const struct lf_model_config *c = &t->host->cfg;
+	const struct lf_layer *L = &t->dm.layers[l];
+	const struct gpu_layer *W = &t->gl[l];
+	int H = c->hidden, I = c->intermediate, E = c->experts, K = c->experts_per_tok;
+	struct lf_lora_grad none = { NULL, NULL, NULL };
+	lf_cuda_moe_combine_bwd_f32(t->deo, t->dweights, dmo, A->eo, A->weights, A->pair_of_d, N, K, H, t->s);
+	for (int e = 0; e < E; e++) {
+		int i0 = A->expert_start[e], n = A->expert_start[e + 1] - i0;
+		if (!n)
+			continue;
+		size_t oi = (size_t)i0 * I, oh = (size_t)i0 * H;
+		float *g1 = G->w1 ? G->w1[e] : NULL, *g2 = G->w2 ? G->w2[e] : NULL, *g3 = G->w3 ? G->w3[e] : NULL;
+		const uint16_t *xb = bf16_of(t, A->h + oi, (size_t)n * I, g2);
+		linear_bwd(t, t->dmid + oi, 0.0f, t->deo + oh, A->h + oi, xb, W->w2[e], expert_lora(L->lw2, e), g2, NULL,
+			   G->lw2 ? &G->lw2[e] : &none, n, H, I);
+		lf_cuda_gated_act_bwd_f32(t->dgate + oi, t->dup + oi, t->dmid + oi, A->gate + oi, A->up + oi,
+					  (long)n * I, c->act, t->s);
+		xb = bf16_of(t, A->xe + oh, (size_t)n * H, g1 || g3);
+		linear_bwd(t, t->dxe + oh, 0.0f, t->dgate + oi, A->xe + oh, xb, W->w1[e], expert_lora(L->lw1, e), g1,
+			   NULL, G->lw1 ? &G->lw1[e] : &none, n, I, H);
+		linear_bwd(t, t->dxe + oh, 1.0f, t->dup + oi, A->xe + oh, xb, W->w3[e], expert_lora(L->lw3, e), g3, NULL,
+			   G->lw3 ? &G->lw3[e] : &none, n, I, H);
+	}
+	lf_cuda_moe_gather_sum_f32(dxn2, t->dxe, A->pair_of_d, N, K, H, t->s);
+	/* the router: w_k = p_k / P over the chosen, then the softmax (host) */
+	LF_CUDA_CHECK(cudaMemcpyAsync(t->dweights_h, t->dweights, (size_t)N * K * sizeof(float), cudaMemcpyDeviceToHost,
+				      t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	for (int i = 0; i < N; i++) {
+		const float *p = A->probs_h + (size_t)i * E, *w = A->weights_h + (size_t)i * K;
+		const float *dw = t->dweights_h + (size_t)i * K;
+		const int *ch = A->choice + (size_t)i * K;
+		float *dp = t->dprobs_h + (size_t)i * E, P = 0, dot = 0;
+		for (int e = 0; e < E; e++)
+			dp[e] = aux_grad ? (float)aux_grad[e] : 0.0f;
+		for (int k = 0; k < K; k++) {
+			P += p[ch[k]];
+			dot += dw[k] * w[k];
+		}
+		for (int k = 0; k < K; k++)
+			dp[ch[k]] += (dw[k] - dot) / P;
+		float sum = 0;
+		for (int e = 0; e < E; e++)
+			sum += dp[e] * p[e];
+		for (int e = 0; e < E; e++)
+			dp[e] = p[e] * (dp[e] - sum);
+	}
+	to_device(t, t->dprobs, t->dprobs_h, (size_t)N * E * sizeof(float));
+	const uint16_t *xb = bf16_of(t, A->xn2, (size_t)N * H, G->router);
+	linear_bwd(t, t->dxe, 0.0f, t->dprobs, A->xn2, xb, W->router, &L->lrouter, G->router, NULL, &G->lrouter, N, E,
+		   H);
+	lf_cuda_add_f32(dxn2, dxn2, t->dxe, (size_t)N * H, t->s);
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s)); /* dprobs_h is the next layer's */
+}
+
 /* ---- one layer ---- */
 
 static struct lf_attn attn_of(const struct lf_model_config *c, int l)
@@ -543,10 +755,15 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 	lf_cuda_rmsnorm_f32(A->xn2, A->xmid, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off,
 			    t->s);
 	xb = bf16_of(t, A->xn2, NH, true);
-	linear_fwd(t, A->gate, A->xn2, xb, W->gate, L->gate_b, &L->lgate, N, I, H);
-	linear_fwd(t, A->up, A->xn2, xb, W->up, L->up_b, &L->lup, N, I, H);
-	lf_cuda_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act, t->s);
-	linear_fwd(t, A->mo, A->h, bf16_of(t, A->h, (size_t)N * I, true), W->down, L->down_b, &L->ldown, N, H, I);
+	if (c->arch == LF_ARCH_MIXTRAL) {
+		moe_fwd(t, l, A, xb, N, xout != NULL);
+	} else {
+		linear_fwd(t, A->gate, A->xn2, xb, W->gate, L->gate_b, &L->lgate, N, I, H);
+		linear_fwd(t, A->up, A->xn2, xb, W->up, L->up_b, &L->lup, N, I, H);
+		lf_cuda_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act, t->s);
+		linear_fwd(t, A->mo, A->h, bf16_of(t, A->h, (size_t)N * I, true), W->down, L->down_b, &L->ldown, N, H,
+			   I);
+	}
 	if (!xout)
 		return;
 	branch = A->mo;
@@ -560,7 +777,7 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 /* Backward of layer l: dx holds the gradient of its output and becomes
  * that of its input x. */
 static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, const float *x, float *dx,
-		      const struct lf_layer_grad *G, int N)
+		      const struct lf_layer_grad *G, int N, const double *aux_grad)
 {
 	const struct lf_model_config *c = &t->host->cfg;
 	const struct lf_layer *L = &t->dm.layers[l];
@@ -577,12 +794,17 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 		lf_cuda_rmsnorm_bwd_f32(t->dh1, G->post_ff_norm, dx, A->mo, L->post_ff_norm, N, H, eps, off, t->s);
 		dmo = t->dh1;
 	}
-	xb = bf16_of(t, A->h, (size_t)N * I, G->down);
-	linear_bwd(t, t->dmid, 0.0f, dmo, A->h, xb, W->down, &L->ldown, G->down, G->down_b, &G->ldown, N, H, I);
-	lf_cuda_gated_act_bwd_f32(t->dgate, t->dup, t->dmid, A->gate, A->up, (long)N * I, c->act, t->s);
-	xb = bf16_of(t, A->xn2, NH, G->gate || G->up);
-	linear_bwd(t, t->dh2, 0.0f, t->dgate, A->xn2, xb, W->gate, &L->lgate, G->gate, G->gate_b, &G->lgate, N, I, H);
-	linear_bwd(t, t->dh2, 1.0f, t->dup, A->xn2, xb, W->up, &L->lup, G->up, G->up_b, &G->lup, N, I, H);
+	if (c->arch == LF_ARCH_MIXTRAL) {
+		moe_bwd(t, l, A, dmo, t->dh2, N, aux_grad, G);
+	} else {
+		xb = bf16_of(t, A->h, (size_t)N * I, G->down);
+		linear_bwd(t, t->dmid, 0.0f, dmo, A->h, xb, W->down, &L->ldown, G->down, G->down_b, &G->ldown, N, H, I);
+		lf_cuda_gated_act_bwd_f32(t->dgate, t->dup, t->dmid, A->gate, A->up, (long)N * I, c->act, t->s);
+		xb = bf16_of(t, A->xn2, NH, G->gate || G->up);
+		linear_bwd(t, t->dh2, 0.0f, t->dgate, A->xn2, xb, W->gate, &L->lgate, G->gate, G->gate_b, &G->lgate, N,
+			   I, H);
+		linear_bwd(t, t->dh2, 1.0f, t->dup, A->xn2, xb, W->up, &L->lup, G->up, G->up_b, &G->lup, N, I, H);
+	}
 	lf_cuda_rmsnorm_bwd_f32(dx, c->sandwich_norms ? G->pre_ff_norm : G->post_attn_norm, t->dh2, A->xmid,
 				c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off, t->s);
 	/* attention: xmid = x + [norm](o(attn(rope(q), rope(k), v))) */
@@ -827,14 +1049,32 @@ extern "C" int lf_cuda_train_step(struct lf_cuda_train *t, const struct lf_train
 	if (N < 0)
 		return -1;
 	size_t NH = (size_t)N * H;
+	bool moe = c->arch == LF_ARCH_MIXTRAL;
+	int E = c->experts, K = c->experts_per_tok;
+	if (moe)
+		memset(t->expert_load, 0, (size_t)(K * E + E) * sizeof *t->expert_load);
 	forward(t, N);
 	head_fwd_bwd(t, t->xs + (size_t)c->layers * NH, t->dx, N, scale, true);
+	/* mixtral's load-balancing loss over every layer's routing (backprop.c) */
+	double *aux = NULL;
+	if (moe && t->moe_aux_coef != 0) {
+		double n = (double)c->layers * N, loss = 0, *aux_grad = t->expert_load + (size_t)(K + 1) * E;
+		for (int e = 0; e < E; e++) {
+			double share = 0;
+			for (int k = 0; k < K; k++)
+				share += t->expert_load[(size_t)k * E + e] / n;
+			loss += share * t->expert_load[(size_t)K * E + e] / n;
+			aux_grad[e] = t->moe_aux_coef * E * share / n;
+		}
+		t->moe_aux_total += t->moe_aux_coef * E * loss;
+		aux = aux_grad;
+	}
 	for (int l = c->layers - 1; l >= (t->g.embed ? 0 : t->g.lowest); l--) {
 		struct acts *A = &t->acts[t->checkpointing ? 0 : l];
 		const float *x = t->xs + (size_t)l * NH;
 		if (t->checkpointing)
 			layer_fwd(t, l, A, x, NULL, N);
-		layer_bwd(t, l, A, x, t->dx, &t->g.layers[l], N);
+		layer_bwd(t, l, A, x, t->dx, &t->g.layers[l], N, aux);
 		if (t->comm && t->sync) /* this layer's gradients are final: their sum, while the backward goes on */
 			sum_range(t, t->layer_lo[l], t->layer_hi[l], t->ev[l]);
 	}
@@ -1124,6 +1364,17 @@ extern "C" void lf_cuda_train_set_noise(struct lf_cuda_train *t, float lora_drop
 	t->noise_seed = noise_seed;
 }
 
+extern "C" void lf_cuda_train_set_moe_aux(struct lf_cuda_train *t, float coef)
+{
+	t->moe_aux_coef = coef;
+	t->moe_aux_total = 0;
+}
+
+extern "C" double lf_cuda_train_moe_aux(const struct lf_cuda_train *t)
+{
+	return t->moe_aux_total;
+}
+
 extern "C" size_t lf_cuda_train_arena_bytes(const struct lf_cuda_train *t)
 {
 	return t->wmem.used + t->amem.used;
@@ -1363,6 +1614,21 @@ extern "C" int lf_cuda_train_reserve(struct lf_cuda_train *t, int max_tokens, in
 		*ints[i] = (int *)lf_realloc(*ints[i], N * sizeof(int));
 	t->inv_freq = (float *)lf_realloc(t->inv_freq, N * (size_t)(t->host->cfg.rope.rotary_dim / 2 + 1) * sizeof(float));
 	t->attn_factor = (float *)lf_realloc(t->attn_factor, N * sizeof(float));
+	const struct lf_model_config *c = &t->host->cfg;
+	if (c->arch == LF_ARCH_MIXTRAL) { /* the routing's host side */
+		size_t E = (size_t)c->experts, K = (size_t)c->experts_per_tok;
+		for (int i = 0; i < (t->checkpointing ? 1 : c->layers); i++) {
+			struct acts *A = &t->acts[i];
+			A->probs_h = (float *)lf_realloc(A->probs_h, N * E * sizeof(float));
+			A->weights_h = (float *)lf_realloc(A->weights_h, N * K * sizeof(float));
+			A->choice = (int *)lf_realloc(A->choice, N * K * sizeof(int));
+			A->pair_row = (int32_t *)lf_realloc(A->pair_row, N * K * sizeof(int32_t));
+			A->pair_of = (int32_t *)lf_realloc(A->pair_of, N * K * sizeof(int32_t));
+			A->expert_start = (int *)lf_realloc(A->expert_start, (E + 1) * sizeof(int));
+		}
+		t->dweights_h = (float *)lf_realloc(t->dweights_h, N * K * sizeof(float));
+		t->dprobs_h = (float *)lf_realloc(t->dprobs_h, N * E * sizeof(float));
+	}
 	return 0;
 }
 
@@ -1386,10 +1652,6 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 						     int max_span, bool checkpointing, bool bf16)
 {
 	const struct lf_model_config *c = &m->cfg;
-	if (c->arch == LF_ARCH_MIXTRAL) {
-		lf_fail("mixtral's experts are not built on the GPU yet (use the CPU: --device cpu)");
-		return NULL;
-	}
 	if (max_tokens < 1 || max_span < 1 || max_span > max_tokens) {
 		lf_fail("training buffers: bad sizes (%d tokens, spans of %d)", max_tokens, max_span);
 		return NULL;
@@ -1412,6 +1674,8 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	}
 	t->checkpointing = checkpointing;
 	t->bf16 = bf16;
+	if (c->arch == LF_ARCH_MIXTRAL)
+		t->expert_load = (double *)lf_calloc((size_t)(c->experts_per_tok + 2) * c->experts + 1, sizeof(double));
 	t->dt = (float **)lf_calloc(m->ntensors + 1, sizeof *t->dt);
 	t->bt = (uint16_t **)lf_calloc(m->ntensors + 1, sizeof *t->bt);
 	t->use = (int *)lf_calloc(m->ntensors + 1, sizeof *t->use);
@@ -1494,7 +1758,16 @@ extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
 		LF_CUDA_CHECK(cudaFree(t->wmem.base));
 	if (t->amem.base)
 		LF_CUDA_CHECK(cudaFree(t->amem.base));
-	void *p[] = { t->mom_at, t->ev, t->layer_lo, t->layer_hi, t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
+	for (int l = 0; t->gl && l < t->host->cfg.layers; l++)
+		free(t->gl[l].w1);
+	for (int i = 0; t->acts && i < (t->checkpointing ? 1 : t->host->cfg.layers); i++) {
+		struct acts *A = &t->acts[i];
+		void *h[] = { A->probs_h, A->weights_h, A->choice, A->pair_row, A->pair_of, A->expert_start };
+		for (size_t k = 0; k < sizeof h / sizeof h[0]; k++)
+			free(h[k]);
+	}
+	void *p[] = { t->expert_loras, t->expert_load, t->dweights_h, t->dprobs_h, t->mom_at, t->ev, t->layer_lo,
+		      t->layer_hi, t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
 		      t->head_targets, t->span_start, t->span_len, t->row_len, t->inv_freq, t->attn_factor };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);

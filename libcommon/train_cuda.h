@@ -18,7 +18,10 @@
  *         their bf16 copies), frozen ones are held in bf16 only;
  *         activations, norms, attention, the loss, adapters' products and
  *         the optimizer stay f32.
- * Not built yet on the GPU (an error names them): mixtral's experts, DoRA.
+ * Mixtral's experts: the router's softmax and top-k and the grouping of
+ * the (token, choice) pairs by expert run on the host between the device's
+ * products (a copy of [tokens, experts] floats each way per layer).
+ * Not built yet on the GPU (an error names it): DoRA.
  *
  * Built only where nvcc is found (LF_HAVE_CUDA); CUDA runtime failures
  * exit with the failing call named (kernels/cuda/cuda_check.h).
@@ -69,6 +72,13 @@ const char *lf_cuda_train_device(const struct lf_cuda_train *t);
 /* The training noise of the next micro-batch, as struct lf_backprop's
  * fields of the same names. */
 void lf_cuda_train_set_noise(struct lf_cuda_train *t, float lora_dropout, float neftune_mag, uint64_t noise_seed);
+
+/* Mixtral's router load-balancing loss (moe_aux_loss_coef): its
+ * coefficient (0: none), and the sum of coef x the loss over the
+ * micro-batches since it was set (backprop.h's moe_aux_coef and
+ * moe_aux_total). */
+void lf_cuda_train_set_moe_aux(struct lf_cuda_train *t, float coef);
+double lf_cuda_train_moe_aux(const struct lf_cuda_train *t);
 
 /* lf_backprop_step and lf_backprop_loss on the GPU (same arguments and
  * results; the rows are host memory). */

@@ -170,7 +170,8 @@ models=
 if [ -x "$INIT" ]; then
     mkdir -p "$MODELS"
     for spec in "llama" "llama_tied --tie-word-embeddings" "mistral --sliding-window 16" \
-                "qwen2 --sliding-window 16" "qwen3" "gemma" "gemma2 --sliding-window 16" "phi3"; do
+                "qwen2 --sliding-window 16" "qwen3" "gemma" "gemma2 --sliding-window 16" "phi3" \
+                "mixtral --num-local-experts 4 --num-experts-per-tok 2"; do
         name=${spec%% *}
         type=${name%_tied}
         opts=${spec#"$name"}

@@ -1161,8 +1161,10 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 		lf_die("%s", lf_errmsg());
 	memset(R.gbuf, 0, R.gn * sizeof *R.gbuf);
 #ifdef LF_HAVE_CUDA
-	if (gpu)
+	if (gpu) {
 		lf_cuda_train_zero_grads(gpu);
+		lf_cuda_train_set_moe_aux(gpu, (float)opt_moe_aux);
+	}
 	/* NCCL sums the last micro-batch's gradients layer by layer as its
 	 * backward runs, when every process has rows for it (else after) */
 	uint64_t last = (uint64_t)(first + nbatches - 1) * group_batch + (uint64_t)(D.world - 1) * (uint64_t)opt_batch;
@@ -1204,6 +1206,8 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	 * (all of them for --dump-grads) */
 	bool dump = opt_dump_grads && R.step == 0, whole = !R.zero || dump, host_sums = true;
 #ifdef LF_HAVE_CUDA
+	if (gpu)
+		R.bp.moe_aux_total = lf_cuda_train_moe_aux(gpu);
 	/* on GPUs: summed by NCCL (or through the host by MPI without it) */
 	if (gpu_nccl && items && !by_layer)
 		lf_cuda_train_sum_grads(gpu);
@@ -1679,8 +1683,6 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_stop);
 	R.history = json_array();
 	load_model();
-	if (use_gpu && R.m->cfg.arch == LF_ARCH_MIXTRAL)
-		lf_die_usage("--device cuda: mixtral's experts are not built on the GPU yet (they train on the CPU)");
 	setup_params();
 	open_data();
 	find_start();

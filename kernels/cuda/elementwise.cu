@@ -124,3 +124,84 @@ extern "C" void lf_cuda_neftune_f32(float *x, size_t n, float mag, uint64_t key,
     lf_neftune_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(x, n, mag, key);
     LF_CUDA_CHECK_LAST();
 }
+
+/* ---- a mixture of experts' pairs ---- */
+
+static __global__ void lf_moe_combine_kernel(float *mo, const float *eo, const float *weights, const int32_t *pair_of,
+                                             int N, int K, int H)
+{
+    size_t total = (size_t)N * H;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        size_t t = e / (size_t)H, j = e % (size_t)H;
+        float acc = 0.0f;
+        for (int k = 0; k < K; k++)
+            acc = __fadd_rn(acc, __fmul_rn(weights[t * K + k], eo[(size_t)pair_of[t * K + k] * H + j]));
+        mo[e] = acc;
+    }
+}
+
+extern "C" void lf_cuda_moe_combine_f32(float *mo, const float *eo, const float *weights, const int32_t *pair_of,
+                                        int N, int K, int H, cudaStream_t stream)
+{
+    if (N < 1 || H < 1)
+        return;
+    lf_moe_combine_kernel<<<lf_cuda_grid((size_t)N * H), lf_cuda_block, 0, stream>>>(mo, eo, weights, pair_of, N, K,
+                                                                                       H);
+    LF_CUDA_CHECK_LAST();
+}
+
+/* one block of lf_cuda_block threads per (token, choice) */
+static __global__ void lf_moe_combine_bwd_kernel(float *deo, float *dweights, const float *dmo, const float *eo,
+                                                 const float *weights, const int32_t *pair_of, int K, int H)
+{
+    __shared__ float part[256];
+    size_t tk = blockIdx.x, t = tk / (size_t)K, i = (size_t)pair_of[tk];
+    float w = weights[tk], dot = 0.0f;
+    for (int j = threadIdx.x; j < H; j += blockDim.x) {
+        float d = dmo[t * H + j];
+        deo[i * H + j] = __fmul_rn(w, d);
+        dot = __fadd_rn(dot, __fmul_rn(d, eo[i * H + j]));
+    }
+    part[threadIdx.x] = dot;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s)
+            part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0)
+        dweights[tk] = part[0];
+}
+
+extern "C" void lf_cuda_moe_combine_bwd_f32(float *deo, float *dweights, const float *dmo, const float *eo,
+                                            const float *weights, const int32_t *pair_of, int N, int K, int H,
+                                            cudaStream_t stream)
+{
+    if (N < 1 || K < 1 || H < 1)
+        return;
+    lf_moe_combine_bwd_kernel<<<(unsigned int)(N * K), 256, 0, stream>>>(deo, dweights, dmo, eo, weights, pair_of, K,
+                                                                        H);
+    LF_CUDA_CHECK_LAST();
+}
+
+static __global__ void lf_moe_gather_sum_kernel(float *dx, const float *dxe, const int32_t *pair_of, int N, int K,
+                                                int H)
+{
+    size_t total = (size_t)N * H;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        size_t t = e / (size_t)H, j = e % (size_t)H;
+        float acc = 0.0f;
+        for (int k = 0; k < K; k++)
+            acc = __fadd_rn(acc, dxe[(size_t)pair_of[t * K + k] * H + j]);
+        dx[e] = acc;
+    }
+}
+
+extern "C" void lf_cuda_moe_gather_sum_f32(float *dx, const float *dxe, const int32_t *pair_of, int N, int K, int H,
+                                           cudaStream_t stream)
+{
+    if (N < 1 || H < 1)
+        return;
+    lf_moe_gather_sum_kernel<<<lf_cuda_grid((size_t)N * H), lf_cuda_block, 0, stream>>>(dx, dxe, pair_of, N, K, H);
+    LF_CUDA_CHECK_LAST();
+}

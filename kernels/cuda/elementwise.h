@@ -30,6 +30,22 @@ void lf_cuda_gather_rows_f32(float *out, const float *x, const int32_t *rows, in
 /* out[rows[i], :] = x[i, :] for i < n (distinct rows), rows of H */
 void lf_cuda_scatter_rows_f32(float *out, const float *x, const int32_t *rows, int n, int H, cudaStream_t stream);
 
+/* A mixture of experts' (token, choice) pairs: pair_of[t * K + k] is the
+ * row, in the experts' outputs eo [N K, H], of token t's k-th choice, and
+ * weights[t * K + k] its weight.
+ *   combine:      mo[t, :] = sum over k, in order, of weight x eo[pair]
+ *                 (backprop.c's loop: the same bits);
+ *   combine_bwd:  deo[pair, :] = weight x dmo[t, :], dweights[t, k] =
+ *                 dmo[t, :] . eo[pair, :] (one block per pair);
+ *   gather_sum:   dx[t, :] = sum over k of dxe[pair, :] (overwritten). */
+void lf_cuda_moe_combine_f32(float *mo, const float *eo, const float *weights, const int32_t *pair_of, int N, int K,
+                             int H, cudaStream_t stream);
+void lf_cuda_moe_combine_bwd_f32(float *deo, float *dweights, const float *dmo, const float *eo,
+                                 const float *weights, const int32_t *pair_of, int N, int K, int H,
+                                 cudaStream_t stream);
+void lf_cuda_moe_gather_sum_f32(float *dx, const float *dxe, const int32_t *pair_of, int N, int K, int H,
+                                cudaStream_t stream);
+
 /* SplitMix64's finaliser, the hash of the CPU path's training noise */
 #ifdef __CUDACC__
 static __host__ __device__ inline uint64_t lf_cuda_mix64(uint64_t z)

@@ -119,12 +119,23 @@ static int add_lora(struct lf_model *m)
 	static const char *plain[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
 				       "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
 	static const char *fused[] = { "self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj" };
-	bool phi3 = m->cfg.arch == LF_ARCH_PHI3;
+	bool phi3 = m->cfg.arch == LF_ARCH_PHI3, moe = m->cfg.arch == LF_ARCH_MIXTRAL;
 	size_t before = m->ntensors;
-	for (int l = 0; l < m->cfg.layers; l++)
-		for (size_t i = 0; i < (phi3 ? 4 : 7); i++)
+	for (int l = 0; l < m->cfg.layers; l++) {
+		for (size_t i = 0; i < (phi3 ? 4 : moe ? 4 : 7); i++)
 			if (lf_model_new_lora(m, l, phi3 ? fused[i] : plain[i], 4, 2.0f, false) < 0)
 				return -1;
+		for (int e = 0; moe && e <= m->cfg.experts; e++) /* the router, then every expert's w1, w2, w3 */
+			for (int w = 1; w <= (e < m->cfg.experts ? 3 : 1); w++) {
+				char part[64];
+				if (e < m->cfg.experts)
+					snprintf(part, sizeof part, "block_sparse_moe.experts.%d.w%d", e, w);
+				else
+					snprintf(part, sizeof part, "block_sparse_moe.gate");
+				if (lf_model_new_lora(m, l, part, 4, 2.0f, false) < 0)
+					return -1;
+			}
+	}
 	for (size_t i = before; i < m->ntensors; i++) {
 		float *w = (float *)m->tensors[i].data;
 		for (size_t k = 0; k < m->tensors[i].n; k++)
@@ -295,6 +306,7 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 	bp.lora_dropout = dropout;
 	bp.neftune_mag = neftune;
 	bp.noise_seed = seed;
+	bp.moe_aux_coef = 0.05f; /* mixtral's router loss (the others have none) */
 	if (lf_backprop_loss(&bp, m, b.rows, 2, &eval_cpu, &targets_cpu) < 0 ||
 	    lf_backprop_step(&bp, m, &g, b.rows, 2, 1.0f / (float)items, &loss_cpu) < 0)
 		result(0, name, lf_errmsg());
@@ -319,9 +331,12 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 		check_close(name, "eval_loss", eval_gpu, eval_cpu, loss_tol);
 		check_close(name, "eval_targets", (double)targets_gpu, (double)targets_cpu, 0);
 		lf_cuda_train_set_noise(t, dropout, neftune, seed);
+		lf_cuda_train_set_moe_aux(t, 0.05f);
 		if (lf_cuda_train_step(t, b.rows, 2, 1.0f / (float)items, &loss_gpu) < 0)
 			result(0, name, lf_errmsg());
 		check_close(name, "loss", loss_gpu, loss_cpu, loss_tol);
+		if (m->cfg.arch == LF_ARCH_MIXTRAL)
+			check_close(name, "moe_aux_loss", lf_cuda_train_moe_aux(t), bp.moe_aux_total, loss_tol);
 		lf_cuda_train_get_grads(t, ggpu);
 		int bad = 0;
 		for (size_t i = first; i < m->ntensors; i++) {
