@@ -1,12 +1,13 @@
 /*
- * train_cuda.h — the training pass of backprop.h on an NVIDIA GPU: the
- * model's tensors, their gradients and AdamW's moments in one device arena
- * (the activations in a second, sized for the calls' tokens),
- * the forward over a micro-batch keeping what the backward needs (every
- * layer's input; the layer's inner activations recomputed per layer under
- * gradient checkpointing), the causal LM loss over the label tokens, the
- * backward adding every trained tensor's gradient, and the optimizer step
- * (clipping by the global norm, AdamW) on the device.
+ * train_cuda.h — the model on an NVIDIA GPU: backprop.h's training pass
+ * (the forward over a micro-batch keeping what the backward needs, every
+ * layer's input, the layer's inner activations recomputed per layer under
+ * gradient checkpointing; the causal LM loss over the label tokens; the
+ * backward adding every trained tensor's gradient), the optimizer step
+ * (clipping by the global norm, AdamW), model.h's inference with KV caches,
+ * and data-parallel sums over NCCL.  The model's tensors, their gradients
+ * and AdamW's moments live in one device arena made at the start, the
+ * activations in a second sized for the calls' tokens.
  *
  * The same ops in the same order as backprop.c, each a kernels/cuda twin
  * of the kernels/cpu op the CPU path calls, in one of two modes:
@@ -48,15 +49,14 @@ struct lf_cuda_train;
 int lf_cuda_train_probe(int device);
 
 /* Copy every tensor of m to GPU number device (modulo the number of GPUs:
- * a process's local rank picks its own) and size the arena for micro-batches
- * of up to max_tokens tokens, spans of up to max_span.  Gradients: the
- * trained tensors' in one device block of grad_floats floats laid out as
- * the caller's host block, tensor i's at grad_at[i] (SIZE_MAX: frozen);
- * AdamW's two moments (zero) for the trained tensors this process
- * updates: owned[i] non-zero (ZeRO stage 1), every one when owned is NULL.
- * NULL with lf_fail
- * (no GPU, an architecture or method the GPU path lacks, not enough
- * device memory). */
+ * a process's local rank picks its own) and size the arenas for
+ * micro-batches of up to max_tokens tokens, spans of up to max_span.
+ * Gradients: the trained tensors' in one device block of grad_floats
+ * floats laid out as the caller's host block, tensor i's at grad_at[i]
+ * (SIZE_MAX: frozen); AdamW's two moments (zero) for the trained tensors
+ * this process updates: owned[i] non-zero (ZeRO stage 1), every one when
+ * owned is NULL.  bf16: the bf16 mode.  NULL with lf_fail (no GPU, a
+ * method the GPU path lacks, not enough device memory). */
 struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
 					 size_t grad_floats, const unsigned char *owned, int max_tokens, int max_span,
 					 bool checkpointing, bool bf16);
