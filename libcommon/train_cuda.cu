@@ -293,7 +293,7 @@ static void mark_uses(struct lf_cuda_train *t)
 	const struct lf_model *m = t->host;
 	for (int l = 0; l < m->cfg.layers; l++) {
 		const struct lf_layer *L = &m->layers[l];
-		const float *w[] = { L->q, L->k, L->v, L->o, L->gate, L->up, L->down, L->router };
+		const float *w[] = { L->q, L->k, L->v, L->o, L->gate, L->up, L->down }; /* the router stays f32 */
 		for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
 			if (tensor_of(m, w[i]) != SIZE_MAX)
 				t->use[tensor_of(m, w[i])] |= USE_GEMM;
@@ -453,12 +453,14 @@ static const uint16_t *bf16_of(struct lf_cuda_train *t, const float *x, size_t n
 	return t->xb;
 }
 
-/* out = x W^T (+ b) (+ s B (A x)); u holds x A^T.  xb: x in bf16 (the bf16
- * mode; the adapter's products stay f32). */
+/* out = x W^T (+ b) (+ s B (A x)); u holds x A^T.  A weight with a bf16
+ * copy (the bf16 mode's) multiplies xb, x in bf16; the others (a mixtral
+ * router, whose choices would flip on rounding) and the adapters' products
+ * stay f32. */
 static void linear_fwd(struct lf_cuda_train *t, float *out, const float *x, const uint16_t *xb, struct wt w,
 		       const float *b, const struct lf_lora *lora, int N, int out_f, int in_f)
 {
-	if (t->bf16)
+	if (w.b)
 		lf_cuda_gemm_bf16(t->gemm, out, xb, w.b, N, out_f, in_f, 0, 1, 1.0f, 0.0f, t->s);
 	else
 		mm_nt(t, out, x, w.f, N, out_f, in_f);
@@ -491,7 +493,7 @@ static void linear_bwd(struct lf_cuda_train *t, float *dx, float beta, const flo
 		lf_cuda_dropout_f32(t->xdrop, x, (size_t)N * in_f, t->lora_dropout, key, 0, t->s);
 		xa = t->xdrop;
 	}
-	if (t->bf16) {
+	if (w.b) {
 		lf_cuda_f32_to_bf16(t->yb, dy, (size_t)N * out_f, t->s);
 		lf_cuda_gemm_bf16(t->gemm, dx, t->yb, w.b, N, in_f, out_f, 0, 0, 1.0f, beta, t->s);
 		if (gw)
