@@ -13,8 +13,9 @@
  * of the kernels/cpu op the CPU path calls, in one of two modes:
  *   f32:  every tensor, activation and product f32 (no TF32,
  *         kernels/cuda/gemm.h), so results match the CPU path to rounding;
- *   bf16: the linear layers' and the head's products (not mixtral's router) on the tensor cores
- *         with bf16 weights and inputs (f32 accumulation and outputs);
+ *   bf16: the linear layers' and the head's products (not mixtral's
+ *         router) on the tensor cores with bf16 weights and inputs (f32
+ *         accumulation and outputs);
  *         trained tensors keep f32 master copies (AdamW updates them, then
  *         their bf16 copies), frozen ones are held in bf16 only;
  *         activations, norms, attention, the loss, adapters' products and
