@@ -1,0 +1,2 @@
+/* cudaemu */
+#include "cuda_runtime.h"
