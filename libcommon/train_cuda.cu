@@ -670,6 +670,27 @@ static void moe_bwd(struct lf_cuda_train *t, int l, const struct acts *A, const 
 
 /* ---- one layer ---- */
 
+/* Attention: the bf16 mode's on the tensor cores (bf16 tile products, f32
+ * softmax and accumulators), the f32 mode's on CUDA cores in f32. */
+static void attention_fwd(struct lf_cuda_train *t, float *out, const float *q, const float *k, const float *v, int T,
+			  int S, int q0, const struct lf_attn *a, float *lse)
+{
+	if (t->bf16)
+		lf_cuda_attention_tc_f32(out, q, k, v, T, S, q0, a, NULL, lse, t->s);
+	else
+		lf_cuda_attention_f32(out, q, k, v, T, S, q0, a, NULL, lse, t->s);
+}
+
+static void attention_bwd(struct lf_cuda_train *t, float *dq, float *dk, float *dv, const float *dout,
+			  const float *q, const float *k, const float *v, const float *out, int T,
+			  const struct lf_attn *a, const float *lse)
+{
+	if (t->bf16)
+		lf_cuda_attention_tc_bwd_f32(dq, dk, dv, dout, q, k, v, out, T, T, 0, a, NULL, lse, t->s);
+	else
+		lf_cuda_attention_bwd_f32(dq, dk, dv, dout, q, k, v, out, T, T, 0, a, NULL, lse, t->s);
+}
+
 static struct lf_attn attn_of(const struct lf_model_config *c, int l)
 {
 	struct lf_attn a = { c->heads, c->kv_heads, c->head_dim, (float)c->attn_scale, (float)c->attn_softcap,
@@ -709,8 +730,8 @@ static void attend_cached(struct lf_cuda_train *t, int l, struct acts *A)
 		size_t layer = (size_t)l * kv->capacity * kd, at = layer + (size_t)kv->len * kd;
 		copy_d(t, kv->k + at, A->k + (size_t)row0 * kd, (size_t)T * kd);
 		copy_d(t, kv->v + at, A->v + (size_t)row0 * kd, (size_t)T * kd);
-		lf_cuda_attention_f32(A->att + (size_t)row0 * qd, A->q + (size_t)row0 * qd, kv->k + layer, kv->v + layer,
-				      T, kv->len + T, kv->len, &a, NULL, NULL, t->s);
+		attention_fwd(t, A->att + (size_t)row0 * qd, A->q + (size_t)row0 * qd, kv->k + layer, kv->v + layer, T,
+			      kv->len + T, kv->len, &a, NULL);
 	}
 }
 
@@ -744,8 +765,8 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 	for (int s = 0; !t->cached && s < t->nspans; s++) {
 		size_t s0 = (size_t)t->span_start[s];
 		int len = t->span_len[s];
-		lf_cuda_attention_f32(A->att + s0 * qd, A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, len, len, 0, &a,
-				      NULL, A->lse + s0 * nh, t->s);
+		attention_fwd(t, A->att + s0 * qd, A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, len, len, 0, &a,
+			      A->lse + s0 * nh);
 	}
 	linear_fwd(t, A->ao, A->att, bf16_of(t, A->att, (size_t)N * qd, true), W->o, L->o_b, &L->lo, N, H, qd);
 	const float *branch = A->ao;
@@ -824,9 +845,8 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 	for (int s = 0; s < t->nspans; s++) {
 		size_t s0 = (size_t)t->span_start[s];
 		int len = t->span_len[s];
-		lf_cuda_attention_bwd_f32(t->dq + s0 * qd, t->dk + s0 * kd, t->dv + s0 * kd, t->datt + s0 * qd,
-					  A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, A->att + s0 * qd, len, len,
-					  0, &a, NULL, A->lse + s0 * nh, t->s);
+		attention_bwd(t, t->dq + s0 * qd, t->dk + s0 * kd, t->dv + s0 * kd, t->datt + s0 * qd, A->q + s0 * qd,
+			      A->k + s0 * kd, A->v + s0 * kd, A->att + s0 * qd, len, &a, A->lse + s0 * nh);
 	}
 	rope_rows(t, t->dq, nh, qd, true);
 	rope_rows(t, t->dk, nkv, kd, true);

@@ -15,11 +15,11 @@
  *         kernels/cuda/gemm.h), so results match the CPU path to rounding;
  *   bf16: the linear layers' and the head's products (not mixtral's
  *         router) on the tensor cores with bf16 weights and inputs (f32
- *         accumulation and outputs);
- *         trained tensors keep f32 master copies (AdamW updates them, then
- *         their bf16 copies), frozen ones are held in bf16 only;
- *         activations, norms, attention, the loss, adapters' products and
- *         the optimizer stay f32.
+ *         accumulation and outputs), attention's tile products too
+ *         (kernels/cuda/attention_tc.cu); trained tensors keep f32 master
+ *         copies (AdamW updates them, then their bf16 copies), frozen ones
+ *         are held in bf16 only; activations, norms, softmax, the loss,
+ *         adapters' products and the optimizer stay f32.
  * Mixtral's experts: the router's softmax and top-k and the grouping of
  * the (token, choice) pairs by expert run on the host between the device's
  * products (a copy of [tokens, experts] floats each way per layer).

@@ -68,6 +68,35 @@ void lf_cuda_attention_bwd_f32(float *dq, float *dk, float *dv, const float *dou
                                const float *v, const float *out, int T, int S, int q0, const struct lf_attn *a,
                                float *scratch, const float *lse, cudaStream_t stream);
 
+/* ---- tensor cores (attention_tc.cu) ---------------------------------------------
+
+   The same two operations on tensor cores, for the bf16 mode of the GPU
+   training path: the arguments, semantics, lse layout, launch shape (one
+   256-thread block per (64-query tile, head) forward and for dq, per
+   (64-key tile, kv head) for dk/dv), stream-ordered scratch and
+   determinism (no atomics: the same bits on every run) of
+   lf_cuda_attention_f32 / lf_cuda_attention_bwd_f32 above, but every tile
+   product (Q K^T, P V; dO V^T, dS K, P^T dO, dS^T Q) takes its inputs
+   rounded to bf16 (nearest even) and accumulates in f32 (WMMA 16x16x16
+   bf16 fragments; sm_80 and later).  Masks, scaling, soft-capping, the
+   softmax statistics, lse, rowsum(dO o O) and all accumulators stay f32,
+   so results differ from the f32 kernels by the bf16 rounding of the
+   products' inputs: ~5e-3 of the largest output or gradient, a few 1e-2
+   with large logits (scores of 20 .. 30).  Head dims 1 ..
+   LF_CUDA_ATTENTION_TC_MAX_D run on tensor cores (padded with zeros to 32,
+   64, 96 or 128); larger ones (up to LF_CUDA_ATTENTION_MAX_D) fall back to
+   the f32 kernels above, with their accuracy. */
+
+/* The largest head dim the tensor-core kernels take themselves. */
+#define LF_CUDA_ATTENTION_TC_MAX_D 128
+
+void lf_cuda_attention_tc_f32(float *out, const float *q, const float *k, const float *v, int T, int S, int q0,
+                              const struct lf_attn *a, float *scratch, float *lse, cudaStream_t stream);
+
+void lf_cuda_attention_tc_bwd_f32(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                  const float *k, const float *v, const float *out, int T, int S, int q0,
+                                  const struct lf_attn *a, float *scratch, const float *lse, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

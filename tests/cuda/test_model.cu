@@ -17,7 +17,8 @@
  * fused multiply-adds); bf16 mode: logits 3e-2, gradients 5e-2, losses
  * 2e-3 (bf16 products: 8 significant bits); both: the weights after the
  * optimizer step from the CPU's gradients within 1e-5 max|w|.  Mixtral in
- * the bf16 mode: the losses only (its routing flips on near ties).
+ * the bf16 mode: the losses only (its routing flips on near ties), its
+ * router loss within 2e-2.
  *
  * usage: cuda_test_model MODEL_DIR...   (exit 0 all pass, 1 a failure,
  * 2 no device or no model)
@@ -343,7 +344,8 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 			result(0, name, lf_errmsg());
 		check_close(name, "loss", loss_gpu, loss_cpu, loss_tol);
 		if (m->cfg.arch == LF_ARCH_MIXTRAL)
-			check_close(name, "moe_aux_loss", lf_cuda_train_moe_aux(t), bp.moe_aux_total, loss_tol);
+			/* (its choice counts move by whole tokens when a near tie flips) */
+			check_close(name, "moe_aux_loss", lf_cuda_train_moe_aux(t), bp.moe_aux_total, bf16 ? 2e-2 : loss_tol);
 		lf_cuda_train_get_grads(t, ggpu);
 		int bad = 0;
 		for (size_t i = first; elementwise && i < m->ntensors; i++) {

@@ -31,7 +31,7 @@ runs() {
 	[ $rc = 0 ] || { grep '^FAIL' "$T/$name.out" | head -20; return 1; }
 }
 
-for t in ops loss_optim attention sample; do
+for t in ops loss_optim attention attention_tc sample; do
 	check "cuda_test_$t builds under the emulator" emulated "test_$t" "$ROOT/tests/cuda/test_$t.cu"
 	check "cuda_test_$t passes under the emulator (the kernels against the CPU ops)" runs "test_$t"
 done
