@@ -808,8 +808,8 @@ long lf_train_row_label_tokens(const struct lf_train_row *r)
 	return n;
 }
 
-static int check_rows(const struct lf_backprop *bp, const struct lf_model *m, const struct lf_train_row *rows,
-		      int nrows, int *N)
+int lf_train_rows_check(const struct lf_model *m, const struct lf_train_row *rows, int nrows, int max_tokens,
+			int max_span, int *N)
 {
 	*N = 0;
 	for (int r = 0; r < nrows; r++) {
@@ -818,13 +818,13 @@ static int check_rows(const struct lf_backprop *bp, const struct lf_model *m, co
 			return lf_fail("row %d: no tokens", r);
 		long sum = 0;
 		for (int s = 0; q->spans && s < q->nspans; s++) {
-			if (q->spans[s] < 1 || q->spans[s] > (uint32_t)bp->max_span)
-				return lf_fail("row %d: span %d of %u tokens (1 to %d)", r, s, q->spans[s], bp->max_span);
+			if (q->spans[s] < 1 || q->spans[s] > (uint32_t)max_span)
+				return lf_fail("row %d: span %d of %u tokens (1 to %d)", r, s, q->spans[s], max_span);
 			sum += q->spans[s];
 		}
-		if (q->spans ? sum != q->T : q->T > bp->max_span)
+		if (q->spans ? sum != q->T : q->T > max_span)
 			return lf_fail("row %d: spans of %ld tokens for %d tokens (longest %d)", r, sum, q->T,
-				       bp->max_span);
+				       max_span);
 		for (int t = 0; t < q->T; t++) {
 			if (q->ids[t] < 0 || q->ids[t] >= m->cfg.vocab)
 				return lf_fail("row %d: token id %d is outside the vocabulary (%d)", r, q->ids[t],
@@ -834,8 +834,8 @@ static int check_rows(const struct lf_backprop *bp, const struct lf_model *m, co
 		}
 		*N += q->T;
 	}
-	if (*N > bp->max_tokens)
-		return lf_fail("a micro-batch of %d tokens; the buffers hold %d", *N, bp->max_tokens);
+	if (*N > max_tokens)
+		return lf_fail("a micro-batch of %d tokens; the buffers hold %d", *N, max_tokens);
 	return 0;
 }
 
@@ -846,7 +846,7 @@ static int prepare(struct lf_backprop *bp, const struct lf_model *m, const struc
 {
 	const struct lf_model_config *c = &m->cfg;
 	int N, H = c->hidden, half = c->rope.rotary_dim / 2;
-	if (check_rows(bp, m, rows, nrows, &N) < 0)
+	if (lf_train_rows_check(m, rows, nrows, bp->max_tokens, bp->max_span, &N) < 0)
 		return -1;
 	float embed_scale = c->embed_scale ? (float)sqrt((double)H) : 1.0f;
 	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {

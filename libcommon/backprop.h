@@ -117,6 +117,12 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 int lf_backprop_loss(struct lf_backprop *bp, const struct lf_model *m, const struct lf_train_row *rows, int nrows,
 		     double *loss_sum, long *targets);
 
+/* Whether a micro-batch's rows fit buffers of max_tokens tokens, spans of
+ * max_span, with ids in the vocabulary and labels ids or -100: 0 with *N
+ * its tokens, or -1 with lf_fail naming the row. */
+int lf_train_rows_check(const struct lf_model *m, const struct lf_train_row *rows, int nrows, int max_tokens,
+			int max_span, int *N);
+
 /* The label tokens of a row as transformers counts num_items_in_batch:
  * labels != -100 at every position, the first included (unshifted). */
 long lf_train_row_label_tokens(const struct lf_train_row *r);

@@ -949,37 +949,6 @@ static void head_fwd_bwd(struct lf_cuda_train *t, const float *x, float *dx, int
 
 /* ---- a micro-batch ---- */
 
-static int check_rows(const struct lf_cuda_train *t, const struct lf_train_row *rows, int nrows, int *N)
-{
-	const struct lf_model *m = t->host;
-	*N = 0;
-	for (int r = 0; r < nrows; r++) {
-		const struct lf_train_row *q = &rows[r];
-		if (q->T < 1)
-			return lf_fail("row %d: no tokens", r);
-		long sum = 0;
-		for (int s = 0; q->spans && s < q->nspans; s++) {
-			if (q->spans[s] < 1 || q->spans[s] > (uint32_t)t->max_span)
-				return lf_fail("row %d: span %d of %u tokens (1 to %d)", r, s, q->spans[s], t->max_span);
-			sum += q->spans[s];
-		}
-		if (q->spans ? sum != q->T : q->T > t->max_span)
-			return lf_fail("row %d: spans of %ld tokens for %d tokens (longest %d)", r, sum, q->T,
-				       t->max_span);
-		for (int i = 0; i < q->T; i++) {
-			if (q->ids[i] < 0 || q->ids[i] >= m->cfg.vocab)
-				return lf_fail("row %d: token id %d is outside the vocabulary (%d)", r, q->ids[i],
-					       m->cfg.vocab);
-			if (q->labels[i] >= m->cfg.vocab || (q->labels[i] < 0 && q->labels[i] != -100))
-				return lf_fail("row %d: label %d is neither a token id nor -100", r, q->labels[i]);
-		}
-		*N += q->T;
-	}
-	if (*N > t->max_tokens)
-		return lf_fail("a micro-batch of %d tokens; the buffers hold %d", *N, t->max_tokens);
-	return 0;
-}
-
 /* The call's ids, positions and RoPE frequencies (host) to the device. */
 static void upload_call(struct lf_cuda_train *t, int N)
 {
@@ -1012,7 +981,7 @@ static int prepare(struct lf_cuda_train *t, const struct lf_train_row *rows, int
 {
 	const struct lf_model *m = t->host;
 	int N, half = m->cfg.rope.rotary_dim / 2;
-	if (check_rows(t, rows, nrows, &N) < 0)
+	if (lf_train_rows_check(t->host, rows, nrows, t->max_tokens, t->max_span, &N) < 0)
 		return -1;
 	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
 		const struct lf_train_row *q = &rows[r];

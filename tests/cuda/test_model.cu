@@ -17,8 +17,9 @@
  * fused multiply-adds); bf16 mode: logits 3e-2, gradients 5e-2, losses
  * 2e-3 (bf16 products: 8 significant bits); both: the weights after the
  * optimizer step from the CPU's gradients within 1e-5 max|w|.  Mixtral in
- * the bf16 mode: the losses only (its routing flips on near ties), its
- * router loss within 2e-2.
+ * the bf16 mode: its losses only, within 2e-2, a sanity check (a near tie
+ * between two experts routes a token elsewhere than in f32, and the loss
+ * moves with it); its f32 mode is checked as every other architecture.
  *
  * usage: cuda_test_model MODEL_DIR...   (exit 0 all pass, 1 a failure,
  * 2 no device or no model)
@@ -328,6 +329,8 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 		 * its elementwise checks would compare different functions, so
 		 * only its losses are compared */
 		bool elementwise = !(bf16 && m->cfg.arch == LF_ARCH_MIXTRAL);
+		if (!elementwise) /* the losses: a sanity check */
+			loss_tol = 2e-2;
 		if (elementwise)
 			check_logits(m, t, &b.rows[0], name, bf16 ? BF16_LOGITS_TOL : GRAD_TOL);
 		if (elementwise && (!lora || dropout == 0))
@@ -344,8 +347,7 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 			result(0, name, lf_errmsg());
 		check_close(name, "loss", loss_gpu, loss_cpu, loss_tol);
 		if (m->cfg.arch == LF_ARCH_MIXTRAL)
-			/* (its choice counts move by whole tokens when a near tie flips) */
-			check_close(name, "moe_aux_loss", lf_cuda_train_moe_aux(t), bp.moe_aux_total, bf16 ? 2e-2 : loss_tol);
+			check_close(name, "moe_aux_loss", lf_cuda_train_moe_aux(t), bp.moe_aux_total, loss_tol);
 		lf_cuda_train_get_grads(t, ggpu);
 		int bad = 0;
 		for (size_t i = first; elementwise && i < m->ntensors; i++) {
