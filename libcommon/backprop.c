@@ -575,25 +575,7 @@ static void moe_bwd(const struct lf_model *m, const struct lf_layer *L, const st
 			d[j] += g[j];
 	}
 	/* the router: w_k = p_k / P over the chosen, then the softmax */
-	for (int t = 0; t < N; t++) {
-		const float *p = A->probs + (size_t)t * E, *w = A->weights + (size_t)t * K;
-		const float *dw = bp->dweights + (size_t)t * K;
-		const int *ch = A->choice + (size_t)t * K;
-		float *dp = bp->dprobs + (size_t)t * E, P = 0, dot = 0;
-		for (int e = 0; e < E; e++)
-			dp[e] = aux_grad ? (float)aux_grad[e] : 0.0f;
-		for (int k = 0; k < K; k++) {
-			P += p[ch[k]];
-			dot += dw[k] * w[k];
-		}
-		for (int k = 0; k < K; k++)
-			dp[ch[k]] += (dw[k] - dot) / P;
-		float s = 0;
-		for (int e = 0; e < E; e++)
-			s += dp[e] * p[e];
-		for (int e = 0; e < E; e++)
-			dp[e] = p[e] * (dp[e] - s);
-	}
+	lf_cpu_router_bwd_f32(bp->dprobs, A->probs, A->choice, A->weights, bp->dweights, aux_grad, N, E, K);
 	/* dxn2 += dlogits Wr (+ the router's adapter) */
 	linear_bwd(bp, bp->dxe, 0.0f, bp->dprobs, A->xn2, L->router, &L->lrouter, G->router, NULL, &G->lrouter, bp->lora_u,
 		   bp->lora_t, N, E, H);

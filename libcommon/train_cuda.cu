@@ -11,6 +11,7 @@ extern "C" {
 }
 
 #include "cpu/bf16.h"
+#include "cpu/grad.h"
 #include "cuda/attention.h"
 #include "cuda/convert.h"
 #include "cuda/cuda_check.h"
@@ -641,25 +642,7 @@ static void moe_bwd(struct lf_cuda_train *t, int l, const struct acts *A, const 
 	LF_CUDA_CHECK(cudaMemcpyAsync(t->dweights_h, t->dweights, (size_t)N * K * sizeof(float), cudaMemcpyDeviceToHost,
 				      t->s));
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
-	for (int i = 0; i < N; i++) {
-		const float *p = A->probs_h + (size_t)i * E, *w = A->weights_h + (size_t)i * K;
-		const float *dw = t->dweights_h + (size_t)i * K;
-		const int *ch = A->choice + (size_t)i * K;
-		float *dp = t->dprobs_h + (size_t)i * E, P = 0, dot = 0;
-		for (int e = 0; e < E; e++)
-			dp[e] = aux_grad ? (float)aux_grad[e] : 0.0f;
-		for (int k = 0; k < K; k++) {
-			P += p[ch[k]];
-			dot += dw[k] * w[k];
-		}
-		for (int k = 0; k < K; k++)
-			dp[ch[k]] += (dw[k] - dot) / P;
-		float sum = 0;
-		for (int e = 0; e < E; e++)
-			sum += dp[e] * p[e];
-		for (int e = 0; e < E; e++)
-			dp[e] = p[e] * (dp[e] - sum);
-	}
+	lf_cpu_router_bwd_f32(t->dprobs_h, A->probs_h, A->choice, A->weights_h, t->dweights_h, aux_grad, N, E, K);
 	to_device(t, t->dprobs, t->dprobs_h, (size_t)N * E * sizeof(float));
 	const uint16_t *xb = bf16_of(t, A->xn2, (size_t)N * H, G->router);
 	linear_bwd(t, t->dxe, 0.0f, t->dprobs, A->xn2, xb, W->router, &L->lrouter, G->router, NULL, &G->lrouter, N, E,

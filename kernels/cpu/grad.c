@@ -42,6 +42,29 @@ void lf_cpu_bias_grad_f32(float *db, const float *dy, int M, int N)
     }
 }
 
+void lf_cpu_router_bwd_f32(float *dlogits, const float *probs, const int *choice, const float *weights,
+                           const float *dweights, const double *aux_grad, int T, int E, int K)
+{
+    for (int t = 0; t < T; t++) {
+        const float *p = probs + (size_t)t * E, *w = weights + (size_t)t * K, *dw = dweights + (size_t)t * K;
+        const int *ch = choice + (size_t)t * K;
+        float *dp = dlogits + (size_t)t * E, P = 0, dot = 0;
+        for (int e = 0; e < E; e++)
+            dp[e] = aux_grad ? (float)aux_grad[e] : 0.0f;
+        for (int k = 0; k < K; k++) {
+            P += p[ch[k]];
+            dot += dw[k] * w[k];
+        }
+        for (int k = 0; k < K; k++)
+            dp[ch[k]] += (dw[k] - dot) / P;
+        float s = 0;
+        for (int e = 0; e < E; e++)
+            s += dp[e] * p[e];
+        for (int e = 0; e < E; e++)
+            dp[e] = p[e] * (dp[e] - s);
+    }
+}
+
 void lf_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *x, const float *w, int T, int n,
                             float eps, float offset)
 {

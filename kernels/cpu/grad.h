@@ -29,6 +29,15 @@ void lf_cpu_matmul_tn_acc_f32(float *out, const float *a, const float *b, int M,
 /* db[j] += sum over the M rows of dy[m, j] (a bias's gradient). */
 void lf_cpu_bias_grad_f32(float *db, const float *dy, int M, int N);
 
+/* Backward of lf_cpu_router_topk_f32 over T tokens: from probs [T, E] (the
+   softmax), choice and weights [T, K] and dweights [T, K] (the gradient of
+   the choices' weights), dlogits [T, E] = the gradient of the router's
+   logits through the renormalisation w_k = p_k / sum of the chosen p and
+   the softmax; aux_grad [E] (or NULL) is added to every token's gradient
+   of its probabilities first (mixtral's load-balancing loss). */
+void lf_cpu_router_bwd_f32(float *dlogits, const float *probs, const int *choice, const float *weights,
+                           const float *dweights, const double *aux_grad, int T, int E, int K);
+
 /* Backward of lf_cpu_rmsnorm_f32 (y = x r (w + offset), r = 1/sqrt(mean
    x^2 + eps)): dx += the gradient through x; dw += sum over rows of
    dy x r (dw may be NULL: a norm that is not trained). */
