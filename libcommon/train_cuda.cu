@@ -74,8 +74,11 @@ struct lf_cuda_train {
 	float **dt;              /* per tensor of the table: its f32 device copy, or NULL */
 	uint16_t **bt;           /* ... its bf16 copy (the bf16 mode's products), or NULL */
 	int *use;                /* ... USE_GEMM | USE_LOOKUP */
-	size_t *grad_at, gn;
+	size_t *grad_at, gn;     /* the gradients: where each tensor's are in t->grads (SIZE_MAX: frozen) */
+	size_t *host_at;         /* ... and in the caller's host block (lf_cuda_train_get_grads) */
 	size_t *mom_at, mn;      /* AdamW's moments: where each tensor's are (SIZE_MAX: not this process's) */
+	size_t *follow;          /* placement: the tensor placed right after each one, or SIZE_MAX */
+	bool *follower;          /* ... whether a tensor is placed after another (not where the table puts it) */
 	float *grads, *mom1, *mom2;
 	struct dmem wmem, amem; /* the arenas: weights and optimizer; activations (max_tokens) */
 	cudaStream_t s;
@@ -107,6 +110,7 @@ struct lf_cuda_train {
 	float *inv_freq, *attn_factor;
 	float lora_dropout, neftune_mag;
 	uint64_t noise_seed;
+	long lora_shared; /* forwards and backwards of adapters that shared x A^T (lora_share) */
 	char device[300];
 	/* data parallel (lf_cuda_train_join): the group's NCCL communicator, a
 	 * stream for its sums, and each layer's range of the gradient block
@@ -170,18 +174,128 @@ static void acts_carve(struct lf_cuda_train *t, struct dmem *a, struct acts *A, 
 	A->pair_of_d = moe ? (int32_t *)carve(a, P * sizeof(int32_t)) : NULL;
 }
 
-/* The weights' arena: the tensors (f32 and bf16 copies), gradients,
- * moments, cuBLASLt's workspace, the optimizer's scalars. */
+/* The index of the model's tensor that holds host address p, or SIZE_MAX. */
+static size_t tensor_of(const struct lf_model *m, const float *p)
+{
+	for (size_t i = 0; p && i < m->ntensors; i++) {
+		const float *d = m->tensors[i].data;
+		if (p >= d && p < d + m->tensors[i].n)
+			return i;
+	}
+	return SIZE_MAX;
+}
+
+/* The adapters of layer L's modules that read the same input, set number
+ * k of them: q, k, v; gate, up; expert e's w1, w3 (k = 2 + e).  Their
+ * number (0: no set k), at most LORA_SET_MAX. */
+enum { LORA_SET_MAX = 3 };
+
+static int lora_set(const struct lf_layer *L, int experts, int k, const struct lf_lora **set)
+{
+	if (k == 0) {
+		set[0] = &L->lq;
+		set[1] = &L->lk;
+		set[2] = &L->lv;
+		return 3;
+	}
+	if (k == 1) {
+		set[0] = &L->lgate;
+		set[1] = &L->lup;
+		return 2;
+	}
+	if (!L->lw1 || !L->lw3 || k - 2 >= experts)
+		return 0;
+	set[0] = &L->lw1[k - 2];
+	set[1] = &L->lw3[k - 2];
+	return 2;
+}
+
+/* Where tensors are placed, in the arena and in the gradient block: in
+ * the table's order, except that the A matrices of a set of adapters
+ * (lora_set) of one rank, each its own tensor, are placed one after
+ * another without a gap, so that one product makes x A^T for the whole
+ * set (lora_share).  Sets the follow and follower arrays. */
+static void placement(struct lf_cuda_train *t)
+{
+	const struct lf_model *m = t->host;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		t->follow[i] = SIZE_MAX;
+		t->follower[i] = false;
+	}
+	for (int l = 0; l < m->cfg.layers; l++)
+		for (int k = 0;; k++) {
+			const struct lf_lora *all[LORA_SET_MAX], *set[LORA_SET_MAX];
+			int na = lora_set(&m->layers[l], m->cfg.experts, k, all), n = 0;
+			if (!na)
+				break;
+			for (int j = 0; j < na; j++)
+				if (all[j]->r)
+					set[n++] = all[j];
+			size_t a[LORA_SET_MAX];
+			bool join = true;
+			for (int j = 0; j < n; j++) {
+				a[j] = tensor_of(m, set[j]->A);
+				join = join && set[j]->r == set[0]->r && a[j] != SIZE_MAX &&
+				       set[j]->A == m->tensors[a[j]].data && m->tensors[a[j]].n == m->tensors[a[0]].n &&
+				       (t->host_at[a[j]] == SIZE_MAX) == (t->host_at[a[0]] == SIZE_MAX) &&
+				       !t->use[a[j]] && t->follow[a[j]] == SIZE_MAX && !t->follower[a[j]];
+				for (int i = 0; i < j; i++)
+					join = join && a[i] != a[j]; /* one tensor for all (phi3): nothing to place */
+			}
+			for (int j = 1; join && j < n; j++) {
+				t->follow[a[j - 1]] = a[j];
+				t->follower[a[j]] = true;
+			}
+		}
+}
+
+/* the floats of the tensors placed from tensor i on (i and its followers) */
+static size_t run_floats(const struct lf_cuda_train *t, size_t i)
+{
+	size_t n = 0;
+	for (size_t j = i; j != SIZE_MAX; j = t->follow[j])
+		n += t->host->tensors[j].n;
+	return n;
+}
+
+/* Each trained tensor's place in the gradient block: runs (placement)
+ * without gaps, each run at a multiple of 64 floats (256 bytes). */
+static void layout_grads(struct lf_cuda_train *t)
+{
+	const struct lf_model *m = t->host;
+	t->gn = 0;
+	for (size_t i = 0; i < m->ntensors; i++)
+		t->grad_at[i] = SIZE_MAX;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		if (t->follower[i] || t->host_at[i] == SIZE_MAX)
+			continue;
+		for (size_t j = i; j != SIZE_MAX; j = t->follow[j]) {
+			t->grad_at[j] = t->gn;
+			t->gn += m->tensors[j].n;
+		}
+		t->gn = (t->gn + 63) / 64 * 64;
+	}
+}
+
+/* The weights' arena: the tensors (f32 and bf16 copies; runs of tensors
+ * without gaps, placement), gradients, moments, cuBLASLt's workspace, the
+ * optimizer's scalars. */
 static void layout_weights(struct lf_cuda_train *t)
 {
 	const struct lf_model *m = t->host;
 	struct dmem *a = &t->wmem;
 	a->used = 0;
 	for (size_t i = 0; i < m->ntensors; i++) {
-		size_t n = m->tensors[i].n;
+		if (t->follower[i])
+			continue;
+		size_t n = run_floats(t, i);
 		bool gemm = t->bf16 && (t->use[i] & USE_GEMM), trained = t->grad_at[i] != SIZE_MAX;
-		t->dt[i] = !gemm || trained || (t->use[i] & USE_LOOKUP) ? carve_f(a, n) : NULL;
-		t->bt[i] = gemm ? (uint16_t *)carve(a, n * sizeof(uint16_t)) : NULL;
+		float *f = !gemm || trained || (t->use[i] & USE_LOOKUP) ? carve_f(a, n) : NULL;
+		for (size_t j = i; j != SIZE_MAX; j = t->follow[j]) {
+			t->dt[j] = f;
+			f = f ? f + m->tensors[j].n : NULL;
+		}
+		t->bt[i] = gemm ? (uint16_t *)carve(a, n * sizeof(uint16_t)) : NULL; /* a run's are never products' */
 	}
 	t->grads = carve_f(a, t->gn);
 	t->mom1 = carve_f(a, t->mn);
@@ -224,8 +338,8 @@ static void layout_acts(struct lf_cuda_train *t)
 	t->datt = carve_f(a, N * qd);
 	t->dgate = carve_f(a, P * I);
 	t->dup = carve_f(a, P * I);
-	t->lora_u = carve_f(a, P * r);
-	t->lora_t = carve_f(a, P * r);
+	t->lora_u = carve_f(a, P * r * LORA_SET_MAX); /* x A^T of a set of modules (lora_share) */
+	t->lora_t = carve_f(a, P * r * LORA_SET_MAX);
 	t->xdrop = m->max_rank > 0 ? carve_f(a, P * wide) : NULL;
 	t->tdrop = m->max_rank > 0 ? carve_f(a, P * wide) : NULL;
 	t->deo = moe ? carve_f(a, P * H) : NULL;
@@ -248,17 +362,6 @@ static void layout_acts(struct lf_cuda_train *t)
 }
 
 /* ---- the device view of the model ---- */
-
-/* The index of the model's tensor that holds host address p, or SIZE_MAX. */
-static size_t tensor_of(const struct lf_model *m, const float *p)
-{
-	for (size_t i = 0; p && i < m->ntensors; i++) {
-		const float *d = m->tensors[i].data;
-		if (p >= d && p < d + m->tensors[i].n)
-			return i;
-	}
-	return SIZE_MAX;
-}
 
 /* The device copies of host address p inside one of the model's tensors
  * (NULLs for NULL); *missing set when p is in none of them. */
@@ -395,13 +498,6 @@ static void mm_nt(struct lf_cuda_train *t, float *out, const float *a, const flo
 	lf_cuda_gemm_f32(t->gemm, out, a, b, M, N, K, 0, 1, 1.0f, 0.0f, t->s);
 }
 
-/* out[M,N] += scale a[M,K] b[N,K]^T */
-static void mm_nt_acc(struct lf_cuda_train *t, float *out, const float *a, const float *b, int M, int N, int K,
-		      float scale)
-{
-	lf_cuda_gemm_f32(t->gemm, out, a, b, M, N, K, 0, 1, scale, 1.0f, t->s);
-}
-
 /* out[M,K] = beta out + a[M,N] b[N,K] */
 static void mm_nn(struct lf_cuda_train *t, float *out, const float *a, const float *b, int M, int N, int K,
 		  float beta)
@@ -454,72 +550,195 @@ static const uint16_t *bf16_of(struct lf_cuda_train *t, const float *x, size_t n
 	return t->xb;
 }
 
-/* out = x W^T (+ b) (+ s B (A x)); u holds x A^T.  A weight with a bf16
- * copy (the bf16 mode's) multiplies xb, x in bf16; the others (a mixtral
- * router, whose choices would flip on rounding) and the adapters' products
- * stay f32. */
+/* A linear module as the products see it: its weight, bias, adapter and
+ * output width; for the backward, its gradients (NULL: not trained). */
+struct lin {
+	struct wt w;
+	const float *b;
+	const struct lf_lora *lora;
+	int out_f;
+	float *gw, *gb;
+	const struct lf_lora_grad *gl;
+};
+
+/* Whether n modules that read the same x can take their adapters' x A^T
+ * from one product u = x [A_0; A_1; ...]^T: the width of u, with module
+ * i's columns at i * *step; 0: each needs its own.  One A tensor for all
+ * (phi3's fused modules, one dropout mask): width r, step 0.  A's placed
+ * one after another (placement), their gradients too where trained, x not
+ * masked per module (LoRA dropout): width n r, step r.  One module: its r. */
+static int lora_share(const struct lf_cuda_train *t, const struct lin *mods, int n, int in_f, bool grads, int *step)
+{
+	const struct lf_lora *l0 = mods[0].lora;
+	int r = l0->r;
+	bool same = true, stacked = !dropping(t, l0);
+	for (int i = 0; i < n; i++) {
+		const struct lf_lora *l = mods[i].lora;
+		if (!r || l->r != r)
+			return 0;
+		size_t at = (size_t)i * r * in_f;
+		same = same && l->A == l0->A;
+		stacked = stacked && l->A == l0->A + at;
+		if (grads) {
+			const float *gA = mods[i].gl->A, *g0 = mods[0].gl->A;
+			same = same && gA == g0;
+			stacked = stacked && (g0 ? gA == g0 + at : !gA);
+		}
+	}
+	*step = same ? 0 : r;
+	return same ? r : stacked ? n * r : 0;
+}
+
+/* outs[i] += s_i (x A_i^T) B_i^T over the modules' adapters (each of rank
+ * r > 0), u = x A^T in t->lora_u: one product for modules that share it
+ * (lora_share). */
+static void lora_fwd(struct lf_cuda_train *t, const struct lin *mods, int n, float *const *outs, const float *x,
+		     int N, int in_f)
+{
+	int step, width = lora_share(t, mods, n, in_f, false, &step);
+	if (!width) {
+		for (int i = 0; i < n; i++)
+			lora_fwd(t, &mods[i], 1, &outs[i], x, N, in_f);
+		return;
+	}
+	const struct lf_lora *l0 = mods[0].lora;
+	const float *xa = x;
+	t->lora_shared += n > 1;
+	if (dropping(t, l0)) {
+		lf_cuda_dropout_f32(t->xdrop, x, (size_t)N * in_f, t->lora_dropout, dropout_key(t, l0), 0, t->s);
+		xa = t->xdrop;
+	}
+	mm_nt(t, t->lora_u, xa, l0->A, N, width, in_f);
+	for (int i = 0; i < n; i++) {
+		const struct lf_lora *l = mods[i].lora;
+		lf_cuda_gemm_f32_ld(t->gemm, outs[i], mods[i].out_f, t->lora_u + (size_t)i * step, width, l->B, l->r, N,
+				    mods[i].out_f, l->r, 0, 1, l->scale, 1.0f, t->s);
+	}
+}
+
+/* outs[i] = x W_i^T (+ b_i) (+ the adapter's part) for n modules that read
+ * the same x (in bf16: xb, where the bf16 mode has a copy of W).  A weight
+ * with a bf16 copy multiplies xb; the others (a mixtral router, whose
+ * choices would flip on rounding) and the adapters' products stay f32. */
+static void linears_fwd(struct lf_cuda_train *t, const struct lin *mods, int n, float *const *outs, const float *x,
+			const uint16_t *xb, int N, int in_f)
+{
+	struct lin adapted[LORA_SET_MAX];
+	float *aouts[LORA_SET_MAX];
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		const struct lin *m = &mods[i];
+		if (m->w.b)
+			lf_cuda_gemm_bf16(t->gemm, outs[i], xb, m->w.b, N, m->out_f, in_f, 0, 1, 1.0f, 0.0f, t->s);
+		else
+			mm_nt(t, outs[i], x, m->w.f, N, m->out_f, in_f);
+		if (m->lora->r) {
+			adapted[k] = *m;
+			aouts[k++] = outs[i];
+		}
+	}
+	if (k)
+		lora_fwd(t, adapted, k, aouts, x, N, in_f);
+	for (int i = 0; i < n; i++)
+		if (mods[i].b)
+			lf_cuda_bias_add_f32(outs[i], mods[i].b, N, mods[i].out_f, t->s);
+}
+
 static void linear_fwd(struct lf_cuda_train *t, float *out, const float *x, const uint16_t *xb, struct wt w,
 		       const float *b, const struct lf_lora *lora, int N, int out_f, int in_f)
 {
-	if (w.b)
-		lf_cuda_gemm_bf16(t->gemm, out, xb, w.b, N, out_f, in_f, 0, 1, 1.0f, 0.0f, t->s);
-	else
-		mm_nt(t, out, x, w.f, N, out_f, in_f);
-	if (lora->r) {
-		const float *xa = x;
-		if (dropping(t, lora)) {
-			lf_cuda_dropout_f32(t->xdrop, x, (size_t)N * in_f, t->lora_dropout, dropout_key(t, lora), 0, t->s);
-			xa = t->xdrop;
-		}
-		mm_nt(t, t->lora_u, xa, lora->A, N, lora->r, in_f);
-		mm_nt_acc(t, out, t->lora_u, lora->B, N, out_f, lora->r, lora->scale);
-	}
-	if (b)
-		lf_cuda_bias_add_f32(out, b, N, out_f, t->s);
+	struct lin m = { w, b, lora, out_f, NULL, NULL, NULL };
+	linears_fwd(t, &m, 1, &out, x, xb, N, in_f);
 }
 
-/* dx = beta dx + dy W (+ the adapter's part); gradients where trained.
- * xb: x in bf16 where the bf16 mode trains W. */
-static void linear_bwd(struct lf_cuda_train *t, float *dx, float beta, const float *dy, const float *x,
-		       const uint16_t *xb, struct wt w, const struct lf_lora *lora, float *gw, float *gb,
-		       const struct lf_lora_grad *gl, int N, int out_f, int in_f)
+/* The adapters' backward for modules (each of rank r > 0) that read x:
+ * with u = x A^T and tt = sum_i s_i dy_i B_i (t->lora_u, t->lora_t; one
+ * product each for modules that share u, lora_share), dB_i += s_i dy_i^T
+ * u_i, dA += tt^T x, dx += tt A (through the dropout mask where x was
+ * masked). */
+static void lora_bwd(struct lf_cuda_train *t, const struct lin *mods, int n, const float *const *dys, float *dx,
+		     const float *x, int N, int in_f)
 {
-	if (gb)
-		lf_cuda_bias_grad_f32(gb, dy, N, out_f, t->s);
-	int r = lora->r;
+	int step, width = lora_share(t, mods, n, in_f, true, &step);
+	if (!width) {
+		for (int i = 0; i < n; i++)
+			lora_bwd(t, &mods[i], 1, &dys[i], dx, x, N, in_f);
+		return;
+	}
+	const struct lf_lora *l0 = mods[0].lora;
 	const float *xa = x;
-	bool drop = dropping(t, lora);
-	uint64_t key = drop ? dropout_key(t, lora) : 0;
+	bool drop = dropping(t, l0);
+	t->lora_shared += n > 1;
+	uint64_t key = drop ? dropout_key(t, l0) : 0;
 	if (drop) {
 		lf_cuda_dropout_f32(t->xdrop, x, (size_t)N * in_f, t->lora_dropout, key, 0, t->s);
 		xa = t->xdrop;
 	}
-	if (w.b) {
-		lf_cuda_f32_to_bf16(t->yb, dy, (size_t)N * out_f, t->s);
-		lf_cuda_gemm_bf16(t->gemm, dx, t->yb, w.b, N, in_f, out_f, 0, 0, 1.0f, beta, t->s);
-		if (gw)
-			lf_cuda_gemm_bf16(t->gemm, gw, t->yb, xb, out_f, in_f, N, 1, 0, 1.0f, 1.0f, t->s);
-	} else {
-		mm_nn(t, dx, dy, w.f, N, out_f, in_f, beta);
-		if (gw)
-			mm_tn_acc(t, gw, dy, x, N, out_f, in_f, 1.0f);
+	bool any_gB = false;
+	for (int i = 0; i < n; i++)
+		any_gB = any_gB || mods[i].gl->B;
+	if (any_gB)
+		mm_nt(t, t->lora_u, xa, l0->A, N, width, in_f);
+	for (int i = 0; i < n; i++) {
+		const struct lf_lora *l = mods[i].lora;
+		int of = mods[i].out_f;
+		size_t at = (size_t)i * step;
+		lf_cuda_gemm_f32_ld(t->gemm, t->lora_t + at, width, dys[i], of, l->B, l->r, N, l->r, of, 0, 0, l->scale,
+				    step || !i ? 0.0f : 1.0f, t->s);
+		if (mods[i].gl->B)
+			lf_cuda_gemm_f32_ld(t->gemm, mods[i].gl->B, l->r, dys[i], of, t->lora_u + at, width, of, l->r, N,
+					    1, 0, l->scale, 1.0f, t->s);
 	}
-	if (!r)
-		return;
-	/* u = x A^T, t = s dy B: dx += t A, dB += s dy^T u, dA += t^T x */
-	mm_nt(t, t->lora_u, xa, lora->A, N, r, in_f);
-	mm_nn(t, t->lora_t, dy, lora->B, N, out_f, r, 0.0f);
-	lf_cuda_grad_scale_f32(t->lora_t, (size_t)N * r, lora->scale, t->s);
-	if (gl->B)
-		mm_tn_acc(t, gl->B, dy, t->lora_u, N, out_f, r, lora->scale);
-	if (gl->A)
-		mm_tn_acc(t, gl->A, t->lora_t, xa, N, r, in_f, 1.0f);
+	if (mods[0].gl->A)
+		mm_tn_acc(t, mods[0].gl->A, t->lora_t, xa, N, width, in_f, 1.0f);
 	if (!drop) {
-		mm_nn(t, dx, t->lora_t, lora->A, N, r, in_f, 1.0f);
+		mm_nn(t, dx, t->lora_t, l0->A, N, width, in_f, 1.0f);
 		return;
 	}
-	mm_nn(t, t->tdrop, t->lora_t, lora->A, N, r, in_f, 0.0f);
+	mm_nn(t, t->tdrop, t->lora_t, l0->A, N, width, in_f, 0.0f);
 	lf_cuda_dropout_f32(dx, t->tdrop, (size_t)N * in_f, t->lora_dropout, key, 1, t->s);
+}
+
+/* dx = beta dx + sum_i dy_i W_i (+ the adapters' parts) for n modules that
+ * read the same x (xb: x in bf16 where the bf16 mode trains a W);
+ * gradients where trained. */
+static void linears_bwd(struct lf_cuda_train *t, const struct lin *mods, int n, const float *const *dys, float *dx,
+			float beta, const float *x, const uint16_t *xb, int N, int in_f)
+{
+	struct lin adapted[LORA_SET_MAX];
+	const float *adys[LORA_SET_MAX];
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		const struct lin *m = &mods[i];
+		const float *dy = dys[i];
+		float b = i ? 1.0f : beta;
+		if (m->gb)
+			lf_cuda_bias_grad_f32(m->gb, dy, N, m->out_f, t->s);
+		if (m->w.b) {
+			lf_cuda_f32_to_bf16(t->yb, dy, (size_t)N * m->out_f, t->s);
+			lf_cuda_gemm_bf16(t->gemm, dx, t->yb, m->w.b, N, in_f, m->out_f, 0, 0, 1.0f, b, t->s);
+			if (m->gw)
+				lf_cuda_gemm_bf16(t->gemm, m->gw, t->yb, xb, m->out_f, in_f, N, 1, 0, 1.0f, 1.0f, t->s);
+		} else {
+			mm_nn(t, dx, dy, m->w.f, N, m->out_f, in_f, b);
+			if (m->gw)
+				mm_tn_acc(t, m->gw, dy, x, N, m->out_f, in_f, 1.0f);
+		}
+		if (m->lora->r) {
+			adapted[k] = *m;
+			adys[k++] = dy;
+		}
+	}
+	if (k)
+		lora_bwd(t, adapted, k, adys, dx, x, N, in_f);
+}
+
+static void linear_bwd(struct lf_cuda_train *t, float *dx, float beta, const float *dy, const float *x,
+		       const uint16_t *xb, struct wt w, const struct lf_lora *lora, float *gw, float *gb,
+		       const struct lf_lora_grad *gl, int N, int out_f, int in_f)
+{
+	struct lin m = { w, NULL, lora, out_f, gw, gb, gl };
+	linears_bwd(t, &m, 1, &dy, dx, beta, x, xb, N, in_f);
 }
 
 /* ---- mixture of experts (mixtral): backprop.c's moe_route, moe_fwd,
@@ -593,10 +812,9 @@ static void moe_fwd(struct lf_cuda_train *t, int l, struct acts *A, const uint16
 		if (!n)
 			continue;
 		size_t oi = (size_t)i0 * I, oh = (size_t)i0 * H;
-		linear_fwd(t, A->gate + oi, A->xe + oh, xeb ? xeb + oh : NULL, W->w1[e], NULL, expert_lora(L->lw1, e),
-			   n, I, H);
-		linear_fwd(t, A->up + oi, A->xe + oh, xeb ? xeb + oh : NULL, W->w3[e], NULL, expert_lora(L->lw3, e), n,
-			   I, H);
+		struct lin w13[] = { { W->w1[e], NULL, expert_lora(L->lw1, e), I }, { W->w3[e], NULL, expert_lora(L->lw3, e), I } };
+		float *w13_out[] = { A->gate + oi, A->up + oi };
+		linears_fwd(t, w13, 2, w13_out, A->xe + oh, xeb ? xeb + oh : NULL, n, H);
 		lf_cuda_gated_act_f32(A->h + oi, A->gate + oi, A->up + oi, (long)n * I, c->act, t->s);
 		const uint16_t *hb = NULL; /* in yb: xb holds xeb */
 		if (t->bf16) {
@@ -632,10 +850,10 @@ static void moe_bwd(struct lf_cuda_train *t, int l, const struct acts *A, const 
 		lf_cuda_gated_act_bwd_f32(t->dgate + oi, t->dup + oi, t->dmid + oi, A->gate + oi, A->up + oi,
 					  (long)n * I, c->act, t->s);
 		xb = bf16_of(t, A->xe + oh, (size_t)n * H, g1 || g3);
-		linear_bwd(t, t->dxe + oh, 0.0f, t->dgate + oi, A->xe + oh, xb, W->w1[e], expert_lora(L->lw1, e), g1,
-			   NULL, G->lw1 ? &G->lw1[e] : &none, n, I, H);
-		linear_bwd(t, t->dxe + oh, 1.0f, t->dup + oi, A->xe + oh, xb, W->w3[e], expert_lora(L->lw3, e), g3, NULL,
-			   G->lw3 ? &G->lw3[e] : &none, n, I, H);
+		struct lin w13[] = { { W->w1[e], NULL, expert_lora(L->lw1, e), I, g1, NULL, G->lw1 ? &G->lw1[e] : &none },
+				     { W->w3[e], NULL, expert_lora(L->lw3, e), I, g3, NULL, G->lw3 ? &G->lw3[e] : &none } };
+		const float *d13[] = { t->dgate + oi, t->dup + oi };
+		linears_bwd(t, w13, 2, d13, t->dxe + oh, 0.0f, A->xe + oh, xb, n, H);
 	}
 	lf_cuda_moe_gather_sum_f32(dxn2, t->dxe, A->pair_of_d, N, K, H, t->s);
 	/* the router: w_k = p_k / P over the chosen, then the softmax (host) */
@@ -731,9 +949,9 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 	size_t NH = (size_t)N * H;
 	lf_cuda_rmsnorm_f32(A->xn1, x, L->in_norm, N, H, eps, off, t->s);
 	const uint16_t *xb = bf16_of(t, A->xn1, NH, true);
-	linear_fwd(t, A->q, A->xn1, xb, W->q, L->q_b, &L->lq, N, qd, H);
-	linear_fwd(t, A->k, A->xn1, xb, W->k, L->k_b, &L->lk, N, kd, H);
-	linear_fwd(t, A->v, A->xn1, xb, W->v, L->v_b, &L->lv, N, kd, H);
+	struct lin qkv[] = { { W->q, L->q_b, &L->lq, qd }, { W->k, L->k_b, &L->lk, kd }, { W->v, L->v_b, &L->lv, kd } };
+	float *qkv_out[] = { A->q, A->k, A->v };
+	linears_fwd(t, qkv, 3, qkv_out, A->xn1, xb, N, H);
 	if (c->qk_norm) {
 		copy_d(t, A->q_raw, A->q, (size_t)N * qd);
 		copy_d(t, A->k_raw, A->k, (size_t)N * kd);
@@ -764,8 +982,9 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 	if (c->arch == LF_ARCH_MIXTRAL) {
 		moe_fwd(t, l, A, xb, N, xout != NULL);
 	} else {
-		linear_fwd(t, A->gate, A->xn2, xb, W->gate, L->gate_b, &L->lgate, N, I, H);
-		linear_fwd(t, A->up, A->xn2, xb, W->up, L->up_b, &L->lup, N, I, H);
+		struct lin gate_up[] = { { W->gate, L->gate_b, &L->lgate, I }, { W->up, L->up_b, &L->lup, I } };
+		float *gate_up_out[] = { A->gate, A->up };
+		linears_fwd(t, gate_up, 2, gate_up_out, A->xn2, xb, N, H);
 		lf_cuda_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act, t->s);
 		linear_fwd(t, A->mo, A->h, bf16_of(t, A->h, (size_t)N * I, true), W->down, L->down_b, &L->ldown, N, H,
 			   I);
@@ -807,9 +1026,10 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 		linear_bwd(t, t->dmid, 0.0f, dmo, A->h, xb, W->down, &L->ldown, G->down, G->down_b, &G->ldown, N, H, I);
 		lf_cuda_gated_act_bwd_f32(t->dgate, t->dup, t->dmid, A->gate, A->up, (long)N * I, c->act, t->s);
 		xb = bf16_of(t, A->xn2, NH, G->gate || G->up);
-		linear_bwd(t, t->dh2, 0.0f, t->dgate, A->xn2, xb, W->gate, &L->lgate, G->gate, G->gate_b, &G->lgate, N,
-			   I, H);
-		linear_bwd(t, t->dh2, 1.0f, t->dup, A->xn2, xb, W->up, &L->lup, G->up, G->up_b, &G->lup, N, I, H);
+		struct lin gate_up[] = { { W->gate, NULL, &L->lgate, I, G->gate, G->gate_b, &G->lgate },
+					 { W->up, NULL, &L->lup, I, G->up, G->up_b, &G->lup } };
+		const float *dgate_up[] = { t->dgate, t->dup };
+		linears_bwd(t, gate_up, 2, dgate_up, t->dh2, 0.0f, A->xn2, xb, N, H);
 	}
 	lf_cuda_rmsnorm_bwd_f32(dx, c->sandwich_norms ? G->pre_ff_norm : G->post_attn_norm, t->dh2, A->xmid,
 				c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off, t->s);
@@ -842,9 +1062,11 @@ static void layer_bwd(struct lf_cuda_train *t, int l, const struct acts *A, cons
 		copy_d(t, t->dk, t->dqk_raw, (size_t)N * kd);
 	}
 	xb = bf16_of(t, A->xn1, NH, G->q || G->k || G->v);
-	linear_bwd(t, t->dh2, 0.0f, t->dq, A->xn1, xb, W->q, &L->lq, G->q, G->q_b, &G->lq, N, qd, H);
-	linear_bwd(t, t->dh2, 1.0f, t->dk, A->xn1, xb, W->k, &L->lk, G->k, G->k_b, &G->lk, N, kd, H);
-	linear_bwd(t, t->dh2, 1.0f, t->dv, A->xn1, xb, W->v, &L->lv, G->v, G->v_b, &G->lv, N, kd, H);
+	struct lin qkv[] = { { W->q, NULL, &L->lq, qd, G->q, G->q_b, &G->lq },
+			     { W->k, NULL, &L->lk, kd, G->k, G->k_b, &G->lk },
+			     { W->v, NULL, &L->lv, kd, G->v, G->v_b, &G->lv } };
+	const float *dqkv[] = { t->dq, t->dk, t->dv };
+	linears_bwd(t, qkv, 3, dqkv, t->dh2, 0.0f, A->xn1, xb, N, H);
 	lf_cuda_rmsnorm_bwd_f32(dx, G->in_norm, t->dh2, x, L->in_norm, N, H, eps, off, t->s);
 }
 
@@ -1222,16 +1444,29 @@ extern "C" void lf_cuda_train_zero_grads(struct lf_cuda_train *t)
 	zero_d(t, t->grads, t->gn * sizeof(float));
 }
 
+/* The gradients between the device's block and the caller's host block,
+ * tensor by tensor (their places differ: placement). */
+static void copy_grads(struct lf_cuda_train *t, float *host, bool to_host)
+{
+	for (size_t i = 0; i < t->host->ntensors; i++) {
+		if (t->host_at[i] == SIZE_MAX)
+			continue;
+		size_t bytes = t->host->tensors[i].n * sizeof(float);
+		float *h = host + t->host_at[i], *d = t->grads + t->grad_at[i];
+		LF_CUDA_CHECK(to_host ? cudaMemcpyAsync(h, d, bytes, cudaMemcpyDeviceToHost, t->s)
+				      : cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, t->s));
+	}
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+}
+
 extern "C" void lf_cuda_train_get_grads(struct lf_cuda_train *t, float *host)
 {
-	LF_CUDA_CHECK(cudaMemcpyAsync(host, t->grads, t->gn * sizeof(float), cudaMemcpyDeviceToHost, t->s));
-	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	copy_grads(t, host, true);
 }
 
 extern "C" void lf_cuda_train_set_grads(struct lf_cuda_train *t, const float *host)
 {
-	LF_CUDA_CHECK(cudaMemcpyAsync(t->grads, host, t->gn * sizeof(float), cudaMemcpyHostToDevice, t->s));
-	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+	copy_grads(t, (float *)host, false);
 }
 
 static void check_trained(const struct lf_cuda_train *t, size_t i, bool moments)
@@ -1328,6 +1563,11 @@ extern "C" void lf_cuda_train_set_moments(struct lf_cuda_train *t, size_t i, con
 	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 	LF_CUDA_CHECK(cudaMemcpy(t->mom1 + at, m1, n, cudaMemcpyHostToDevice));
 	LF_CUDA_CHECK(cudaMemcpy(t->mom2 + at, m2, n, cudaMemcpyHostToDevice));
+}
+
+extern "C" long lf_cuda_train_lora_shared(const struct lf_cuda_train *t)
+{
+	return t->lora_shared;
 }
 
 extern "C" void lf_cuda_train_set_noise(struct lf_cuda_train *t, float lora_dropout, float neftune_mag,
@@ -1622,7 +1862,7 @@ static void upload_bf16(struct lf_cuda_train *t, size_t i)
 }
 
 extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
-						     size_t grad_floats, const unsigned char *owned, int max_tokens,
+						     const unsigned char *owned, int max_tokens,
 						     int max_span, bool checkpointing, bool bf16)
 {
 	const struct lf_model_config *c = &m->cfg;
@@ -1637,9 +1877,9 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	LF_CUDA_CHECK(cudaSetDevice(device));
 	struct lf_cuda_train *t = (struct lf_cuda_train *)lf_calloc(1, sizeof *t);
 	t->host = m;
-	t->gn = grad_floats;
+	t->host_at = (size_t *)lf_calloc(m->ntensors + 1, sizeof *t->host_at);
+	memcpy(t->host_at, grad_at, m->ntensors * sizeof *grad_at);
 	t->grad_at = (size_t *)lf_calloc(m->ntensors + 1, sizeof *t->grad_at);
-	memcpy(t->grad_at, grad_at, m->ntensors * sizeof *grad_at);
 	t->mom_at = (size_t *)lf_calloc(m->ntensors + 1, sizeof *t->mom_at);
 	for (size_t i = 0; i < m->ntensors; i++) {
 		bool mine = grad_at[i] != SIZE_MAX && (!owned || owned[i]);
@@ -1654,6 +1894,10 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	t->bt = (uint16_t **)lf_calloc(m->ntensors + 1, sizeof *t->bt);
 	t->use = (int *)lf_calloc(m->ntensors + 1, sizeof *t->use);
 	mark_uses(t);
+	t->follow = (size_t *)lf_calloc(m->ntensors + 1, sizeof *t->follow);
+	t->follower = (bool *)lf_calloc(m->ntensors + 1, sizeof *t->follower);
+	placement(t);
+	layout_grads(t);
 	t->acts = (struct acts *)lf_calloc(checkpointing ? 1 : (size_t)c->layers, sizeof *t->acts);
 	cudaDeviceProp prop;
 	LF_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
@@ -1690,7 +1934,7 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	}
 	float **dgrads = (float **)lf_calloc(m->ntensors + 1, sizeof *dgrads);
 	for (size_t i = 0; i < m->ntensors; i++)
-		dgrads[i] = grad_at[i] == SIZE_MAX ? NULL : t->grads + grad_at[i];
+		dgrads[i] = t->grad_at[i] == SIZE_MAX ? NULL : t->grads + t->grad_at[i];
 	lf_model_grad_init(&t->g, m, dgrads); /* pointer arithmetic only: device pointers come out */
 	free(dgrads);
 	if (lf_cuda_train_reserve(t, max_tokens, max_span) < 0) {
@@ -1705,7 +1949,7 @@ extern "C" struct lf_cuda_train *lf_cuda_model_open(const struct lf_model *m, in
 	size_t *at = (size_t *)lf_malloc((m->ntensors + 1) * sizeof *at);
 	for (size_t i = 0; i < m->ntensors; i++)
 		at[i] = SIZE_MAX;
-	struct lf_cuda_train *t = lf_cuda_train_open(m, device, at, 0, NULL, max_tokens, max_tokens, true, bf16);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, device, at, NULL, max_tokens, max_tokens, true, bf16);
 	free(at);
 	return t;
 }
@@ -1741,7 +1985,8 @@ extern "C" void lf_cuda_train_close(struct lf_cuda_train *t)
 			free(h[k]);
 	}
 	void *p[] = { t->expert_loras, t->expert_load, t->dweights_h, t->dprobs_h, t->mom_at, t->ev, t->layer_lo,
-		      t->layer_hi, t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->ids, t->pos, t->targets, t->rows,
+		      t->layer_hi, t->dm.layers, t->gl, t->dt, t->bt, t->use, t->acts, t->grad_at, t->host_at, t->follow,
+		      t->follower, t->ids, t->pos, t->targets, t->rows,
 		      t->head_targets, t->span_start, t->span_len, t->row_len, t->inv_freq, t->attn_factor };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);

@@ -52,14 +52,14 @@ int lf_cuda_train_probe(int device);
 /* Copy every tensor of m to GPU number device (modulo the number of GPUs:
  * a process's local rank picks its own) and size the arenas for
  * micro-batches of up to max_tokens tokens, spans of up to max_span.
- * Gradients: the trained tensors' in one device block of grad_floats
- * floats laid out as the caller's host block, tensor i's at grad_at[i]
- * (SIZE_MAX: frozen); AdamW's two moments (zero) for the trained tensors
+ * Gradients: the trained tensors', tensor i's at grad_at[i] of the
+ * caller's host block (SIZE_MAX: frozen; the device places them its own
+ * way); AdamW's two moments (zero) for the trained tensors
  * this process updates: owned[i] non-zero (ZeRO stage 1), every one when
  * owned is NULL.  bf16: the bf16 mode.  NULL with lf_fail (no GPU, a
  * method the GPU path lacks, not enough device memory). */
 struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, int device, const size_t *grad_at,
-					 size_t grad_floats, const unsigned char *owned, int max_tokens, int max_span,
+					 const unsigned char *owned, int max_tokens, int max_span,
 					 bool checkpointing, bool bf16);
 void lf_cuda_train_close(struct lf_cuda_train *t);
 /* Room for calls of up to max_tokens tokens, spans of max_span: the
@@ -73,6 +73,12 @@ const char *lf_cuda_train_device(const struct lf_cuda_train *t);
 /* The training noise of the next micro-batch, as struct lf_backprop's
  * fields of the same names. */
 void lf_cuda_train_set_noise(struct lf_cuda_train *t, float lora_dropout, float neftune_mag, uint64_t noise_seed);
+
+/* How many times the adapters of several modules (q, k and v; gate and
+ * up; an expert's w1 and w3) have gone forward or backward with one
+ * product x A^T (one each of x A^T, t^T x and t A in the backward) instead
+ * of one per module, since lf_cuda_train_open. */
+long lf_cuda_train_lora_shared(const struct lf_cuda_train *t);
 
 /* Mixtral's router load-balancing loss (moe_aux_loss_coef): its
  * coefficient (0: none), and the sum of coef x the loss over the
@@ -123,9 +129,9 @@ struct lf_cuda_seq_in {
 int lf_cuda_forward_batch(struct lf_cuda_train *t, const struct lf_cuda_seq_in *seqs, int nseq, bool last_only,
 			  float *logits);
 
-/* The gradient block: zero it, or copy it to or from host memory
- * (grad_floats floats, the caller's layout), e.g. to sum it over
- * processes. */
+/* The gradient block: zero it, or copy it to or from host memory (the
+ * caller's layout: grad_at of lf_cuda_train_open; the gaps untouched),
+ * e.g. to sum it over processes. */
 void lf_cuda_train_zero_grads(struct lf_cuda_train *t);
 void lf_cuda_train_get_grads(struct lf_cuda_train *t, float *host);
 void lf_cuda_train_set_grads(struct lf_cuda_train *t, const float *host);

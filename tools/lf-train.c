@@ -233,7 +233,7 @@ static void gpu_start(void)
 		at[i] = R.grads[i] ? (size_t)(R.grads[i] - R.gbuf) : SIZE_MAX;
 	for (size_t i = 0; i < R.np; i++)
 		owned[tensor_index(&R.p[i])] = R.p[i].owner == D.rank;
-	gpu = lf_cuda_train_open(R.m, lf_device_local_rank(), at, R.gn, owned, R.max_tokens, R.longest, !opt_no_ckpt,
+	gpu = lf_cuda_train_open(R.m, lf_device_local_rank(), at, owned, R.max_tokens, R.longest, !opt_no_ckpt,
 				 opt_bf16 || opt_fp16);
 	free(at);
 	free(owned);

@@ -120,7 +120,7 @@ extern "C" void lf_cuda_matmul_nt_bf16(cublasLtHandle_t lt, void *out,
  * transposed).  out' is [N,M] with ld N, f32. */
 
 struct lf_gemm_plan {
-    int M, N, K, a_t, b_t, align; /* the key (M 0: an empty slot) ... */
+    int M, N, K, a_t, b_t, lda, ldb, ldo, align; /* the key (M 0: an empty slot) ... */
     cudaDataType_t in;            /* ... and the inputs' type */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t lay_b, lay_a, lay_out;
@@ -169,13 +169,16 @@ extern "C" void lf_cuda_gemm_free(lf_cuda_gemm *g)
 }
 
 static void lf_gemm_plan_make(lf_cuda_gemm *g, struct lf_gemm_plan *p, int M, int N, int K, int a_t, int b_t,
-                              int align, cudaDataType_t in)
+                              int lda, int ldb, int ldo, int align, cudaDataType_t in)
 {
     p->M = M;
     p->N = N;
     p->K = K;
     p->a_t = a_t;
     p->b_t = b_t;
+    p->lda = lda;
+    p->ldb = ldb;
+    p->ldo = ldo;
     p->align = align;
     p->in = in;
     LF_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -183,14 +186,14 @@ static void lf_gemm_plan_make(lf_cuda_gemm *g, struct lf_gemm_plan *p, int M, in
     LF_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LF_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (b_t)
-        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, in, K, N, K));
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, in, K, N, ldb));
     else
-        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, in, N, K, N));
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_b, in, N, K, ldb));
     if (a_t)
-        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, in, M, K, M));
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, in, M, K, lda));
     else
-        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, in, K, M, K));
-    LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_out, CUDA_R_32F, N, M, N));
+        LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_a, in, K, M, lda));
+    LF_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lay_out, CUDA_R_32F, N, M, ldo));
 
     cublasLtMatmulPreference_t pref;
     LF_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -226,46 +229,56 @@ static __global__ void lf_gemm_scale_kernel(float *out, size_t n, float beta)
         out[i] = beta == 0.0f ? 0.0f : out[i] * beta;
 }
 
-static void lf_gemm_run(lf_cuda_gemm *g, float *out, const void *a, const void *b, int M, int N, int K, int a_t,
-                        int b_t, float alpha, float beta, cudaDataType_t in, cudaStream_t stream)
+static void lf_gemm_run(lf_cuda_gemm *g, float *out, int ldo, const void *a, int lda, const void *b, int ldb, int M,
+                        int N, int K, int a_t, int b_t, float alpha, float beta, cudaDataType_t in,
+                        cudaStream_t stream)
 {
     if (M < 0 || N < 0 || K < 0) {
         fprintf(stderr, "lf_cuda_gemm: negative shape M=%d N=%d K=%d\n", M, N, K);
+        exit(1);
+    }
+    if (lda < (a_t ? M : K) || ldb < (b_t ? K : N) || ldo < N) {
+        fprintf(stderr, "lf_cuda_gemm: a row stride is shorter than its row (M=%d N=%d K=%d, lda %d ldb %d ldo %d)\n",
+                M, N, K, lda, ldb, ldo);
         exit(1);
     }
     if (!M || !N)
         return;
     if (!K) {
         if (beta != 1.0f) {
+            if (ldo != N) {
+                fprintf(stderr, "lf_cuda_gemm: an empty product into strided rows\n");
+                exit(1);
+            }
             size_t n = (size_t)M * N;
             lf_gemm_scale_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(out, n, beta);
             LF_CUDA_CHECK_LAST();
         }
         return;
     }
-    /* the alignment every pointer has (at least the element's), up to 256 */
+    /* the alignment every pointer and row has (at least the element's), up to 256 */
     int elem = in == CUDA_R_16BF ? 2 : 4;
     uintptr_t bits = (uintptr_t)a | (uintptr_t)b;
     if ((bits & (uintptr_t)(elem - 1)) || ((uintptr_t)out & 3)) {
         fprintf(stderr, "lf_cuda_gemm: a pointer is not aligned to its element\n");
         exit(1);
     }
-    bits |= (uintptr_t)out;
+    bits |= (uintptr_t)out | (uintptr_t)lda * elem | (uintptr_t)ldb * elem | (uintptr_t)ldo * 4;
     int align = elem;
     while (align < 256 && !(bits & (uintptr_t)(align * 2 - 1)))
         align *= 2;
     struct lf_gemm_plan *p = NULL;
     for (int i = 0; i < LF_CUDA_GEMM_PLANS && !p; i++) {
         struct lf_gemm_plan *q = &g->plans[i];
-        if (q->M == M && q->N == N && q->K == K && q->a_t == a_t && q->b_t == b_t && q->align == align &&
-            q->in == in)
+        if (q->M == M && q->N == N && q->K == K && q->a_t == a_t && q->b_t == b_t && q->lda == lda &&
+            q->ldb == ldb && q->ldo == ldo && q->align == align && q->in == in)
             p = q;
     }
     if (!p) {
         p = &g->plans[g->next];
         g->next = (g->next + 1) % LF_CUDA_GEMM_PLANS;
         lf_gemm_plan_free(p);
-        lf_gemm_plan_make(g, p, M, N, K, a_t, b_t, align, in);
+        lf_gemm_plan_make(g, p, M, N, K, a_t, b_t, lda, ldb, ldo, align, in);
     }
     LF_CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &alpha, b, p->lay_b, a, p->lay_a, &beta, out, p->lay_out, out,
                                    p->lay_out, &p->algo, g->workspace, g->workspace_size, stream));
@@ -274,11 +287,18 @@ static void lf_gemm_run(lf_cuda_gemm *g, float *out, const void *a, const void *
 extern "C" void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, const float *b, int M, int N, int K,
                                  int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
 {
-    lf_gemm_run(g, out, a, b, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
+    lf_gemm_run(g, out, N, a, a_t ? M : K, b, b_t ? K : N, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
+}
+
+extern "C" void lf_cuda_gemm_f32_ld(lf_cuda_gemm *g, float *out, int ldo, const float *a, int lda, const float *b,
+                                    int ldb, int M, int N, int K, int a_t, int b_t, float alpha, float beta,
+                                    cudaStream_t stream)
+{
+    lf_gemm_run(g, out, ldo, a, lda, b, ldb, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
 }
 
 extern "C" void lf_cuda_gemm_bf16(lf_cuda_gemm *g, float *out, const uint16_t *a, const uint16_t *b, int M, int N,
                                   int K, int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
 {
-    lf_gemm_run(g, out, a, b, M, N, K, a_t, b_t, alpha, beta, CUDA_R_16BF, stream);
+    lf_gemm_run(g, out, N, a, a_t ? M : K, b, b_t ? K : N, M, N, K, a_t, b_t, alpha, beta, CUDA_R_16BF, stream);
 }

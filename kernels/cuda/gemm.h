@@ -78,6 +78,12 @@ lf_cuda_gemm *lf_cuda_gemm_new(cublasLtHandle_t lt, void *workspace, size_t work
 void lf_cuda_gemm_free(lf_cuda_gemm *g);
 void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, const float *b, int M, int N, int K, int a_t,
                       int b_t, float alpha, float beta, cudaStream_t stream);
+/* The same over rows of the given strides (elements): a's rows lda apart,
+   b's ldb, out's ldo; lf_cuda_gemm_f32 is lda = a_t ? M : K, ldb = b_t ?
+   K : N, ldo = N.  For products over column slices of wider matrices (the
+   LoRA pairs of modules that share an input, train_cuda.cu). */
+void lf_cuda_gemm_f32_ld(lf_cuda_gemm *g, float *out, int ldo, const float *a, int lda, const float *b, int ldb,
+                         int M, int N, int K, int a_t, int b_t, float alpha, float beta, cudaStream_t stream);
 /* The same with bf16 inputs (uint16_t bit patterns) on the tensor cores:
    f32 accumulation, f32 out (the bf16 mode's products). */
 void lf_cuda_gemm_bf16(lf_cuda_gemm *g, float *out, const uint16_t *a, const uint16_t *b, int M, int N, int K,

@@ -105,7 +105,7 @@ int main(int argc, char **argv)
 		at[i] = i >= first ? gn : SIZE_MAX;
 		gn += i >= first ? (m->tensors[i].n + 15) / 16 * 16 : 0;
 	}
-	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, NULL, batch * seq, seq, true, bf16);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, NULL, batch * seq, seq, true, bf16);
 	if (!t) {
 		fprintf(stderr, "%s: %s\n", argv[0], lf_errmsg());
 		return 1;

@@ -1,7 +1,9 @@
 /* tests/cuda/smoke.cu — GPU smoke test for kernels/cuda: device report,
  * f32 <-> bf16 conversion kernels against the CPU conversion (bit for bit),
  * the cuBLASLt bf16 GEMM against the CPU f32 GEMM of the same bf16 inputs,
- * and the 4096^3 bf16 GEMM's speed.  Prints "PASS name ..." or
+ * the general f32 GEMM (lf_cuda_gemm_f32_ld: every transpose pair, rows
+ * wider than the matrices, alpha and beta) against a double-precision
+ * loop, and the 4096^3 bf16 GEMM's speed.  Prints "PASS name ..." or
  * "FAIL name ..." per check; exits 0 if all pass, 1 if any fails, 2 if
  * there is no usable CUDA device.  --quick skips the timing.
  * Built as $(OUT)/tests/cuda_smoke (not kernels_*: it needs a GPU). */
@@ -13,6 +15,7 @@
 
 #include "report.h"
 #include "test_rng.h"
+#include "device.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -214,6 +217,63 @@ static void check_gemm(cublasLtHandle_t lt, void *d_ws, int M, int N, int K)
     free(ref); free(scale); free(h_out); free(h_out16);
 }
 
+/* out[M,N] = alpha A B + beta out by lf_cuda_gemm_f32_ld, with A = a
+   [M,K] or (a_t) a [K,M] transposed, B = b [K,N] or (b_t) b [N,K]
+   transposed, each matrix a column slice of a wider one (row strides lda,
+   ldb, ldo larger than its rows), against a double loop; the columns of
+   out past N must come back untouched.  f32 without TF32: within 1e-5 of
+   sum |alpha a b| + |beta out|. */
+static void check_gemm_ld(cublasLtHandle_t lt, void *d_ws, int M, int N, int K, int a_t, int b_t, int pad)
+{
+    int ar = a_t ? K : M, ac = a_t ? M : K, br = b_t ? N : K, bc = b_t ? K : N;
+    int lda = ac + pad, ldb = bc + pad + 1, ldo = N + pad + 2;
+    size_t na = (size_t)ar * lda, nb = (size_t)br * ldb, no = (size_t)M * ldo;
+    float *a = random_f32(na, 1.0f), *b = random_f32(nb, 1.0f), *out0 = random_f32(no, 1.0f);
+    float *got = (float *)xmalloc(no * 4);
+    const float alpha = 0.75f, beta = 0.5f;
+    float *d_a = (float *)to_device(a, na * 4), *d_b = (float *)to_device(b, nb * 4);
+    float *d_out = (float *)to_device(out0, no * 4);
+    lf_cuda_gemm *g = lf_cuda_gemm_new(lt, d_ws, LF_CUBLASLT_WORKSPACE_BYTES);
+    lf_cuda_gemm_f32_ld(g, d_out, ldo, d_a, lda, d_b, ldb, M, N, K, a_t, b_t, alpha, beta, 0);
+    LF_CUDA_CHECK(cudaDeviceSynchronize());
+    LF_CUDA_CHECK(cudaMemcpy(got, d_out, no * 4, cudaMemcpyDeviceToHost));
+    lf_cuda_gemm_free(g);
+    double worst = 0;
+    size_t bad = 0;
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < ldo; j++) {
+            size_t i = (size_t)m * ldo + j;
+            double want = out0[i], size = 0;
+            if (j < N) {
+                double sum = 0;
+                for (int k = 0; k < K; k++) {
+                    double x = a_t ? a[(size_t)k * lda + m] : a[(size_t)m * lda + k];
+                    double y = b_t ? b[(size_t)j * ldb + k] : b[(size_t)k * ldb + j];
+                    sum += x * y;
+                    size += fabs(alpha * x * y);
+                }
+                want = alpha * sum + beta * out0[i];
+                size += fabs(beta * out0[i]);
+            }
+            double err = fabs(got[i] - want) / (1e-5 * size + 1e-30);
+            if (j >= N)
+                err = got[i] == out0[i] ? 0 : INFINITY;
+            if (!(err <= 1))
+                bad++;
+            if (!(err <= worst))
+                worst = isnan(err) ? INFINITY : err;
+        }
+    char name[96], detail[128];
+    snprintf(name, sizeof name, "gemm_f32_ld_%dx%dx%d_%c%c", M, N, K, a_t ? 't' : 'n', b_t ? 't' : 'n');
+    snprintf(detail, sizeof detail, "lda %d ldb %d ldo %d: worst err/tol %.3g, %zu bad of %zu", lda, ldb, ldo, worst,
+             bad, no);
+    result(bad == 0, name, detail);
+    LF_CUDA_CHECK(cudaFree(d_a));
+    LF_CUDA_CHECK(cudaFree(d_b));
+    LF_CUDA_CHECK(cudaFree(d_out));
+    free(a); free(b); free(out0); free(got);
+}
+
 /* speed of out = a @ b^T at n^3 with bf16 output (the training case), plus
    a spot check of 64 output elements against double-precision dot products */
 static void time_gemm(cublasLtHandle_t lt, void *d_ws, int n)
@@ -313,6 +373,8 @@ int main(int argc, char **argv)
     check_gemm(lt, d_ws, 1024, 1024, 1024);
     check_gemm(lt, d_ws, 257, 129, 513);
     check_gemm(lt, d_ws, 1, 4096, 1024);   /* one token: the decode shape */
+    for (int tr = 0; tr < 4; tr++)
+        check_gemm_ld(lt, d_ws, 37, 24, 19, tr >> 1, tr & 1, tr ? 5 : 0);
     if (!quick)
         time_gemm(lt, d_ws, 4096);
 

@@ -251,6 +251,20 @@ static void check_group_of_one(struct lf_cuda_train *t, const struct batch *b, l
 	free(got);
 }
 
+/* The passes of adapters that shared x A^T (lf_cuda_train_lora_shared)
+ * since the count `before`: want of them, or (want -1) more than one per
+ * layer (mixtral: q, k, v and each expert's w1, w3 that got tokens). */
+static void check_shared(const struct lf_cuda_train *t, long before, long want, long layers, const char *name,
+			 const char *when)
+{
+	long got = lf_cuda_train_lora_shared(t) - before;
+	char label[600], detail[160];
+	snprintf(label, sizeof label, "%s/lora_shared_%s", name, when);
+	snprintf(detail, sizeof detail, "%ld passes of several modules' adapters with one x A^T (want %s%ld)", got,
+		 want < 0 ? "over " : "", want < 0 ? layers : want);
+	result(want < 0 ? got > layers : got == want, label, detail);
+}
+
 static void check_close(const char *name, const char *what, double got, double ref, double tol)
 {
 	char label[600], detail[256];
@@ -315,7 +329,7 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 		result(0, name, lf_errmsg());
 
 	/* the GPU */
-	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, NULL, 128, 64, ckpt, bf16);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, NULL, 128, 64, ckpt, bf16);
 	if (!t) {
 		result(0, name, lf_errmsg());
 	} else {
@@ -336,15 +350,26 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 		if (elementwise && (!lora || dropout == 0))
 			check_decode(m, t, &b, name, bf16 ? BF16_LOGITS_TOL : GRAD_TOL);
 		double eval_gpu = 0, loss_gpu = 0;
-		long targets_gpu = 0;
+		long targets_gpu = 0, shared = lf_cuda_train_lora_shared(t);
 		if (lf_cuda_train_loss(t, b.rows, 2, &eval_gpu, &targets_gpu) < 0)
 			result(0, name, lf_errmsg());
+		if (lora) /* q, k, v and gate, up (an expert's w1, w3): one x A^T per layer */
+			check_shared(t, shared, m->cfg.arch == LF_ARCH_MIXTRAL ? -1 : 2 * m->cfg.layers, m->cfg.layers, name,
+				     "eval");
 		check_close(name, "eval_loss", eval_gpu, eval_cpu, loss_tol);
 		check_close(name, "eval_targets", (double)targets_gpu, (double)targets_cpu, 0);
 		lf_cuda_train_set_noise(t, dropout, neftune, seed);
 		lf_cuda_train_set_moe_aux(t, 0.05f);
+		shared = lf_cuda_train_lora_shared(t);
 		if (lf_cuda_train_step(t, b.rows, 2, 1.0f / (float)items, &loss_gpu) < 0)
 			result(0, name, lf_errmsg());
+		/* forward, recompute (checkpointing), backward; dropout masks x per
+		 * module (no checkpointing): only phi3's fused modules share then */
+		long L = m->cfg.layers, want = m->cfg.arch == LF_ARCH_MIXTRAL ? -1 : 6 * L;
+		if (dropout > 0)
+			want = m->cfg.arch == LF_ARCH_PHI3 ? 4 * L : 0;
+		if (lora)
+			check_shared(t, shared, want, L, name, "step");
 		check_close(name, "loss", loss_gpu, loss_cpu, loss_tol);
 		if (m->cfg.arch == LF_ARCH_MIXTRAL)
 			check_close(name, "moe_aux_loss", lf_cuda_train_moe_aux(t), bp.moe_aux_total, loss_tol);
@@ -427,7 +452,7 @@ static int dump_mode(struct lf_model *m, const struct lf_train_row *rows, int nr
 		items += lf_train_row_label_tokens(&rows[r]);
 		tokens += rows[r].T;
 	}
-	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, gn, NULL, (int)tokens, longest, true, bf16);
+	struct lf_cuda_train *t = lf_cuda_train_open(m, 0, at, NULL, (int)tokens, longest, true, bf16);
 	double loss = 0;
 	if (!t || lf_cuda_train_step(t, rows, nrows, 1.0f / (float)items, &loss) < 0)
 		return -1;
