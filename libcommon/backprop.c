@@ -646,7 +646,11 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
 		linear_fwd(bp, A->gate, A->xn2, L->gate, L->gate_b, &L->lgate, bp->lora_u, N, I, H);
 		linear_fwd(bp, A->up, A->xn2, L->up, L->up_b, &L->lup, bp->lora_u, N, I, H);
 		lf_cpu_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act);
-		linear_fwd(bp, A->mo, A->h, L->down, L->down_b, &L->ldown, bp->lora_u, N, H, I);
+		/* the down product feeds the residual, and the post-MLP norm whose
+		 * backward reads it: a recomputation skips it unless that norm is
+		 * there (a quarter of a llama layer's products) */
+		if (xout || c->sandwich_norms)
+			linear_fwd(bp, A->mo, A->h, L->down, L->down_b, &L->ldown, bp->lora_u, N, H, I);
 	}
 	if (!xout)
 		return;

@@ -986,8 +986,9 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 		float *gate_up_out[] = { A->gate, A->up };
 		linears_fwd(t, gate_up, 2, gate_up_out, A->xn2, xb, N, H);
 		lf_cuda_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act, t->s);
-		linear_fwd(t, A->mo, A->h, bf16_of(t, A->h, (size_t)N * I, true), W->down, L->down_b, &L->ldown, N, H,
-			   I);
+		if (xout || c->sandwich_norms) /* as backprop.c: a recomputation needs it for that norm only */
+			linear_fwd(t, A->mo, A->h, bf16_of(t, A->h, (size_t)N * I, true), W->down, L->down_b, &L->ldown,
+				   N, H, I);
 	}
 	if (!xout)
 		return;
