@@ -158,13 +158,13 @@ static void acts_carve(struct lf_cuda_train *t, struct dmem *a, struct acts *A, 
 	A->q_raw = c->qk_norm ? carve_f(a, N * qd) : NULL;
 	A->k_raw = c->qk_norm ? carve_f(a, N * kd) : NULL;
 	A->att = carve_f(a, N * qd);
-	A->ao = carve_f(a, N * H);
+	A->ao = c->sandwich_norms ? carve_f(a, N * H) : NULL; /* else added to x in o's product */
 	A->xmid = carve_f(a, N * H);
 	A->xn2 = carve_f(a, N * H);
 	A->gate = carve_f(a, P * I);
 	A->up = carve_f(a, P * I);
 	A->h = carve_f(a, P * I);
-	A->mo = carve_f(a, N * H);
+	A->mo = c->sandwich_norms || moe ? carve_f(a, N * H) : NULL; /* else added to xmid in down's */
 	A->lse = carve_f(a, N * (size_t)c->heads);
 	A->probs = moe ? carve_f(a, N * E) : NULL;
 	A->weights = moe ? carve_f(a, N * K) : NULL;
@@ -551,7 +551,8 @@ static const uint16_t *bf16_of(struct lf_cuda_train *t, const float *x, size_t n
 }
 
 /* A linear module as the products see it: its weight, bias, adapter and
- * output width; for the backward, its gradients (NULL: not trained). */
+ * output width; for the backward, its gradients (NULL: not trained); for
+ * the forward, a residual its output is added to (NULL: none). */
 struct lin {
 	struct wt w;
 	const float *b;
@@ -559,6 +560,7 @@ struct lin {
 	int out_f;
 	float *gw, *gb;
 	const struct lf_lora_grad *gl;
+	const float *res;
 };
 
 /* Whether n modules that read the same x can take their adapters' x A^T
@@ -616,10 +618,11 @@ static void lora_fwd(struct lf_cuda_train *t, const struct lin *mods, int n, flo
 	}
 }
 
-/* outs[i] = x W_i^T (+ b_i) (+ the adapter's part) for n modules that read
- * the same x (in bf16: xb, where the bf16 mode has a copy of W).  A weight
- * with a bf16 copy multiplies xb; the others (a mixtral router, whose
- * choices would flip on rounding) and the adapters' products stay f32. */
+/* outs[i] = (res_i +) x W_i^T (+ b_i) (+ the adapter's part) for n modules
+ * that read the same x (in bf16: xb, where the bf16 mode has a copy of W),
+ * a residual added by the product's epilogue.  A weight with a bf16 copy
+ * multiplies xb; the others (a mixtral router, whose choices would flip on
+ * rounding) and the adapters' products stay f32. */
 static void linears_fwd(struct lf_cuda_train *t, const struct lin *mods, int n, float *const *outs, const float *x,
 			const uint16_t *xb, int N, int in_f)
 {
@@ -628,10 +631,11 @@ static void linears_fwd(struct lf_cuda_train *t, const struct lin *mods, int n, 
 	int k = 0;
 	for (int i = 0; i < n; i++) {
 		const struct lin *m = &mods[i];
+		float beta = m->res ? 1.0f : 0.0f;
 		if (m->w.b)
-			lf_cuda_gemm_bf16(t->gemm, outs[i], xb, m->w.b, N, m->out_f, in_f, 0, 1, 1.0f, 0.0f, t->s);
+			lf_cuda_gemm_bf16_c(t->gemm, outs[i], m->res, xb, m->w.b, N, m->out_f, in_f, 0, 1, 1.0f, beta, t->s);
 		else
-			mm_nt(t, outs[i], x, m->w.f, N, m->out_f, in_f);
+			lf_cuda_gemm_f32_c(t->gemm, outs[i], m->res, x, m->w.f, N, m->out_f, in_f, 0, 1, 1.0f, beta, t->s);
 		if (m->lora->r) {
 			adapted[k] = *m;
 			aouts[k++] = outs[i];
@@ -647,7 +651,15 @@ static void linears_fwd(struct lf_cuda_train *t, const struct lin *mods, int n, 
 static void linear_fwd(struct lf_cuda_train *t, float *out, const float *x, const uint16_t *xb, struct wt w,
 		       const float *b, const struct lf_lora *lora, int N, int out_f, int in_f)
 {
-	struct lin m = { w, b, lora, out_f, NULL, NULL, NULL };
+	struct lin m = { w, b, lora, out_f, NULL, NULL, NULL, NULL };
+	linears_fwd(t, &m, 1, &out, x, xb, N, in_f);
+}
+
+/* out = res + linear_fwd's: a residual branch's last product */
+static void linear_res_fwd(struct lf_cuda_train *t, float *out, const float *res, const float *x, const uint16_t *xb,
+			   struct wt w, const float *b, const struct lf_lora *lora, int N, int out_f, int in_f)
+{
+	struct lin m = { w, b, lora, out_f, NULL, NULL, NULL, res };
 	linears_fwd(t, &m, 1, &out, x, xb, N, in_f);
 }
 
@@ -812,7 +824,8 @@ static void moe_fwd(struct lf_cuda_train *t, int l, struct acts *A, const uint16
 		if (!n)
 			continue;
 		size_t oi = (size_t)i0 * I, oh = (size_t)i0 * H;
-		struct lin w13[] = { { W->w1[e], NULL, expert_lora(L->lw1, e), I }, { W->w3[e], NULL, expert_lora(L->lw3, e), I } };
+		struct lin w13[] = { { W->w1[e], NULL, expert_lora(L->lw1, e), I },
+				     { W->w3[e], NULL, expert_lora(L->lw3, e), I } };
 		float *w13_out[] = { A->gate + oi, A->up + oi };
 		linears_fwd(t, w13, 2, w13_out, A->xe + oh, xeb ? xeb + oh : NULL, n, H);
 		lf_cuda_gated_act_f32(A->h + oi, A->gate + oi, A->up + oi, (long)n * I, c->act, t->s);
@@ -969,13 +982,15 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 		attention_fwd(t, A->att + s0 * qd, A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, len, len, 0, &a,
 			      A->lse + s0 * nh);
 	}
-	linear_fwd(t, A->ao, A->att, bf16_of(t, A->att, (size_t)N * qd, true), W->o, L->o_b, &L->lo, N, H, qd);
-	const float *branch = A->ao;
+	/* xmid = x + [norm](o(att)): the residual in o's epilogue without the norm */
+	const uint16_t *attb = bf16_of(t, A->att, (size_t)N * qd, true);
 	if (c->sandwich_norms) {
+		linear_fwd(t, A->ao, A->att, attb, W->o, L->o_b, &L->lo, N, H, qd);
 		lf_cuda_rmsnorm_f32(t->dh1, A->ao, L->post_attn_norm, N, H, eps, off, t->s);
-		branch = t->dh1;
+		lf_cuda_add_f32(A->xmid, x, t->dh1, NH, t->s);
+	} else {
+		linear_res_fwd(t, A->xmid, x, A->att, attb, W->o, L->o_b, &L->lo, N, H, qd);
 	}
-	lf_cuda_add_f32(A->xmid, x, branch, (size_t)N * H, t->s);
 	lf_cuda_rmsnorm_f32(A->xn2, A->xmid, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off,
 			    t->s);
 	xb = bf16_of(t, A->xn2, NH, true);
@@ -986,18 +1001,23 @@ static void layer_fwd(struct lf_cuda_train *t, int l, struct acts *A, const floa
 		float *gate_up_out[] = { A->gate, A->up };
 		linears_fwd(t, gate_up, 2, gate_up_out, A->xn2, xb, N, H);
 		lf_cuda_gated_act_f32(A->h, A->gate, A->up, (long)N * I, c->act, t->s);
-		if (xout || c->sandwich_norms) /* as backprop.c: a recomputation needs it for that norm only */
-			linear_fwd(t, A->mo, A->h, bf16_of(t, A->h, (size_t)N * I, true), W->down, L->down_b, &L->ldown,
-				   N, H, I);
+		/* xout = xmid + [norm](down(h)): the residual in down's epilogue
+		 * without the norm; a recomputation (as backprop.c) needs down's
+		 * output for the norm's backward only */
+		const uint16_t *hb = xout || c->sandwich_norms ? bf16_of(t, A->h, (size_t)N * I, true) : NULL;
+		if (c->sandwich_norms)
+			linear_fwd(t, A->mo, A->h, hb, W->down, L->down_b, &L->ldown, N, H, I);
+		else if (xout)
+			linear_res_fwd(t, xout, A->xmid, A->h, hb, W->down, L->down_b, &L->ldown, N, H, I);
 	}
-	if (!xout)
+	if (!xout || (c->arch != LF_ARCH_MIXTRAL && !c->sandwich_norms))
 		return;
-	branch = A->mo;
+	const float *branch = A->mo;
 	if (c->sandwich_norms) {
 		lf_cuda_rmsnorm_f32(t->dh1, A->mo, L->post_ff_norm, N, H, eps, off, t->s);
 		branch = t->dh1;
 	}
-	lf_cuda_add_f32(xout, A->xmid, branch, (size_t)N * H, t->s);
+	lf_cuda_add_f32(xout, A->xmid, branch, NH, t->s);
 }
 
 /* Backward of layer l: dx holds the gradient of its output and becomes

@@ -222,17 +222,20 @@ static void lf_gemm_plan_make(lf_cuda_gemm *g, struct lf_gemm_plan *p, int M, in
     p->algo = res.algo;
 }
 
-/* out *= beta (an empty product: K = 0), 0 when beta is 0 */
-static __global__ void lf_gemm_scale_kernel(float *out, size_t n, float beta)
+/* out = beta c (an empty product: K = 0), 0 when beta is 0 */
+static __global__ void lf_gemm_scale_kernel(float *out, const float *c, size_t n, float beta)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        out[i] = beta == 0.0f ? 0.0f : out[i] * beta;
+        out[i] = beta == 0.0f ? 0.0f : c[i] * beta;
 }
 
-static void lf_gemm_run(lf_cuda_gemm *g, float *out, int ldo, const void *a, int lda, const void *b, int ldb, int M,
-                        int N, int K, int a_t, int b_t, float alpha, float beta, cudaDataType_t in,
+/* out = alpha A B + beta c (c: out when NULL; the same layout) */
+static void lf_gemm_run(lf_cuda_gemm *g, float *out, const float *c, int ldo, const void *a, int lda, const void *b,
+                        int ldb, int M, int N, int K, int a_t, int b_t, float alpha, float beta, cudaDataType_t in,
                         cudaStream_t stream)
 {
+    if (!c)
+        c = out;
     if (M < 0 || N < 0 || K < 0) {
         fprintf(stderr, "lf_cuda_gemm: negative shape M=%d N=%d K=%d\n", M, N, K);
         exit(1);
@@ -245,13 +248,13 @@ static void lf_gemm_run(lf_cuda_gemm *g, float *out, int ldo, const void *a, int
     if (!M || !N)
         return;
     if (!K) {
-        if (beta != 1.0f) {
+        if (beta != 1.0f || c != out) {
             if (ldo != N) {
                 fprintf(stderr, "lf_cuda_gemm: an empty product into strided rows\n");
                 exit(1);
             }
             size_t n = (size_t)M * N;
-            lf_gemm_scale_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(out, n, beta);
+            lf_gemm_scale_kernel<<<lf_cuda_grid(n), lf_cuda_block, 0, stream>>>(out, c, n, beta);
             LF_CUDA_CHECK_LAST();
         }
         return;
@@ -263,7 +266,7 @@ static void lf_gemm_run(lf_cuda_gemm *g, float *out, int ldo, const void *a, int
         fprintf(stderr, "lf_cuda_gemm: a pointer is not aligned to its element\n");
         exit(1);
     }
-    bits |= (uintptr_t)out | (uintptr_t)lda * elem | (uintptr_t)ldb * elem | (uintptr_t)ldo * 4;
+    bits |= (uintptr_t)out | (uintptr_t)c | (uintptr_t)lda * elem | (uintptr_t)ldb * elem | (uintptr_t)ldo * 4;
     int align = elem;
     while (align < 256 && !(bits & (uintptr_t)(align * 2 - 1)))
         align *= 2;
@@ -280,25 +283,37 @@ static void lf_gemm_run(lf_cuda_gemm *g, float *out, int ldo, const void *a, int
         lf_gemm_plan_free(p);
         lf_gemm_plan_make(g, p, M, N, K, a_t, b_t, lda, ldb, ldo, align, in);
     }
-    LF_CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &alpha, b, p->lay_b, a, p->lay_a, &beta, out, p->lay_out, out,
+    LF_CUBLAS_CHECK(cublasLtMatmul(g->lt, p->op, &alpha, b, p->lay_b, a, p->lay_a, &beta, c, p->lay_out, out,
                                    p->lay_out, &p->algo, g->workspace, g->workspace_size, stream));
 }
 
 extern "C" void lf_cuda_gemm_f32(lf_cuda_gemm *g, float *out, const float *a, const float *b, int M, int N, int K,
                                  int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
 {
-    lf_gemm_run(g, out, N, a, a_t ? M : K, b, b_t ? K : N, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
+    lf_gemm_run(g, out, NULL, N, a, a_t ? M : K, b, b_t ? K : N, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
 }
 
 extern "C" void lf_cuda_gemm_f32_ld(lf_cuda_gemm *g, float *out, int ldo, const float *a, int lda, const float *b,
                                     int ldb, int M, int N, int K, int a_t, int b_t, float alpha, float beta,
                                     cudaStream_t stream)
 {
-    lf_gemm_run(g, out, ldo, a, lda, b, ldb, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
+    lf_gemm_run(g, out, NULL, ldo, a, lda, b, ldb, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
 }
 
 extern "C" void lf_cuda_gemm_bf16(lf_cuda_gemm *g, float *out, const uint16_t *a, const uint16_t *b, int M, int N,
                                   int K, int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
 {
-    lf_gemm_run(g, out, N, a, a_t ? M : K, b, b_t ? K : N, M, N, K, a_t, b_t, alpha, beta, CUDA_R_16BF, stream);
+    lf_gemm_run(g, out, NULL, N, a, a_t ? M : K, b, b_t ? K : N, M, N, K, a_t, b_t, alpha, beta, CUDA_R_16BF, stream);
+}
+
+extern "C" void lf_cuda_gemm_f32_c(lf_cuda_gemm *g, float *out, const float *c, const float *a, const float *b, int M,
+                                   int N, int K, int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
+{
+    lf_gemm_run(g, out, c, N, a, a_t ? M : K, b, b_t ? K : N, M, N, K, a_t, b_t, alpha, beta, CUDA_R_32F, stream);
+}
+
+extern "C" void lf_cuda_gemm_bf16_c(lf_cuda_gemm *g, float *out, const float *c, const uint16_t *a, const uint16_t *b,
+                                    int M, int N, int K, int a_t, int b_t, float alpha, float beta, cudaStream_t stream)
+{
+    lf_gemm_run(g, out, c, N, a, a_t ? M : K, b, b_t ? K : N, M, N, K, a_t, b_t, alpha, beta, CUDA_R_16BF, stream);
 }

@@ -89,6 +89,14 @@ void lf_cuda_gemm_f32_ld(lf_cuda_gemm *g, float *out, int ldo, const float *a, i
 void lf_cuda_gemm_bf16(lf_cuda_gemm *g, float *out, const uint16_t *a, const uint16_t *b, int M, int N, int K,
                        int a_t, int b_t, float alpha, float beta, cudaStream_t stream);
 
+/* out = alpha A B + beta c, c another f32 [M,N] (cuBLASLt's C apart from
+   its D): a residual added in the product's epilogue (c = the residual,
+   beta 1) instead of by a pass of its own.  c may be out. */
+void lf_cuda_gemm_f32_c(lf_cuda_gemm *g, float *out, const float *c, const float *a, const float *b, int M, int N,
+                        int K, int a_t, int b_t, float alpha, float beta, cudaStream_t stream);
+void lf_cuda_gemm_bf16_c(lf_cuda_gemm *g, float *out, const float *c, const uint16_t *a, const uint16_t *b, int M,
+                         int N, int K, int a_t, int b_t, float alpha, float beta, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,8 +2,9 @@
  * f32 <-> bf16 conversion kernels against the CPU conversion (bit for bit),
  * the cuBLASLt bf16 GEMM against the CPU f32 GEMM of the same bf16 inputs,
  * the general f32 GEMM (lf_cuda_gemm_f32_ld: every transpose pair, rows
- * wider than the matrices, alpha and beta) against a double-precision
- * loop, and the 4096^3 bf16 GEMM's speed.  Prints "PASS name ..." or
+ * wider than the matrices, alpha and beta) and the residual added in the
+ * epilogue (lf_cuda_gemm_f32_c, lf_cuda_gemm_bf16_c) against a
+ * double-precision loop, and the 4096^3 bf16 GEMM's speed.  Prints "PASS name ..." or
  * "FAIL name ..." per check; exits 0 if all pass, 1 if any fails, 2 if
  * there is no usable CUDA device.  --quick skips the timing.
  * Built as $(OUT)/tests/cuda_smoke (not kernels_*: it needs a GPU). */
@@ -274,6 +275,55 @@ static void check_gemm_ld(cublasLtHandle_t lt, void *d_ws, int M, int N, int K, 
     free(a); free(b); free(out0); free(got);
 }
 
+/* out = a b^T + c by lf_cuda_gemm_f32_c and lf_cuda_gemm_bf16_c (the
+   residual in the epilogue): c apart from out, which starts as NaN (so
+   reading out instead of c fails), against a double loop over the same
+   (bf16-rounded) inputs; within 1e-5 of sum |a b| + |c|. */
+static void check_gemm_c(cublasLtHandle_t lt, void *d_ws, int M, int N, int K, int bf16)
+{
+    size_t na = (size_t)M * K, nb = (size_t)N * K, no = (size_t)M * N;
+    float *a = random_f32(na, 1.0f), *b = random_f32(nb, 1.0f), *c = random_f32(no, 4.0f);
+    float *got = (float *)xmalloc(no * 4);
+    uint16_t *a16 = bf16 ? to_bf16(a, na) : NULL, *b16 = bf16 ? to_bf16(b, nb) : NULL;
+    void *d_a = bf16 ? to_device(a16, na * 2) : to_device(a, na * 4);
+    void *d_b = bf16 ? to_device(b16, nb * 2) : to_device(b, nb * 4);
+    float *d_c = (float *)to_device(c, no * 4), *d_out = (float *)nan_device(no * 4);
+    lf_cuda_gemm *g = lf_cuda_gemm_new(lt, d_ws, LF_CUBLASLT_WORKSPACE_BYTES);
+    if (bf16)
+        lf_cuda_gemm_bf16_c(g, d_out, d_c, (const uint16_t *)d_a, (const uint16_t *)d_b, M, N, K, 0, 1, 1.0f, 1.0f,
+                            0);
+    else
+        lf_cuda_gemm_f32_c(g, d_out, d_c, (const float *)d_a, (const float *)d_b, M, N, K, 0, 1, 1.0f, 1.0f, 0);
+    LF_CUDA_CHECK(cudaDeviceSynchronize());
+    LF_CUDA_CHECK(cudaMemcpy(got, d_out, no * 4, cudaMemcpyDeviceToHost));
+    lf_cuda_gemm_free(g);
+    double worst = 0;
+    size_t bad = 0;
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < N; j++) {
+            double sum = c[(size_t)m * N + j], size = fabs(sum);
+            for (int k = 0; k < K; k++) {
+                double p = (double)a[(size_t)m * K + k] * b[(size_t)j * K + k];
+                sum += p;
+                size += fabs(p);
+            }
+            double err = fabs(got[(size_t)m * N + j] - sum) / (1e-5 * size + 1e-30);
+            if (!(err <= 1))
+                bad++;
+            if (!(err <= worst))
+                worst = isnan(err) ? INFINITY : err;
+        }
+    char name[96], detail[128];
+    snprintf(name, sizeof name, "gemm_%s_c_%dx%dx%d", bf16 ? "bf16" : "f32", M, N, K);
+    snprintf(detail, sizeof detail, "out = a b^T + c: worst err/tol %.3g, %zu bad of %zu", worst, bad, no);
+    result(bad == 0, name, detail);
+    LF_CUDA_CHECK(cudaFree(d_a));
+    LF_CUDA_CHECK(cudaFree(d_b));
+    LF_CUDA_CHECK(cudaFree(d_c));
+    LF_CUDA_CHECK(cudaFree(d_out));
+    free(a); free(b); free(c); free(got); free(a16); free(b16);
+}
+
 /* speed of out = a @ b^T at n^3 with bf16 output (the training case), plus
    a spot check of 64 output elements against double-precision dot products */
 static void time_gemm(cublasLtHandle_t lt, void *d_ws, int n)
@@ -375,6 +425,8 @@ int main(int argc, char **argv)
     check_gemm(lt, d_ws, 1, 4096, 1024);   /* one token: the decode shape */
     for (int tr = 0; tr < 4; tr++)
         check_gemm_ld(lt, d_ws, 37, 24, 19, tr >> 1, tr & 1, tr ? 5 : 0);
+    check_gemm_c(lt, d_ws, 33, 20, 17, 0);
+    check_gemm_c(lt, d_ws, 64, 48, 32, 1);
     if (!quick)
         time_gemm(lt, d_ws, 4096);
 
