@@ -512,6 +512,21 @@ static void mm_tn_acc(struct lf_cuda_train *t, float *out, const float *a, const
 	lf_cuda_gemm_f32(t->gemm, out, a, b, N, K, M, 1, 0, scale, 1.0f, t->s);
 }
 
+/* Host memory to the device, in the compute stream's order (every copy and
+ * kernel goes through t->s, nothing through the legacy default stream) */
+static void to_device(struct lf_cuda_train *t, void *dst, const void *src, size_t bytes)
+{
+	LF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, t->s));
+}
+
+/* ... between host and device, waited for: the host may then reuse or read
+ * its side */
+static void copy_sync(struct lf_cuda_train *t, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+	LF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, t->s));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
+}
+
 static void copy_d(struct lf_cuda_train *t, float *dst, const float *src, size_t n)
 {
 	LF_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, t->s));
@@ -761,11 +776,6 @@ static const struct lf_lora *expert_lora(const struct lf_lora *arr, int e)
 {
 	static const struct lf_lora none = { 0 };
 	return arr ? &arr[e] : &none;
-}
-
-static void to_device(struct lf_cuda_train *t, void *dst, const void *src, size_t bytes)
-{
-	LF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, t->s));
 }
 
 /* The router's logits (xb: xn2 in bf16), their softmax and each token's K
@@ -1179,10 +1189,9 @@ static void head_fwd_bwd(struct lf_cuda_train *t, const float *x, float *dx, int
 static void upload_call(struct lf_cuda_train *t, int N)
 {
 	int half = t->host->cfg.rope.rotary_dim / 2;
-	LF_CUDA_CHECK(cudaMemcpy(t->ids_d, t->ids, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
-	LF_CUDA_CHECK(cudaMemcpy(t->pos_d, t->pos, (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice));
-	LF_CUDA_CHECK(cudaMemcpy(t->inv_freq_d, t->inv_freq, (size_t)t->nrows * half * sizeof(float),
-				 cudaMemcpyHostToDevice));
+	to_device(t, t->ids_d, t->ids, (size_t)N * sizeof(int32_t));
+	to_device(t, t->pos_d, t->pos, (size_t)N * sizeof(int32_t));
+	to_device(t, t->inv_freq_d, t->inv_freq, (size_t)t->nrows * half * sizeof(float));
 }
 
 /* The first layer's input: the embeddings of the call's ids (NEFTune's
@@ -1355,6 +1364,19 @@ extern "C" int lf_cuda_train_logits(struct lf_cuda_train *t, const struct lf_tra
 	return 0;
 }
 
+/* The kernels' scratch that the pool keeps between steps (lf_cuda_train_open)
+ * back to the driver, so that it counts as free for a large allocation. */
+static void trim_pool(struct lf_cuda_train *t)
+{
+	int dev = 0;
+	cudaMemPool_t pool;
+	if (t->s)
+		LF_CUDA_CHECK(cudaStreamSynchronize(t->s)); /* the stream-ordered frees done */
+	LF_CUDA_CHECK(cudaGetDevice(&dev));
+	LF_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
+	LF_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+}
+
 /* ---- inference with caches ---- */
 
 extern "C" int lf_cuda_kv_init(struct lf_cuda_train *t, struct lf_cuda_kv *kv, int capacity)
@@ -1364,6 +1386,7 @@ extern "C" int lf_cuda_kv_init(struct lf_cuda_train *t, struct lf_cuda_kv *kv, i
 	if (capacity < 1)
 		return lf_fail("a KV cache of %d positions", capacity);
 	size_t n = (size_t)c->layers * capacity * c->kv_heads * c->head_dim;
+	trim_pool(t);
 	if (cudaMalloc((void **)&kv->k, n * sizeof(float)) != cudaSuccess ||
 	    cudaMalloc((void **)&kv->v, n * sizeof(float)) != cudaSuccess) {
 		cudaGetLastError();
@@ -1452,7 +1475,7 @@ extern "C" int lf_cuda_forward_batch(struct lf_cuda_train *t, const struct lf_cu
 	}
 	for (int s = 0, row0 = 0; s < nseq; row0 += seqs[s].T, s++)
 		t->rows[s] = row0 + seqs[s].T - 1;
-	LF_CUDA_CHECK(cudaMemcpy(t->rows_d, t->rows, (size_t)nseq * sizeof(int32_t), cudaMemcpyHostToDevice));
+	to_device(t, t->rows_d, t->rows, (size_t)nseq * sizeof(int32_t));
 	lf_cuda_gather_rows_f32(t->xg, x, t->rows_d, nseq, H, t->s);
 	logits_out(t, t->xg, nseq, logits);
 	return 0;
@@ -1555,15 +1578,13 @@ extern "C" void lf_cuda_train_adamw(struct lf_cuda_train *t, const struct lf_cud
 extern "C" void lf_cuda_train_get_tensor(struct lf_cuda_train *t, size_t i, float *host)
 {
 	check_trained(t, i, false);
-	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
-	LF_CUDA_CHECK(cudaMemcpy(host, t->dt[i], t->host->tensors[i].n * sizeof(float), cudaMemcpyDeviceToHost));
+	copy_sync(t, host, t->dt[i], t->host->tensors[i].n * sizeof(float), cudaMemcpyDeviceToHost);
 }
 
 extern "C" void lf_cuda_train_set_tensor(struct lf_cuda_train *t, size_t i, const float *host)
 {
 	check_trained(t, i, false);
-	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
-	LF_CUDA_CHECK(cudaMemcpy(t->dt[i], host, t->host->tensors[i].n * sizeof(float), cudaMemcpyHostToDevice));
+	copy_sync(t, t->dt[i], host, t->host->tensors[i].n * sizeof(float), cudaMemcpyHostToDevice);
 	if (t->bt[i])
 		lf_cuda_f32_to_bf16(t->bt[i], t->dt[i], t->host->tensors[i].n, t->s);
 }
@@ -1572,18 +1593,16 @@ extern "C" void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, flo
 {
 	check_trained(t, i, true);
 	size_t n = t->host->tensors[i].n * sizeof(float), at = t->mom_at[i];
-	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
-	LF_CUDA_CHECK(cudaMemcpy(m1, t->mom1 + at, n, cudaMemcpyDeviceToHost));
-	LF_CUDA_CHECK(cudaMemcpy(m2, t->mom2 + at, n, cudaMemcpyDeviceToHost));
+	copy_sync(t, m1, t->mom1 + at, n, cudaMemcpyDeviceToHost);
+	copy_sync(t, m2, t->mom2 + at, n, cudaMemcpyDeviceToHost);
 }
 
 extern "C" void lf_cuda_train_set_moments(struct lf_cuda_train *t, size_t i, const float *m1, const float *m2)
 {
 	check_trained(t, i, true);
 	size_t n = t->host->tensors[i].n * sizeof(float), at = t->mom_at[i];
-	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
-	LF_CUDA_CHECK(cudaMemcpy(t->mom1 + at, m1, n, cudaMemcpyHostToDevice));
-	LF_CUDA_CHECK(cudaMemcpy(t->mom2 + at, m2, n, cudaMemcpyHostToDevice));
+	copy_sync(t, t->mom1 + at, m1, n, cudaMemcpyHostToDevice);
+	copy_sync(t, t->mom2 + at, m2, n, cudaMemcpyHostToDevice);
 }
 
 extern "C" long lf_cuda_train_lora_shared(const struct lf_cuda_train *t)
@@ -1812,6 +1831,7 @@ extern "C" int lf_cuda_train_probe(int device)
 static int dmem_alloc(struct lf_cuda_train *t, struct dmem *a, const char *what)
 {
 	size_t free_b = 0, total_b = 0;
+	trim_pool(t);
 	LF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
 	if (a->used > free_b || cudaMalloc((void **)&a->base, a->used) != cudaSuccess) {
 		cudaGetLastError();
@@ -1877,7 +1897,7 @@ static void upload_bf16(struct lf_cuda_train *t, size_t i)
 	for (size_t at = 0; at < n; at += piece) {
 		size_t k = n - at < piece ? n - at : piece;
 		lf_cpu_f32_to_bf16(h, t->host->tensors[i].data + at, k);
-		LF_CUDA_CHECK(cudaMemcpy(t->bt[i] + at, h, k * sizeof *h, cudaMemcpyHostToDevice));
+		copy_sync(t, t->bt[i] + at, h, k * sizeof *h, cudaMemcpyHostToDevice);
 	}
 	free(h);
 }
@@ -1941,14 +1961,14 @@ extern "C" struct lf_cuda_train *lf_cuda_train_open(const struct lf_model *m, in
 	t->gemm = lf_cuda_gemm_new(t->lt, t->ws, LF_CUBLASLT_WORKSPACE_BYTES);
 	for (size_t i = 0; i < m->ntensors; i++) {
 		if (t->dt[i])
-			LF_CUDA_CHECK(cudaMemcpy(t->dt[i], m->tensors[i].data, m->tensors[i].n * sizeof(float),
-						 cudaMemcpyHostToDevice));
+			to_device(t, t->dt[i], m->tensors[i].data, m->tensors[i].n * sizeof(float));
 		if (t->bt[i])
 			upload_bf16(t, i);
 	}
-	LF_CUDA_CHECK(cudaMemset(t->grads, 0, (t->gn ? t->gn : 1) * sizeof(float)));
-	LF_CUDA_CHECK(cudaMemset(t->mom1, 0, (t->mn ? t->mn : 1) * sizeof(float)));
-	LF_CUDA_CHECK(cudaMemset(t->mom2, 0, (t->mn ? t->mn : 1) * sizeof(float)));
+	zero_d(t, t->grads, (t->gn ? t->gn : 1) * sizeof(float));
+	zero_d(t, t->mom1, (t->mn ? t->mn : 1) * sizeof(float));
+	zero_d(t, t->mom2, (t->mn ? t->mn : 1) * sizeof(float));
+	LF_CUDA_CHECK(cudaStreamSynchronize(t->s));
 	if (make_device_view(t) < 0) {
 		lf_cuda_train_close(t);
 		return NULL;

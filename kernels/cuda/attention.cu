@@ -69,6 +69,7 @@
  * (many spans per launch) form. */
 #include "attention.h"
 #include "cuda_check.h"
+#include "launch.h"
 
 #include <math.h>
 
@@ -502,23 +503,6 @@ static __global__ void __launch_bounds__(LF_ATT_THREADS)
 
 /* ---- launchers ------------------------------------------------------------------ */
 
-/* lets fn use `bytes` of dynamic shared memory, after checking the device
-   allows that much per block */
-static void lf_att_smem_setup(const void *fn, size_t bytes, int d, const char *who)
-{
-    if (bytes <= 48 * 1024)
-        return;
-    int dev = 0, optin = 0;
-    LF_CUDA_CHECK(cudaGetDevice(&dev));
-    LF_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if ((size_t)optin < bytes) {
-        fprintf(stderr, "%s: head dim %d needs %zu bytes of shared memory per block; this device allows %d\n", who,
-                d, bytes, optin);
-        exit(1);
-    }
-    LF_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
-
 static void lf_att_check_args(const struct lf_attn *a, const char *who)
 {
     if (a->d < 1 || a->d > LF_CUDA_ATTENTION_MAX_D || a->heads < 1 || a->kv_heads < 1 ||
@@ -535,7 +519,7 @@ static void lf_att_fwd_launch(float *out, float *lse, const float *q, const floa
 {
     constexpr int BR = 64, BC = D > 128 ? 32 : 64;
     constexpr size_t smem = lf_att_fwd_smem<D, BR, BC>();
-    lf_att_smem_setup((const void *)lf_att_fwd_kernel<D, BR, BC>, smem, a->d, "lf_cuda_attention_f32");
+    lf_cuda_smem_optin((const void *)lf_att_fwd_kernel<D, BR, BC>, smem, a->d, "lf_cuda_attention_f32");
     dim3 grid((unsigned int)((T + BR - 1) / BR), (unsigned int)a->heads);
     lf_att_fwd_kernel<D, BR, BC><<<grid, LF_ATT_THREADS, smem, stream>>>(out, lse, q, k, v, T, S, q0, *a);
     LF_CUDA_CHECK_LAST();
@@ -549,8 +533,8 @@ static void lf_att_bwd_launch(float *dq, float *dk, float *dv, const float *dout
     constexpr int QBR = D > 128 ? 32 : 64, QBC = QBR, KBR = D > 128 ? 32 : 64, KBC = 32;
     constexpr size_t dq_smem = lf_att_dq_smem<D, QBR, QBC>(), kv_smem = lf_att_dkdv_smem<D, KBR, KBC>();
     float *delta = tmp, *lse_tmp = lse ? NULL : tmp + (size_t)T * a->heads;
-    lf_att_smem_setup((const void *)lf_att_bwd_dq_kernel<D, QBR, QBC>, dq_smem, a->d, "lf_cuda_attention_bwd_f32");
-    lf_att_smem_setup((const void *)lf_att_bwd_dkdv_kernel<D, KBR, KBC>, kv_smem, a->d,
+    lf_cuda_smem_optin((const void *)lf_att_bwd_dq_kernel<D, QBR, QBC>, dq_smem, a->d, "lf_cuda_attention_bwd_f32");
+    lf_cuda_smem_optin((const void *)lf_att_bwd_dkdv_kernel<D, KBR, KBC>, kv_smem, a->d,
                       "lf_cuda_attention_bwd_f32");
     dim3 qgrid((unsigned int)((T + QBR - 1) / QBR), (unsigned int)a->heads);
     lf_att_bwd_dq_kernel<D, QBR, QBC><<<qgrid, LF_ATT_THREADS, dq_smem, stream>>>(dq, delta, lse_tmp, lse, dout, q, k,

@@ -85,6 +85,7 @@
  * q/k/v/out in global memory, split-K for long decodes. */
 #include "attention.h"
 #include "cuda_check.h"
+#include "launch.h"
 
 #include <cuda_bf16.h>
 #include <mma.h>
@@ -530,23 +531,6 @@ static __global__ void __launch_bounds__(LF_ATC_THREADS)
 
 /* ---- launchers ------------------------------------------------------------------ */
 
-/* lets fn use `bytes` of dynamic shared memory, after checking the device
-   allows that much per block */
-static void lf_atc_smem_setup(const void *fn, size_t bytes, int d, const char *who)
-{
-    if (bytes <= 48 * 1024)
-        return;
-    int dev = 0, optin = 0;
-    LF_CUDA_CHECK(cudaGetDevice(&dev));
-    LF_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if ((size_t)optin < bytes) {
-        fprintf(stderr, "%s: head dim %d needs %zu bytes of shared memory per block; this device allows %d\n", who,
-                d, bytes, optin);
-        exit(1);
-    }
-    LF_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
-
 static void lf_atc_check_args(const struct lf_attn *a, const char *who)
 {
     if (a->d < 1 || a->d > LF_CUDA_ATTENTION_MAX_D || a->heads < 1 || a->kv_heads < 1 ||
@@ -563,7 +547,7 @@ static void lf_atc_fwd_launch(float *out, float *lse, const float *q, const floa
 {
     static_assert(lf_atc_fwd_smem<D>() <= 166912, "forward tile over sm_80's opt-in shared memory");
     constexpr size_t smem = lf_atc_fwd_smem<D>();
-    lf_atc_smem_setup((const void *)lf_atc_fwd_kernel<D>, smem, a->d, "lf_cuda_attention_tc_f32");
+    lf_cuda_smem_optin((const void *)lf_atc_fwd_kernel<D>, smem, a->d, "lf_cuda_attention_tc_f32");
     dim3 grid((unsigned int)((T + LF_ATC_BR - 1) / LF_ATC_BR), (unsigned int)a->heads);
     lf_atc_fwd_kernel<D><<<grid, LF_ATC_THREADS, smem, stream>>>(out, lse, q, k, v, T, S, q0, *a);
     LF_CUDA_CHECK_LAST();
@@ -578,8 +562,8 @@ static void lf_atc_bwd_launch(float *dq, float *dk, float *dv, const float *dout
                   "backward tiles over sm_80's opt-in shared memory");
     constexpr size_t dq_smem = lf_atc_dq_smem<D>(), kv_smem = lf_atc_dkdv_smem<D>();
     float *delta = tmp, *lse_tmp = lse ? NULL : tmp + (size_t)T * a->heads;
-    lf_atc_smem_setup((const void *)lf_atc_bwd_dq_kernel<D>, dq_smem, a->d, "lf_cuda_attention_tc_bwd_f32");
-    lf_atc_smem_setup((const void *)lf_atc_bwd_dkdv_kernel<D>, kv_smem, a->d, "lf_cuda_attention_tc_bwd_f32");
+    lf_cuda_smem_optin((const void *)lf_atc_bwd_dq_kernel<D>, dq_smem, a->d, "lf_cuda_attention_tc_bwd_f32");
+    lf_cuda_smem_optin((const void *)lf_atc_bwd_dkdv_kernel<D>, kv_smem, a->d, "lf_cuda_attention_tc_bwd_f32");
     dim3 qgrid((unsigned int)((T + LF_ATC_BR - 1) / LF_ATC_BR), (unsigned int)a->heads);
     lf_atc_bwd_dq_kernel<D><<<qgrid, LF_ATC_THREADS, dq_smem, stream>>>(dq, delta, lse_tmp, lse, dout, q, k, v, out,
                                                                           T, S, q0, *a);

@@ -255,6 +255,7 @@ enum cudaMemPoolAttr { cudaMemPoolReuseFollowEventDependencies = 1, cudaMemPoolR
                        cudaMemPoolReuseAllowInternalDependencies, cudaMemPoolAttrReleaseThreshold };
 static inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int dev) { (void)dev; *p = (cudaMemPool_t)1; return (cudaError_t)0; }
 static inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t p, enum cudaMemPoolAttr a, void *v) { (void)p; (void)a; (void)v; return (cudaError_t)0; }
+static inline cudaError_t cudaMemPoolTrimTo(cudaMemPool_t p, size_t keep) { (void)p; (void)keep; return (cudaError_t)0; }
 cudaError_t cudaFreeAsync(void *p, cudaStream_t s);
 cudaError_t cudaMallocManaged(void **p, size_t n, unsigned int flags);
 cudaError_t cudaMallocHost(void **p, size_t n);
