@@ -85,7 +85,7 @@ def main():
     flags_tag = ' '.join(cxxflags + cflags + incs + cu_defs + [str(shrink), os.environ.get('EMU_SUBST', '')])
 
     # the emulator's own objects, once per variant
-    rtdir = os.path.join(EMU, 'build', variant, '_runtime')
+    rtdir = os.path.join(ROOT, 'build', 'cudaemu', variant, '_runtime')
     os.makedirs(rtdir, exist_ok=True)
     objs = []
     for src in ('emu.cpp', 'cublaslt.cpp'):
