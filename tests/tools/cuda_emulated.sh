@@ -5,7 +5,8 @@
 # and runs them here, so that CI executes every kernel and the whole
 # model's GPU path (against the CPU path) where no GPU is, and lf-train's
 # GPU branch end to end (lf-train --device cuda against --device cpu:
-# logs, cross-device resumption, --dump-grads, outputs, --bf16).  The emulation
+# logs, cross-device resumption, --dump-grads, outputs, --bf16), and
+# lf-eval's and lf-generate's (perplexity, logits, greedy answers).  The emulation
 # says nothing of speed, and runs blocks one after another (races between
 # blocks go unseen); scripts/gpu-check.sh runs the same checks on a GPU.
 . tests/lib.sh
@@ -140,3 +141,39 @@ check "lf-train --device cuda --bf16 trains in the bf16 mode: losses within 2e-2
 	"'"$T"'/bin/lf-train" '"$TRAIN"' --finetuning-type full --bf16 --device cuda -o "'"$T"'/bf16" \
 		2>"'"$T"'/bf16.err" && grep -q "in bf16" "'"$T"'/bf16.err" && test -s "'"$T"'/bf16/model.safetensors" &&
 	python3 "'"$T"'/same.py" "'"$T"'/bf16/trainer_log.jsonl" "'"$T"'/full-cpu/trainer_log.jsonl" 2e-2'
+
+# lf-eval and lf-generate on the GPU as a user runs them (the -cuda twins
+# under the emulator), against the CPU: perplexity over the shards, and
+# greedy answers to a batch of prompts (KV caches, prompts of different
+# lengths) token for token
+for tool in lf-eval lf-generate; do
+	cp "$(command -v $tool)" "$T/bin/$tool"
+	check "$tool-cuda builds under the emulator" sh -c '
+		EMU_BUILD_DIR="'"$OUTD"'/tool-objs" EMU_CFLAGS="-DLF_HAVE_CUDA -DLF_VERSION=\"emulated\"" \
+			"'"$EMU"'/build.sh" "'"$T/bin/$tool"'-cuda" "'"$ROOT/tools/$tool"'.c" \
+			"'"$ROOT"'/libcommon/train_cuda.cu" '"$(echo $KERNELS)"' -- $(pkg-config --libs ompi-c) -ldl \
+			>"'"$T/$tool"'.build" 2>&1 || { tail -20 "'"$T/$tool"'.build"; exit 1; }'
+done
+check "lf-eval --device cuda: the CPU's perplexity within 1e-5" sh -c '
+	for dev in cpu cuda; do
+		"'"$T"'/bin/lf-eval" -m "'"$T"'/models/llama" --task perplexity --input "'"$T"'/sh" --device $dev \
+			>"'"$T"'/ppl-$dev.json" 2>/dev/null || exit 1
+	done
+	python3 -c "import json, sys
+a, b = (json.load(open(p))[\"loss\"] for p in sys.argv[1:])
+assert abs(a - b) <= 1e-5 * abs(b), (a, b)" "'"$T"'/ppl-cuda.json" "'"$T"'/ppl-cpu.json"'
+lf-template -t qwen --stage ppo --dataset-dir "$SHARED" --dataset identity --max-samples 3 2>/dev/null |
+	lf-tokenize --tokenizer "$T/models/llama" -o "$T/prompts.lfs" 2>/dev/null
+check "lf-generate --device cuda: the CPU's greedy answers to 3 prompts, token for token" sh -c '
+	for dev in cpu cuda; do
+		"'"$T"'/bin/lf-generate" -m "'"$T"'/models/llama" --do-sample=false --max-new-tokens 12 --device $dev \
+			<"'"$T"'/prompts.lfs" >"'"$T"'/gen-$dev" 2>/dev/null || exit 1
+	done
+	test -s "'"$T"'/gen-cpu" && cmp "'"$T"'/gen-cpu" "'"$T"'/gen-cuda"'
+printf '{"ids": [1, 5, 9, 200, 33, 7, 81, 64, 12]}\n{"ids": [3, 250, 17]}\n' >"$T/ids.jsonl"
+check "lf-eval --task logits --device cuda: the CPU's logits of every position within 1e-4 of their largest" sh -c '
+	for dev in cpu cuda; do
+		"'"$T"'/bin/lf-eval" -m "'"$T"'/models/llama" --task logits --input "'"$T"'/ids.jsonl" --device $dev \
+			-o "'"$T"'/logits-$dev.safetensors" 2>/dev/null || exit 1
+	done
+	python3 "'"$T"'/dumps.py" "'"$T"'/logits-cuda.safetensors" "'"$T"'/logits-cpu.safetensors" 1e-4'
