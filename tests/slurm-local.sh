@@ -42,6 +42,13 @@ ours() {
 	tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$DIR/"
 }
 
+# alive PIDFILE: the process just started (its pid in PIDFILE) still runs.
+# Not ours(): between fork and exec the child's command line is still this
+# script's, which does not name DIR/, so ours() would call it gone.
+alive() {
+	kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
+}
+
 # stop_all NAME...: TERM the daemons named by DIR/NAME.pid, wait up to 10 s
 # for them to exit, KILL what is left, remove the pid files
 stop_all() {
@@ -159,7 +166,7 @@ EOF
 	echo $! >"$DIR/munged.pid"
 	i=0
 	until [ -S "$sock" ]; do
-		ours "$DIR/munged.pid" || fail "munged exited; see $DIR/log/munged.out"
+		alive "$DIR/munged.pid" || fail "munged exited: $(tail -n 3 "$DIR/log/munged.out" "$DIR/log/munged.log" 2>&1)"
 		[ $i -ge 100 ] && fail "munged made no socket $sock in 10 s"
 		sleep 0.1
 		i=$((i + 1))
@@ -175,8 +182,8 @@ EOF
 	# wait (30 s at most) for the node to be idle
 	i=0
 	while :; do
-		ours "$DIR/slurmctld.pid" || fail "slurmctld exited; see $DIR/log/slurmctld.out"
-		ours "$DIR/slurmd.pid" || fail "slurmd exited; see $DIR/log/slurmd.out"
+		alive "$DIR/slurmctld.pid" || fail "slurmctld exited: $(tail -n 3 "$DIR/log/slurmctld.out" 2>&1)"
+		alive "$DIR/slurmd.pid" || fail "slurmd exited: $(tail -n 3 "$DIR/log/slurmd.out" 2>&1)"
 		st=$(sinfo -h -N -n "$host" -o %T 2>/dev/null)
 		[ "$st" = idle ] && break
 		[ $i -ge 300 ] && fail "node $host not idle after 30 s (state: ${st:-none}); see $DIR/log"
