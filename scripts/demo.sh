@@ -71,8 +71,8 @@ echo "== lf-chat: one message"
 echo "Hello!" | lf-chat -m "$out/tiny" -t qwen --do-sample=false --max-new-tokens 16
 
 echo
-echo "== lf-train: full fine-tuning on the packed demo data, 40 epochs (the loss every 40 steps)"
-lf-train -m "$out/tiny" -d "$out/tiny-shards" --finetuning-type full --learning-rate 5e-3 --num-train-epochs 40 \
+echo "== lf-train: full fine-tuning on the packed demo data, 60 epochs (the loss every 40 steps)"
+lf-train -m "$out/tiny" -d "$out/tiny-shards" --finetuning-type full --learning-rate 5e-3 --num-train-epochs 60 \
 	--per-device-train-batch-size 4 --lr-scheduler-type cosine --warmup-ratio 0.05 --logging-steps 40 \
 	--save-steps 0 --overwrite-output-dir -o "$out/tiny-sft"
 python3 -c 'import json, sys
