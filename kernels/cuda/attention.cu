@@ -503,7 +503,7 @@ static __global__ void __launch_bounds__(LF_ATT_THREADS)
 
 /* ---- launchers ------------------------------------------------------------------ */
 
-static void lf_att_check_args(const struct lf_attn *a, const char *who)
+extern "C" void lf_cuda_attention_check(const struct lf_attn *a, const char *who)
 {
     if (a->d < 1 || a->d > LF_CUDA_ATTENTION_MAX_D || a->heads < 1 || a->kv_heads < 1 ||
         a->heads % a->kv_heads != 0) {
@@ -555,7 +555,7 @@ extern "C" void lf_cuda_attention_f32(float *out, const float *q, const float *k
     (void)scratch;
     if (T < 1)
         return;
-    lf_att_check_args(a, "lf_cuda_attention_f32");
+    lf_cuda_attention_check(a, "lf_cuda_attention_f32");
     if (a->d <= 64)
         lf_att_fwd_launch<64>(out, lse, q, k, v, T, S, q0, a, stream);
     else if (a->d <= 96)
@@ -574,7 +574,7 @@ extern "C" void lf_cuda_attention_bwd_f32(float *dq, float *dk, float *dv, const
     (void)scratch;
     if (T < 1 || S < 1)
         return;
-    lf_att_check_args(a, "lf_cuda_attention_bwd_f32");
+    lf_cuda_attention_check(a, "lf_cuda_attention_bwd_f32");
     float *tmp = NULL;
     size_t n = (size_t)T * a->heads * (lse ? 1 : 2);
     LF_CUDA_CHECK(cudaMallocAsync((void **)&tmp, n * sizeof(float), stream));

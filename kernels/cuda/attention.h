@@ -45,6 +45,11 @@ extern "C" {
 /* The largest head dim the kernels take. */
 #define LF_CUDA_ATTENTION_MAX_D 256
 
+/* Exits with a message naming who when the kernels (this file's and
+   attention_tc's) cannot take a's shape: head dim 1..LF_CUDA_ATTENTION_MAX_D,
+   heads a multiple of kv_heads. */
+void lf_cuda_attention_check(const struct lf_attn *a, const char *who);
+
 /* out = the attention of q over k, v (overwritten; rows as above).
    scratch: unused (the CPU op's T * S floats are not needed; may be NULL).
    lse: NULL, or [T, heads] floats (token-major, as q: lse[t * heads + h])

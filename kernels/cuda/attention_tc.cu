@@ -531,16 +531,6 @@ static __global__ void __launch_bounds__(LF_ATC_THREADS)
 
 /* ---- launchers ------------------------------------------------------------------ */
 
-static void lf_atc_check_args(const struct lf_attn *a, const char *who)
-{
-    if (a->d < 1 || a->d > LF_CUDA_ATTENTION_MAX_D || a->heads < 1 || a->kv_heads < 1 ||
-        a->heads % a->kv_heads != 0) {
-        fprintf(stderr, "%s: unsupported shape (heads %d, kv_heads %d, head dim %d; head dim 1..%d, heads a "
-                        "multiple of kv_heads)\n", who, a->heads, a->kv_heads, a->d, LF_CUDA_ATTENTION_MAX_D);
-        exit(1);
-    }
-}
-
 template <int D>
 static void lf_atc_fwd_launch(float *out, float *lse, const float *q, const float *k, const float *v, int T, int S,
                               int q0, const struct lf_attn *a, cudaStream_t stream)
@@ -582,7 +572,7 @@ extern "C" void lf_cuda_attention_tc_f32(float *out, const float *q, const float
 {
     if (T < 1)
         return;
-    lf_atc_check_args(a, "lf_cuda_attention_tc_f32");
+    lf_cuda_attention_check(a, "lf_cuda_attention_tc_f32");
     if (a->d <= 32)
         lf_atc_fwd_launch<32>(out, lse, q, k, v, T, S, q0, a, stream);
     else if (a->d <= 64)
@@ -602,7 +592,7 @@ extern "C" void lf_cuda_attention_tc_bwd_f32(float *dq, float *dk, float *dv, co
 {
     if (T < 1 || S < 1)
         return;
-    lf_atc_check_args(a, "lf_cuda_attention_tc_bwd_f32");
+    lf_cuda_attention_check(a, "lf_cuda_attention_tc_bwd_f32");
     if (a->d > LF_CUDA_ATTENTION_TC_MAX_D) {
         lf_cuda_attention_bwd_f32(dq, dk, dv, dout, q, k, v, out, T, S, q0, a, scratch, lse, stream);
         return;

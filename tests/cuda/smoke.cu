@@ -218,6 +218,16 @@ static void check_gemm(cublasLtHandle_t lt, void *d_ws, int M, int N, int K)
     free(ref); free(scale); free(h_out); free(h_out16);
 }
 
+/* one element's error over its tolerance (err/tol) into the worst so far
+   and the count of those over 1 (NaN counts as over) */
+static void tally(double err, double *worst, size_t *bad)
+{
+    if (!(err <= 1))
+        (*bad)++;
+    if (!(err <= *worst))
+        *worst = isnan(err) ? INFINITY : err;
+}
+
 /* out[M,N] = alpha A B + beta out by lf_cuda_gemm_f32_ld, with A = a
    [M,K] or (a_t) a [K,M] transposed, B = b [K,N] or (b_t) b [N,K]
    transposed, each matrix a column slice of a wider one (row strides lda,
@@ -259,10 +269,7 @@ static void check_gemm_ld(cublasLtHandle_t lt, void *d_ws, int M, int N, int K, 
             double err = fabs(got[i] - want) / (1e-5 * size + 1e-30);
             if (j >= N)
                 err = got[i] == out0[i] ? 0 : INFINITY;
-            if (!(err <= 1))
-                bad++;
-            if (!(err <= worst))
-                worst = isnan(err) ? INFINITY : err;
+            tally(err, &worst, &bad);
         }
     char name[96], detail[128];
     snprintf(name, sizeof name, "gemm_f32_ld_%dx%dx%d_%c%c", M, N, K, a_t ? 't' : 'n', b_t ? 't' : 'n');
@@ -307,11 +314,7 @@ static void check_gemm_c(cublasLtHandle_t lt, void *d_ws, int M, int N, int K, i
                 sum += p;
                 size += fabs(p);
             }
-            double err = fabs(got[(size_t)m * N + j] - sum) / (1e-5 * size + 1e-30);
-            if (!(err <= 1))
-                bad++;
-            if (!(err <= worst))
-                worst = isnan(err) ? INFINITY : err;
+            tally(fabs(got[(size_t)m * N + j] - sum) / (1e-5 * size + 1e-30), &worst, &bad);
         }
     char name[96], detail[128];
     snprintf(name, sizeof name, "gemm_%s_c_%dx%dx%d", bf16 ? "bf16" : "f32", M, N, K);
