@@ -47,3 +47,48 @@ fails() {
 		return 1
 	fi
 }
+
+# same_log A B [TOL]: two trainer_log.jsonl of as many lines, each line's
+# loss, grad_norm, eval_loss and lr within TOL (default 1e-6) relative
+# (absolute below 1)
+same_log() {
+	awk -v tol="${3:-1e-6}" '
+	function grab(line, key,   m) { return match(line, "\"" key "\":[-0-9.e]+") ? substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3) : "" }
+	NR == FNR { a[FNR] = $0; n = FNR; next }
+	{
+		if (FNR > n) { print "extra line " FNR; bad = 1; exit }
+		split("loss grad_norm eval_loss lr", keys, " ")
+		for (k in keys) {
+			x = grab(a[FNR], keys[k]); y = grab($0, keys[k])
+			if (x == "" && y == "") continue
+			d = x - y; if (d < 0) d = -d
+			s = x < 0 ? -x : x
+			if (x == "" || y == "" || d > tol * (s > 1 ? s : 1)) { print "line " FNR " " keys[k] ": " x " vs " y; bad = 1 }
+		}
+		m = FNR
+	}
+	END { if (m != n) { print m " lines, expected " n; bad = 1 } exit bad }' "$1" "$2"
+}
+
+# same_tensors A B TOL [MIN]: two safetensors files of F32 tensors with the
+# same names (at least MIN of them, default 1), each tensor of A within TOL
+# of the largest element of B's
+same_tensors() {
+	python3 - "$@" <<'PY'
+import array, json, struct, sys
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: array.array("f", b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in h.items() if k != "__metadata__"}
+a, b, tol = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
+least = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+assert sorted(a) == sorted(b), "tensors differ: %s" % sorted(set(a) ^ set(b))
+assert len(a) >= least, "%d tensors, expected at least %d" % (len(a), least)
+for k in a:
+    big = max(abs(x) for x in b[k]) or 1e-30
+    worst = max(abs(x - y) for x, y in zip(a[k], b[k])) / big
+    assert worst <= tol, "%s: %.2g of its largest" % (k, worst)
+PY
+}

@@ -63,117 +63,108 @@ export LD_LIBRARY_PATH="$OUTD/nccl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 check "cuda_test_model passes under the emulator: every architecture, full, LoRA and LoRA dropout, f32 and \
 bf16, decode, NCCL, AdamW, against the CPU path" runs test_model "$T"/models/*
 
-# lf-train's GPU branch as a user runs it: lf-train --device cuda execs the
-# lf-train-cuda beside it, here built under the emulator, against the same
-# runs on the CPU (the tool's own paths: the model and state to the device
-# and back, checkpoints, resuming across devices, --dump-grads, outputs)
+# The tools' GPU branches as a user runs them: PROGRAM --device cuda execs
+# the PROGRAM-cuda beside it, here built under the emulator, against the
+# same runs on the CPU (the tools' own paths: the model and state to the
+# device and back, checkpoints, resuming across devices, --dump-grads,
+# outputs; lf-eval's perplexity and logits, lf-generate's KV caches over a
+# batch of prompts of different lengths)
 mkdir -p "$T/bin"
-cp "$(command -v lf-train)" "$T/bin/lf-train"
-check "lf-train-cuda builds under the emulator" sh -c '
-	EMU_BUILD_DIR="'"$OUTD"'/tool-objs" EMU_CFLAGS="-DLF_HAVE_CUDA -DLF_VERSION=\"emulated\"" \
-		"'"$EMU"'/build.sh" "'"$T"'/bin/lf-train-cuda" "'"$ROOT"'/tools/lf-train.c" \
-		"'"$ROOT"'/libcommon/train_cuda.cu" '"$(echo $KERNELS)"' -- $(pkg-config --libs ompi-c) -ldl \
-		>"'"$T"'/tool.build" 2>&1 || { tail -20 "'"$T"'/tool.build"; exit 1; }'
+export OMP_NUM_THREADS=1
+
+# emulated_tool NAME: bin/NAME copied into $T/bin, NAME-cuda built beside it
+emulated_tool() {
+	cp "$(command -v "$1")" "$T/bin/$1" &&
+		EMU_BUILD_DIR="$OUTD/tool-objs" EMU_CFLAGS="-DLF_HAVE_CUDA -DLF_VERSION=\"emulated\"" \
+			"$EMU/build.sh" "$T/bin/$1-cuda" "$ROOT/tools/$1.c" "$ROOT/libcommon/train_cuda.cu" $KERNELS -- \
+			$(pkg-config --libs ompi-c) -ldl >"$T/$1.build" 2>&1 || { tail -20 "$T/$1.build"; return 1; }
+}
+for tool in lf-train lf-eval lf-generate; do
+	check "$tool-cuda builds under the emulator" emulated_tool $tool
+done
+
 lf-template -t qwen --dataset-dir "$SHARED" --dataset identity --max-samples 20 2>/dev/null |
 	lf-tokenize --tokenizer "$T/models/llama" 2>/dev/null | lf-pack --cutoff-len 64 --val-size 4 -o "$T/sh" 2>/dev/null
 TRAIN="-m $T/models/llama -d $T/sh --per-device-train-batch-size 2 --gradient-accumulation-steps 2 --max-steps 4"
-TRAIN="$TRAIN --learning-rate 0.01 --logging-steps 1 --save-steps 2 --eval-steps 2 --overwrite-output-dir"
-export OMP_NUM_THREADS=1
+TRAIN="$TRAIN --learning-rate 0.01 --logging-steps 1 --save-steps 2 --eval-steps 2"
 
-# same.py LOG REF TOL: every logged loss, grad_norm and eval_loss of two
-# trainer_log.jsonl within TOL relative, and as many lines
-cat >"$T/same.py" <<'PY'
-import json, sys
-a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
-tol = float(sys.argv[3])
-assert len(a) == len(b) > 0, "%d vs %d log lines" % (len(a), len(b))
-for x, y in zip(a, b):
-    for k in ("loss", "grad_norm", "eval_loss"):
-        if k in x or k in y:
-            d = abs(x[k] - y[k]) / max(abs(y[k]), 1e-30)
-            assert d <= tol, "step %s %s: %r vs %r (%.2g relative)" % (x.get("current_steps"), k, x[k], y[k], d)
-PY
+# train DEVICE OUT ARGS...: lf-train on DEVICE into a fresh OUT
+train() {
+	dev=$1
+	out=$2
+	shift 2
+	# shellcheck disable=SC2086
+	"$T/bin/lf-train" $TRAIN --device "$dev" --overwrite-output-dir -o "$out" "$@" 2>"$out.err" ||
+		{ tail -3 "$out.err"; return 1; }
+}
 
+# gpu_like_cpu FT: --finetuning-type FT on both, the GPU's log within 1e-5
+gpu_like_cpu() {
+	train cpu "$T/$1-cpu" --finetuning-type "$1" && train cuda "$T/$1-gpu" --finetuning-type "$1" &&
+		grep -q "training on GPU 0: .*(cudaemu CPU emulation) in f32" "$T/$1-gpu.err" &&
+		same_log "$T/$1-gpu/trainer_log.jsonl" "$T/$1-cpu/trainer_log.jsonl" 1e-5
+}
 for ft in lora full; do
 	check "lf-train --device cuda --finetuning-type $ft (f32) logs the CPU's losses, grad norms and eval losses \
-within 1e-5" sh -c '
-		"'"$T"'/bin/lf-train" '"$TRAIN"' --finetuning-type '"$ft"' --device cpu -o "'"$T/$ft"'-cpu" 2>/dev/null &&
-		"'"$T"'/bin/lf-train" '"$TRAIN"' --finetuning-type '"$ft"' --device cuda -o "'"$T/$ft"'-gpu" \
-			2>"'"$T/$ft"'-gpu.err" || { tail -3 "'"$T/$ft"'-gpu.err"; exit 1; }
-		grep -q "training on GPU 0: .*(cudaemu CPU emulation) in f32" "'"$T/$ft"'-gpu.err" &&
-		python3 "'"$T"'/same.py" "'"$T/$ft"'-gpu/trainer_log.jsonl" "'"$T/$ft"'-cpu/trainer_log.jsonl" 1e-5'
+within 1e-5" gpu_like_cpu $ft
 done
-check "a GPU run's checkpoint resumed on the CPU, and a CPU run's on the GPU, log as the uninterrupted runs" sh -c '
-	mkdir -p "'"$T"'/g2c" "'"$T"'/c2g" && cp -r "'"$T"'/lora-gpu/checkpoint-2" "'"$T"'/g2c/" &&
-	cp -r "'"$T"'/full-cpu/checkpoint-2" "'"$T"'/c2g/" &&
-	"'"$T"'/bin/lf-train" '"$(echo "$TRAIN" | sed s/--overwrite-output-dir//)"' --finetuning-type lora --device cpu \
-		-o "'"$T"'/g2c" 2>/dev/null &&
-	"'"$T"'/bin/lf-train" '"$(echo "$TRAIN" | sed s/--overwrite-output-dir//)"' --finetuning-type full --device cuda \
-		-o "'"$T"'/c2g" 2>/dev/null &&
-	python3 "'"$T"'/same.py" "'"$T"'/g2c/trainer_log.jsonl" "'"$T"'/lora-gpu/trainer_log.jsonl" 1e-5 &&
-	python3 "'"$T"'/same.py" "'"$T"'/c2g/trainer_log.jsonl" "'"$T"'/full-cpu/trainer_log.jsonl" 1e-5'
-# dumps.py A B TOL: the same tensors in two safetensors files of f32, each
-# within TOL of its largest element in B
-cat >"$T/dumps.py" <<'PY'
-import json, struct, sys, array
-def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    return {k: array.array("f", b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
-            for k, v in h.items() if k != "__metadata__"}
-a, b, tol = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
-assert sorted(a) == sorted(b) and len(a) > 1, "tensors differ: %s" % sorted(set(a) ^ set(b))
-for k in a:
-    big = max(abs(x) for x in b[k]) or 1.0
-    worst = max(abs(x - y) for x, y in zip(a[k], b[k])) / big
-    assert worst <= tol, "%s: %.2g of its largest" % (k, worst)
-PY
-check "--dump-grads on the GPU: the CPU's loss and gradients (LoRA, every tensor within 1e-4 of its largest)" sh -c '
-	for dev in cpu cuda; do
-		"'"$T"'/bin/lf-train" '"$TRAIN"' --finetuning-type lora --max-steps 1 --device $dev \
-			--dump-grads "'"$T"'/g-$dev.safetensors" -o "'"$T"'/dump-$dev" 2>/dev/null || exit 1
-	done
-	python3 "'"$T"'/dumps.py" "'"$T"'/g-cuda.safetensors" "'"$T"'/g-cpu.safetensors" 1e-4'
-check "the adapter the GPU run writes: PEFT's names, the CPU run's values within 1e-4" \
-	python3 "$T/dumps.py" "$T/lora-gpu/adapter_model.safetensors" "$T/lora-cpu/adapter_model.safetensors" 1e-4
-check "lf-train --device cuda --bf16 trains in the bf16 mode: losses within 2e-2 of the CPU's f32" sh -c '
-	"'"$T"'/bin/lf-train" '"$TRAIN"' --finetuning-type full --bf16 --device cuda -o "'"$T"'/bf16" \
-		2>"'"$T"'/bf16.err" && grep -q "in bf16" "'"$T"'/bf16.err" && test -s "'"$T"'/bf16/model.safetensors" &&
-	python3 "'"$T"'/same.py" "'"$T"'/bf16/trainer_log.jsonl" "'"$T"'/full-cpu/trainer_log.jsonl" 2e-2'
 
-# lf-eval and lf-generate on the GPU as a user runs them (the -cuda twins
-# under the emulator), against the CPU: perplexity over the shards, and
-# greedy answers to a batch of prompts (KV caches, prompts of different
-# lengths) token for token
-for tool in lf-eval lf-generate; do
-	cp "$(command -v $tool)" "$T/bin/$tool"
-	check "$tool-cuda builds under the emulator" sh -c '
-		EMU_BUILD_DIR="'"$OUTD"'/tool-objs" EMU_CFLAGS="-DLF_HAVE_CUDA -DLF_VERSION=\"emulated\"" \
-			"'"$EMU"'/build.sh" "'"$T/bin/$tool"'-cuda" "'"$ROOT/tools/$tool"'.c" \
-			"'"$ROOT"'/libcommon/train_cuda.cu" '"$(echo $KERNELS)"' -- $(pkg-config --libs ompi-c) -ldl \
-			>"'"$T/$tool"'.build" 2>&1 || { tail -20 "'"$T/$tool"'.build"; exit 1; }'
-done
-check "lf-eval --device cuda: the CPU's perplexity within 1e-5" sh -c '
+# resumed FROM FT DEVICE: FROM's checkpoint-2 resumed by FT on DEVICE logs as FROM
+resumed() {
+	mkdir -p "$T/re-$3" && cp -r "$T/$1/checkpoint-2" "$T/re-$3/" &&
+		# shellcheck disable=SC2086
+		"$T/bin/lf-train" $TRAIN --finetuning-type "$2" --device "$3" -o "$T/re-$3" 2>/dev/null &&
+		same_log "$T/re-$3/trainer_log.jsonl" "$T/$1/trainer_log.jsonl" 1e-5
+}
+check "a GPU run's checkpoint resumed on the CPU logs as the uninterrupted run" resumed lora-gpu lora cpu
+check "a CPU run's checkpoint resumed on the GPU logs as the uninterrupted run" resumed full-cpu full cuda
+
+dumps_agree() {
+	train cpu "$T/dump-cpu" --finetuning-type lora --max-steps 1 --dump-grads "$T/g-cpu.safetensors" &&
+		train cuda "$T/dump-gpu" --finetuning-type lora --max-steps 1 --dump-grads "$T/g-cuda.safetensors" &&
+		same_tensors "$T/g-cuda.safetensors" "$T/g-cpu.safetensors" 1e-4 2
+}
+check "--dump-grads on the GPU: the CPU's loss and gradients (LoRA, every tensor within 1e-4 of its largest)" \
+	dumps_agree
+check "the adapter the GPU run writes: PEFT's names, the CPU run's values within 1e-4" \
+	same_tensors "$T/lora-gpu/adapter_model.safetensors" "$T/lora-cpu/adapter_model.safetensors" 1e-4 2
+bf16_runs() {
+	train cuda "$T/bf16" --finetuning-type full --bf16 && grep -q "in bf16" "$T/bf16.err" &&
+		test -s "$T/bf16/model.safetensors" &&
+		same_log "$T/bf16/trainer_log.jsonl" "$T/full-cpu/trainer_log.jsonl" 2e-2
+}
+check "lf-train --device cuda --bf16 trains in the bf16 mode: losses within 2e-2 of the CPU's f32" bf16_runs
+
+# on_both TOOL OUT ARGS...: TOOL ARGS on the CPU into OUT-cpu, on the GPU into OUT-cuda (stdout)
+on_both() {
+	tool=$1
+	out=$2
+	shift 2
 	for dev in cpu cuda; do
-		"'"$T"'/bin/lf-eval" -m "'"$T"'/models/llama" --task perplexity --input "'"$T"'/sh" --device $dev \
-			>"'"$T"'/ppl-$dev.json" 2>/dev/null || exit 1
+		"$T/bin/$tool" "$@" --device $dev >"$out-$dev" 2>/dev/null || return 1
 	done
-	python3 -c "import json, sys
-a, b = (json.load(open(p))[\"loss\"] for p in sys.argv[1:])
-assert abs(a - b) <= 1e-5 * abs(b), (a, b)" "'"$T"'/ppl-cuda.json" "'"$T"'/ppl-cpu.json"'
+}
+ppl_agrees() {
+	on_both lf-eval "$T/ppl" -m "$T/models/llama" --task perplexity --input "$T/sh" &&
+		python3 -c "import json, sys
+a, b = (json.load(open(p))['loss'] for p in sys.argv[1:])
+assert abs(a - b) <= 1e-5 * abs(b), (a, b)" "$T/ppl-cuda" "$T/ppl-cpu"
+}
+check "lf-eval --device cuda: the CPU's perplexity within 1e-5" ppl_agrees
 lf-template -t qwen --stage ppo --dataset-dir "$SHARED" --dataset identity --max-samples 3 2>/dev/null |
 	lf-tokenize --tokenizer "$T/models/llama" -o "$T/prompts.lfs" 2>/dev/null
-check "lf-generate --device cuda: the CPU's greedy answers to 3 prompts, token for token" sh -c '
-	for dev in cpu cuda; do
-		"'"$T"'/bin/lf-generate" -m "'"$T"'/models/llama" --do-sample=false --max-new-tokens 12 --device $dev \
-			<"'"$T"'/prompts.lfs" >"'"$T"'/gen-$dev" 2>/dev/null || exit 1
-	done
-	test -s "'"$T"'/gen-cpu" && cmp "'"$T"'/gen-cpu" "'"$T"'/gen-cuda"'
+answers_agree() {
+	on_both lf-generate "$T/gen" -m "$T/models/llama" --do-sample=false --max-new-tokens 12 "$T/prompts.lfs" &&
+		test -s "$T/gen-cpu" && cmp "$T/gen-cpu" "$T/gen-cuda"
+}
+check "lf-generate --device cuda: the CPU's greedy answers to 3 prompts, token for token" answers_agree
 printf '{"ids": [1, 5, 9, 200, 33, 7, 81, 64, 12]}\n{"ids": [3, 250, 17]}\n' >"$T/ids.jsonl"
-check "lf-eval --task logits --device cuda: the CPU's logits of every position within 1e-4 of their largest" sh -c '
+logits_agree() {
 	for dev in cpu cuda; do
-		"'"$T"'/bin/lf-eval" -m "'"$T"'/models/llama" --task logits --input "'"$T"'/ids.jsonl" --device $dev \
-			-o "'"$T"'/logits-$dev.safetensors" 2>/dev/null || exit 1
+		"$T/bin/lf-eval" -m "$T/models/llama" --task logits --input "$T/ids.jsonl" --device $dev \
+			-o "$T/logits-$dev.safetensors" 2>/dev/null || return 1
 	done
-	python3 "'"$T"'/dumps.py" "'"$T"'/logits-cuda.safetensors" "'"$T"'/logits-cpu.safetensors" 1e-4'
+	same_tensors "$T/logits-cuda.safetensors" "$T/logits-cpu.safetensors" 1e-4 2
+}
+check "lf-eval --task logits --device cuda: the CPU's logits of every position within 1e-4 of their largest" \
+	logits_agree
