@@ -638,12 +638,10 @@ int lf_kv_cache_reserve(struct lf_kv_cache *kv, const struct lf_model *m, int ca
 		return 0;
 	struct lf_kv_cache bigger;
 	lf_kv_cache_init(&bigger, m, capacity);
-	size_t kd = (size_t)m->cfg.kv_heads * (size_t)m->cfg.head_dim;
-	for (int l = 0; l < m->cfg.layers; l++) {
-		memcpy(bigger.k + (size_t)l * capacity * kd, kv->k + (size_t)l * kv->capacity * kd,
-		       (size_t)kv->len * kd * sizeof(float));
-		memcpy(bigger.v + (size_t)l * capacity * kd, kv->v + (size_t)l * kv->capacity * kd,
-		       (size_t)kv->len * kd * sizeof(float));
+	size_t d = (size_t)m->cfg.head_dim, n = (size_t)kv->len * d * sizeof(float);
+	for (size_t lg = 0; lg < (size_t)m->cfg.layers * (size_t)m->cfg.kv_heads; lg++) {
+		memcpy(bigger.k + lg * capacity * d, kv->k + lg * kv->capacity * d, n);
+		memcpy(bigger.v + lg * capacity * d, kv->v + lg * kv->capacity * d, n);
 	}
 	bigger.len = kv->len;
 	lf_kv_cache_free(kv);
@@ -675,8 +673,6 @@ int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int 
 	b->v = lf_malloc(T * kd * sizeof(float));
 	b->gate = lf_malloc(T * (size_t)c->intermediate * sizeof(float));
 	b->up = lf_malloc(T * (size_t)c->intermediate * sizeof(float));
-	b->scores_cap = (size_t)max_seq; /* grown to T x S as a call needs */
-	b->scores = lf_malloc(b->scores_cap * sizeof(float));
 	b->router = lf_malloc(T * (size_t)(c->experts + 1) * sizeof(float));
 	b->pos = lf_malloc(T * sizeof(int32_t));
 	b->lora_tmp = lf_malloc(T * (size_t)(m->max_rank + 1) * sizeof(float));
@@ -688,8 +684,8 @@ int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int 
 
 void lf_forward_buf_free(struct lf_forward_buf *b)
 {
-	float *f[] = { b->x, b->xn, b->o, b->moe_acc, b->q, b->att, b->k, b->v, b->gate, b->up, b->scores,
-		       b->router, b->inv_freq, b->lora_tmp, b->attn_factor };
+	float *f[] = { b->x, b->xn, b->o, b->moe_acc, b->q, b->att, b->k, b->v, b->gate, b->up, b->router,
+		       b->inv_freq, b->lora_tmp, b->attn_factor };
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 		free(f[i]);
 	free(b->pos);
@@ -877,6 +873,12 @@ static void moe(const struct lf_model *m, const struct lf_layer *L, struct lf_fo
 	memcpy(b->o, b->moe_acc, (size_t)T * H * sizeof(float));
 }
 
+/* Layer l's part of a cache's keys or values. */
+static float *cache_layer(float *base, const struct lf_kv_cache *kv, int l, int kd)
+{
+	return base + (size_t)l * kv->capacity * kd;
+}
+
 int lf_model_forward(const struct lf_model *m, struct lf_kv_cache *kv, struct lf_forward_buf *b, const int32_t *ids,
 		     const int32_t *positions, int T, bool last_only, float *logits)
 {
@@ -900,14 +902,6 @@ int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seq
 	}
 	if (N > b->max_tokens)
 		return lf_fail("forward: %d tokens at once, the buffers hold %d", N, b->max_tokens);
-	/* attention scores: one sequence at a time, T x S */
-	for (int s = 0; s < nseq; s++) {
-		size_t need = (size_t)seqs[s].T * (size_t)(seqs[s].kv->len + seqs[s].T);
-		if (need > b->scores_cap) {
-			b->scores_cap = need;
-			b->scores = lf_realloc(b->scores, need * sizeof(float));
-		}
-	}
 	if ((size_t)nseq * half > b->inv_cap) {
 		b->inv_cap = (size_t)nseq * half;
 		b->inv_freq = lf_realloc(b->inv_freq, b->inv_cap * sizeof *b->inv_freq);
@@ -933,77 +927,108 @@ int lf_model_forward_batch(const struct lf_model *m, const struct lf_seq_in *seq
 		}
 	}
 	float norm_offset = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
+	/* rows: the tokens still going through the layers.  When only each
+	 * sequence's last logits are wanted, the last layer takes every token's
+	 * keys and values for the cache, and then goes on with those last
+	 * tokens alone (their queries, attention, MLP). */
+	int rows = N;
 	for (int l = 0; l < c->layers; l++) {
 		const struct lf_layer *L = &m->layers[l];
+		bool narrow = last_only && l == c->layers - 1 && nseq < N;
 		lf_cpu_rmsnorm_f32(b->xn, b->x, L->in_norm, N, H, eps, norm_offset);
 		{
 			float *out[3] = { b->q, b->k, b->v };
 			const float *w[3] = { L->q, L->k, L->v }, *bias[3] = { L->q_b, L->k_b, L->v_b };
 			const struct lf_lora *lora[3] = { &L->lq, &L->lk, &L->lv };
-			int out_f[3] = { qd, kd, kd };
-			linear_multi(3, out, b->xn, w, bias, lora, b->lora_tmp, N, out_f, H);
+			int out_f[3] = { qd, kd, kd }, skip = narrow; /* the queries come below */
+			linear_multi(3 - skip, out + skip, b->xn, w + skip, bias + skip, lora + skip, b->lora_tmp, N,
+				     out_f + skip, H);
 		}
-		if (c->qk_norm) {
-			lf_cpu_rmsnorm_f32(b->q, b->q, L->q_norm, N * nh, d, eps, 0.0f);
+		if (c->qk_norm)
 			lf_cpu_rmsnorm_f32(b->k, b->k, L->k_norm, N * nkv, d, eps, 0.0f);
+		/* per sequence: the keys' rotary embedding; keys and values into
+		 * the cache, laid out by head */
+		for (int s = 0, row = 0; s < nseq; row += seqs[s++].T) {
+			struct lf_kv_cache *kv = seqs[s].kv;
+			int T = seqs[s].T;
+			float *kc = cache_layer(kv->k, kv, l, kd), *vc = cache_layer(kv->v, kv, l, kd);
+			float *kr = b->k + (size_t)row * kd, *vr = b->v + (size_t)row * kd;
+			lf_cpu_rope_f32(kr, b->pos + row, T, nkv, d, kd, c->rope.rotary_dim, b->inv_freq + (size_t)s * half,
+					b->attn_factor[s]);
+			for (int g = 0; g < nkv; g++) {
+				size_t at = ((size_t)g * kv->capacity + kv->len) * d;
+				for (int t = 0; t < T; t++) {
+					memcpy(kc + at + (size_t)t * d, kr + (size_t)t * kd + (size_t)g * d, d * sizeof(float));
+					memcpy(vc + at + (size_t)t * d, vr + (size_t)t * kd + (size_t)g * d, d * sizeof(float));
+				}
+			}
 		}
-		/* per sequence: rotary embedding, the cache, attention */
+		if (narrow) {
+			/* each sequence's last token moves up to row s */
+			for (int s = 0, row = 0; s < nseq; s++) {
+				row += seqs[s].T;
+				memmove(b->x + (size_t)s * H, b->x + (size_t)(row - 1) * H, (size_t)H * sizeof(float));
+				memmove(b->xn + (size_t)s * H, b->xn + (size_t)(row - 1) * H, (size_t)H * sizeof(float));
+				b->pos[s] = b->pos[row - 1];
+			}
+			rows = nseq;
+			linear(b->q, b->xn, L->q, L->q_b, &L->lq, b->lora_tmp, rows, qd, H);
+		}
+		if (c->qk_norm)
+			lf_cpu_rmsnorm_f32(b->q, b->q, L->q_norm, rows * nh, d, eps, 0.0f);
+		/* per sequence: the queries' rotary embedding, attention over the
+		 * cache */
 		struct lf_attn a = { nh, nkv, d, (float)c->attn_scale, (float)c->attn_softcap, c->window[l] };
 		for (int s = 0, row = 0; s < nseq; s++) {
-			const struct lf_seq_in *q = &seqs[s];
-			struct lf_kv_cache *kv = q->kv;
-			int T = q->T, q0 = kv->len;
-			float *kc = kv->k + (size_t)l * kv->capacity * kd, *vc = kv->v + (size_t)l * kv->capacity * kd;
-			float *qr = b->q + (size_t)row * qd, *kr = b->k + (size_t)row * kd, *vr = b->v + (size_t)row * kd;
-			const float *inv = b->inv_freq + (size_t)s * half;
-			lf_cpu_rope_f32(qr, b->pos + row, T, nh, d, qd, c->rope.rotary_dim, inv, b->attn_factor[s]);
-			lf_cpu_rope_f32(kr, b->pos + row, T, nkv, d, kd, c->rope.rotary_dim, inv, b->attn_factor[s]);
-			memcpy(kc + (size_t)q0 * kd, kr, (size_t)T * kd * sizeof(float));
-			memcpy(vc + (size_t)q0 * kd, vr, (size_t)T * kd * sizeof(float));
-			lf_cpu_attention_f32(b->att + (size_t)row * qd, qr, kc, vc, T, q0 + T, q0, &a, b->scores);
+			struct lf_kv_cache *kv = seqs[s].kv;
+			int T = rows == N ? seqs[s].T : 1, q0 = kv->len + seqs[s].T - T;
+			float *qr = b->q + (size_t)row * qd;
+			lf_cpu_rope_f32(qr, b->pos + row, T, nh, d, qd, c->rope.rotary_dim, b->inv_freq + (size_t)s * half,
+					b->attn_factor[s]);
+			lf_cpu_attention_cache_f32(b->att + (size_t)row * qd, qr, cache_layer(kv->k, kv, l, kd),
+						   cache_layer(kv->v, kv, l, kd), kv->capacity, T, q0, &a);
 			row += T;
 		}
 		if (c->sandwich_norms) {
-			linear(b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, N, H, qd);
-			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_attn_norm, N, H, eps, norm_offset);
-			for (size_t i = 0; i < (size_t)N * H; i++)
+			linear(b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, rows, H, qd);
+			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_attn_norm, rows, H, eps, norm_offset);
+			for (size_t i = 0; i < (size_t)rows * H; i++)
 				b->x[i] += b->o[i];
 		} else {
-			linear_residual(b->x, b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, N, H, qd);
+			linear_residual(b->x, b->o, b->att, L->o, L->o_b, &L->lo, b->lora_tmp, rows, H, qd);
 		}
-		lf_cpu_rmsnorm_f32(b->xn, b->x, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps,
+		lf_cpu_rmsnorm_f32(b->xn, b->x, c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, rows, H, eps,
 				   norm_offset);
 		if (c->arch == LF_ARCH_MIXTRAL) {
-			moe(m, L, b, N);
+			moe(m, L, b, rows);
 		} else {
 			float *out[2] = { b->gate, b->up };
 			const float *w[2] = { L->gate, L->up }, *bias[2] = { L->gate_b, L->up_b };
 			const struct lf_lora *lora[2] = { &L->lgate, &L->lup };
 			int out_f[2] = { I, I };
-			linear_multi(2, out, b->xn, w, bias, lora, b->lora_tmp, N, out_f, H);
-			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, (long)N * I, c->act);
+			linear_multi(2, out, b->xn, w, bias, lora, b->lora_tmp, rows, out_f, H);
+			lf_cpu_gated_act_f32(b->gate, b->gate, b->up, (long)rows * I, c->act);
 			if (!c->sandwich_norms) {
-				linear_residual(b->x, b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, N, H, I);
+				linear_residual(b->x, b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, rows, H, I);
 				continue;
 			}
-			linear(b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, N, H, I);
+			linear(b->o, b->gate, L->down, L->down_b, &L->ldown, b->lora_tmp, rows, H, I);
 		}
 		if (c->sandwich_norms)
-			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_ff_norm, N, H, eps, norm_offset);
-		for (size_t i = 0; i < (size_t)N * H; i++)
+			lf_cpu_rmsnorm_f32(b->o, b->o, L->post_ff_norm, rows, H, eps, norm_offset);
+		for (size_t i = 0; i < (size_t)rows * H; i++)
 			b->x[i] += b->o[i];
 	}
 	for (int s = 0; s < nseq; s++)
 		seqs[s].kv->len += seqs[s].T;
-	/* the rows whose logits are wanted: every row, or each sequence's last */
-	int n = N;
-	if (last_only) {
-		n = 0;
+	/* the rows whose logits are wanted: every row, or each sequence's last
+	 * (already moved up when the last layer narrowed to them) */
+	int n = last_only ? nseq : N;
+	if (last_only && rows == N)
 		for (int s = 0, row = 0; s < nseq; s++) {
 			row += seqs[s].T;
-			memmove(b->x + (size_t)n++ * H, b->x + (size_t)(row - 1) * H, (size_t)H * sizeof(float));
+			memmove(b->x + (size_t)s * H, b->x + (size_t)(row - 1) * H, (size_t)H * sizeof(float));
 		}
-	}
 	lf_cpu_rmsnorm_f32(b->xn, b->x, m->norm, n, H, eps, norm_offset);
 	lf_cpu_matmul_nt_f32(logits, b->xn, m->lm_head, n, c->vocab, H);
 	if (c->final_softcap > 0)

@@ -118,7 +118,7 @@ int lf_model_new_module_copy(struct lf_model *m, const char *module);
 /* Keys and values of one sequence, for every layer: capacity positions. */
 struct lf_kv_cache {
 	int capacity, len;
-	float *k, *v; /* [layers][capacity][kv_heads * head_dim] */
+	float *k, *v; /* [layers][kv_heads][capacity][head_dim] */
 };
 
 int lf_kv_cache_init(struct lf_kv_cache *kv, const struct lf_model *m, int capacity);
@@ -129,10 +129,10 @@ void lf_kv_cache_free(struct lf_kv_cache *kv);
 /* Activations for up to max_tokens tokens per forward call. */
 struct lf_forward_buf {
 	int max_tokens, max_seq;
-	float *x, *xn, *q, *k, *v, *att, *o, *gate, *up, *scores, *router, *moe_acc, *lora_tmp;
+	float *x, *xn, *q, *k, *v, *att, *o, *gate, *up, *router, *moe_acc, *lora_tmp;
 	int32_t *pos;
 	float *inv_freq, *attn_factor; /* per sequence of a call */
-	size_t inv_cap, scores_cap;
+	size_t inv_cap;
 };
 
 int lf_forward_buf_init(struct lf_forward_buf *b, const struct lf_model *m, int max_tokens, int max_seq);

@@ -88,44 +88,29 @@ static void attn_softmax_row(float *row, int lo, int hi, int n, const struct lf_
     memset(row + hi, 0, (size_t)(n - hi) * sizeof(float));
 }
 
-/* Keys per step of a decoding query's attention_heads. */
-#define ATTN_CHUNK 32
+/* Where the keys and values lie: position s of kv head g at
+ * k + g * head + s * row (and v likewise). */
+struct kv_layout {
+    const float *k, *v;
+    long row, head;
+};
 
-/* One query row t, heads h0 .. h1-1 (decoding): the keys in chunks of
- * ATTN_CHUNK, each chunk's rows read for all these heads while in cache
- * (the cache interleaves the heads of a position) with the next chunk
- * prefetched; dot products, softmax per head, the weighted sum of the
- * values added chunk by chunk.  sc holds (h1 - h0) * (q0 + t + 1)
- * floats.  A head's result does not depend on h0 and h1. */
-static void attention_heads(float *out, const float *q, const float *k, const float *v, int t, int h0, int h1,
-                            int q0, const struct lf_attn *a, float *sc)
+/* One query row t, heads h0 .. h1-1 (decoding), one head after another:
+ * its keys' dot products, softmax, the weighted sum of its values; sc
+ * holds q0 + t + 1 floats.  A head's result does not depend on h0 and
+ * h1.  In the cache's layout each head's keys, then its values, are one
+ * stretch of memory read front to back. */
+static void attention_heads(float *out, const float *q, const struct kv_layout *kv, int t, int h0, int h1, int q0,
+                            const struct lf_attn *a, float *sc)
 {
-    int d = a->d, group = a->heads / a->kv_heads, qs = a->heads * d, ks = a->kv_heads * d;
+    int d = a->d, group = a->heads / a->kv_heads, qs = a->heads * d;
     int p = q0 + t, lo = attn_lo(a, p), n = p + 1 - lo;
-    /* the part of a cache row these heads read */
-    long c0 = (long)(h0 / group) * d, c1 = (long)((h1 - 1) / group + 1) * d;
-    const float *kl = k + (long)lo * ks, *vl = v + (long)lo * ks;
-    for (int s0 = 0; s0 < n; s0 += ATTN_CHUNK) {
-        int cn = n - s0 < ATTN_CHUNK ? n - s0 : ATTN_CHUNK;
-        for (int s = s0 + ATTN_CHUNK; s < s0 + 2 * ATTN_CHUNK && s < n; s++)
-            for (long c = c0; c < c1; c += 16)
-                __builtin_prefetch(kl + (long)s * ks + c);
-        for (int h = h0; h < h1; h++)
-            lf_vec_dot_rows_f32(sc + (long)(h - h0) * n + s0, kl + (long)s0 * ks + (long)(h / group) * d, ks,
-                                q + (long)t * qs + (long)h * d, cn, d);
-    }
     for (int h = h0; h < h1; h++) {
-        lf_vec_scale_f32(sc + (long)(h - h0) * n, a->scale, n);
-        attn_softmax_row(sc + (long)(h - h0) * n, 0, n, n, a);
-    }
-    for (int s0 = 0; s0 < n; s0 += ATTN_CHUNK) {
-        int cn = n - s0 < ATTN_CHUNK ? n - s0 : ATTN_CHUNK;
-        for (int s = s0 + ATTN_CHUNK; s < s0 + 2 * ATTN_CHUNK && s < n; s++)
-            for (long c = c0; c < c1; c += 16)
-                __builtin_prefetch(vl + (long)s * ks + c);
-        for (int h = h0; h < h1; h++)
-            lf_vec_weighted_rows_f32(out + (long)t * qs + (long)h * d, sc + (long)(h - h0) * n + s0,
-                                     vl + (long)s0 * ks + (long)(h / group) * d, ks, cn, d, s0 > 0);
+        long first = (long)(h / group) * kv->head + (long)lo * kv->row;
+        lf_vec_dot_short_rows_f32(sc, kv->k + first, kv->row, q + (long)t * qs + (long)h * d, n, d);
+        lf_vec_scale_f32(sc, a->scale, n);
+        attn_softmax_row(sc, 0, n, n, a);
+        lf_vec_weighted_rows_f32(out + (long)t * qs + (long)h * d, sc, kv->v + first, kv->row, n, d, 0);
     }
 }
 
@@ -133,12 +118,14 @@ static void attention_heads(float *out, const float *q, const float *k, const fl
  * into kt ([d, keys]), then tiles of LF_VEC_TILE rows, each over the keys
  * its rows see: scores, softmax per row, weighted sum of the values.
  * kt holds d * (q0 + T) floats, sc LF_VEC_TILE * (q0 + T). */
-static void attention_head(float *out, const float *q, const float *k, const float *v, int T, int h, int q0,
+static void attention_head(float *out, const float *q, const struct kv_layout *kv, int T, int h, int q0,
                            const struct lf_attn *a, float *kt, float *sc)
 {
-    int d = a->d, kvh = h / (a->heads / a->kv_heads), qs = a->heads * d, ks = a->kv_heads * d;
+    int d = a->d, qs = a->heads * d;
     int base = attn_lo(a, q0), nk = q0 + T - base;
-    lf_vec_transpose_f32(kt, nk, k + (long)base * ks + (long)kvh * d, ks, nk, d);
+    const float *k = kv->k + (long)(h / (a->heads / a->kv_heads)) * kv->head + (long)base * kv->row;
+    const float *v = kv->v + (k - kv->k);
+    lf_vec_transpose_f32(kt, nk, k, kv->row, nk, d);
     for (int t = 0; t < T; t += LF_VEC_TILE) {
         int nr = T - t < LF_VEC_TILE ? T - t : LF_VEC_TILE, first = q0 + t;
         int klo = attn_lo(a, first) - base, n = first + nr - base - klo;
@@ -146,36 +133,31 @@ static void attention_head(float *out, const float *q, const float *k, const flo
         for (int r = 0; r < nr; r++)
             attn_softmax_row(sc + (long)r * n, attn_lo(a, first + r) - base - klo, first + r + 1 - base - klo, n,
                              a);
-        lf_vec_pv_tile_f32(out + (long)t * qs + (long)h * d, qs, sc, n, nr, v + (long)(base + klo) * ks +
-                           (long)kvh * d, ks, n, d);
+        lf_vec_pv_tile_f32(out + (long)t * qs + (long)h * d, qs, sc, n, nr, v + (long)klo * kv->row, kv->row, n, d);
     }
 }
 
-void lf_cpu_attention_f32(float *out, const float *q, const float *k, const float *v, int T, int S, int q0,
-                          const struct lf_attn *a, float *scratch)
+static void attention(float *out, const float *q, const struct kv_layout *kv, int T, int q0, const struct lf_attn *a)
 {
-    (void)scratch; /* each thread has its own */
-    (void)S;       /* keys past q0 + T - 1 are never seen */
     if (T < 1)
         return;
     int keys = q0 + T, nt = omp_get_max_threads();
     long work = (long)T * keys * a->heads * a->d;
     if (T < LF_VEC_TILE) {
         /* a few queries (decoding): each query's heads in as many groups as
-           there are threads, contiguous so that a thread reads its part of
-           each cache row */
+           there are threads */
         int groups = nt < a->heads ? nt : a->heads, items = T * groups;
         #pragma omp parallel if (items > 1 && work >= 65536)
         {
-            float *buf = malloc((size_t)((a->heads + groups - 1) / groups) * keys * sizeof(float) + 64);
+            float *buf = malloc((size_t)keys * sizeof(float) + 64);
             if (!buf) {
-                fprintf(stderr, "%s:%d: lf_cpu_attention_f32: out of memory\n", __FILE__, __LINE__);
+                fprintf(stderr, "%s:%d: attention: out of memory\n", __FILE__, __LINE__);
                 abort();
             }
             #pragma omp for schedule(static, 1)
             for (int it = 0; it < items; it++) {
                 int t = it / groups, g = it % groups;
-                attention_heads(out, q, k, v, t, a->heads * g / groups, a->heads * (g + 1) / groups, q0, a, buf);
+                attention_heads(out, q, kv, t, a->heads * g / groups, a->heads * (g + 1) / groups, q0, a, buf);
             }
             free(buf);
         }
@@ -186,14 +168,30 @@ void lf_cpu_attention_f32(float *out, const float *q, const float *k, const floa
     {
         float *buf = malloc((size_t)(a->d + LF_VEC_TILE) * keys * sizeof(float) + 64);
         if (!buf) {
-            fprintf(stderr, "%s:%d: lf_cpu_attention_f32: out of memory\n", __FILE__, __LINE__);
+            fprintf(stderr, "%s:%d: attention: out of memory\n", __FILE__, __LINE__);
             abort();
         }
         #pragma omp for schedule(dynamic, 1)
         for (int h = 0; h < a->heads; h++)
-            attention_head(out, q, k, v, T, h, q0, a, buf + (size_t)LF_VEC_TILE * keys, buf);
+            attention_head(out, q, kv, T, h, q0, a, buf + (size_t)LF_VEC_TILE * keys, buf);
         free(buf);
     }
+}
+
+void lf_cpu_attention_f32(float *out, const float *q, const float *k, const float *v, int T, int S, int q0,
+                          const struct lf_attn *a, float *scratch)
+{
+    (void)scratch; /* each thread has its own */
+    (void)S;       /* keys past q0 + T - 1 are never seen */
+    struct kv_layout kv = { k, v, (long)a->kv_heads * a->d, a->d };
+    attention(out, q, &kv, T, q0, a);
+}
+
+void lf_cpu_attention_cache_f32(float *out, const float *q, const float *kc, const float *vc, int capacity, int T,
+                                int q0, const struct lf_attn *a)
+{
+    struct kv_layout kv = { kc, vc, a->d, (long)capacity * a->d };
+    attention(out, q, &kv, T, q0, a);
 }
 
 void lf_cpu_gated_act_f32(float *out, const float *gate, const float *up, long n, int act)

@@ -35,7 +35,7 @@ struct lf_attn {
 
 /* Causal attention of T queries at positions q0 .. q0+T-1 over S keys at
    positions 0 .. S-1 (S >= q0 + T): q [T, heads*d], k and v [S, kv_heads*d]
-   (the cache), out [T, heads*d].  Query head h reads kv head
+   (a layer's activations), out [T, heads*d].  Query head h reads kv head
    h / (heads / kv_heads).  scratch holds T * S floats (the CPU kernel
    keeps its scores in rows of its own per thread and leaves it alone).
    Heads run in parallel (for under 4 queries, each query's heads in one
@@ -43,6 +43,13 @@ struct lf_attn {
    its result does not depend on the number of threads. */
 void lf_cpu_attention_f32(float *out, const float *q, const float *k, const float *v, int T, int S, int q0,
                           const struct lf_attn *a, float *scratch);
+
+/* The same over a KV cache laid out by head: kc and vc [kv_heads,
+   capacity, d], positions 0 .. q0+T-1 filled (q0 + T <= capacity).  Each
+   head's keys and values are then one stretch of memory each, which is
+   what decoding, bound by reading the cache, wants. */
+void lf_cpu_attention_cache_f32(float *out, const float *q, const float *kc, const float *vc, int capacity, int T,
+                                int q0, const struct lf_attn *a);
 
 /* Gated activations, elementwise over n: out = act(gate) * up.
    act 0: silu, 1: gelu tanh approximation, 2: gelu (erf).  out may alias

@@ -10,11 +10,14 @@
  * Measured against exp in double on every third float in [-104, 89]: at
  * most 1.01 ulp (AVX-512) and 0.98 ulp (portable).
  *
- * Dot products: one row front to back per call with four accumulators
- * (one stream per thread is what the hardware prefetcher follows best);
- * several vectors against one row share its loads.  Attention tiles keep
- * their accumulators in named registers (an array indexed at run time
- * would live in memory). */
+ * Dot products of long rows (matrix-vector): one row front to back per
+ * call with four accumulators (one stream per thread is what the hardware
+ * prefetcher follows best); several vectors against one row share its
+ * loads.  Short rows (a query against its keys): 16 rows at once, whose
+ * final horizontal sums share one shuffle tree, which would otherwise cost
+ * as much as the products.  Attention tiles keep their accumulators in
+ * named registers (an array indexed at run time would live in memory;
+ * fully unrolled loops over a small array are the same). */
 #include "vec.h"
 
 #include <immintrin.h>
@@ -224,6 +227,54 @@ __attribute__((target("avx512f"))) static void dot_rows_avx512(float *out, long 
             dot4_avx512(out + (long)m * ldo + r, ldo, wr, x + (long)m * ldx, ldx, K);
         for (; m < M; m++)
             out[(long)m * ldo + r] = dot1_avx512(wr, x + (long)m * ldx, K);
+    }
+}
+
+/* Short rows (attention's keys, head_dim long), 16 at a time: row j's
+   products go to the 16 lanes of one accumulator, and one shuffle tree
+   sums all 16 accumulators' lanes at once, halving them as dot_portable
+   does (lanes j + 8, then j + 4, j + 2, j + 1).  Accumulator v[slot[j]]
+   holds row j so that the tree leaves row j's sum in lane j.  A block
+   short of 16 rows reads its last row for the missing ones, masked to
+   nothing; each row's sum depends on that row alone. */
+__attribute__((target("avx512f"))) static void dot_short_rows_avx512(float *out, const float *w, long ldw,
+                                                                     const float *x, int rows, int K)
+{
+    static const int slot[16] = { 0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15 };
+    for (int r0 = 0; r0 < rows; r0 += 16) {
+        int nr = rows - r0 < 16 ? rows - r0 : 16;
+        const float *wr[16];
+        __mmask16 live[16];
+        __m512 v[16];
+        #pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            wr[j] = w + (long)(r0 + (j < nr ? j : nr - 1)) * ldw;
+            live[j] = j < nr ? (__mmask16)0xffff : 0;
+            v[j] = _mm512_setzero_ps();
+        }
+        for (int k = 0; k < K; k += 16) {
+            __mmask16 m = tail_mask(K - k);
+            __m512 xk = _mm512_maskz_loadu_ps(m, x + k);
+            #pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                v[slot[j]] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m & live[j], wr[j] + k), xk, v[slot[j]]);
+        }
+        /* v[i] + v[i + 8] by 128-bit quarters (lanes j and j + 8 of a row),
+           then quarters 0 + 1, then elements j + 2, then j + 1 */
+        __m512 s[8], t[4], u[2];
+        #pragma GCC unroll 8
+        for (int i = 0; i < 8; i++)
+            s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[i], v[i + 8], 0x44),
+                                 _mm512_shuffle_f32x4(v[i], v[i + 8], 0xee));
+        #pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[i], s[i + 4], 0x88),
+                                 _mm512_shuffle_f32x4(s[i], s[i + 4], 0xdd));
+        #pragma GCC unroll 2
+        for (int i = 0; i < 2; i++)
+            u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[i], t[i + 2], 0x44), _mm512_shuffle_ps(t[i], t[i + 2], 0xee));
+        __m512 sum = _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x88), _mm512_shuffle_ps(u[0], u[1], 0xdd));
+        _mm512_mask_storeu_ps(out + r0, tail_mask(nr), sum);
     }
 }
 
@@ -446,9 +497,14 @@ void lf_vec_dot_rows_m_f32(float *out, long ldo, const float *w, long ldw, const
             out[(long)m * ldo + r] = dot_portable(w + (long)r * ldw, x + (long)m * ldx, K);
 }
 
-void lf_vec_dot_rows_f32(float *out, const float *w, long ldw, const float *x, int rows, int K)
+void lf_vec_dot_short_rows_f32(float *out, const float *w, long ldw, const float *x, int rows, int K)
 {
-    lf_vec_dot_rows_m_f32(out, 0, w, ldw, x, 0, 1, rows, K);
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        dot_short_rows_avx512(out, w, ldw, x, rows, K);
+        return;
+    }
+    for (int r = 0; r < rows; r++)
+        out[r] = dot_portable(w + (long)r * ldw, x, K);
 }
 
 void lf_vec_weighted_rows_f32(float *out, const float *p, const float *v, long ldv, int rows, int n, int acc)

@@ -25,13 +25,15 @@ int lf_cpu_isa(void);
    best.  Asking for AVX-512 on a CPU without it gives the portable C. */
 void lf_cpu_set_isa(int isa);
 
-/* out[r] = sum_k w[r * ldw + k] * x[k] for r < rows. */
-void lf_vec_dot_rows_f32(float *out, const float *w, long ldw, const float *x, int rows, int K);
+/* out[r] = sum_k w[r * ldw + k] * x[k] for r < rows, made for many short
+   rows (attention's keys against one query): 16 rows at a time, which
+   share the summing of each row's partial sums. */
+void lf_vec_dot_short_rows_f32(float *out, const float *w, long ldw, const float *x, int rows, int K);
 
-/* The same for M vectors at once, each row of w read once for all of
-   them: out[m * ldo + r] = sum_k w[r * ldw + k] * x[m * ldx + k] for
-   m < M, r < rows; each result has the same bits as
-   lf_vec_dot_rows_f32's. */
+/* Rows of a matrix against M vectors (matrix-vector products), each row
+   of w read once for all of them, front to back with four accumulators:
+   out[m * ldo + r] = sum_k w[r * ldw + k] * x[m * ldx + k] for m < M,
+   r < rows; each result has the same bits whatever M is. */
 void lf_vec_dot_rows_m_f32(float *out, long ldo, const float *w, long ldw, const float *x, long ldx, int M, int rows,
                            int K);
 

@@ -38,6 +38,18 @@
 #   memory   peak RSS: GNU time's %M for each lf-generate process; torch: the
 #            python process's ru_maxrss, which includes torch and
 #            transformers themselves (after the imports alone: "import").
+#   roofline what the machine could do while the others ran:
+#            scripts/bench/roofline.c (built here with cc and OpenBLAS), once
+#            per repetition, gives the streaming read rate of a 512 MiB
+#            buffer and sgemm's GFLOP/s on a 1024 x 2048 x 768 product.  The
+#            detail lines set each side's prefill GFLOP/s (model FLOPs: 2 x
+#            the parameters but the embedding and head per token, causal
+#            attention, the head once a prompt) against that sgemm rate,
+#            which bounds the prefill ratio either side can reach, and each
+#            side's decode against the streaming rate (a token reads every
+#            weight but the embedding's once, and the cache): on a machine
+#            whose memory others share, the streaming rate moves from run to
+#            run, and decode with it.
 #
 # Each measurement runs LF_BENCH_REPEATS (3) times, interleaved (lf prefill
 # 1 by 1, lf prefill batch 4, lf decode, torch, lf prefill ...; one torch
@@ -107,6 +119,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir "$work/bin"
 cp bin/lf-init bin/lf-generate bin/lf-template bin/lf-tokenize bin/lf-inspect "$work/bin/"
 B=$work/bin
+cc -O3 -march=native -fopenmp scripts/bench/roofline.c -o "$B/roofline" -lopenblas
 
 [ -x /usr/bin/time ] || { echo "forward.sh: needs GNU time (/usr/bin/time): apt-get install time" >&2; exit 1; }
 . scripts/bench/lib.sh # (the working directory is the repository root)
@@ -209,6 +222,7 @@ for name in "${mlist[@]}"; do
 		echo "[$name run $run] lf decode ..." >&2
 		timed d "$B/lf-generate" -m "$dir" --do-sample=false --max-new-tokens "$newtoks" --batch-size 1 --log "$work/d.log" \
 			"$pdir/decode.lfs" >"$work/d.out" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+		"$B/roofline" >"$work/roofline.json"
 		echo "[$name run $run] torch ..." >&2
 		timed t "${peer_cmd[@]}" scripts/bench/forward-peer.py --model "$dir" --ids "$pdir/ids.jsonl" --threads "$threads" \
 			--new-tokens "$newtoks" --attn "$attn" --lf-output "$work/d.out" --result "$work/peer.json" \
@@ -236,7 +250,7 @@ row = {"model": name, "run": run, "others": [op, ob, od, ot], "clean": max(op, o
               "prompt_tokens": [e["prompt_tokens"] for e in p], "decode_prompt_tokens": d["prompt_tokens"],
               "new_tokens": d["new_tokens"], "decode_s": db["decode_seconds"],
               "rss_prefill_kib": rp, "rss_prefill_batch_kib": rb, "rss_decode_kib": rd},
-       "torch": json.load(open(work + "/peer.json"))}
+       "torch": json.load(open(work + "/peer.json")), "machine": json.load(open(work + "/roofline.json"))}
 open(results, "a").write(json.dumps(row) + "\n")
 print("clean" if row["clean"] else "noisy (other processes used %.2f/%.2f/%.2f/%.2f cores)" % (op, ob, od, ot))
 PY
@@ -247,9 +261,10 @@ PY
 done
 
 python3 - "$results" "$threads" "$attn" "$(awk "BEGIN { printf \"%.0f\", $(now) - $t_start }")" \
-	"$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$noise" <<'PY'
-import json, statistics, sys
+	"$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$noise" "$cache" <<'PY'
+import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+cache = sys.argv[8]
 threads, attn, elapsed, noise = int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), float(sys.argv[7])
 med = statistics.median
 def spread(xs): return "%.1f-%.1f" % (min(xs), max(xs))
@@ -292,6 +307,29 @@ for name in dict.fromkeys(r["model"] for r in rows):
                                         med([r["torch"]["rss_import_kib"] for r in rs]) / 1024))
     details.append("%s: %d parameters (%d without the embedding and the head), f32 weights %.0f MB" % (
         name, t["params"], t["params_non_embedding"], t["params"] * 4 / 1e6))
+    # the roofline: model FLOPs of a prefill against sgemm's rate, bytes a
+    # decoded token reads against the machine's streaming rate
+    c = json.load(open(os.path.join(cache, name, "config.json")))
+    layers, hid, vocab = c["num_hidden_layers"], c["hidden_size"], c["vocab_size"]
+    qd = c["num_attention_heads"] * c.get("head_dim", hid // c["num_attention_heads"])
+    kd = c["num_key_value_heads"] * c.get("head_dim", hid // c["num_attention_heads"])
+    P, T = t["params_non_embedding"], t["prompt_tokens"]
+    flops = 2 * P * T + 4 * layers * qd * T * (T + 1) / 2 + 2 * hid * vocab  # one prompt
+    ctx = t["decode_prompt_tokens"] + rs[0]["lf"]["new_tokens"] / 2  # the cache's mean length while decoding
+    nbytes = 4 * (P + hid * vocab + 2 * layers * kd * ctx)  # one decoded token
+    stream = med([r["machine"]["stream_gbs"] for r in rs])
+    sgemm = med([r["machine"]["sgemm_gflops"] for r in rs])
+    per_tok = flops / T
+    details.append("  prefill: %.1f MFLOP a prompt token (2 x parameters + causal attention 4 x layers x heads x d x"
+                   " (T+1)/2, the head once a prompt); lf batch 4 %.0f GFLOP/s, torch %.0f; this machine's sgemm %s"
+                   " GFLOP/s (median %.0f), so against this torch lf could reach at most %.2fx" % (
+                       per_tok / 1e6, med(lf_b4) * per_tok / 1e9, med(tb) * per_tok / 1e9,
+                       spread([r["machine"]["sgemm_gflops"] for r in rs]), sgemm, sgemm / (med(tb) * per_tok / 1e9)))
+    details.append("  decode: %.0f MB read a token (weights but the embedding, the head, the cache at %.0f positions);"
+                   " lf %.1f GB/s, torch %.1f; the machine streams %s GB/s (median %.1f): at that rate %.1f tok/s, %.2fx"
+                   " torch" % (nbytes / 1e6, ctx, med(lf_dec) * nbytes / 1e9, med(td) * nbytes / 1e9,
+                               spread([r["machine"]["stream_gbs"] for r in rs]), stream, stream * 1e9 / nbytes,
+                               stream * 1e9 / nbytes / med(td)))
     details.append("  %d of %d runs clean (others' load per run, cores, lf prefill 1 by 1/batch 4/lf decode/torch: %s)"
                    % (len([r for r in every if r["clean"]]), len(every),
                       ", ".join("/".join("%.2f" % x for x in r["others"]) for r in every)))

@@ -288,13 +288,16 @@ static void check_exp(int isa)
     free(y);
 }
 
-/* dot_rows, weighted_rows, axpy, scale, silu_mul against scalar loops in
-   double, for n from 0 to 150 and a strided layout */
+/* dot_short_rows, weighted_rows, axpy, scale, silu_mul against scalar
+   loops in double, for n from 0 to 150 and a strided layout; 21 rows: a
+   block of 16 short rows and a partial one, and each row's bits the same
+   when the rows are taken from the sixth on */
 static void check_vec_ops(int isa)
 {
-    enum { maxn = 150, rows = 7, ld = 163 };
-    float w[rows * ld], x[ld], p[rows], out[ld], y[ld], y0[ld], g[ld], u[ld];
+    enum { maxn = 150, rows = 21, ld = 163 };
+    float w[rows * ld], x[ld], p[rows], out[ld], part[rows], y[ld], y0[ld], g[ld], u[ld];
     double worst[5] = { 0 };
+    int same_rows = 1;
     lf_cpu_set_isa(isa);
     for (int n = 0; n <= maxn; n++) {
         for (int i = 0; i < rows * ld; i++)
@@ -308,7 +311,9 @@ static void check_vec_ops(int isa)
         for (int r = 0; r < rows; r++)
             p[r] = rng_uniform();
         /* dot products of rows of n, stride ld */
-        lf_vec_dot_rows_f32(out, w, ld, x, rows, n);
+        lf_vec_dot_short_rows_f32(out, w, ld, x, rows, n);
+        lf_vec_dot_short_rows_f32(part, w + 5 * ld, ld, x, rows - 5, n);
+        same_rows &= memcmp(part, out + 5, (rows - 5) * sizeof *out) == 0;
         for (int r = 0; r < rows; r++) {
             double want = 0;
             for (int k = 0; k < n; k++)
@@ -358,7 +363,7 @@ static void check_vec_ops(int isa)
         }
     }
     lf_cpu_set_isa(-1);
-    static const char *names[] = { "dot_rows", "weighted_rows", "axpy", "scale", "silu_mul" };
+    static const char *names[] = { "dot_short_rows", "weighted_rows", "axpy", "scale", "silu_mul" };
     static const double tol[] = { 2e-6 * maxn, 2e-6 * rows, 1e-7, 1e-7, 3e-7 };
     for (int i = 0; i < 5; i++) {
         char name[64], detail[96];
@@ -366,6 +371,9 @@ static void check_vec_ops(int isa)
         snprintf(detail, sizeof detail, "max err %.3g > tol %.3g", worst[i], tol[i]);
         report(worst[i] <= tol[i], name, detail);
     }
+    char name[64];
+    snprintf(name, sizeof name, "vec_dot_short_rows_f32_split_%s", isa_name(isa));
+    report(same_rows, name, "a row's bits depend on the rows beside it");
 }
 
 /* lf_cpu_gemv_multi_f32 (M vectors, three weights) against the naive
@@ -474,33 +482,51 @@ static void check_attention(int isa, int T, int q0, int heads, int kv_heads, int
         k[i] = 2.0f * rng_uniform();
         v[i] = rng_uniform();
     }
+    /* the same keys and values in a cache laid out by head, 3 positions
+       of room past S, NaN there */
+    int cap = S + 3;
+    float *kc = malloc((size_t)cap * ks * sizeof *kc), *vc = malloc((size_t)cap * ks * sizeof *vc);
+    for (size_t i = 0; i < (size_t)cap * ks; i++)
+        kc[i] = vc[i] = NAN;
+    for (int s = 0; s < S; s++)
+        for (int g = 0; g < kv_heads; g++) {
+            memcpy(kc + ((size_t)g * cap + s) * d, k + (size_t)s * ks + (size_t)g * d, d * sizeof *k);
+            memcpy(vc + ((size_t)g * cap + s) * d, v + (size_t)s * ks + (size_t)g * d, d * sizeof *v);
+        }
     struct lf_attn a = { heads, kv_heads, d, 1.0f / sqrtf((float)d), softcap, window };
     attention_ref(ref, q, k, v, T, S, q0, &a);
     lf_cpu_set_isa(isa);
-    double max_err = 0;
-    int same = 1;
-    for (int threads = 1; threads <= 3; threads++) {
-        omp_set_num_threads(threads);
-        for (size_t i = 0; i < (size_t)T * qs; i++)
-            out[i] = NAN;
-        lf_cpu_attention_f32(out, q, k, v, T, S, q0, &a, scratch);
-        for (size_t i = 0; i < (size_t)T * qs; i++) {
-            double e = fabs(out[i] - ref[i]);
-            max_err = e > max_err || isnan(e) ? e : max_err;
+    for (int cache = 0; cache <= 1; cache++) {
+        double max_err = 0;
+        int same = 1;
+        for (int threads = 1; threads <= 3; threads++) {
+            omp_set_num_threads(threads);
+            for (size_t i = 0; i < (size_t)T * qs; i++)
+                out[i] = NAN;
+            if (cache)
+                lf_cpu_attention_cache_f32(out, q, kc, vc, cap, T, q0, &a);
+            else
+                lf_cpu_attention_f32(out, q, k, v, T, S, q0, &a, scratch);
+            for (size_t i = 0; i < (size_t)T * qs; i++) {
+                double e = fabs(out[i] - ref[i]);
+                max_err = e > max_err || isnan(e) ? e : max_err;
+            }
+            if (threads == 1)
+                memcpy(first, out, (size_t)T * qs * sizeof *out);
+            else
+                same &= memcmp(first, out, (size_t)T * qs * sizeof *out) == 0;
         }
-        if (threads == 1)
-            memcpy(first, out, (size_t)T * qs * sizeof *out);
-        else
-            same &= memcmp(first, out, (size_t)T * qs * sizeof *out) == 0;
+        char name[112], detail[128];
+        snprintf(name, sizeof name, "attention%s_f32_T%d_q0%d_h%d_kv%d_d%d_w%d_cap%g_%s", cache ? "_cache" : "", T,
+                 q0, heads, kv_heads, d, window, softcap, isa_name(isa));
+        snprintf(detail, sizeof detail, "max abs err %.3g > 2e-6, or threads change bits (%s)", max_err,
+                 same ? "same" : "differ");
+        report(max_err <= 2e-6 && same, name, detail);
     }
     omp_set_num_threads(2);
     lf_cpu_set_isa(-1);
-    char name[96], detail[128];
-    snprintf(name, sizeof name, "attention_f32_T%d_q0%d_h%d_kv%d_d%d_w%d_cap%g_%s", T, q0, heads, kv_heads, d,
-             window, softcap, isa_name(isa));
-    snprintf(detail, sizeof detail, "max abs err %.3g > 2e-6, or threads change bits (%s)", max_err,
-             same ? "same" : "differ");
-    report(max_err <= 2e-6 && same, name, detail);
+    free(kc);
+    free(vc);
     free(q);
     free(k);
     free(v);
@@ -595,6 +621,7 @@ static void check_vector_kernels(void)
         { 33, 40, 2, 1, 64, 0, 0 },  { 64, 0, 4, 4, 16, 8, 0 },   { 40, 10, 2, 2, 8, 7, 4 },
         { 1, 20, 2, 2, 8, 0, 4 },    { 100, 0, 2, 1, 65, 31, 0 }, { 3, 10, 2, 1, 8, 0, 0 },
         { 4, 0, 2, 2, 16, 3, 0 },    { 7, 50, 4, 1, 130, 0, 0 },  { 257, 0, 2, 2, 64, 0, 0 },
+        { 1, 300, 4, 2, 64, 0, 0 },  { 2, 200, 6, 3, 128, 50, 0 },
     };
     for (int i = 0; i < nisa; i++) {
         check_exp(isas[i]);
