@@ -3,7 +3,9 @@
 compares with transformers): lf-init makes a tiny model of every
 architecture, whose files the runtime reads back; lf-generate's greedy
 answers, computed with the KV cache one token at a time, equal the argmax of
-lf-eval's full forward over the growing sequence; lf-eval's perplexity over
+lf-eval's full forward over the growing sequence, bare and through LoRA
+adapters that lf-train made (DoRA, phi3's fused projections, mixtral's
+experts); lf-eval's perplexity over
 lf-pack shards equals the loss computed from its logits; bad model folders
 (a missing tensor, a wrong shape, an unknown model_type, a truncated file)
 give one clear error line.
@@ -36,17 +38,66 @@ def run(*args, **kw):
     return subprocess.run([os.path.join(BIN, args[0])] + list(args[1:]), capture_output=True, text=True, **kw)
 
 
-def logits_of(model, seqs, tmp):
+def logits_of(model, seqs, tmp, adapter=None):
     path = os.path.join(tmp, "ids.jsonl")
     with open(path, "w") as f:
         for s in seqs:
             f.write(json.dumps({"ids": s}) + "\n")
     out = os.path.join(tmp, "out.safetensors")
-    r = run("lf-eval", "-m", model, "--task", "logits", "--input", path, "-o", out)
+    extra = ["--adapter-name-or-path", adapter] if adapter else []
+    r = run("lf-eval", "-m", model, "--task", "logits", "--input", path, "-o", out, *extra)
     if r.returncode:
         raise RuntimeError(r.stderr)
     got = load_file(out)
     return [got["logits.%d" % i] for i in range(len(seqs))]
+
+
+def greedy_mismatch(model, stream, tmp, adapter=None):
+    """lf-generate's greedy answers (the KV cache, one token at a time, the
+    last layer narrowed to the last tokens) against the argmax of lf-eval's
+    full forwards over the growing sequence: None when they agree, else
+    what differs."""
+    extra = ["--adapter-name-or-path", adapter] if adapter else []
+    r = run("lf-generate", "-m", model, "--do-sample=false", "--max-new-tokens", "10", stream, *extra)
+    prompts = [json.loads(l)["prompt_ids"] for l in run("lf-inspect", stream).stdout.splitlines()]
+    if r.returncode or len(r.stdout.splitlines()) != len(prompts):
+        return "lf-generate: " + r.stderr.strip()
+    # the generated ids, from the tokenizer: re-encode is ambiguous, so
+    # rebuild the greedy chain from full forwards and compare texts
+    for prompt, line in zip(prompts, r.stdout.splitlines()):
+        seq = list(prompt)
+        for _ in range(10):
+            nxt = int(logits_of(model, [seq], tmp, adapter)[0][-1].argmax())
+            if nxt in (256, 258):  # <|endoftext|>, <|im_end|>: stop ids of the model and template
+                break
+            seq.append(nxt)
+        dec = run("lf-tokenize", "--tokenizer", model, "--decode", "--skip-special",
+                  input=json.dumps({"ids": seq[len(prompt):]}) + "\n")
+        want = json.loads(dec.stdout)["text"]
+        got = json.loads(line)["predict"]
+        if got != want:
+            return "cached %r, full forward %r" % (got, want)
+    return None
+
+
+def train_adapter(model, arch, tmp, extra):
+    """A LoRA adapter on every linear layer, 3 steps of lf-train at a high
+    learning rate on identity: (its folder, None), or (None, the error)."""
+    shard, out = os.path.join(tmp, arch + "-sft.shard"), os.path.join(tmp, arch + "-lora")
+    p1 = subprocess.Popen([os.path.join(BIN, "lf-template"), "-t", "qwen", "--dataset-dir", DATA, "--dataset",
+                           "identity", "--max-samples", "8"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    p2 = subprocess.Popen([os.path.join(BIN, "lf-tokenize"), "--tokenizer", model], stdin=p1.stdout,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    pack = subprocess.run([os.path.join(BIN, "lf-pack"), "--cutoff-len", "128", "-o", shard], stdin=p2.stdout,
+                          capture_output=True, text=True)
+    p1.wait()
+    p2.wait()
+    if pack.returncode:
+        return None, "lf-pack: " + pack.stderr.strip()
+    r = run("lf-train", "-m", model, "-d", shard, "--stage", "sft", "--finetuning-type", "lora", "--lora-target",
+            "all", "--lora-rank", "4", "--learning-rate", "0.05", "--max-steps", "3", "--save-steps", "0", "-o", out,
+            *extra)
+    return (out, None) if r.returncode == 0 else (None, "lf-train: " + r.stderr.strip()[-300:])
 
 
 def main():
@@ -68,28 +119,21 @@ def main():
                            stderr=subprocess.DEVNULL, check=True)
             p1.wait()
             r = run("lf-generate", "-m", model, "--do-sample=false", "--max-new-tokens", "10", stream)
-            prompts = [json.loads(l)["prompt_ids"] for l in
-                       run("lf-inspect", stream).stdout.splitlines()]
             if r.returncode or len(r.stdout.splitlines()) != 2:
                 report(False, "%s: lf-generate" % arch, r.stderr.strip())
                 continue
-            # the generated ids, from the tokenizer: re-encode is ambiguous, so
-            # rebuild the greedy chain from full forwards and compare texts
-            ok, detail = True, ""
-            for prompt, line in zip(prompts, r.stdout.splitlines()):
-                seq = list(prompt)
-                for _ in range(10):
-                    nxt = int(logits_of(model, [seq], tmp)[0][-1].argmax())
-                    if nxt in (256, 258):  # <|endoftext|>, <|im_end|>: stop ids of the model and template
-                        break
-                    seq.append(nxt)
-                dec = run("lf-tokenize", "--tokenizer", model, "--decode", "--skip-special",
-                          input=json.dumps({"ids": seq[len(prompt):]}) + "\n")
-                want = json.loads(dec.stdout)["text"]
-                got = json.loads(line)["predict"]
-                if got != want:
-                    ok, detail = False, "cached %r, full forward %r" % (got, want)
-            report(ok, "%s: greedy generation with the KV cache equals full forwards" % arch, detail)
+            bad = greedy_mismatch(model, stream, tmp)
+            report(bad is None, "%s: greedy generation with the KV cache equals full forwards" % arch, bad or "")
+            # the same through a LoRA adapter that lf-train made (DoRA on
+            # llama; phi3's fused projections; mixtral's experts)
+            if arch in ("llama", "phi3", "mixtral"):
+                adapter, err = train_adapter(model, arch, tmp, ["--use-dora"] if arch == "llama" else [])
+                bad = err or greedy_mismatch(model, stream, tmp, adapter)
+                if not bad and run("lf-generate", "-m", model, "--do-sample=false", "--max-new-tokens", "10", stream,
+                                   "--adapter-name-or-path", adapter).stdout == r.stdout:
+                    bad = "the adapter changes no answer (nothing checked)"
+                report(bad is None, "%s: greedy generation through a LoRA adapter equals full forwards" % arch,
+                       bad or "")
             # lf-chat renders and tokenizes a conversation as lf-template |
             # lf-tokenize do: its greedy answer to identity's first row
             # ("hi") is lf-generate's; after /clear it starts over
