@@ -13,7 +13,9 @@
 #endif
 
 #include "adamw.h"
+#include "vec.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -45,6 +47,35 @@ static void adamw_range(float *restrict p, const float *restrict g, float *restr
     }
 }
 
+/* adamw_range 16 elements at a time: the same operations in the same
+ * order, each intrinsic one rounding (GCC does not vectorize the C loop:
+ * sqrtf may set errno).  vsqrtps and vdivps round as sqrtf and / do, so
+ * the bits are the scalar loop's (test_optim checks both against each
+ * other, and against torch).  Measured here on 21.7M parameters, 2
+ * threads: 10 ms a step instead of 36. */
+__attribute__((target("avx512f"))) static void adamw_range_avx512(float *p, const float *g, float *m, float *v,
+                                                                  size_t n, const struct lf_cpu_adamw_scalars *sc)
+{
+    const struct lf_cpu_adamw_scalars s = *sc;
+    __m512 keep = _mm512_set1_ps(s.keep), lerp_w = _mm512_set1_ps(s.lerp_w), b2 = _mm512_set1_ps(s.b2);
+    __m512 c2 = _mm512_set1_ps(s.c2), bc2_sqrt = _mm512_set1_ps(s.bc2_sqrt), eps = _mm512_set1_ps(s.eps);
+    __m512 neg_step = _mm512_set1_ps(s.neg_step);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 pi = _mm512_maskz_loadu_ps(k, p + i), gi = _mm512_maskz_loadu_ps(k, g + i);
+        __m512 mi = _mm512_maskz_loadu_ps(k, m + i), vi = _mm512_maskz_loadu_ps(k, v + i);
+        if (s.decay)
+            pi = _mm512_mul_ps(pi, keep);
+        mi = _mm512_fmadd_ps(lerp_w, _mm512_sub_ps(gi, mi), s.lerp_from_m ? mi : gi);
+        vi = _mm512_fmadd_ps(_mm512_mul_ps(c2, gi), gi, _mm512_mul_ps(vi, b2));
+        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc2_sqrt), eps);
+        pi = _mm512_add_ps(pi, _mm512_div_ps(_mm512_mul_ps(neg_step, mi), denom));
+        _mm512_mask_storeu_ps(p + i, k, pi);
+        _mm512_mask_storeu_ps(m + i, k, mi);
+        _mm512_mask_storeu_ps(v + i, k, vi);
+    }
+}
+
 /* chunks of the parallel loop: their bounds do not change any result */
 #define ADAMW_CHUNK 16384
 
@@ -53,10 +84,14 @@ void lf_cpu_adamw_f32(float *p, const float *g, float *m, float *v, size_t n, lo
 {
     struct lf_cpu_adamw_scalars s = lf_cpu_adamw_step_scalars(step, lr, beta1, beta2, eps, weight_decay, decay);
     size_t nchunks = (n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
+    int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512;
     #pragma omp parallel for if (n >= PARALLEL_MIN) schedule(static)
     for (size_t c = 0; c < nchunks; c++) {
         size_t lo = c * ADAMW_CHUNK, len = n - lo < ADAMW_CHUNK ? n - lo : ADAMW_CHUNK;
-        adamw_range(p + lo, g + lo, m + lo, v + lo, len, &s);
+        if (avx512)
+            adamw_range_avx512(p + lo, g + lo, m + lo, v + lo, len, &s);
+        else
+            adamw_range(p + lo, g + lo, m + lo, v + lo, len, &s);
     }
 }
 

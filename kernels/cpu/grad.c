@@ -7,6 +7,7 @@
 #include "vec.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,15 @@ void lf_cpu_attention_bwd_f32(float *dq, float *dk, float *dv, const float *dout
 void lf_cpu_gated_act_bwd_f32(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                               long n, int act)
 {
+    if (act == 0) { /* silu: vector exp; each element independent of the split */
+        #pragma omp parallel if (n > 65536)
+        {
+            long nt = omp_get_num_threads(), t = omp_get_thread_num();
+            long lo = n * t / nt / 16 * 16, hi = t == nt - 1 ? n : n * (t + 1) / nt / 16 * 16;
+            lf_vec_silu_mul_bwd_f32(dgate + lo, dup + lo, dout + lo, gate + lo, up + lo, hi - lo);
+        }
+        return;
+    }
     #pragma omp parallel for if (n > 65536)
     for (long i = 0; i < n; i++) {
         float g = gate[i], y, dy;

@@ -388,6 +388,21 @@ __attribute__((target("avx512f"))) static void silu_mul_avx512(float *out, const
     }
 }
 
+__attribute__((target("avx512f"))) static void silu_mul_bwd_avx512(float *dgate, float *dup, const float *dout,
+                                                                   const float *gate, const float *up, long n)
+{
+    __m512 one = _mm512_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i > 16 ? 16 : (int)(n - i));
+        __m512 g = _mm512_maskz_loadu_ps(m, gate + i), u = _mm512_maskz_loadu_ps(m, up + i);
+        __m512 d = _mm512_maskz_loadu_ps(m, dout + i);
+        __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        __m512 dy = _mm512_mul_ps(sg, _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, sg))));
+        _mm512_mask_storeu_ps(dgate + i, m, _mm512_mul_ps(_mm512_mul_ps(d, u), dy));
+        _mm512_mask_storeu_ps(dup + i, m, _mm512_mul_ps(d, _mm512_mul_ps(g, sg)));
+    }
+}
+
 /* 4 query rows x 32 keys per step: 8 accumulators; rows past nr repeat
    row 0 and are not stored */
 __attribute__((target("avx512f"))) static void qk_tile_avx512(float *sc, long lds, const float *q, long ldq, int nr,
@@ -643,5 +658,19 @@ void lf_vec_silu_mul_f32(float *out, const float *gate, const float *up, long n)
     for (long i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + lf_expf(-g)) * up[i];
+    }
+}
+
+void lf_vec_silu_mul_bwd_f32(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        silu_mul_bwd_avx512(dgate, dup, dout, gate, up, n);
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        float g = gate[i], sg = 1.0f / (1.0f + lf_expf(-g));
+        float dy = sg * (1.0f + g * (1.0f - sg));
+        dgate[i] = dout[i] * up[i] * dy;
+        dup[i] = dout[i] * (g * sg);
     }
 }

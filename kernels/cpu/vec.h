@@ -86,6 +86,10 @@ float lf_vec_exp_sum_f32(float *x, int n, float sub);
    gate or up. */
 void lf_vec_silu_mul_f32(float *out, const float *gate, const float *up, long n);
 
+/* Its backward: with s = sigmoid(g), dgate = dout * up * s (1 + g (1 - s))
+   and dup = dout * g s; dgate and dup must not alias the inputs. */
+void lf_vec_silu_mul_bwd_f32(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n);
+
 #ifdef __cplusplus
 }
 #endif

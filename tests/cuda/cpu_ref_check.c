@@ -9,6 +9,7 @@
  * $(OUT)/tests/kernels_cpu_check; prints "ok NAME" or "FAIL NAME ..." per
  * check and exits 1 if any failed.  Needs no GPU. */
 #include "cpu/bf16.h"
+#include "cpu/grad.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "cpu/vec.h"
@@ -562,6 +563,43 @@ static void check_gated_silu(int isa, long n)
     free(out);
 }
 
+/* its backward, lf_cpu_gated_act_bwd_f32 act 0, against the derivative in
+ * double: dgate = dout up s (1 + g (1 - s)), dup = dout g s; dgate's error
+ * relative to the size of its terms, dout up s (1 + |g| (1 - s)) (near
+ * g = -1.28 they cancel); 1 - s itself is off by up to an ulp of 1, which
+ * g (1 - s) makes 1e-6 of the terms at g near 16 */
+static void check_gated_silu_bwd(int isa, long n)
+{
+    float *g = malloc(n * sizeof *g), *u = malloc(n * sizeof *u), *d = malloc(n * sizeof *d);
+    float *dg = malloc(n * sizeof *dg), *du = malloc(n * sizeof *du);
+    for (long i = 0; i < n; i++) {
+        g[i] = 40.0f * rng_uniform() - 20.0f;
+        u[i] = rng_uniform() - 0.5f;
+        d[i] = rng_uniform() - 0.5f;
+    }
+    lf_cpu_set_isa(isa);
+    lf_cpu_gated_act_bwd_f32(dg, du, d, g, u, n, 0);
+    lf_cpu_set_isa(-1);
+    double worst_g = 0, worst_u = 0;
+    for (long i = 0; i < n; i++) {
+        double sg = 1.0 / (1.0 + exp(-(double)g[i]));
+        double want_g = (double)d[i] * u[i] * sg * (1.0 + g[i] * (1.0 - sg)), want_u = (double)d[i] * g[i] * sg;
+        double size_g = fabs((double)d[i] * u[i]) * sg * (1.0 + fabs(g[i]) * (1.0 - sg));
+        double eg = fabs(dg[i] - want_g) / (size_g + 1e-30), eu = fabs(du[i] - want_u) / (fabs(want_u) + 1e-30);
+        worst_g = (eg > worst_g || isnan(eg)) && size_g > 1e-30 ? eg : worst_g;
+        worst_u = (eu > worst_u || isnan(eu)) && fabs(want_u) > 1e-30 ? eu : worst_u;
+    }
+    char name[64], detail[96];
+    snprintf(name, sizeof name, "gated_act_silu_bwd_f32_%ld_%s", n, isa_name(isa));
+    snprintf(detail, sizeof detail, "max rel err dgate %.3g > 2e-6 or dup %.3g > 4e-7", worst_g, worst_u);
+    report(worst_g <= 2e-6 && worst_u <= 4e-7, name, detail);
+    free(g);
+    free(u);
+    free(d);
+    free(dg);
+    free(du);
+}
+
 /* RoPE against the rotation in double: rotary_dim of d rotated (the
  * halves [0, half) and [half, 2 half) paired), the rest of each head and
  * each row's padding untouched; head dims past 1024 too (the angles go in
@@ -634,6 +672,8 @@ static void check_vector_kernels(void)
                             (float)attn[j][6]);
         check_gated_silu(isas[i], 1000003);
         check_gated_silu(isas[i], 37);
+        check_gated_silu_bwd(isas[i], 1000003);
+        check_gated_silu_bwd(isas[i], 37);
     }
 }
 

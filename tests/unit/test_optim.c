@@ -10,6 +10,7 @@
 #include "check.h"
 #include "error.h"
 #include "optim.h"
+#include "cpu/vec.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -146,20 +147,22 @@ static void test_adamw_case(const json_t *c)
 }
 
 /* a large tensor: 1 thread and 4 threads give the same bits, and the same
- * as the tensor done in small pieces (each element on its own) */
+ * as the tensor done in small pieces (each element on its own), and the
+ * portable C the same as the AVX-512 code (the golden cases above check
+ * whichever this CPU runs against torch) */
 static void test_adamw_threads(void)
 {
 	size_t n = 300007;
-	float *p[3], *m[3], *v[3], *g = lf_malloc(n * sizeof *g);
+	float *p[4], *m[4], *v[4], *g = lf_malloc(n * sizeof *g);
 	uint64_t r = 12345;
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < 4; k++) {
 		p[k] = lf_malloc(n * sizeof(float));
 		m[k] = lf_calloc(n, sizeof(float));
 		v[k] = lf_calloc(n, sizeof(float));
 	}
 	for (size_t i = 0; i < n; i++) {
 		r = r * 6364136223846793005ull + 1442695040888963407ull;
-		p[0][i] = p[1][i] = p[2][i] = (float)((double)(r >> 11) / 9007199254740992.0 - 0.5);
+		p[0][i] = p[1][i] = p[2][i] = p[3][i] = (float)((double)(r >> 11) / 9007199254740992.0 - 0.5);
 	}
 	struct lf_adamw h = lf_adamw_defaults();
 	h.weight_decay = 0.1;
@@ -176,10 +179,15 @@ static void test_adamw_threads(void)
 			size_t len = n - i < 1000 ? n - i : 1000;
 			lf_adamw_step(p[2] + i, g + i, m[2] + i, v[2] + i, len, step, 1e-3, &h, 1);
 		}
+		lf_cpu_set_isa(LF_CPU_ISA_PORTABLE);
+		lf_adamw_step(p[3], g, m[3], v[3], n, step, 1e-3, &h, 1);
+		lf_cpu_set_isa(-1);
 	}
 	CHECK(!memcmp(p[0], p[1], n * 4) && !memcmp(m[0], m[1], n * 4) && !memcmp(v[0], v[1], n * 4),
 	      "adamw: 1 and 4 threads give the same bits (%zu elements, 3 steps)", n);
 	CHECK(!memcmp(p[0], p[2], n * 4), "adamw: the same bits when the tensor is stepped in pieces");
+	CHECK(!memcmp(p[0], p[3], n * 4) && !memcmp(m[0], m[3], n * 4) && !memcmp(v[0], v[3], n * 4),
+	      "adamw: the portable C gives the bits of the %s code", lf_cpu_isa() == LF_CPU_ISA_AVX512 ? "AVX-512" : "same");
 
 	float *big = lf_malloc(3000001 * sizeof *big);
 	for (size_t i = 0; i < 3000001; i++) {
@@ -194,7 +202,7 @@ static void test_adamw_threads(void)
 	      "grad norm: 1 and 3 threads give the same double (%.17g)", s1);
 	omp_set_num_threads(omp_get_num_procs());
 	free(big);
-	for (int k = 0; k < 3; k++) {
+	for (int k = 0; k < 4; k++) {
 		free(p[k]);
 		free(m[k]);
 		free(v[k]);
