@@ -133,7 +133,7 @@ static void attention_bwd_block(float *dq, float *dkh, float *dvh, const float *
         int p = first + i;
         int lo = (a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0) - klo;
         int hi = (p < S - 1 ? p : S - 1) + 1 - klo;
-        float mx = -INFINITY, sum = 0;
+        float mx = -INFINITY;
         for (int s = lo; s < hi; s++) {
             if (a->softcap > 0) {
                 row[s] = a->softcap * tanhf(row[s] / a->softcap);
@@ -142,16 +142,11 @@ static void attention_bwd_block(float *dq, float *dkh, float *dvh, const float *
             }
             mx = row[s] > mx ? row[s] : mx;
         }
-        for (int s = 0; s < lo; s++)
-            row[s] = 0;
-        for (int s = lo; s < hi; s++) {
-            row[s] = expf(row[s] - mx);
-            sum += row[s];
-        }
-        for (int s = hi; s < n; s++)
-            row[s] = 0;
-        for (int s = lo; s < hi; s++)
-            row[s] /= sum;
+        /* the softmax as the forward's: vec.c's exp, times 1 / sum */
+        float sum = lf_vec_exp_sum_f32(row + lo, hi - lo, mx);
+        lf_vec_scale_f32(row + lo, 1.0f / sum, hi - lo);
+        memset(row, 0, (size_t)lo * sizeof *row);
+        memset(row + hi, 0, (size_t)(n - hi) * sizeof *row);
     }
     /* dV_h += P^T dO;  dP = dO V^T */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, B, 1.0f, P, n, doh, qs, 1.0f, dvh + (size_t)klo * d,
