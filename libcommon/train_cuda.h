@@ -106,7 +106,8 @@ struct lf_cuda_train *lf_cuda_model_open(const struct lf_model *m, int device, i
 
 /* A sequence's keys and values on the GPU, for every layer: capacity
  * positions, len used (struct lf_kv_cache's twin; device memory of its
- * own, outside the arena). */
+ * own, outside the arena; laid out by position, as the GPU attention
+ * kernels read keys, where the CPU's is laid out by head). */
 struct lf_cuda_kv {
 	int capacity, len;
 	float *k, *v; /* [layers][capacity][kv_heads * head_dim] */
