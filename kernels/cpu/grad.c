@@ -238,8 +238,8 @@ void lf_cpu_gated_act_bwd_f32(float *dgate, float *dup, const float *dout, const
     if (act == 0) { /* silu: vector exp; each element independent of the split */
         #pragma omp parallel if (n > 65536)
         {
-            long nt = omp_get_num_threads(), t = omp_get_thread_num();
-            long lo = n * t / nt / 16 * 16, hi = t == nt - 1 ? n : n * (t + 1) / nt / 16 * 16;
+            long lo, hi;
+            lf_vec_share(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
             lf_vec_silu_mul_bwd_f32(dgate + lo, dup + lo, dout + lo, gate + lo, up + lo, hi - lo);
         }
         return;

@@ -21,6 +21,14 @@ enum { LF_CPU_ISA_PORTABLE = 0, LF_CPU_ISA_AVX512 = 1 };
    set by lf_cpu_set_isa.  LF_CPU_ISA=portable in the environment forces
    the portable C. */
 int lf_cpu_isa(void);
+/* Thread t of nt's share [*lo, *hi) of n elements for an elementwise
+   kernel: cut at multiples of 16, so every vector is whole but the last. */
+static inline void lf_vec_share(long n, long t, long nt, long *lo, long *hi)
+{
+    *lo = n * t / nt / 16 * 16;
+    *hi = t == nt - 1 ? n : n * (t + 1) / nt / 16 * 16;
+}
+
 /* Force an instruction set (tests compare both); -1: back to the CPU's
    best.  Asking for AVX-512 on a CPU without it gives the portable C. */
 void lf_cpu_set_isa(int isa);
