@@ -1593,16 +1593,16 @@ extern "C" void lf_cuda_train_get_moments(struct lf_cuda_train *t, size_t i, flo
 {
 	check_trained(t, i, true);
 	size_t n = t->host->tensors[i].n * sizeof(float), at = t->mom_at[i];
-	copy_sync(t, m1, t->mom1 + at, n, cudaMemcpyDeviceToHost);
-	copy_sync(t, m2, t->mom2 + at, n, cudaMemcpyDeviceToHost);
+	LF_CUDA_CHECK(cudaMemcpyAsync(m1, t->mom1 + at, n, cudaMemcpyDeviceToHost, t->s));
+	copy_sync(t, m2, t->mom2 + at, n, cudaMemcpyDeviceToHost); /* one wait for both: the stream's order */
 }
 
 extern "C" void lf_cuda_train_set_moments(struct lf_cuda_train *t, size_t i, const float *m1, const float *m2)
 {
 	check_trained(t, i, true);
 	size_t n = t->host->tensors[i].n * sizeof(float), at = t->mom_at[i];
-	copy_sync(t, t->mom1 + at, m1, n, cudaMemcpyHostToDevice);
-	copy_sync(t, t->mom2 + at, m2, n, cudaMemcpyHostToDevice);
+	to_device(t, t->mom1 + at, m1, n);
+	copy_sync(t, t->mom2 + at, m2, n, cudaMemcpyHostToDevice); /* one wait for both */
 }
 
 extern "C" long lf_cuda_train_lora_shared(const struct lf_cuda_train *t)

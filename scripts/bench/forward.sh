@@ -38,10 +38,10 @@
 #   memory   peak RSS: GNU time's %M for each lf-generate process; torch: the
 #            python process's ru_maxrss, which includes torch and
 #            transformers themselves (after the imports alone: "import").
-#   roofline what the machine could do while the others ran:
-#            scripts/bench/roofline.c (built here with cc and OpenBLAS), once
-#            per repetition, gives the streaming read rate of a 512 MiB
-#            buffer and sgemm's GFLOP/s on a 1024 x 2048 x 768 product.  The
+#   roofline what the machine could do: sgemm's peak rate before and after
+#            the runs (lib.sh's sgemm_peak: OpenBLAS and torch, the best of
+#            them), and once per repetition the memory's streaming read rate
+#            (scripts/bench/membw.c, built here with cc).  The
 #            detail lines set each side's prefill GFLOP/s (model FLOPs: 2 x
 #            the parameters but the embedding and head per token, causal
 #            attention, the head once a prompt) against that sgemm rate,
@@ -119,7 +119,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir "$work/bin"
 cp bin/lf-init bin/lf-generate bin/lf-template bin/lf-tokenize bin/lf-inspect "$work/bin/"
 B=$work/bin
-cc -O3 -march=native -fopenmp scripts/bench/roofline.c -o "$B/roofline" -lopenblas
+cc -O3 -march=native -fopenmp scripts/bench/membw.c -o "$B/membw"
 
 [ -x /usr/bin/time ] || { echo "forward.sh: needs GNU time (/usr/bin/time): apt-get install time" >&2; exit 1; }
 . scripts/bench/lib.sh # (the working directory is the repository root)
@@ -204,6 +204,9 @@ PY
 fi
 
 echo "$((nprompts + 1)) prompts of $ptoks tokens (1 warm-up); $threads threads; $reps repetitions; torch attention $attn" >&2
+echo "sgemm peak ..." >&2
+quiet
+sgemm_peak 0
 results=$work/results.jsonl
 : >"$results"
 IFS=, read -ra mlist <<<"$models"
@@ -222,7 +225,7 @@ for name in "${mlist[@]}"; do
 		echo "[$name run $run] lf decode ..." >&2
 		timed d "$B/lf-generate" -m "$dir" --do-sample=false --max-new-tokens "$newtoks" --batch-size 1 --log "$work/d.log" \
 			"$pdir/decode.lfs" >"$work/d.out" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-		"$B/roofline" >"$work/roofline.json"
+		"$B/membw" >"$work/membw.json"
 		echo "[$name run $run] torch ..." >&2
 		timed t "${peer_cmd[@]}" scripts/bench/forward-peer.py --model "$dir" --ids "$pdir/ids.jsonl" --threads "$threads" \
 			--new-tokens "$newtoks" --attn "$attn" --lf-output "$work/d.out" --result "$work/peer.json" \
@@ -250,7 +253,7 @@ row = {"model": name, "run": run, "others": [op, ob, od, ot], "clean": max(op, o
               "prompt_tokens": [e["prompt_tokens"] for e in p], "decode_prompt_tokens": d["prompt_tokens"],
               "new_tokens": d["new_tokens"], "decode_s": db["decode_seconds"],
               "rss_prefill_kib": rp, "rss_prefill_batch_kib": rb, "rss_decode_kib": rd},
-       "torch": json.load(open(work + "/peer.json")), "machine": json.load(open(work + "/roofline.json"))}
+       "torch": json.load(open(work + "/peer.json")), "membw": json.load(open(work + "/membw.json"))}
 open(results, "a").write(json.dumps(row) + "\n")
 print("clean" if row["clean"] else "noisy (other processes used %.2f/%.2f/%.2f/%.2f cores)" % (op, ob, od, ot))
 PY
@@ -259,11 +262,15 @@ PY
 		[ "$verdict" = clean ] && clean=$((clean + 1))
 	done
 done
+echo "sgemm peak again ..." >&2
+sgemm_peak 1
 
 python3 - "$results" "$threads" "$attn" "$(awk "BEGIN { printf \"%.0f\", $(now) - $t_start }")" \
-	"$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$noise" "$cache" <<'PY'
-import json, os, statistics, sys
+	"$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)" "$noise" "$cache" "$work" <<'PY'
+import glob, json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+sgemms = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[9] + "/sgemm-*.json"))]
+sgemm = max(s["peak_gflops"] for s in sgemms)  # the fastest product this machine has
 cache = sys.argv[8]
 threads, attn, elapsed, noise = int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), float(sys.argv[7])
 med = statistics.median
@@ -317,18 +324,17 @@ for name in dict.fromkeys(r["model"] for r in rows):
     flops = 2 * P * T + 4 * layers * qd * T * (T + 1) / 2 + 2 * hid * vocab  # one prompt
     ctx = t["decode_prompt_tokens"] + rs[0]["lf"]["new_tokens"] / 2  # the cache's mean length while decoding
     nbytes = 4 * (P + hid * vocab + 2 * layers * kd * ctx)  # one decoded token
-    stream = med([r["machine"]["stream_gbs"] for r in rs])
-    sgemm = med([r["machine"]["sgemm_gflops"] for r in rs])
+    stream = med([r["membw"]["stream_gbs"] for r in rs])
     per_tok = flops / T
     details.append("  prefill: %.1f MFLOP a prompt token (2 x parameters + causal attention 4 x layers x heads x d x"
-                   " (T+1)/2, the head once a prompt); lf batch 4 %.0f GFLOP/s, torch %.0f; this machine's sgemm %s"
-                   " GFLOP/s (median %.0f), so against this torch lf could reach at most %.2fx" % (
-                       per_tok / 1e6, med(lf_b4) * per_tok / 1e9, med(tb) * per_tok / 1e9,
-                       spread([r["machine"]["sgemm_gflops"] for r in rs]), sgemm, sgemm / (med(tb) * per_tok / 1e9)))
+                   " (T+1)/2, the head once a prompt); lf batch 4 %.0f GFLOP/s, torch %.0f; this machine's sgemm peak %.0f"
+                   " GFLOP/s, so against this torch lf could reach at most %.2fx" % (
+                       per_tok / 1e6, med(lf_b4) * per_tok / 1e9, med(tb) * per_tok / 1e9, sgemm,
+                       sgemm / (med(tb) * per_tok / 1e9)))
     details.append("  decode: %.0f MB read a token (weights but the embedding, the head, the cache at %.0f positions);"
                    " lf %.1f GB/s, torch %.1f; the machine streams %s GB/s (median %.1f): at that rate %.1f tok/s, %.2fx"
                    " torch" % (nbytes / 1e6, ctx, med(lf_dec) * nbytes / 1e9, med(td) * nbytes / 1e9,
-                               spread([r["machine"]["stream_gbs"] for r in rs]), stream, stream * 1e9 / nbytes,
+                               spread([r["membw"]["stream_gbs"] for r in rs]), stream, stream * 1e9 / nbytes,
                                stream * 1e9 / nbytes / med(td)))
     details.append("  %d of %d runs clean (others' load per run, cores, lf prefill 1 by 1/batch 4/lf decode/torch: %s)"
                    % (len([r for r in every if r["clean"]]), len(every),
@@ -355,6 +361,8 @@ print("-" * len(hdr))
 print("ratio = lf tokens/s / torch tokens/s (> 1: lf faster); goal from the issue: prefill >= 1.5x, decode >= 3x;"
       " torch's RSS includes torch and transformers themselves")
 print("medians of the clean runs: those during which other processes used under %.2f cores (LF_BENCH_NOISE)" % noise)
+print("sgemm peak %.1f GFLOP/s: the best on %d threads, before and after the runs, of %s" % (
+    sgemm, threads, "; ".join("%s %.1f" % (s["version"].split()[0], s["peak_gflops"]) for s in sgemms)))
 for d in details:
     print(d)
 for n in notes:

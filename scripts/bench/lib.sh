@@ -1,9 +1,10 @@
 # scripts/bench/lib.sh — what the benchmarks share (sourced): the machine's
 # busy CPU time, a command timed with its peak memory and the load others put
-# on the machine meanwhile, waiting for a quiet machine, and the training
-# benchmarks' model and data (train.sh, dp.sh).  The caller sets
+# on the machine meanwhile, waiting for a quiet machine, sgemm's peak rate,
+# and the training benchmarks' model and data (train.sh, dp.sh).  The caller sets
 # $work (a scratch folder), $noise (cores others may use and still count as
-# quiet) and $quiet_wait (seconds to wait at most).
+# quiet) and $quiet_wait (seconds to wait at most); sgemm_peak also $threads
+# and $peer (a python with torch).
 
 # busy: the machine's busy CPU time so far, in jiffies (1/100 s): user nice system irq softirq steal
 busy() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
@@ -32,6 +33,15 @@ quiet() {
 		[ "$waited" = 2 ] && echo "  waiting for a quiet machine (others use $(awk "BEGIN { print ($b1 - $b0) / 200 }") cores) ..." >&2
 		[ "$waited" -ge "$quiet_wait" ] && { echo "  still busy after $quiet_wait s: going on" >&2; return 0; }
 	done
+}
+
+# sgemm_peak TAG: sgemm's GFLOP/s on $threads threads right now, OpenBLAS's
+# (what lf links, through ctypes) and torch's ($peer's python), into
+# $work/sgemm-openblas-TAG.json and $work/sgemm-torch-TAG.json
+# (train-peer.py sgemm: the training benchmark's product shapes)
+sgemm_peak() {
+	python3 scripts/bench/train-peer.py sgemm --blas openblas --threads "$threads" --result "$work/sgemm-openblas-$1.json"
+	"$peer" scripts/bench/train-peer.py sgemm --blas torch --threads "$threads" --result "$work/sgemm-torch-$1.json"
 }
 
 # bench_train_model BIN CACHE TOKDIR VOCAB: the training benchmarks' llama (21.73M parameters) in

@@ -123,10 +123,6 @@ B=$work/bin
 bench_train_model "$B" "$cache" "$tokdir" "$vocab"
 bench_train_rows "$B" "$cache" "$((steps * batch))" "$seq" "$vocab"
 
-sgemm_peak() { # TAG: the sgemm peaks of OpenBLAS and torch now
-	python3 scripts/bench/train-peer.py sgemm --blas openblas --threads "$threads" --result "$work/sgemm-openblas-$1.json"
-	"$peer" scripts/bench/train-peer.py sgemm --blas torch --threads "$threads" --result "$work/sgemm-torch-$1.json"
-}
 echo "sgemm peak ..." >&2
 quiet
 sgemm_peak 0
