@@ -1,8 +1,10 @@
 /* kernels/cpu/grad.c — backward ops of the CPU reference (see grad.h).
- * Products go through OpenBLAS; reductions over rows are split by column
+ * Products go through gemm.c (the attention's small per-block ones straight
+ * to OpenBLAS); reductions over rows are split by column
  * so that results do not depend on the number of threads.  The attention's
  * backward runs its heads in parallel (blocks of query rows over the keys
  * they see, single-threaded products), the cross-entropy's exp is vec.c's. */
+#include "gemm.h"
 #include "grad.h"
 #include "vec.h"
 
@@ -22,14 +24,14 @@ void lf_cpu_matmul_nn_f32(float *out, const float *a, const float *b, int M, int
             memset(out, 0, (size_t)M * K * sizeof *out);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, a, N, b, K, beta, out, K);
+    lf_cpu_sgemm_f32(0, 0, M, K, N, 1.0f, a, N, b, K, beta, out, K);
 }
 
 void lf_cpu_matmul_tn_acc_f32(float *out, const float *a, const float *b, int M, int N, int K, float scale)
 {
     if (M <= 0 || N <= 0 || K <= 0)
         return;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, scale, a, N, b, K, 1.0f, out, K);
+    lf_cpu_sgemm_f32(1, 0, N, K, M, scale, a, N, b, K, 1.0f, out, K);
 }
 
 void lf_cpu_bias_grad_f32(float *db, const float *dy, int M, int N)

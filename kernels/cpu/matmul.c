@@ -1,17 +1,16 @@
 /* kernels/cpu/matmul.c — lf_cpu_matmul_nt_f32 (see matmul.h for the layout)
- * on top of OpenBLAS cblas_sgemm, whose threading is its own
- * (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS); and the matrix-vector products
+ * on top of gemm.c's product (lf's own on AVX-512, else OpenBLAS); and the matrix-vector products
  * of one token (lf_cpu_gemv_f32, lf_cpu_gemv_multi_f32): rows split over
  * OpenMP threads, each row a dot product of vec.c, the weight streamed
  * from memory once. */
 #include "matmul.h"
+#include "gemm.h"
 #include "vec.h"
 
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cblas.h>
 
 /* Rows [r0, r1) of the matrices taken one after another. */
 static void gemv_rows(float *const *out, const float *const *w, const int *N, int count, const float *x, int M,
@@ -83,8 +82,7 @@ void lf_cpu_matmul_nt_f32(float *out, const float *a, const float *b,
         return;
     }
     /* row-major: out = 1 * a * b^T + 0 * out; leading dims are row lengths */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
-                1.0f, a, K, b, K, 0.0f, out, N);
+    lf_cpu_sgemm_f32(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, out, N);
 }
 
 void lf_cpu_matmul_nt_acc_f32(float *out, const float *a, const float *b,
@@ -92,6 +90,5 @@ void lf_cpu_matmul_nt_acc_f32(float *out, const float *a, const float *b,
 {
     if (M <= 0 || N <= 0 || K <= 0)
         return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
-                scale, a, K, b, K, 1.0f, out, N);
+    lf_cpu_sgemm_f32(0, 1, M, N, K, scale, a, K, b, K, 1.0f, out, N);
 }

@@ -1,4 +1,4 @@
-/* kernels/cpu/matmul.h — CPU matrix multiply: OpenBLAS sgemm for
+/* kernels/cpu/matmul.h — CPU matrix multiply: gemm.h's product for
  * several rows, lf's own matrix-vector product for one (decoding).
  *
  * Layout ("nt", the nn.Linear layout), all row-major and contiguous:

@@ -1,5 +1,7 @@
 /* tests/cuda/cpu_ref_check.c — checks the CPU reference kernels
- * (kernels/cpu): lf_cpu_matmul_nt_f32 against a naive triple loop, the
+ * (kernels/cpu): lf_cpu_matmul_nt_f32 and gemm.h's product (each
+ * transposition, edges, leading dimensions, alpha and beta) against a naive
+ * triple loop, the
  * bf16 <-> f32 conversions against known bit patterns, and the vector
  * kernels (vec.h: exp, dot products, weighted sums, silu; matmul.h's gemv;
  * ops.h's attention, gated activation and RoPE) against plain scalar references
@@ -9,6 +11,7 @@
  * $(OUT)/tests/kernels_cpu_check; prints "ok NAME" or "FAIL NAME ..." per
  * check and exits 1 if any failed.  Needs no GPU. */
 #include "cpu/bf16.h"
+#include "cpu/gemm.h"
 #include "cpu/grad.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
@@ -217,6 +220,82 @@ static void check_matmul(int M, int N, int K, float scale)
 static const char *isa_name(int isa)
 {
     return isa == LF_CPU_ISA_AVX512 ? "avx512" : "portable";
+}
+
+/* lf_cpu_sgemm_f32: C = alpha op(A) op(B) + beta C with leading dimensions
+ * wider than the rows, against the product in double, at 1, 2 and 3
+ * threads, for every instruction set (AVX-512: lf's own product where the
+ * shape allows, which must give the same bits at each thread count; else
+ * OpenBLAS, which need not).  beta 0 starts
+ * from NaN, which must not come through. */
+static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float beta)
+{
+    long lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + (N % 64 ? 5 : 0), ldc = N + 1;
+    long ra = ta ? K : M, rb = tb ? N : K;
+    float *a = malloc(sizeof(float) * ra * lda), *b = malloc(sizeof(float) * rb * ldb);
+    float *c0 = malloc(sizeof(float) * M * ldc), *c = malloc(sizeof(float) * M * ldc);
+    float *first = malloc(sizeof(float) * M * ldc);
+    char name[96], detail[200];
+    for (long i = 0; i < ra * lda; i++) a[i] = rng_uniform();
+    for (long i = 0; i < rb * ldb; i++) b[i] = rng_uniform();
+    for (long i = 0; i < M * ldc; i++) c0[i] = beta == 0.0f ? NAN : rng_uniform();
+    int saved = omp_get_max_threads(), best = lf_cpu_isa();
+    for (int isa = 0; isa <= best; isa++) {
+        lf_cpu_set_isa(isa);
+        snprintf(name, sizeof name, "sgemm_%s_%c%c_%dx%dx%d_a%g_b%g", isa_name(isa), ta ? 't' : 'n', tb ? 't' : 'n',
+                 M, N, K, alpha, beta);
+        double max_err = 0, tol = 1e-6 * (K + 1) + 1e-6;
+        int same = 1;
+        for (int threads = 1; threads <= 3; threads++) {
+            omp_set_num_threads(threads);
+            memcpy(c, c0, sizeof(float) * M * ldc);
+            lf_cpu_sgemm_f32(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+            if (threads == 1) {
+                memcpy(first, c, sizeof(float) * M * ldc);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double s = 0;
+                        for (int k = 0; k < K; k++)
+                            s += (double)(ta ? a[(long)k * lda + i] : a[(long)i * lda + k]) *
+                                 (tb ? b[(long)j * ldb + k] : b[(long)k * ldb + j]);
+                        double want = alpha * s + (beta != 0.0f ? beta * (double)c0[(long)i * ldc + j] : 0.0);
+                        double e = fabs(c[(long)i * ldc + j] - want);
+                        if (!(e <= max_err))
+                            max_err = isnan(e) ? INFINITY : e;
+                    }
+                for (int i = 0; i < M; i++) /* the column past N is not C's */
+                    if (memcmp(&c[(long)i * ldc + N], &c0[(long)i * ldc + N], sizeof(float)))
+                        max_err = INFINITY;
+            } else if (memcmp(first, c, sizeof(float) * M * ldc)) {
+                same = 0;
+            }
+        }
+        snprintf(detail, sizeof detail, "max abs err %.3g (tol %.3g), same bits at 1-3 threads: %s", max_err, tol,
+                 same ? "yes" : "no");
+        /* OpenBLAS's sums may change with the thread count */
+        report(max_err <= tol && (same || isa != LF_CPU_ISA_AVX512), name, detail);
+    }
+    lf_cpu_set_isa(-1);
+    omp_set_num_threads(saved);
+    free(a);
+    free(b);
+    free(c0);
+    free(c);
+    free(first);
+}
+
+static void check_sgemm_shapes(void)
+{
+    /* M, N, K: whole tiles; ragged ones; K over one block (384) in two
+       equal ones; N under two panels (rows split over the threads); N
+       whose rows are 1 KB multiples apart (B packed); the smallest shape
+       lf's own product takes, and one just under it (OpenBLAS) */
+    static const int shapes[][3] = { { 96, 128, 64 },  { 70, 131, 389 }, { 131, 200, 777 }, { 200, 64, 100 },
+                                     { 67, 256, 130 }, { 64, 64, 64 },   { 63, 100, 80 } };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int form = 0; form < 4; form++)
+            check_sgemm(form & 1, form >> 1, shapes[i][0], shapes[i][1], shapes[i][2], i % 2 ? 0.5f : 1.0f,
+                        i % 3 == 0 ? 0.0f : i % 3 == 1 ? 1.0f : 0.25f);
 }
 
 /* error of got against the exact want in units of the float spacing at
@@ -690,6 +769,7 @@ int main(void)
         check_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 0.0f);
         check_matmul(shapes[i][0], shapes[i][1], shapes[i][2], 0.75f);
     }
+    check_sgemm_shapes();
     check_vector_kernels();
     check_rope(3, 2, 8, 8, 0);
     check_rope(5, 3, 80, 40, 7);

@@ -1,0 +1,292 @@
+/* kernels/cpu/gemm.c — lf_cpu_sgemm_f32 (see gemm.h): lf's own AVX-512
+ * f32 product, and the OpenBLAS call it falls back to.
+ *
+ * Why our own: training's products have a few fixed shapes (1024-token
+ * activations against weights of a few hundred to 32000 rows), and
+ * OpenBLAS spends a tenth of their time packing both operands and waiting
+ * between its threads.  Here:
+ *   - a 6 x 64 register tile (24 accumulators; per k, 4 vector loads of B
+ *     and 6 broadcasts of A), which runs at the FMA units' peak;
+ *   - an operand whose rows run along the tile's direction is read in
+ *     place: A when not transposed (6 row pointers), B when not transposed
+ *     (its rows are the tile's 64 columns).  Only A^T (a weight's gradient)
+ *     and B^T (a forward x W^T) are packed, into per-thread buffers, and B
+ *     when its rows are a multiple of 1 KB apart (they would all fall in
+ *     the same few sets of the L1 cache);
+ *   - the threads split C's columns in 64-wide panels, or its rows when A
+ *     is packed (so that no two threads pack the same rows); each thread
+ *     runs its share alone, with no barrier until the end, and packs into
+ *     buffers of its own (thread-local: callers on several threads at once
+ *     are safe);
+ *   - K is cut into equal blocks of at most KC, summed in order into C.
+ * An element's sum depends only on K's blocks and the tile's k order, so
+ * the result is the same at any thread count. */
+#include "gemm.h"
+#include "vec.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cblas.h>
+
+#define MR 6     /* tile rows */
+#define NR 64    /* tile columns: 4 vectors of 16 */
+#define KC 384   /* most of K per pass: a 6-row panel of packed A^T is 9 KB */
+#define MC 96    /* rows of A^T packed at a time */
+#define NC 320   /* columns of B packed at a time (kc x NC in the L2) */
+
+void lf_cpu_sgemm_blas_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
+                           const float *B, long ldb, float beta, float *C, long ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+                (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* mask of the first n (0..16) lanes */
+__attribute__((target("avx512f"))) static inline __mmask16 first_lanes(int n)
+{
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* r[0..15] rows of 16 -> their transpose */
+__attribute__((target("avx512f"))) static inline void transpose16(__m512 *r)
+{
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    /* r[4i + m] now holds rows 4i..4i+3 of columns m, m+4, m+8, m+12 (one
+       128-bit lane each); gather the lanes */
+    for (int m = 0; m < 4; m++) {
+        __m512 a = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88), b = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xdd);
+        __m512 c = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88), d = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xdd);
+        t[m] = _mm512_shuffle_f32x4(a, c, 0x88);
+        t[m + 8] = _mm512_shuffle_f32x4(a, c, 0xdd);
+        t[m + 4] = _mm512_shuffle_f32x4(b, d, 0x88);
+        t[m + 12] = _mm512_shuffle_f32x4(b, d, 0xdd);
+    }
+    for (int i = 0; i < 16; i++)
+        r[i] = t[i];
+}
+
+/* B^T's rows j < nc (each kc long, ldb apart) -> panels of NR columns,
+   each [kc][NR], zeros past nc */
+__attribute__((target("avx512f"))) static void pack_bt(float *q, const float *B, long ldb, int nc, int kc)
+{
+    for (int j0 = 0; j0 < nc; j0 += NR) {
+        float *panel = q + (long)j0 * kc;
+        for (int jb = j0; jb < j0 + NR; jb += 16) {
+            float *dst = panel + (jb - j0);
+            int k = 0;
+            for (; k + 16 <= kc; k += 16) {
+                __m512 r[16];
+                for (int j = 0; j < 16; j++)
+                    r[j] = jb + j < nc ? _mm512_loadu_ps(B + (long)(jb + j) * ldb + k) : _mm512_setzero_ps();
+                transpose16(r);
+                for (int j = 0; j < 16; j++)
+                    _mm512_store_ps(dst + (long)(k + j) * NR, r[j]);
+            }
+            for (; k < kc; k++)
+                for (int j = 0; j < 16; j++)
+                    dst[(long)k * NR + j] = jb + j < nc ? B[(long)(jb + j) * ldb + k] : 0.0f;
+        }
+    }
+}
+
+/* B's rows k < kc (ldb apart), columns j < nc -> panels of NR columns, each
+   [kc][NR], zeros past nc */
+__attribute__((target("avx512f"))) static void pack_b(float *q, const float *B, long ldb, int nc, int kc)
+{
+    for (int j0 = 0; j0 < nc; j0 += NR) {
+        float *panel = q + (long)j0 * kc;
+        for (int k = 0; k < kc; k++)
+            for (int v = 0; v < 4; v++)
+                _mm512_store_ps(panel + (long)k * NR + 16 * v,
+                                _mm512_maskz_loadu_ps(first_lanes(nc - j0 - 16 * v), B + (long)k * ldb + j0 + 16 * v));
+    }
+}
+
+/* A^T's rows k < kc (lda apart), columns i < mc -> panels of MR rows, each
+   [kc][MR], zeros past mc */
+__attribute__((target("avx512f"))) static void pack_at(float *q, const float *A, long lda, int mc, int kc)
+{
+    for (int k = 0; k < kc; k++) {
+        const float *row = A + (long)k * lda;
+        for (int i = 0; i < mc; i += MR)
+            _mm512_mask_storeu_ps(q + (long)i * kc + k * MR, 0x3f, _mm512_maskz_loadu_ps(first_lanes(mc - i), row + i));
+    }
+}
+
+/* The mr x nr tile at c (mr <= MR, nr <= NR):
+       c[r*ldc + j] = alpha * sum_k a[r*rs + k*cs] * b[k*ldb + j] + beta * c[...]
+   beta == 0: c is not read.  Inlined twice: for whole tiles (partial ==
+   0: plain loads of b) and for the last, narrower ones (masked loads). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile_body(int kc, const float *a, long rs, long cs, const float *b, long ldb, float *c, long ldc, float alpha,
+          float beta, int mr, int nr, const int partial)
+{
+    const float *arow[MR];
+    for (int r = 0; r < MR; r++)
+        arow[r] = a + (r < mr ? r : 0) * rs;  /* rows past mr repeat row 0, and are not stored */
+    __mmask16 m[4];
+    for (int v = 0; v < 4; v++)
+        m[v] = first_lanes(nr - 16 * v);
+    __m512 acc[MR][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    for (long k = 0; k < kc; k++, b += ldb) {
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            bv[v] = partial ? _mm512_maskz_loadu_ps(m[v], b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
+        _mm_prefetch((const char *)(b + 8 * ldb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 8 * ldb + 32), _MM_HINT_T0);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            __m512 x = _mm512_set1_ps(arow[r][k * cs]);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                acc[r][v] = _mm512_fmadd_ps(x, bv[v], acc[r][v]);
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr)
+            break;
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            float *p = c + r * ldc + 16 * v;
+            __m512 y = _mm512_mul_ps(va, acc[r][v]);
+            if (beta != 0.0f)
+                y = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[v], p), y);
+            _mm512_mask_storeu_ps(p, m[v], y);
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void tile(int kc, const float *a, long rs, long cs, const float *b,
+                                                    long ldb, float *c, long ldc, float alpha, float beta, int mr,
+                                                    int nr)
+{
+    if (nr == NR)
+        tile_body(kc, a, rs, cs, b, ldb, c, ldc, alpha, beta, mr, NR, 0);
+    else
+        tile_body(kc, a, rs, cs, b, ldb, c, ldc, alpha, beta, mr, nr, 1);
+}
+
+struct gemm {
+    int ta, tb, pack_b_rows, K;
+    float alpha, beta;
+    const float *A, *B;
+    long lda, ldb, ldc;
+    float *C;
+};
+
+/* each thread's packing buffers, kept for the thread's life (OpenMP's
+   threads live as long as the process) */
+static __thread float *packed_a, *packed_b;
+
+/* The block of C of M rows and N columns at (i0, j0), by one thread. */
+__attribute__((target("avx512f"))) static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N,
+                                                          float *pa, float *pb)
+{
+    int kblocks = (g->K + KC - 1) / KC, kstep = (g->K + kblocks - 1) / kblocks;
+    int mstep = g->ta ? MC : M;    /* A^T is packed MC rows at a time */
+    for (int k0 = 0; k0 < g->K; k0 += kstep) {
+        int kc = g->K - k0 < kstep ? g->K - k0 : kstep;
+        float beta = k0 == 0 ? g->beta : 1.0f;
+        for (int ic = 0; ic < M; ic += mstep) {
+            int mc = M - ic < mstep ? M - ic : mstep;
+            if (g->ta)
+                pack_at(pa, g->A + (long)k0 * g->lda + i0 + ic, g->lda, mc, kc);
+            for (int jc = 0; jc < N; jc += NC) {
+                int nc = N - jc < NC ? N - jc : NC;
+                const float *b;
+                long ldb;
+                if (g->tb) {
+                    pack_bt(pb, g->B + (long)(j0 + jc) * g->ldb + k0, g->ldb, nc, kc);
+                    b = pb, ldb = NR;
+                } else if (g->pack_b_rows) {
+                    pack_b(pb, g->B + (long)k0 * g->ldb + j0 + jc, g->ldb, nc, kc);
+                    b = pb, ldb = NR;
+                } else {
+                    b = g->B + (long)k0 * g->ldb + j0 + jc, ldb = g->ldb;
+                }
+                for (int ir = 0; ir < mc; ir += MR) {
+                    const float *a = g->ta ? pa + (long)ir * kc : g->A + (long)(i0 + ic + ir) * g->lda + k0;
+                    long rs = g->ta ? 1 : g->lda, cs = g->ta ? MR : 1;
+                    int mr = mc - ir < MR ? mc - ir : MR;
+                    for (int jr = 0; jr < nc; jr += NR) {
+                        const float *bp = ldb == NR ? b + (long)jr * kc : b + jr;
+                        float *c = g->C + (long)(i0 + ic + ir) * g->ldc + j0 + jc + jr;
+                        tile(kc, a, rs, cs, bp, ldb, c, g->ldc, g->alpha, beta, mr, nc - jr < NR ? nc - jr : NR);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static int own_gemm_fits(int M, int N, int K)
+{
+    return lf_cpu_isa() == LF_CPU_ISA_AVX512 && !omp_in_parallel() &&
+           M >= LF_CPU_GEMM_MIN && N >= LF_CPU_GEMM_MIN && K >= LF_CPU_GEMM_MIN;
+}
+
+void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
+                      const float *B, long ldb, float beta, float *C, long ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (!own_gemm_fits(M, N, K)) {
+        lf_cpu_sgemm_blas_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int pack_b_rows = !tb && ldb % 256 == 0;
+    struct gemm g = {ta, tb, pack_b_rows, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    int failed = 0;
+    #pragma omp parallel reduction(| : failed)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        if (ta && !packed_a)
+            packed_a = aligned_alloc(64, sizeof(float) * KC * (MC + MR));
+        if ((tb || pack_b_rows) && !packed_b)
+            packed_b = aligned_alloc(64, sizeof(float) * KC * (NC + NR));
+        if ((ta && !packed_a) || ((tb || pack_b_rows) && !packed_b)) {
+            failed = 1;
+        } else if (ta || (N + NR - 1) / NR < nt) {
+            /* rows, in whole tiles */
+            long tiles = (M + MR - 1) / MR;
+            int i0 = (int)(tiles * t / nt) * MR, i1 = (int)(tiles * (t + 1) / nt) * MR;
+            if (i1 > M)
+                i1 = M;
+            if (i0 < i1)
+                gemm_block(&g, i0, i1 - i0, 0, N, packed_a, packed_b);
+        } else {
+            long panels = (N + NR - 1) / NR;
+            int j0 = (int)(panels * t / nt) * NR, j1 = (int)(panels * (t + 1) / nt) * NR;
+            if (j1 > N)
+                j1 = N;
+            if (j0 < j1)
+                gemm_block(&g, 0, M, j0, j1 - j0, packed_a, packed_b);
+        }
+    }
+    if (failed) {
+        fprintf(stderr, "lf_cpu_sgemm_f32: out of memory for the packing buffers\n");
+        exit(1);
+    }
+}

@@ -1,0 +1,36 @@
+/* kernels/cpu/gemm.h — the f32 matrix product under every CPU product of
+ * several rows (matmul.h's forward, grad.h's two backward products).
+ *
+ *     C[M,N] = alpha * op(A) @ op(B) + beta * C      (row-major)
+ *     op(A)[i,k] = ta ? A[k*lda + i] : A[i*lda + k]
+ *     op(B)[k,j] = tb ? B[j*ldb + k] : B[k*ldb + j]
+ *
+ * On AVX-512 CPUs, for products big enough to pay (each of M, N, K at least
+ * LF_CPU_GEMM_MIN), lf's own product runs (gemm.c); elsewhere, and inside
+ * an OpenMP parallel region, OpenBLAS's cblas_sgemm.  Which of the two runs
+ * depends on the shape and the CPU only, never on the number of threads;
+ * lf's own sums each element of C in the same order at any thread count
+ * (OpenBLAS's sums may change with it). */
+#ifndef LF_KERNELS_CPU_GEMM_H
+#define LF_KERNELS_CPU_GEMM_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LF_CPU_GEMM_MIN 64
+
+/* beta == 0: C is written without being read (NaN there does not spread).
+   C must not alias A or B. */
+void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
+                      const float *B, long ldb, float beta, float *C, long ldc);
+
+/* The same product always through OpenBLAS (tests and benchmarks compare). */
+void lf_cpu_sgemm_blas_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
+                           const float *B, long ldb, float beta, float *C, long ldc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
