@@ -38,9 +38,9 @@ struct lf_adamw lf_adamw_defaults(void)
 }
 
 void lf_adamw_step(float *p, const float *g, float *m, float *v, size_t n, long step, double lr,
-		   const struct lf_adamw *h, int decay)
+		   const struct lf_adamw *h, int decay, float grad_coef)
 {
-	lf_cpu_adamw_f32(p, g, m, v, n, step, lr, h->beta1, h->beta2, h->eps, h->weight_decay, decay);
+	lf_cpu_adamw_f32(p, g, m, v, n, step, lr, h->beta1, h->beta2, h->eps, h->weight_decay, decay, grad_coef);
 }
 
 /* ------------------------------------------------------------- clipping */

@@ -35,12 +35,14 @@ struct lf_adamw lf_adamw_defaults(void);
  * ulp or so; the vector body of torch's fused=True CPU kernel is bit for bit.
  * step is the 1-based count of steps this tensor has taken (this one
  * included); lr the scheduled lr of this step (lf_lr_at); decay 0 for a
- * tensor in the no-decay group (lf_param_decays).  m and v start as zeros;
- * p, g, m and v do not overlap.  Elementwise, OpenMP-parallel, identical
- * results whatever the thread count.
+ * tensor in the no-decay group (lf_param_decays).  The gradient used is
+ * g * grad_coef, rounded once as lf_grad_scale would store it (clipping's
+ * coefficient, or 1), without writing g.  m and v start as zeros; p, g, m
+ * and v do not overlap.  Elementwise, OpenMP-parallel, identical results
+ * whatever the thread count.
  */
 void lf_adamw_step(float *p, const float *g, float *m, float *v, size_t n, long step, double lr,
-		   const struct lf_adamw *h, int decay);
+		   const struct lf_adamw *h, int decay, float grad_coef);
 
 /* ---- gradient clipping ----------------------------------------------------
  * torch.nn.utils.clip_grad_norm_(params, max_norm), norm type 2:

@@ -1536,7 +1536,7 @@ static void adamw_all(struct lf_cuda_train *t, const struct lf_cuda_update *u, s
 		else
 			lf_cuda_grad_scale_f32(t->grads + at, len, coef, t->s);
 		lf_cuda_adamw_f32(t->dt[i], t->grads + at, t->mom1 + mat, t->mom2 + mat, len, step, u[k].lr, h->beta1,
-				  h->beta2, h->eps, h->weight_decay, u[k].decay, t->s);
+				  h->beta2, h->eps, h->weight_decay, u[k].decay, 1.0f, t->s);
 		if (t->bt[i])
 			lf_cuda_f32_to_bf16(t->bt[i], t->dt[i], len, t->s);
 	}

@@ -1247,9 +1247,9 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 		struct param *p = &R.p[i];
 		if (p->owner != D.rank)
 			continue;
-		lf_grad_scale(p->g, p->t->n, coef);
 		double plr = p->lr_mult == 1 ? lr : opt_lr * p->lr_mult * lf_lr_lambda(&R.sched, R.step);
-		lf_adamw_step(p->w, p->g, p->m, p->v, p->t->n, R.step + 1, plr, &h, p->decay);
+		/* clipping: AdamW takes g * coef (the gradient buffer is zeroed next) */
+		lf_adamw_step(p->w, p->g, p->m, p->v, p->t->n, R.step + 1, plr, &h, p->decay, coef);
 	}
 	for (size_t i = 0; i < R.np && R.zero; i++)
 		if (lf_dist_broadcast(&D, R.p[i].w, R.p[i].t->n * sizeof(float), R.p[i].owner) < 0)

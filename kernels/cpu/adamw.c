@@ -37,7 +37,7 @@ static void adamw_range(float *restrict p, const float *restrict g, float *restr
     const struct lf_cpu_adamw_scalars s = *sc;
     for (size_t i = 0; i < n; i++) {
         float pi = s.decay ? p[i] * s.keep : p[i];
-        float gi = g[i], mi = m[i];
+        float gi = g[i] * s.grad_coef, mi = m[i];
         mi = fmaf(s.lerp_w, gi - mi, s.lerp_from_m ? mi : gi);
         float vi = fmaf(s.c2 * gi, gi, v[i] * s.b2);
         float denom = sqrtf(vi) / s.bc2_sqrt + s.eps;
@@ -59,10 +59,10 @@ __attribute__((target("avx512f"))) static void adamw_range_avx512(float *p, cons
     const struct lf_cpu_adamw_scalars s = *sc;
     __m512 keep = _mm512_set1_ps(s.keep), lerp_w = _mm512_set1_ps(s.lerp_w), b2 = _mm512_set1_ps(s.b2);
     __m512 c2 = _mm512_set1_ps(s.c2), bc2_sqrt = _mm512_set1_ps(s.bc2_sqrt), eps = _mm512_set1_ps(s.eps);
-    __m512 neg_step = _mm512_set1_ps(s.neg_step);
+    __m512 neg_step = _mm512_set1_ps(s.neg_step), grad_coef = _mm512_set1_ps(s.grad_coef);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        __m512 pi = _mm512_maskz_loadu_ps(k, p + i), gi = _mm512_maskz_loadu_ps(k, g + i);
+        __m512 pi = _mm512_maskz_loadu_ps(k, p + i), gi = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + i), grad_coef);
         __m512 mi = _mm512_maskz_loadu_ps(k, m + i), vi = _mm512_maskz_loadu_ps(k, v + i);
         if (s.decay)
             pi = _mm512_mul_ps(pi, keep);
@@ -80,9 +80,10 @@ __attribute__((target("avx512f"))) static void adamw_range_avx512(float *p, cons
 #define ADAMW_CHUNK 16384
 
 void lf_cpu_adamw_f32(float *p, const float *g, float *m, float *v, size_t n, long step, double lr, double beta1,
-                      double beta2, double eps, double weight_decay, int decay)
+                      double beta2, double eps, double weight_decay, int decay, float grad_coef)
 {
     struct lf_cpu_adamw_scalars s = lf_cpu_adamw_step_scalars(step, lr, beta1, beta2, eps, weight_decay, decay);
+    s.grad_coef = grad_coef;
     size_t nchunks = (n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
     int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512;
     #pragma omp parallel for if (n >= PARALLEL_MIN) schedule(static)

@@ -31,6 +31,8 @@ struct lf_cpu_adamw_scalars {
     float bc2_sqrt;   /* sqrt(1 - beta2^step) */
     float eps;
     float neg_step;   /* -lr / (1 - beta1^step) */
+    float grad_coef;  /* the gradient used is g * grad_coef (clipping's
+                         multiplier; 1 from lf_cpu_adamw_step_scalars) */
 };
 
 /* Bit-exactness needs 1 - lr*wd rounded twice: where GCC could contract
@@ -61,6 +63,7 @@ static inline struct lf_cpu_adamw_scalars lf_cpu_adamw_step_scalars(long step, d
     s.bc2_sqrt = (float)bc2_sqrt;
     s.eps = (float)eps;
     s.neg_step = (float)-step_size;
+    s.grad_coef = 1.0f;
     return s;
 }
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
@@ -70,6 +73,8 @@ static inline struct lf_cpu_adamw_scalars lf_cpu_adamw_step_scalars(long step, d
 /* One AdamW step over n elements, torch.optim.AdamW's single-tensor path
    (foreach=False) bit for bit where torch's sqrt is the IEEE one, per
    element in this order (f32, each operation rounded once):
+       g = g * grad_coef   (clip_grad_norm_'s g.mul_(coef), in a register:
+                            the array g is not written)
        p = decay ? p * keep : p
        m = fmaf(lerp_w, g - m, lerp_from_m ? m : g)     (torch's lerp)
        v = fmaf(c2 * g, g, v * b2)                       (torch's addcmul)
@@ -78,10 +83,10 @@ static inline struct lf_cpu_adamw_scalars lf_cpu_adamw_step_scalars(long step, d
    decay 0 for a tensor in the no-decay group.  m and v start as zeros;
    p, g, m and v do not overlap.  OpenMP-parallel, the same bits whatever
    the thread count.  libcommon's lf_adamw_step(p, g, m, v, n, step, lr,
-   h, decay) is lf_cpu_adamw_f32(p, g, m, v, n, step, lr, h->beta1,
-   h->beta2, h->eps, h->weight_decay, decay). */
+   h, decay, grad_coef) is lf_cpu_adamw_f32(p, g, m, v, n, step, lr,
+   h->beta1, h->beta2, h->eps, h->weight_decay, decay, grad_coef). */
 void lf_cpu_adamw_f32(float *p, const float *g, float *m, float *v, size_t n, long step, double lr, double beta1,
-                      double beta2, double eps, double weight_decay, int decay);
+                      double beta2, double eps, double weight_decay, int decay, float grad_coef);
 
 /* The sum of g[i]^2 in double over at most 256 fixed blocks (bounds from
    n only) added in order: the same double whatever the thread count. */

@@ -34,6 +34,7 @@ static int lf_aligned16(const void *p)
 static __device__ __forceinline__ void lf_adamw_elem(float &p, float g, float &m, float &v,
                                                      const struct lf_cpu_adamw_scalars &s)
 {
+    g = __fmul_rn(g, s.grad_coef);
     float pi = s.decay ? __fmul_rn(p, s.keep) : p;
     float mi = __fmaf_rn(s.lerp_w, __fsub_rn(g, m), s.lerp_from_m ? m : g);
     float vi = __fmaf_rn(__fmul_rn(s.c2, g), g, __fmul_rn(v, s.b2));
@@ -77,11 +78,12 @@ static __global__ void lf_adamw_kernel(float *p, const float *g, float *m, float
 
 extern "C" void lf_cuda_adamw_f32(float *p, const float *g, float *m, float *v, size_t n, long step, double lr,
                                   double beta1, double beta2, double eps, double weight_decay, int decay,
-                                  cudaStream_t stream)
+                                  float grad_coef, cudaStream_t stream)
 {
     if (n == 0)
         return;
     struct lf_cpu_adamw_scalars s = lf_cpu_adamw_step_scalars(step, lr, beta1, beta2, eps, weight_decay, decay);
+    s.grad_coef = grad_coef;
     if (lf_aligned16(p) && lf_aligned16(g) && lf_aligned16(m) && lf_aligned16(v))
         lf_adamw_kernel<true><<<lf_cuda_grid(n / 4 ? n / 4 : 1), lf_cuda_block, 0, stream>>>(p, g, m, v, n, s);
     else

@@ -25,11 +25,12 @@ extern "C" {
 
 /* One AdamW step over n elements of p with gradient g and moments m, v
    (lf_cpu_adamw_f32's arithmetic; step 1-based, lr this step's scheduled
-   lr, decay 0 for the no-decay group).  The scalars are computed on the
-   host by lf_cpu_adamw_step_scalars (kernels/cpu/adamw.h) and passed by
-   value. */
+   lr, decay 0 for the no-decay group, the gradient used g * grad_coef).
+   The scalars are computed on the host by lf_cpu_adamw_step_scalars
+   (kernels/cpu/adamw.h) and passed by value. */
 void lf_cuda_adamw_f32(float *p, const float *g, float *m, float *v, size_t n, long step, double lr, double beta1,
-                       double beta2, double eps, double weight_decay, int decay, cudaStream_t stream);
+                       double beta2, double eps, double weight_decay, int decay, float grad_coef,
+                       cudaStream_t stream);
 
 /* *out = sum of g[i]^2 in double (written, not accumulated; out is device
    memory, e.g. one slot per tensor of an array for lf_cuda_clip_coef).

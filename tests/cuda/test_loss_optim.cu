@@ -18,7 +18,8 @@
  *     random, or repeated across the 256-token chunks of the kernel.
  *   AdamW against lf_cpu_adamw_f32 (kernels/cpu/adamw.h, libcommon's
  *     arithmetic): bit for bit on p, m and v after every step (steps 1, 2,
- *     3, 10 and 1000; both lerp forms; decay and no-decay; zero, subnormal
+ *     3, 10 and 1000, step 2 with a clipping grad_coef of 0.625; both lerp
+ *     forms; decay and no-decay; zero, subnormal
  *     and large gradients; unaligned arrays), reporting how many differ and
  *     the largest distance in ulp.
  *   squared gradient norm against lf_cpu_grad_norm_sq_f32 within 1e-12
@@ -385,9 +386,9 @@ static void check_adamw(size_t n, double lr, double beta1, double beta2, double 
         long step = adamw_steps[k];
         float *g = random_grad(n);
         LF_CUDA_CHECK(cudaMemcpy(d_g + off, g, n * 4, cudaMemcpyHostToDevice));
-        lf_cpu_adamw_f32(p, g, m, v, n, step, lr, beta1, beta2, 1e-8, wd, decay);
+        lf_cpu_adamw_f32(p, g, m, v, n, step, lr, beta1, beta2, 1e-8, wd, decay, step == 2 ? 0.625f : 1.0f);
         lf_cuda_adamw_f32(d_p + off, d_g + off, d_m + off, d_v + off, n, step, lr, beta1, beta2, 1e-8, wd, decay,
-                          stream);
+                          step == 2 ? 0.625f : 1.0f, stream);
         float *gp = fetch(d_p + off, n, 4), *gm = fetch(d_m + off, n, 4), *gv = fetch(d_v + off, n, 4);
         const float *got[3] = { gp, gm, gv }, *want[3] = { p, m, v };
         for (int a = 0; a < 3; a++) {
@@ -422,7 +423,7 @@ static void check_adamw(size_t n, double lr, double beta1, double beta2, double 
             if (it == WARMUP)
                 time_begin();
             lf_cuda_adamw_f32(d_p + off, d_g + off, d_m + off, d_v + off, n, 11 + it, lr, beta1, beta2, 1e-8, wd,
-                              decay, stream);
+                              decay, 1.0f, stream);
         }
         time_end(7.0 * n * 4, detail, sizeof detail); /* p, g, m, v read; p, m, v written */
     }

@@ -410,8 +410,7 @@ static void run(const char *dir, bool lora, float dropout, bool bf16)
 			size_t i = first + k, n = m->tensors[i].n;
 			float *w = (float *)m->tensors[i].data, *mo = (float *)calloc(n, sizeof(float)),
 			      *vo = (float *)calloc(n, sizeof(float)), *wg = (float *)xmalloc(n * sizeof(float));
-			lf_grad_scale(grads[i], n, coef);
-			lf_adamw_step(w, grads[i], mo, vo, n, 1, h.lr, &h, u[k].decay);
+			lf_adamw_step(w, grads[i], mo, vo, n, 1, h.lr, &h, u[k].decay, coef);
 			lf_cuda_train_get_tensor(t, i, wg);
 			if (!within(wg, w, n, STEP_TOL, detail, sizeof detail)) {
 				snprintf(label, sizeof label, "%s/adamw.%s", name, m->tensors[i].name);

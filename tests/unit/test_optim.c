@@ -111,7 +111,7 @@ static void test_adamw_case(const json_t *c)
 			float *g = unhex_at(json_object_get(sj, "grads"), t, &gn);
 			float *want = unhex_at(json_object_get(sj, "params"), t, &wn);
 			double lr = json_number_value(json_object_get(sj, "lr"));
-			lf_adamw_step(p, g, m, v, n, (long)k + 1, lr, &h, decay);
+			lf_adamw_step(p, g, m, v, n, (long)k + 1, lr, &h, decay, 1.0f);
 			for (size_t i = 0; i < n; i++) {
 				int64_t u = ulps(p[i], want[i]);
 				differ += u != 0;
@@ -172,15 +172,15 @@ static void test_adamw_threads(void)
 			g[i] = (float)((double)(r >> 11) / 9007199254740992.0 - 0.5) * 1e-2f;
 		}
 		omp_set_num_threads(1);
-		lf_adamw_step(p[0], g, m[0], v[0], n, step, 1e-3, &h, 1);
+		lf_adamw_step(p[0], g, m[0], v[0], n, step, 1e-3, &h, 1, 1.0f);
 		omp_set_num_threads(4);
-		lf_adamw_step(p[1], g, m[1], v[1], n, step, 1e-3, &h, 1);
+		lf_adamw_step(p[1], g, m[1], v[1], n, step, 1e-3, &h, 1, 1.0f);
 		for (size_t i = 0; i < n; i += 1000) {
 			size_t len = n - i < 1000 ? n - i : 1000;
-			lf_adamw_step(p[2] + i, g + i, m[2] + i, v[2] + i, len, step, 1e-3, &h, 1);
+			lf_adamw_step(p[2] + i, g + i, m[2] + i, v[2] + i, len, step, 1e-3, &h, 1, 1.0f);
 		}
 		lf_cpu_set_isa(LF_CPU_ISA_PORTABLE);
-		lf_adamw_step(p[3], g, m[3], v[3], n, step, 1e-3, &h, 1);
+		lf_adamw_step(p[3], g, m[3], v[3], n, step, 1e-3, &h, 1, 1.0f);
 		lf_cpu_set_isa(-1);
 	}
 	CHECK(!memcmp(p[0], p[1], n * 4) && !memcmp(m[0], m[1], n * 4) && !memcmp(v[0], v[1], n * 4),
@@ -188,6 +188,27 @@ static void test_adamw_threads(void)
 	CHECK(!memcmp(p[0], p[2], n * 4), "adamw: the same bits when the tensor is stepped in pieces");
 	CHECK(!memcmp(p[0], p[3], n * 4) && !memcmp(m[0], m[3], n * 4) && !memcmp(v[0], v[3], n * 4),
 	      "adamw: the portable C gives the bits of the %s code", lf_cpu_isa() == LF_CPU_ISA_AVX512 ? "AVX-512" : "same");
+
+	/* grad_coef: the same bits as clipping's g *= coef before the step,
+	   for both instruction sets, and g is left as it was */
+	float coef = 0.3719f, *gs = lf_malloc(n * sizeof *gs), *g0 = lf_malloc(n * sizeof *g0);
+	memcpy(g0, g, n * sizeof *g);
+	memcpy(gs, g, n * sizeof *g);
+	lf_grad_scale(gs, n, coef);
+	for (int isa = LF_CPU_ISA_PORTABLE; isa <= LF_CPU_ISA_AVX512; isa++) {
+		lf_cpu_set_isa(isa);
+		memcpy(p[1], p[0], n * 4), memcpy(m[1], m[0], n * 4), memcpy(v[1], v[0], n * 4);
+		memcpy(p[2], p[0], n * 4), memcpy(m[2], m[0], n * 4), memcpy(v[2], v[0], n * 4);
+		lf_adamw_step(p[1], gs, m[1], v[1], n, 4, 1e-3, &h, 1, 1.0f);
+		lf_adamw_step(p[2], g, m[2], v[2], n, 4, 1e-3, &h, 1, coef);
+		CHECK(!memcmp(p[1], p[2], n * 4) && !memcmp(m[1], m[2], n * 4) && !memcmp(v[1], v[2], n * 4) &&
+			      !memcmp(g, g0, n * 4),
+		      "adamw %s: grad_coef %g gives the bits of g *= coef first, and leaves g", isa ? "AVX-512" : "portable",
+		      coef);
+	}
+	lf_cpu_set_isa(-1);
+	free(gs);
+	free(g0);
 
 	float *big = lf_malloc(3000001 * sizeof *big);
 	for (size_t i = 0; i < 3000001; i++) {
