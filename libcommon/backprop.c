@@ -250,8 +250,8 @@ int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_t
 		bp->deo = floats(P * H);
 	}
 	bp->scores = floats(3 * S * S);
-	/* the head: at most ~16M logits at once */
-	size_t rows = ((size_t)1 << 24) / (size_t)c->vocab;
+	/* the head: at most ~32M logits at once (128 MB) */
+	size_t rows = ((size_t)1 << 25) / (size_t)c->vocab;
 	bp->head_rows = (int)(rows < 1 ? 1 : rows > N ? N : rows);
 	bp->xg = floats(N * H);
 	bp->xf = floats(N * H);

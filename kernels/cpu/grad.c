@@ -74,28 +74,18 @@ void lf_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *
     float *r = malloc((size_t)(T > 0 ? T : 1) * sizeof *r);
     #pragma omp parallel for if ((long)T * n > 65536)
     for (int t = 0; t < T; t++) {
-        const float *xr = x + (size_t)t * n, *g = dy + (size_t)t * n;
-        float ss = 0;
-        for (int i = 0; i < n; i++)
-            ss += xr[i] * xr[i];
-        float rr = 1.0f / sqrtf(ss / (float)n + eps);
-        r[t] = rr;
-        /* y = x r w': dx = r g w' - x r^3 / n * sum(g w' x) */
-        double dot = 0;
-        for (int i = 0; i < n; i++)
-            dot += (double)g[i] * (w[i] + offset) * xr[i];
-        float c = (float)(dot * rr * rr * rr / n);
-        float *o = dx + (size_t)t * n;
-        for (int i = 0; i < n; i++)
-            o[i] += rr * g[i] * (w[i] + offset) - xr[i] * c;
+        const float *xr = x + (size_t)t * n;
+        r[t] = 1.0f / sqrtf(lf_vec_sumsq_f32(xr, n) / (float)n + eps); /* the forward's r */
+        lf_vec_rmsnorm_bwd_row_f32(dx + (size_t)t * n, dy + (size_t)t * n, xr, w, offset, r[t], n);
     }
     if (dw) {
-        #pragma omp parallel for if ((long)T * n > 65536)
-        for (int i0 = 0; i0 < n; i0 += 64) {
-            int i1 = i0 + 64 < n ? i0 + 64 : n;
-            for (int t = 0; t < T; t++)
-                for (int i = i0; i < i1; i++)
-                    dw[i] += dy[(size_t)t * n + i] * x[(size_t)t * n + i] * r[t];
+        /* each thread its share of the columns, every row in order */
+        #pragma omp parallel if ((long)T * n > 65536)
+        {
+            long lo, hi;
+            lf_vec_share(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+            for (int t = 0; t < T && lo < hi; t++)
+                lf_vec_mul_axpy_f32(dw + lo, dy + (size_t)t * n + lo, x + (size_t)t * n + lo, r[t], (int)(hi - lo));
         }
     }
     free(r);

@@ -345,6 +345,43 @@ __attribute__((target("avx512f"))) static void norm_apply_avx512(float *out, con
     }
 }
 
+__attribute__((target("avx512f"))) static void rmsnorm_bwd_row_avx512(float *dx, const float *g, const float *x,
+                                                                      const float *w, float offset, float r, int n)
+{
+    __m512 ov = _mm512_set1_ps(offset), a0 = _mm512_setzero_ps(), a1 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 gw0 = _mm512_mul_ps(_mm512_loadu_ps(g + i), _mm512_add_ps(_mm512_loadu_ps(w + i), ov));
+        __m512 gw1 = _mm512_mul_ps(_mm512_loadu_ps(g + i + 16), _mm512_add_ps(_mm512_loadu_ps(w + i + 16), ov));
+        a0 = _mm512_fmadd_ps(gw0, _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(gw1, _mm512_loadu_ps(x + i + 16), a1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 gw = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, g + i), _mm512_add_ps(_mm512_maskz_loadu_ps(m, w + i), ov));
+        a0 = _mm512_fmadd_ps(gw, _mm512_maskz_loadu_ps(m, x + i), a0);
+    }
+    float c = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) * r * r * r / (float)n;
+    __m512 rv = _mm512_set1_ps(r), cv = _mm512_set1_ps(c);
+    for (i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 gw = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, g + i), _mm512_add_ps(_mm512_maskz_loadu_ps(m, w + i), ov));
+        __m512 d = _mm512_fmsub_ps(rv, gw, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), cv));
+        _mm512_mask_storeu_ps(dx + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), d));
+    }
+}
+
+__attribute__((target("avx512f"))) static void mul_axpy_avx512(float *y, const float *a, const float *b, float s,
+                                                               int n)
+{
+    __m512 sv = _mm512_set1_ps(s);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 ab = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(ab, sv, _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
 __attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x, int n)
 {
     __m512 av = _mm512_set1_ps(a);
@@ -615,6 +652,34 @@ void lf_vec_transpose_f32(float *dst, long ldd, const float *src, long lds, int 
                 for (int r = r0; r < r1; r++)
                     dst[c * ldd + r] = src[r * lds + c];
         }
+}
+
+void lf_vec_rmsnorm_bwd_row_f32(float *dx, const float *g, const float *x, const float *w, float offset, float r,
+                                int n)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        rmsnorm_bwd_row_avx512(dx, g, x, w, offset, r, n);
+        return;
+    }
+    float acc[16] = { 0 };
+    for (int i = 0; i < n; i++)
+        acc[i % 16] += g[i] * (w[i] + offset) * x[i];
+    for (int s = 8; s > 0; s /= 2)
+        for (int j = 0; j < s; j++)
+            acc[j] += acc[j + s];
+    float c = acc[0] * r * r * r / (float)n;
+    for (int i = 0; i < n; i++)
+        dx[i] += r * (g[i] * (w[i] + offset)) - x[i] * c;
+}
+
+void lf_vec_mul_axpy_f32(float *y, const float *a, const float *b, float s, int n)
+{
+    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+        mul_axpy_avx512(y, a, b, s, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        y[i] += a[i] * b[i] * s;
 }
 
 void lf_vec_axpy_f32(float *y, float a, const float *x, int n)

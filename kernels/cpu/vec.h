@@ -74,6 +74,15 @@ void lf_vec_pv_tile_f32(float *out, long ldo, const float *p, long ldp, int nr, 
 /* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
 void lf_vec_transpose_f32(float *dst, long ldd, const float *src, long lds, int rows, int cols);
 
+/* RMSNorm's backward for one row, y = x r (w + offset):
+   dx[i] += r g[i] (w[i] + offset) - x[i] c, c = r^3 / n sum g (w + offset) x
+   (the sum in f32). */
+void lf_vec_rmsnorm_bwd_row_f32(float *dx, const float *g, const float *x, const float *w, float offset, float r,
+                                int n);
+
+/* y[i] += a[i] * b[i] * s for i < n (a weight's gradient, row by row). */
+void lf_vec_mul_axpy_f32(float *y, const float *a, const float *b, float s, int n);
+
 /* y[i] += a * x[i] for i < n. */
 void lf_vec_axpy_f32(float *y, float a, const float *x, int n);
 

@@ -368,7 +368,8 @@ static void check_exp(int isa)
     free(y);
 }
 
-/* dot_short_rows, weighted_rows, axpy, scale, silu_mul against scalar
+/* dot_short_rows, weighted_rows, axpy, scale, silu_mul, mul_axpy,
+   rmsnorm_bwd_row against scalar
    loops in double, for n from 0 to 150 and a strided layout; 21 rows: a
    block of 16 short rows and a partial one, and each row's bits the same
    when the rows are taken from the sixth on */
@@ -376,7 +377,7 @@ static void check_vec_ops(int isa)
 {
     enum { maxn = 150, rows = 21, ld = 163 };
     float w[rows * ld], x[ld], p[rows], out[ld], part[rows], y[ld], y0[ld], g[ld], u[ld];
-    double worst[5] = { 0 };
+    double worst[7] = { 0 };
     int same_rows = 1;
     lf_cpu_set_isa(isa);
     for (int n = 0; n <= maxn; n++) {
@@ -441,11 +442,33 @@ static void check_vec_ops(int isa)
             double e = fabs(y[i] - want) / (fabs(want) + 1e-30);
             worst[4] = (e > worst[4] || isnan(e)) && fabs(want) > 1e-30 ? e : worst[4];
         }
+        /* y += x u s (y[n] must stay) */
+        memcpy(y, y0, sizeof y0);
+        lf_vec_mul_axpy_f32(y, x, u, 0.375f, n);
+        for (int i = 0; i <= n && i < ld; i++) {
+            double want = i < n ? y0[i] + (double)x[i] * u[i] * 0.375 : y0[i];
+            double e = fabs(y[i] - want);
+            worst[5] = e > worst[5] || isnan(e) ? e : worst[5];
+        }
+        /* RMSNorm's backward row: gradient u, input x, weight p's first
+           row of w with offset 1, r 0.8 */
+        memcpy(y, y0, sizeof y0);
+        lf_vec_rmsnorm_bwd_row_f32(y, u, x, w, 1.0f, 0.8f, n);
+        double dot = 0;
+        for (int i = 0; i < n; i++)
+            dot += (double)u[i] * (w[i] + 1.0) * x[i];
+        double c = n ? dot * 0.8 * 0.8 * 0.8 / n : 0;
+        for (int i = 0; i <= n && i < ld; i++) {
+            double want = i < n ? y0[i] + 0.8 * u[i] * (w[i] + 1.0) - x[i] * c : y0[i];
+            double e = fabs(y[i] - want);
+            worst[6] = e > worst[6] || isnan(e) ? e : worst[6];
+        }
     }
     lf_cpu_set_isa(-1);
-    static const char *names[] = { "dot_short_rows", "weighted_rows", "axpy", "scale", "silu_mul" };
-    static const double tol[] = { 2e-6 * maxn, 2e-6 * rows, 1e-7, 1e-7, 3e-7 };
-    for (int i = 0; i < 5; i++) {
+    static const char *names[] = { "dot_short_rows", "weighted_rows", "axpy",           "scale",
+                                   "silu_mul",       "mul_axpy",      "rmsnorm_bwd_row" };
+    static const double tol[] = { 2e-6 * maxn, 2e-6 * rows, 1e-7, 1e-7, 3e-7, 2e-7, 2e-6 };
+    for (int i = 0; i < 7; i++) {
         char name[64], detail[96];
         snprintf(name, sizeof name, "vec_%s_f32_%s", names[i], isa_name(isa));
         snprintf(detail, sizeof detail, "max err %.3g > tol %.3g", worst[i], tol[i]);
