@@ -35,6 +35,15 @@
 #define KC 384   /* most of K per pass: a 6-row panel of packed A^T is 9 KB */
 #define MC 96    /* rows of A^T packed at a time */
 #define NC 320   /* columns of B packed at a time (kc x NC in the L2) */
+#define NARROW 16      /* C at most this wide: the narrow tile, one vector a row */
+#define NARROW_ROWS 12 /* rows of the narrow tile */
+/* Shapes lf's own product takes (below, OpenBLAS did as well or better in
+   scripts/bench/gemm.c's sizes): K >= 16, and either N >= 64 and M >= 16, or
+   N <= NARROW and M >= 64 (the narrow tile) */
+#define MIN_K 16
+#define MIN_M 16
+#define MIN_N 64
+#define MIN_M_NARROW 64
 
 void lf_cpu_sgemm_blas_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
                            const float *B, long ldb, float beta, float *C, long ldc)
@@ -188,6 +197,46 @@ __attribute__((target("avx512f"))) static void tile(int kc, const float *a, long
         tile_body(kc, a, rs, cs, b, ldb, c, ldc, alpha, beta, mr, nr, 1);
 }
 
+/* The narrow tile: c[mr x nr] (mr <= NARROW_ROWS, nr <= NARROW) as tile()
+   computes it, one vector of B per k (a LoRA product: x A^T, dy B, dy^T u) */
+__attribute__((target("avx512f"))) static void narrow_tile(int kc, const float *a, long rs, long cs, const float *b,
+                                                           long ldb, float *c, long ldc, float alpha, float beta,
+                                                           int mr, int nr)
+{
+    const float *arow[NARROW_ROWS];
+    for (int r = 0; r < NARROW_ROWS; r++)
+        arow[r] = a + (r < mr ? r : 0) * rs;
+    __mmask16 m = first_lanes(nr);
+    __m512 acc[NARROW_ROWS];
+#pragma GCC unroll 12
+    for (int r = 0; r < NARROW_ROWS; r++)
+        acc[r] = _mm512_setzero_ps();
+    for (long k = 0; k < kc; k++, b += ldb) {
+        __m512 bv = _mm512_maskz_loadu_ps(m, b);
+#pragma GCC unroll 12
+        for (int r = 0; r < NARROW_ROWS; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(arow[r][k * cs]), bv, acc[r]);
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int r = 0; r < NARROW_ROWS; r++) {
+        if (r >= mr)
+            break;
+        __m512 y = _mm512_mul_ps(va, acc[r]);
+        if (beta != 0.0f)
+            y = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c + r * ldc), y);
+        _mm512_mask_storeu_ps(c + r * ldc, m, y);
+    }
+}
+
+/* B^T's rows j < nc (each kc long, ldb apart) -> [kc][NARROW], zeros past nc */
+static void pack_bt_narrow(float *q, const float *B, long ldb, int nc, int kc)
+{
+    for (int k = 0; k < kc; k++)
+        for (int j = 0; j < NARROW; j++)
+            q[(long)k * NARROW + j] = j < nc ? B[(long)j * ldb + k] : 0.0f;
+}
+
 struct gemm {
     int ta, tb, pack_b_rows, K;
     float alpha, beta;
@@ -241,10 +290,73 @@ __attribute__((target("avx512f"))) static void gemm_block(const struct gemm *g, 
     }
 }
 
+/* Rows [i0, i0 + M) of a C at most NARROW wide, by one thread: A read in
+   place (transposed or not), B^T packed per K block. */
+__attribute__((target("avx512f"))) static void narrow_block(const struct gemm *g, int i0, int M, int N, float *pb)
+{
+    int kblocks = (g->K + KC - 1) / KC, kstep = (g->K + kblocks - 1) / kblocks;
+    long rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
+    for (int k0 = 0; k0 < g->K; k0 += kstep) {
+        int kc = g->K - k0 < kstep ? g->K - k0 : kstep;
+        float beta = k0 == 0 ? g->beta : 1.0f;
+        const float *b = g->B + (long)k0 * g->ldb;
+        long ldb = g->ldb;
+        if (g->tb) {
+            pack_bt_narrow(pb, g->B + k0, g->ldb, N, kc);
+            b = pb, ldb = NARROW;
+        }
+        for (int ir = 0; ir < M; ir += NARROW_ROWS) {
+            const float *a = g->A + (long)(i0 + ir) * rs + (long)k0 * cs;
+            narrow_tile(kc, a, rs, cs, b, ldb, g->C + (long)(i0 + ir) * g->ldc, g->ldc, g->alpha, beta,
+                        M - ir < NARROW_ROWS ? M - ir : NARROW_ROWS, N);
+        }
+    }
+}
+
 static int own_gemm_fits(int M, int N, int K)
 {
-    return lf_cpu_isa() == LF_CPU_ISA_AVX512 && !omp_in_parallel() &&
-           M >= LF_CPU_GEMM_MIN && N >= LF_CPU_GEMM_MIN && K >= LF_CPU_GEMM_MIN;
+    if (lf_cpu_isa() != LF_CPU_ISA_AVX512 || omp_in_parallel() || K < MIN_K)
+        return 0;
+    if (N <= NARROW)
+        return M >= MIN_M_NARROW;
+    return M >= MIN_M && N >= MIN_N;
+}
+
+/* Thread t of nt's share of the product: C's rows (in whole tiles) or its
+   columns (in whole panels).  -1: no memory for its packing buffers. */
+static int gemm_share(const struct gemm *g, int M, int N, int t, int nt)
+{
+    if (N <= NARROW) {
+        if (g->tb && !packed_b && !(packed_b = aligned_alloc(64, sizeof(float) * KC * (NC + NR))))
+            return -1;
+        long tiles = (M + NARROW_ROWS - 1) / NARROW_ROWS;
+        int i0 = (int)(tiles * t / nt) * NARROW_ROWS, i1 = (int)(tiles * (t + 1) / nt) * NARROW_ROWS;
+        if (i1 > M)
+            i1 = M;
+        if (i0 < i1)
+            narrow_block(g, i0, i1 - i0, N, packed_b);
+        return 0;
+    }
+    if (g->ta && !packed_a && !(packed_a = aligned_alloc(64, sizeof(float) * KC * (MC + MR))))
+        return -1;
+    if ((g->tb || g->pack_b_rows) && !packed_b && !(packed_b = aligned_alloc(64, sizeof(float) * KC * (NC + NR))))
+        return -1;
+    if (g->ta || (N + NR - 1) / NR < nt) {
+        long tiles = (M + MR - 1) / MR;
+        int i0 = (int)(tiles * t / nt) * MR, i1 = (int)(tiles * (t + 1) / nt) * MR;
+        if (i1 > M)
+            i1 = M;
+        if (i0 < i1)
+            gemm_block(g, i0, i1 - i0, 0, N, packed_a, packed_b);
+    } else {
+        long panels = (N + NR - 1) / NR;
+        int j0 = (int)(panels * t / nt) * NR, j1 = (int)(panels * (t + 1) / nt) * NR;
+        if (j1 > N)
+            j1 = N;
+        if (j0 < j1)
+            gemm_block(g, 0, M, j0, j1 - j0, packed_a, packed_b);
+    }
+    return 0;
 }
 
 void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
@@ -256,35 +368,10 @@ void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const fl
         lf_cpu_sgemm_blas_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    int pack_b_rows = !tb && ldb % 256 == 0;
-    struct gemm g = {ta, tb, pack_b_rows, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    struct gemm g = {ta, tb, !tb && ldb % 256 == 0, K, alpha, beta, A, B, lda, ldb, ldc, C};
     int failed = 0;
     #pragma omp parallel reduction(| : failed)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        if (ta && !packed_a)
-            packed_a = aligned_alloc(64, sizeof(float) * KC * (MC + MR));
-        if ((tb || pack_b_rows) && !packed_b)
-            packed_b = aligned_alloc(64, sizeof(float) * KC * (NC + NR));
-        if ((ta && !packed_a) || ((tb || pack_b_rows) && !packed_b)) {
-            failed = 1;
-        } else if (ta || (N + NR - 1) / NR < nt) {
-            /* rows, in whole tiles */
-            long tiles = (M + MR - 1) / MR;
-            int i0 = (int)(tiles * t / nt) * MR, i1 = (int)(tiles * (t + 1) / nt) * MR;
-            if (i1 > M)
-                i1 = M;
-            if (i0 < i1)
-                gemm_block(&g, i0, i1 - i0, 0, N, packed_a, packed_b);
-        } else {
-            long panels = (N + NR - 1) / NR;
-            int j0 = (int)(panels * t / nt) * NR, j1 = (int)(panels * (t + 1) / nt) * NR;
-            if (j1 > N)
-                j1 = N;
-            if (j0 < j1)
-                gemm_block(&g, 0, M, j0, j1 - j0, packed_a, packed_b);
-        }
-    }
+    failed = gemm_share(&g, M, N, omp_get_thread_num(), omp_get_num_threads()) < 0;
     if (failed) {
         fprintf(stderr, "lf_cpu_sgemm_f32: out of memory for the packing buffers\n");
         exit(1);

@@ -5,20 +5,19 @@
  *     op(A)[i,k] = ta ? A[k*lda + i] : A[i*lda + k]
  *     op(B)[k,j] = tb ? B[j*ldb + k] : B[k*ldb + j]
  *
- * On AVX-512 CPUs, for products big enough to pay (each of M, N, K at least
- * LF_CPU_GEMM_MIN), lf's own product runs (gemm.c); elsewhere, and inside
- * an OpenMP parallel region, OpenBLAS's cblas_sgemm.  Which of the two runs
- * depends on the shape and the CPU only, never on the number of threads;
- * lf's own sums each element of C in the same order at any thread count
- * (OpenBLAS's sums may change with it). */
+ * On AVX-512 CPUs, for the shapes where it pays (see gemm.c: training's
+ * products, and LoRA's narrow ones, N <= 16), lf's own product runs
+ * (gemm.c); elsewhere, and inside an OpenMP parallel region, OpenBLAS's
+ * cblas_sgemm.  Which of the two runs depends on the shape and the CPU
+ * only, never on the number of threads; lf's own sums each element of C in
+ * the same order at any thread count (OpenBLAS's sums may change with it).
+ * scripts/bench/gemm.sh times both on training's shapes. */
 #ifndef LF_KERNELS_CPU_GEMM_H
 #define LF_KERNELS_CPU_GEMM_H
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define LF_CPU_GEMM_MIN 64
 
 /* beta == 0: C is written without being read (NaN there does not spread).
    C must not alias A or B. */

@@ -288,10 +288,13 @@ static void check_sgemm_shapes(void)
 {
     /* M, N, K: whole tiles; ragged ones; K over one block (384) in two
        equal ones; N under two panels (rows split over the threads); N
-       whose rows are 1 KB multiples apart (B packed); the smallest shape
-       lf's own product takes, and one just under it (OpenBLAS) */
-    static const int shapes[][3] = { { 96, 128, 64 },  { 70, 131, 389 }, { 131, 200, 777 }, { 200, 64, 100 },
-                                     { 67, 256, 130 }, { 64, 64, 64 },   { 63, 100, 80 } };
+       whose rows are 1 KB multiples apart (B packed); few rows (LoRA's
+       dA); narrow ones (N <= 16: LoRA's x A^T, dy B, dy^T u), one with K
+       in two blocks; shapes just outside lf's own (OpenBLAS) */
+    static const int shapes[][3] = { { 96, 128, 64 }, { 70, 131, 389 }, { 131, 200, 777 }, { 200, 64, 100 },
+                                     { 67, 256, 130 }, { 64, 64, 64 },  { 16, 100, 200 },  { 100, 16, 70 },
+                                     { 131, 8, 400 },  { 64, 1, 16 },   { 77, 13, 1030 },  { 64, 20, 64 },
+                                     { 15, 64, 64 },   { 64, 64, 15 } };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int form = 0; form < 4; form++)
             check_sgemm(form & 1, form >> 1, shapes[i][0], shapes[i][1], shapes[i][2], i % 2 ? 0.5f : 1.0f,
