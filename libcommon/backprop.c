@@ -594,6 +594,7 @@ static struct lf_attn attn_of(const struct lf_model_config *c, int l)
 
 static void residual_add(float *out, const float *x, const float *y, size_t n)
 {
+	#pragma omp parallel for simd if (n > 65536)
 	for (size_t i = 0; i < n; i++)
 		out[i] = x[i] + y[i];
 }

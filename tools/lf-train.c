@@ -28,12 +28,14 @@
 #endif
 
 #include "cpu/bf16.h"
+#include "cpu/vec.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1159,7 +1161,12 @@ static double train_step(long epoch, long first, long nbatches, double *grad_nor
 	/* the loss is normalised by the label tokens of the whole group's step */
 	if (lf_dist_sum_f64(&D, &items, 1) < 0)
 		lf_die("%s", lf_errmsg());
-	memset(R.gbuf, 0, R.gn * sizeof *R.gbuf);
+	#pragma omp parallel /* the gradients zeroed, each thread its share */
+	{
+		long lo, hi;
+		lf_vec_share((long)R.gn, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+		memset(R.gbuf + lo, 0, (size_t)(hi - lo) * sizeof *R.gbuf);
+	}
 #ifdef LF_HAVE_CUDA
 	if (gpu) {
 		lf_cuda_train_zero_grads(gpu);

@@ -33,7 +33,7 @@
 #define MR 6     /* tile rows */
 #define NR 64    /* tile columns: 4 vectors of 16 */
 #define KC 384   /* most of K per pass: a 6-row panel of packed A^T is 9 KB */
-#define MC 96    /* rows of A^T packed at a time */
+#define MC 384   /* rows of A^T packed at a time (longer runs of each row of A^T read) */
 #define NC 320   /* columns of B packed at a time (kc x NC in the L2) */
 #define NARROW 16      /* C at most this wide: the narrow tile, one vector a row */
 #define NARROW_ROWS 12 /* rows of the narrow tile */

@@ -31,7 +31,7 @@ static void rope_rotate(float *x, const int32_t *pos, int T, int heads, int d, i
                         const float *inv_freq, float attention_factor, float sign)
 {
     int half = rotary_dim / 2;
-    #pragma omp parallel for if ((long)T * heads * d > 65536)
+    #pragma omp parallel for if ((long)T * heads * d > 16384)
     for (int t = 0; t < T; t++) {
         /* the angles of up to 512 frequencies at a time, for every head */
         for (int i0 = 0; i0 < half; i0 += 512) {
