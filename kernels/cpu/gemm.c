@@ -26,6 +26,7 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <cblas.h>
@@ -245,9 +246,43 @@ struct gemm {
     float *C;
 };
 
-/* each thread's packing buffers, kept for the thread's life (OpenMP's
-   threads live as long as the process) */
-static __thread float *packed_a, *packed_b;
+/* Each thread's packing buffers, made on its first product and freed when
+   the thread ends (libgomp ends threads when a team shrinks) */
+struct pack_buffers {
+    float *a, *b;
+};
+static __thread struct pack_buffers buffers;
+static pthread_key_t buffers_key;
+static pthread_once_t buffers_once = PTHREAD_ONCE_INIT;
+
+static void buffers_free(void *p)
+{
+    struct pack_buffers *pb = p;
+    free(pb->a);
+    free(pb->b);
+    pb->a = pb->b = NULL;
+}
+
+static void buffers_key_make(void)
+{
+    if (pthread_key_create(&buffers_key, buffers_free) != 0)
+        abort();
+}
+
+/* NULL: out of memory */
+static struct pack_buffers *thread_buffers(void)
+{
+    if (buffers.a)
+        return &buffers;
+    pthread_once(&buffers_once, buffers_key_make);
+    buffers.a = aligned_alloc(64, sizeof(float) * KC * (MC + MR));
+    buffers.b = aligned_alloc(64, sizeof(float) * KC * (NC + NR));
+    if (!buffers.a || !buffers.b || pthread_setspecific(buffers_key, &buffers) != 0) {
+        buffers_free(&buffers);
+        return NULL;
+    }
+    return &buffers;
+}
 
 /* The block of C of M rows and N columns at (i0, j0), by one thread. */
 __attribute__((target("avx512f"))) static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N,
@@ -326,35 +361,32 @@ static int own_gemm_fits(int M, int N, int K)
    columns (in whole panels).  -1: no memory for its packing buffers. */
 static int gemm_share(const struct gemm *g, int M, int N, int t, int nt)
 {
+    struct pack_buffers *pb = thread_buffers();
+    if (!pb)
+        return -1;
     if (N <= NARROW) {
-        if (g->tb && !packed_b && !(packed_b = aligned_alloc(64, sizeof(float) * KC * (NC + NR))))
-            return -1;
         long tiles = (M + NARROW_ROWS - 1) / NARROW_ROWS;
         int i0 = (int)(tiles * t / nt) * NARROW_ROWS, i1 = (int)(tiles * (t + 1) / nt) * NARROW_ROWS;
         if (i1 > M)
             i1 = M;
         if (i0 < i1)
-            narrow_block(g, i0, i1 - i0, N, packed_b);
+            narrow_block(g, i0, i1 - i0, N, pb->b);
         return 0;
     }
-    if (g->ta && !packed_a && !(packed_a = aligned_alloc(64, sizeof(float) * KC * (MC + MR))))
-        return -1;
-    if ((g->tb || g->pack_b_rows) && !packed_b && !(packed_b = aligned_alloc(64, sizeof(float) * KC * (NC + NR))))
-        return -1;
     if (g->ta || (N + NR - 1) / NR < nt) {
         long tiles = (M + MR - 1) / MR;
         int i0 = (int)(tiles * t / nt) * MR, i1 = (int)(tiles * (t + 1) / nt) * MR;
         if (i1 > M)
             i1 = M;
         if (i0 < i1)
-            gemm_block(g, i0, i1 - i0, 0, N, packed_a, packed_b);
+            gemm_block(g, i0, i1 - i0, 0, N, pb->a, pb->b);
     } else {
         long panels = (N + NR - 1) / NR;
         int j0 = (int)(panels * t / nt) * NR, j1 = (int)(panels * (t + 1) / nt) * NR;
         if (j1 > N)
             j1 = N;
         if (j0 < j1)
-            gemm_block(g, 0, M, j0, j1 - j0, packed_a, packed_b);
+            gemm_block(g, 0, M, j0, j1 - j0, pb->a, pb->b);
     }
     return 0;
 }
