@@ -20,7 +20,12 @@
  *     are safe);
  *   - K is cut into equal blocks of at most KC, summed in order into C.
  * An element's sum depends only on K's blocks and the tile's k order, so
- * the result is the same at any thread count. */
+ * the result is the same at any thread count.
+ *
+ * Measured here (scripts/bench/gemm.sh, 2 threads, AMD EPYC with AVX-512):
+ * a full fine-tuning step of train.sh's model, its products weighted by
+ * count, 631-647 ms against OpenBLAS 0.3.21's 668-706 ms (206-211 against
+ * 189-199 GFLOP/s); LoRA's narrow products 2.1x OpenBLAS's. */
 #include "gemm.h"
 #include "vec.h"
 
