@@ -289,11 +289,29 @@ static struct pack_buffers *thread_buffers(void)
     return &buffers;
 }
 
+/* K's blocks: equal ones of at most KC */
+static int k_step(int K)
+{
+    int blocks = (K + KC - 1) / KC;
+    return (K + blocks - 1) / blocks;
+}
+
+/* Thread t of nt's share [*lo, *hi) of n, in whole units of unit (the last
+   cut at n) */
+static void share(int n, int unit, int t, int nt, int *lo, int *hi)
+{
+    long units = (n + unit - 1) / unit;
+    *lo = (int)(units * t / nt) * unit;
+    *hi = (int)(units * (t + 1) / nt) * unit;
+    if (*hi > n)
+        *hi = n;
+}
+
 /* The block of C of M rows and N columns at (i0, j0), by one thread. */
 __attribute__((target("avx512f"))) static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N,
                                                           float *pa, float *pb)
 {
-    int kblocks = (g->K + KC - 1) / KC, kstep = (g->K + kblocks - 1) / kblocks;
+    int kstep = k_step(g->K);
     int mstep = g->ta ? MC : M;    /* A^T is packed MC rows at a time */
     for (int k0 = 0; k0 < g->K; k0 += kstep) {
         int kc = g->K - k0 < kstep ? g->K - k0 : kstep;
@@ -304,23 +322,19 @@ __attribute__((target("avx512f"))) static void gemm_block(const struct gemm *g, 
                 pack_at(pa, g->A + (long)k0 * g->lda + i0 + ic, g->lda, mc, kc);
             for (int jc = 0; jc < N; jc += NC) {
                 int nc = N - jc < NC ? N - jc : NC;
-                const float *b;
-                long ldb;
-                if (g->tb) {
+                int packed = g->tb || g->pack_b_rows;
+                const float *b = packed ? pb : g->B + (long)k0 * g->ldb + j0 + jc;
+                long ldb = packed ? NR : g->ldb;
+                if (g->tb)
                     pack_bt(pb, g->B + (long)(j0 + jc) * g->ldb + k0, g->ldb, nc, kc);
-                    b = pb, ldb = NR;
-                } else if (g->pack_b_rows) {
+                else if (g->pack_b_rows)
                     pack_b(pb, g->B + (long)k0 * g->ldb + j0 + jc, g->ldb, nc, kc);
-                    b = pb, ldb = NR;
-                } else {
-                    b = g->B + (long)k0 * g->ldb + j0 + jc, ldb = g->ldb;
-                }
                 for (int ir = 0; ir < mc; ir += MR) {
                     const float *a = g->ta ? pa + (long)ir * kc : g->A + (long)(i0 + ic + ir) * g->lda + k0;
                     long rs = g->ta ? 1 : g->lda, cs = g->ta ? MR : 1;
                     int mr = mc - ir < MR ? mc - ir : MR;
                     for (int jr = 0; jr < nc; jr += NR) {
-                        const float *bp = ldb == NR ? b + (long)jr * kc : b + jr;
+                        const float *bp = packed ? b + (long)jr * kc : b + jr;
                         float *c = g->C + (long)(i0 + ic + ir) * g->ldc + j0 + jc + jr;
                         tile(kc, a, rs, cs, bp, ldb, c, g->ldc, g->alpha, beta, mr, nc - jr < NR ? nc - jr : NR);
                     }
@@ -334,7 +348,7 @@ __attribute__((target("avx512f"))) static void gemm_block(const struct gemm *g, 
    place (transposed or not), B^T packed per K block. */
 __attribute__((target("avx512f"))) static void narrow_block(const struct gemm *g, int i0, int M, int N, float *pb)
 {
-    int kblocks = (g->K + KC - 1) / KC, kstep = (g->K + kblocks - 1) / kblocks;
+    int kstep = k_step(g->K);
     long rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
     for (int k0 = 0; k0 < g->K; k0 += kstep) {
         int kc = g->K - k0 < kstep ? g->K - k0 : kstep;
@@ -369,29 +383,19 @@ static int gemm_share(const struct gemm *g, int M, int N, int t, int nt)
     struct pack_buffers *pb = thread_buffers();
     if (!pb)
         return -1;
+    int lo, hi;
     if (N <= NARROW) {
-        long tiles = (M + NARROW_ROWS - 1) / NARROW_ROWS;
-        int i0 = (int)(tiles * t / nt) * NARROW_ROWS, i1 = (int)(tiles * (t + 1) / nt) * NARROW_ROWS;
-        if (i1 > M)
-            i1 = M;
-        if (i0 < i1)
-            narrow_block(g, i0, i1 - i0, N, pb->b);
-        return 0;
-    }
-    if (g->ta || (N + NR - 1) / NR < nt) {
-        long tiles = (M + MR - 1) / MR;
-        int i0 = (int)(tiles * t / nt) * MR, i1 = (int)(tiles * (t + 1) / nt) * MR;
-        if (i1 > M)
-            i1 = M;
-        if (i0 < i1)
-            gemm_block(g, i0, i1 - i0, 0, N, pb->a, pb->b);
+        share(M, NARROW_ROWS, t, nt, &lo, &hi);
+        if (lo < hi)
+            narrow_block(g, lo, hi - lo, N, pb->b);
+    } else if (g->ta || (N + NR - 1) / NR < nt) {
+        share(M, MR, t, nt, &lo, &hi);
+        if (lo < hi)
+            gemm_block(g, lo, hi - lo, 0, N, pb->a, pb->b);
     } else {
-        long panels = (N + NR - 1) / NR;
-        int j0 = (int)(panels * t / nt) * NR, j1 = (int)(panels * (t + 1) / nt) * NR;
-        if (j1 > N)
-            j1 = N;
-        if (j0 < j1)
-            gemm_block(g, 0, M, j0, j1 - j0, pb->a, pb->b);
+        share(N, NR, t, nt, &lo, &hi);
+        if (lo < hi)
+            gemm_block(g, 0, M, lo, hi - lo, pb->a, pb->b);
     }
     return 0;
 }
