@@ -293,7 +293,6 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 
 /* ---- linear layers ---- */
 
-/* out = x W^T (+ b) (+ s B (A x)); u holds x A^T for the backward. */
 /* ---- LoRA dropout ---- */
 
 static uint64_t mix64(uint64_t z)
@@ -303,23 +302,31 @@ static uint64_t mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
-/* The module a LoRA pair belongs to: the index of its A in the model's
- * tensor table (fused projections share one A, and one mask, as PEFT's
- * single module does). */
-static uint64_t lora_module(const struct lf_model *m, const struct lf_lora *l)
+uint64_t lf_lora_dropout_key(uint64_t noise_seed, const char *a_name)
 {
-	for (size_t i = 0; i < m->ntensors; i++)
-		if (m->tensors[i].data == l->A)
-			return i;
-	return m->ntensors;
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+	for (const unsigned char *c = (const unsigned char *)a_name; *c; c++)
+		h = (h ^ *c) * 0x100000001b3ULL;
+	return mix64(noise_seed ^ mix64(h + 0x9e3779b97f4a7c15ULL));
 }
 
-/* out = x * keep / (1 - p), or keep / (1 - p) alone (x NULL): element i is
- * kept when the hash of (seed, module, i) falls at or above p. */
-static void dropout_mask(const struct lf_backprop *bp, uint64_t module, const float *x, float *out, size_t n)
+/* The dropout key of a LoRA pair's module, from the name of its A in the
+ * model's tensor table (fused projections share one A, and one mask, as
+ * PEFT's single module does). */
+static uint64_t lora_key(const struct lf_backprop *bp, const struct lf_lora *l)
+{
+	const struct lf_model *m = bp->model;
+	for (size_t i = 0; i < m->ntensors; i++)
+		if (m->tensors[i].data == l->A)
+			return lf_lora_dropout_key(bp->noise_seed, m->tensors[i].name);
+	return lf_lora_dropout_key(bp->noise_seed, "");
+}
+
+/* out = x * keep / (1 - p), or keep / (1 - p) alone (x NULL), as
+ * lf_lora_dropout_key describes keep. */
+static void dropout_mask(const struct lf_backprop *bp, uint64_t key, const float *x, float *out, size_t n)
 {
 	float scale = 1.0f / (1.0f - bp->lora_dropout);
-	uint64_t key = mix64(bp->noise_seed ^ mix64(module + 0x9e3779b97f4a7c15ULL));
 	#pragma omp parallel for if (n > 65536)
 	for (size_t i = 0; i < n; i++) {
 		double u = (double)(mix64(key + i) >> 11) * 0x1.0p-53;
@@ -347,8 +354,6 @@ static void dora_norms(struct lf_backprop *bp, const float *w, const struct lf_l
 	}
 }
 
-/* out = x W^T (+ s B (A x)), scaled per output by DoRA's m / ||W + s B A||
- * where the adapter has a magnitude, (+ b); u holds x A^T. */
 /* A plain LoRA layer (no DoRA, no dropout) over enough rows runs as one
  * product with W + s B A, formed in bp->wmerge: cheaper than the thin
  * products through A and B once N (in + out) exceeds in x out. */
@@ -366,27 +371,45 @@ static const float *merged_weight(struct lf_backprop *bp, const float *w, const 
 	return bp->wmerge;
 }
 
+/* out = x W^T (+ s B (A x)), scaled per output by DoRA's g = m / ||W + s B
+ * A|| where the adapter has a magnitude, (+ b); u holds x A^T.  Under LoRA
+ * dropout the adapter reads xd = dropout(x), and DoRA is PEFT's
+ * W x + (g - 1) W xd + g s B A xd (+ b). */
 static void linear_fwd(struct lf_backprop *bp, float *out, const float *x, const float *w, const float *b,
 		       const struct lf_lora *lora, float *u, int N, int out_f, int in_f)
 {
 	const float *wm = merged_weight(bp, w, lora, N, out_f, in_f);
 	lf_cpu_matmul_nt_f32(out, x, wm ? wm : w, N, out_f, in_f);
+	bool drop = lora->r && bp->training && bp->lora_dropout > 0;
+	const float *xa = x;
+	if (drop) {
+		dropout_mask(bp, lora_key(bp, lora), x, bp->xdrop, (size_t)N * in_f);
+		xa = bp->xdrop;
+	}
 	if (lora->r && !wm) {
-		const float *xa = x;
-		if (bp->training && bp->lora_dropout > 0) {
-			dropout_mask(bp, lora_module(bp->model, lora), x, bp->xdrop, (size_t)N * in_f);
-			xa = bp->xdrop;
-		}
 		lf_cpu_matmul_nt_f32(u, xa, lora->A, N, lora->r, in_f);
-		lf_cpu_matmul_nt_acc_f32(out, u, lora->B, N, out_f, lora->r, lora->scale);
+		if (!(lora->mag && drop))
+			lf_cpu_matmul_nt_acc_f32(out, u, lora->B, N, out_f, lora->r, lora->scale);
 	}
 	if (lora->r && lora->mag) {
+		float *g = bp->dora_wn, *z = bp->dora_z;
 		dora_norms(bp, w, lora, out_f, in_f);
 		for (int j = 0; j < out_f; j++)
-			bp->dora_wn[j] = lora->mag[j] / bp->dora_wn[j];
-		for (int t = 0; t < N; t++)
-			for (int j = 0; j < out_f; j++)
-				out[(size_t)t * out_f + j] *= bp->dora_wn[j];
+			g[j] = lora->mag[j] / g[j];
+		if (!drop) {
+			for (int t = 0; t < N; t++)
+				for (int j = 0; j < out_f; j++)
+					out[(size_t)t * out_f + j] *= g[j];
+		} else {
+			lf_cpu_matmul_nt_f32(z, xa, w, N, out_f, in_f);
+			for (int t = 0; t < N; t++)
+				for (int j = 0; j < out_f; j++)
+					out[(size_t)t * out_f + j] += (g[j] - 1.0f) * z[(size_t)t * out_f + j];
+			lf_cpu_matmul_nt_f32(z, u, lora->B, N, out_f, lora->r);
+			for (int t = 0; t < N; t++)
+				for (int j = 0; j < out_f; j++)
+					out[(size_t)t * out_f + j] += g[j] * lora->scale * z[(size_t)t * out_f + j];
+		}
 	}
 	if (b)
 		for (int t = 0; t < N; t++)
@@ -406,18 +429,20 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 	int r = lora->r;
 	const float *xa = x; /* the adapter's input: x, or x with dropout */
 	bool drop = r && bp->training && bp->lora_dropout > 0;
-	uint64_t module = drop ? lora_module(bp->model, lora) : 0;
+	uint64_t key = drop ? lora_key(bp, lora) : 0;
 	if (drop) {
-		dropout_mask(bp, module, x, bp->xdrop, (size_t)N * in_f);
+		dropout_mask(bp, key, x, bp->xdrop, (size_t)N * in_f);
 		xa = bp->xdrop;
 	}
 	if (r)
 		lf_cpu_matmul_nt_f32(u, xa, lora->A, N, r, in_f);
+	const float *dyl = dy; /* the gradient of the adapter's output */
 	if (r && lora->mag) {
-		/* y = g (x W^T + s u B^T) + b, g = m / ||W + s B A|| held constant:
-		 * dm = sum over rows of dy z / ||.||, and dz = g dy goes on */
+		/* g = m / ||W + s B A|| held constant; z = xd W^T + s u B^T:
+		 * dm = sum over rows of dy z / ||.||, and g dy goes into the
+		 * adapter (and, without dropout, into x through W too) */
 		float *z = bp->dora_z, *dz = bp->dora_dz;
-		lf_cpu_matmul_nt_f32(z, x, w, N, out_f, in_f);
+		lf_cpu_matmul_nt_f32(z, xa, w, N, out_f, in_f);
 		lf_cpu_matmul_nt_acc_f32(z, u, lora->B, N, out_f, r, lora->scale);
 		dora_norms(bp, w, lora, out_f, in_f);
 		for (int j = 0; j < out_f; j++) {
@@ -430,7 +455,9 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 			if (gl->mag)
 				gl->mag[j] += (float)(dm / bp->dora_wn[j]);
 		}
-		dy = dz;
+		dyl = dz;
+		if (!drop)
+			dy = dz;
 	}
 	/* dx = dy (W + s B A) in one product where linear_fwd merged it */
 	const float *wm = merged_weight(bp, w, lora, N, out_f, in_f);
@@ -439,13 +466,12 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 		lf_cpu_matmul_tn_acc_f32(gw, dy, x, N, out_f, in_f, 1.0f);
 	if (!r)
 		return;
-	/* u = x A^T, t = s dy B: dx += t A, dB += s dy^T u, dA += t^T x (x
-	 * after the dropout) */
-	lf_cpu_matmul_nn_f32(t, dy, lora->B, N, out_f, r, 0.0f);
+	/* u = xd A^T, t = s dyl B: dx += t A, dB += s dyl^T u, dA += t^T xd */
+	lf_cpu_matmul_nn_f32(t, dyl, lora->B, N, out_f, r, 0.0f);
 	for (size_t i = 0; i < (size_t)N * r; i++)
 		t[i] *= lora->scale;
 	if (gl->B)
-		lf_cpu_matmul_tn_acc_f32(gl->B, dy, u, N, out_f, r, lora->scale);
+		lf_cpu_matmul_tn_acc_f32(gl->B, dyl, u, N, out_f, r, lora->scale);
 	if (gl->A)
 		lf_cpu_matmul_tn_acc_f32(gl->A, t, xa, N, r, in_f, 1.0f);
 	if (wm)
@@ -454,9 +480,18 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 		lf_cpu_matmul_nn_f32(dx, t, lora->A, N, r, in_f, 1.0f);
 		return;
 	}
-	/* through the dropout: dx += (t A) o keep / (1 - p) */
+	/* through the dropout: dx += (t A (+ DoRA's (g - 1) dy W)) o keep / (1 - p) */
 	lf_cpu_matmul_nn_f32(bp->tdrop, t, lora->A, N, r, in_f, 0.0f);
-	dropout_mask(bp, module, NULL, bp->xdrop, (size_t)N * in_f);
+	if (lora->mag) {
+		float *dz = bp->dora_dz;
+		for (int j = 0; j < out_f; j++) {
+			float g1 = lora->mag[j] / bp->dora_wn[j] - 1.0f;
+			for (int i = 0; i < N; i++)
+				dz[(size_t)i * out_f + j] = dy[(size_t)i * out_f + j] * g1;
+		}
+		lf_cpu_matmul_nn_f32(bp->tdrop, dz, w, N, out_f, in_f, 1.0f);
+	}
+	dropout_mask(bp, key, NULL, bp->xdrop, (size_t)N * in_f);
 	for (size_t i = 0; i < (size_t)N * in_f; i++)
 		dx[i] += bp->tdrop[i] * bp->xdrop[i];
 }

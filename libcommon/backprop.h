@@ -16,6 +16,10 @@
 
 #include "model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Where the gradient of each weight of the model goes (NULL: not trained),
  * mirroring struct lf_layer. */
 struct lf_lora_grad {
@@ -86,7 +90,8 @@ struct lf_backprop {
 	float *dora_ba, *dora_wn, *dora_z, *dora_dz; /* DoRA scratch */
 	/* training-time noise, set by the caller before each micro-batch:
 	 * LoRA dropout (the probability; each module's mask a hash of seed,
-	 * module and element, so a recomputed layer gets the same one) and
+	 * module and element, lf_lora_dropout_key, so a recomputed layer
+	 * gets the same one) and
 	 * NEFTune (uniform noise of +- neftune_mag on the embeddings) */
 	float lora_dropout, neftune_mag;
 	uint64_t noise_seed;
@@ -126,5 +131,19 @@ int lf_train_rows_check(const struct lf_model *m, const struct lf_train_row *row
 /* The label tokens of a row as transformers counts num_items_in_batch:
  * labels != -100 at every position, the first included (unshifted). */
 long lf_train_row_label_tokens(const struct lf_train_row *r);
+
+/* LoRA dropout's key for one module and micro-batch: mix(noise_seed ^
+ * mix(FNV-1a-64(a_name) + 0x9e3779b97f4a7c15)), mix being splitmix64's
+ * finaliser and a_name the name of the module's A in the adapter file.
+ * Element i of the module's input [N, in] (the micro-batch's tokens in row
+ * order) is kept, and scaled by 1 / (1 - p), when
+ * (mix(key + i) >> 11) * 2^-53 >= p.  lf-train's noise_seed for
+ * micro-batch k of optimizer step s (from 0) on process rank is
+ * seed << 40 ^ rank << 28 ^ s << 8 ^ k. */
+uint64_t lf_lora_dropout_key(uint64_t noise_seed, const char *a_name);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

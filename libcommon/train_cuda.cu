@@ -539,15 +539,14 @@ static void zero_d(struct lf_cuda_train *t, void *p, size_t bytes)
 
 /* ---- linear layers (backprop.c's linear_fwd / linear_bwd) ---- */
 
-/* The dropout key of a LoRA pair's module: the index of its A in the
- * tensor table, hashed as backprop.c does. */
+/* The dropout key of a LoRA pair's module: from the name of its A in the
+ * tensor table, as backprop.c keys it (lf_lora_dropout_key). */
 static uint64_t dropout_key(const struct lf_cuda_train *t, const struct lf_lora *l)
 {
-	uint64_t module = t->host->ntensors;
 	for (size_t i = 0; i < t->host->ntensors; i++)
 		if (t->dt[i] == l->A)
-			module = i;
-	return lf_cuda_mix64(t->noise_seed ^ lf_cuda_mix64(module + 0x9e3779b97f4a7c15ULL));
+			return lf_lora_dropout_key(t->noise_seed, t->host->tensors[i].name);
+	return lf_lora_dropout_key(t->noise_seed, "");
 }
 
 static bool dropping(const struct lf_cuda_train *t, const struct lf_lora *l)

@@ -1340,11 +1340,8 @@ static void check_options(void)
 			     "built yet)", opt_ft);
 	if (opt_stage && strcmp(opt_stage, "pt") && strcmp(opt_stage, "sft"))
 		lf_die_usage("option '--stage': '%s' is not built yet (lf-train runs pt and sft)", opt_stage);
-	const char *unbuilt = opt_dora && opt_lora_dropout > 0 ? "--lora-dropout with --use-dora" :
-			      opt_pissa_init && opt_dora ? "--pissa-init with --use-dora" :
-			      NULL;
-	if (unbuilt)
-		lf_die_usage("%s is not built yet in lf-train", unbuilt);
+	if (opt_pissa_init && opt_dora)
+		lf_die_usage("--pissa-init with --use-dora is not built yet in lf-train");
 	if (opt_report_to && strcmp(opt_report_to, "none") && strcmp(opt_report_to, "tensorboard"))
 		lf_die_usage("option '--report-to': '%s' is not none or tensorboard (lf reports to nothing else)",
 			     opt_report_to);
@@ -1454,6 +1451,14 @@ static void load_model(void)
 		opt_lora_alpha = json_number_value(json_object_get(c, "lora_alpha"));
 		opt_rslora = json_is_true(json_object_get(c, "use_rslora"));
 		opt_dora = json_is_true(json_object_get(c, "use_dora"));
+		json_t *drop = json_object_get(c, "lora_dropout");
+		double p = json_is_number(drop) ? json_number_value(drop) : 0;
+		if (p < 0 || p >= 1)
+			lf_die("%s: field 'lora_dropout': %g is not in [0, 1)", path, p);
+		if (opt_lora_dropout > 0 && opt_lora_dropout != p && D.rank == 0)
+			lf_note("--lora-dropout %g: the adapter's lora_dropout %g is kept, as PEFT resumes it (%s)",
+				opt_lora_dropout, p, path);
+		opt_lora_dropout = p;
 		json_t *ms = json_object_get(c, "modules_to_save");
 		R.modules_to_save = json_is_array(ms) ? json_incref(ms) : json_array();
 		json_t *tm = json_object_get(c, "target_modules");

@@ -49,7 +49,8 @@ Layout of tests/golden/train/ (every path below is relative to it)
 
 Cases (CASE): MODEL-full for the 10 models; llama-freeze, qwen2-freeze;
 MODEL-lora for the 10 models (lora_target all); llama-rslora, qwen3-rslora;
-llama-dora, qwen2-dora, phi3-dora; qwen2-lora-qv-embed (lora_target
+llama-dora, qwen2-dora, phi3-dora; llama-lora-dropout, llama-dora-dropout,
+phi3-dora-dropout (lora_dropout 0.25, see LoRA dropout below); qwen2-lora-qv-embed (lora_target
 q_proj,v_proj + additional_target embed_tokens); mixtral-aux (full,
 moe_aux_loss_coef 0.01); llama-pt (stage pt, full, data-pt.jsonl).  Every case
 but llama-pt is stage sft on data.jsonl.
@@ -131,6 +132,17 @@ Step semantics (what lf-train must reproduce)
   visible key; transformers (f32 eager) adds finfo(f32).min, not -inf, so the
   row is finite (uniform) and, being padding, changes nothing.  An
   implementation must just not produce NaN there.
+
+LoRA dropout (the *-dropout cases): torch's random masks cannot be reproduced,
+so PEFT's dropout modules are replaced by lf's documented masks
+(libcommon/backprop.h lf_lora_dropout_key; dropout_keep below): for optimizer
+step s and micro-batch k, each module's mask over its input [tokens of the
+micro-batch's rows, without padding, in order; features] comes from a hash of
+(seed 42, s, k, the name of the module's lora_A as PEFT saves it).  Padded
+positions keep their input (they change no real token).  Everything else is
+PEFT's: under dropout its DoRA computes W x + (g - 1) W xd + g s B A xd + b
+with xd the dropped input (not g (W x + s B A x) + b as without dropout).
+Knockouts: no dropout; every micro-batch given the next one's masks.
 
 Knockouts (index.json): the same computation with one feature done wrong
 (loss averaged per micro-batch, pt tokens counted after the shift, DoRA's norm
@@ -304,6 +316,15 @@ CASES = (
        lora("phi3", name="phi3-dora", use_dora=True,
             covers="DoRA r 4 alpha 8, lora_target all, phi3 (fused qkv_proj / gate_up_proj: one magnitude per "
                    "fused output row)"),
+       lora("llama", name="llama-lora-dropout", lora_dropout=0.25,
+            covers="LoRA r 4 alpha 8 with lora_dropout 0.25 on every adapter's input, llama; the masks are lf's "
+                   "(lf_lora_dropout_key), given to PEFT in place of torch's random ones"),
+       lora("llama", name="llama-dora-dropout", use_dora=True, lora_dropout=0.25,
+            covers="DoRA with lora_dropout 0.25, llama: PEFT's W x + (g - 1) W xd + g s B A xd, xd the dropped "
+                   "input, with lf's masks"),
+       lora("phi3", name="phi3-dora-dropout", use_dora=True, lora_dropout=0.25,
+            covers="DoRA with lora_dropout 0.25, phi3: one mask per fused module (qkv_proj, gate_up_proj), "
+                   "with lf's masks"),
        lora("qwen2", name="qwen2-lora-qv-embed", lora_target="q_proj,v_proj", additional_target="embed_tokens",
             covers="LoRA on q_proj,v_proj only plus additional_target embed_tokens (PEFT modules_to_save: a full "
                    "trainable copy of embed_tokens, saved as base_model.model.model.embed_tokens.weight)"),
@@ -470,9 +491,9 @@ def load_base(torch, transformers, path, dtype, cfg_mod=None, aux_coef=None):
 
 
 def ft_args(hp, case):
-    kw = {k: case[k] for k in ("finetuning_type", "lora_rank", "lora_alpha", "lora_target", "additional_target",
-                               "use_rslora", "use_dora", "freeze_trainable_layers", "freeze_trainable_modules",
-                               "freeze_extra_modules") if k in case}
+    kw = {k: case[k] for k in ("finetuning_type", "lora_rank", "lora_alpha", "lora_dropout", "lora_target",
+                               "additional_target", "use_rslora", "use_dora", "freeze_trainable_layers",
+                               "freeze_trainable_modules", "freeze_extra_modules") if k in case}
     kw.setdefault("lora_dropout", 0.0)
     return hp.FinetuningArguments(**kw)
 
@@ -533,6 +554,80 @@ def make_adapter(torch, transformers, out, case):
     return n
 
 
+# ---------------------------------------------------------------- lf's LoRA dropout masks
+
+SEED = 42          # lf-train's --seed default, LLaMA-Factory's seed default
+M64 = (1 << 64) - 1
+
+
+def mix64(z, np):
+    """splitmix64's finaliser over a numpy uint64 array (wrapping)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_keep(np, a_name, step, k, p, n):
+    """lf's mask (libcommon/backprop.h lf_lora_dropout_key): element i of a module's input, the micro-batch's tokens
+    in row order without padding, is kept (and scaled by 1 / (1 - p) in f32) when (mix(key + i) >> 11) * 2^-53 >= p
+    (p as f32), key = mix(noise_seed ^ mix(fnv1a64(name of the module's lora_A) + 0x9e3779b97f4a7c15)),
+    noise_seed = SEED << 40 ^ rank 0 << 28 ^ step << 8 ^ micro-batch k."""
+    h = 0xcbf29ce484222325
+    for c in a_name.encode():
+        h = ((h ^ c) * 0x100000001b3) & M64
+    seed = (SEED << 40) ^ (step << 8) ^ k
+    with np.errstate(over="ignore"):
+        inner = int(mix64(np.array([(h + 0x9e3779b97f4a7c15) & M64], dtype=np.uint64), np)[0])
+        key = int(mix64(np.array([seed ^ inner], dtype=np.uint64), np)[0])
+        u = (mix64(np.uint64(key) + np.arange(n, dtype=np.uint64), np) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    scale = np.float32(1.0) / (np.float32(1.0) - np.float32(p))
+    return np.where(u >= float(np.float32(p)), scale, np.float32(0.0)).astype(np.float32)
+
+
+def install_masks(torch, model, case):
+    """Every LoRA module's dropout becomes lf's mask of the micro-batch being run: a forward pre-hook on the model
+    counts the training forwards (micro-batch c is step c // GA, micro-batch c % GA) and takes each row's length
+    from input_ids (pad id 0; ids are >= 3)."""
+    import numpy as np
+    from peft.tuners.lora import LoraLayer
+    state = {"calls": 0, "lens": None, "step": 0, "k": 0, "on": True}
+    ga, p = HP["gradient_accumulation_steps"], case["lora_dropout"]
+
+    class LfMask(torch.nn.Module):
+        def __init__(self, a_name):
+            super().__init__()
+            self.a_name = a_name
+
+        def forward(self, x):
+            if not state["on"]:
+                return x
+            lens = state["lens"]
+            keep = dropout_keep(np, self.a_name, state["step"], state["k"], p, sum(lens) * x.shape[-1])
+            keep = torch.from_numpy(keep).view(sum(lens), x.shape[-1])
+            mask = torch.ones(x.shape, dtype=torch.float32)
+            off = 0
+            for b, n in enumerate(lens):
+                mask[b, :n] = keep[off:off + n]
+                off += n
+            return x * mask.to(x.dtype)
+
+    n = 0
+    for name, mod in model.named_modules():
+        if isinstance(mod, LoraLayer) and "default" in mod.lora_dropout:
+            mod.lora_dropout["default"] = LfMask(name + ".lora_A.weight")
+            n += 1
+    assert n > 0
+
+    def pre(module, args, kwargs):
+        if module.training and torch.is_grad_enabled():
+            state["lens"] = [int(r) for r in kwargs["input_ids"].ne(0).sum(1)]
+            state["step"], state["k"] = divmod(state["calls"], ga)
+            state["calls"] += 1
+    model.register_forward_pre_hook(pre, with_kwargs=True)
+    model.lf_mask_state = state
+    return model
+
+
 def setup_model(torch, transformers, out, case, dtype=None, cfg_mod=None, use_llamafactory=True, aux_coef=None):
     """The model as LLaMA-Factory prepares it for training: trainable flags set."""
     dtype = dtype or torch.float32
@@ -556,6 +651,8 @@ def setup_model(torch, transformers, out, case, dtype=None, cfg_mod=None, use_ll
                 p.requires_grad_(n in trainable)
     model.to(dtype)
     model.train()
+    if case.get("lora_dropout"):
+        install_masks(torch, model, case)
     return model
 
 
@@ -770,7 +867,9 @@ def build_case(torch, transformers, out, case, data_sets):
         for n in named:
             if n not in fkeys:
                 errs.append(f"trainable {n} is not a tensor of model.safetensors")
-    # no dropout / jitter: the train-mode loss equals the eval-mode one
+    # no dropout / jitter but lf's masks: the train-mode loss equals the eval-mode one
+    if case.get("lora_dropout"):
+        model.lf_mask_state["on"] = False
     with torch.no_grad():
         l_train = float(model(**mbs[0], use_cache=False).loss)
         model.eval()
@@ -778,6 +877,8 @@ def build_case(torch, transformers, out, case, data_sets):
         model.train()
     if l_train != l_eval:
         errs.append(f"train-mode loss {l_train} != eval-mode loss {l_eval}")
+    if case.get("lora_dropout"):
+        model.lf_mask_state["on"] = True
 
     ref = run(torch, model, mbs)
     dn = decay_names(model)
@@ -827,6 +928,13 @@ def build_case(torch, transformers, out, case, data_sets):
             ko["DoRA weight norm not detached"] = compare(torch, ref, run(torch, fresh(), mbs))
         finally:
             cls.forward = orig
+    if case.get("lora_dropout"):
+        m = fresh()
+        m.lf_mask_state["on"] = False
+        ko["no LoRA dropout"] = compare(torch, ref, run(torch, m, mbs))
+        m = fresh()
+        m.lf_mask_state["calls"] = 1
+        ko["each micro-batch given the next one's masks"] = compare(torch, ref, run(torch, m, mbs))
     if case.get("moe_aux_loss_coef"):
         ko["no aux loss"] = compare(torch, ref, run(torch, fresh(aux_coef=0.0), mbs))
         ko["aux loss averaged over micro-batches (coef / GA)"] = compare(
@@ -875,7 +983,7 @@ def build_case(torch, transformers, out, case, data_sets):
         if k in case:
             recipe[k] = case[k]
     if is_peft(case):
-        recipe["lora_dropout"] = 0.0
+        recipe["lora_dropout"] = case.get("lora_dropout", 0.0)
         recipe["adapter_name_or_path"] = f"cases/{name}/adapter-init"
     recipe.update(HP)
     fa = ft_args(hp, case)
@@ -1132,7 +1240,13 @@ def driver(args):
         "models": built["models"],
         "cases": cases,
     }
-    write_json(os.path.join(args.out, "index.json"), doc)
+    index = os.path.join(args.out, "index.json")
+    if args.only and os.path.exists(index):   # the other cases' entries stay as they were
+        with open(index) as f:
+            old = json.load(f)
+        doc["models"] = {**old.get("models", {}), **doc["models"]}
+        doc["cases"] = {**old.get("cases", {}), **doc["cases"]}
+    write_json(index, doc)
     chmod_tree(args.out)
 
     bad = False
@@ -1167,7 +1281,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "golden", "train"))
     ap.add_argument("--tf4", default="~/.cache/lf/goldens-tf4", help="directory with transformers 4.57.1")
-    ap.add_argument("--only", help="comma-separated case names (debugging; the index then lists only those)")
+    ap.add_argument("--only", help="comma-separated case names: rebuilds those (and their models) and updates their "
+                                   "entries in an existing index.json")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)

@@ -169,6 +169,17 @@ resume_noise() {
 		cmp "$T/drop/adapter_model.safetensors" "$T/dropr/adapter_model.safetensors"
 }
 check "a run with LoRA dropout resumes to the same adapter (the masks are a function of the step)" resume_noise
+adapter_dropout() {
+	lf-train -m "$T/m" -d "$T/shards" --adapter-name-or-path "$T/drop" --lora-dropout 0.1 --max-steps 1 \
+		-o "$T/dropmore" 2>"$T/dropmore.err" && grep -q "lora_dropout 0.3 is kept" "$T/dropmore.err" &&
+		grep -q '"lora_dropout": 0.3' "$T/dropmore/adapter_config.json" &&
+		mkdir -p "$T/badrop" && cp "$T/drop/adapter_model.safetensors" "$T/badrop/" &&
+		sed 's/"lora_dropout": 0.3/"lora_dropout": 1.5/' "$T/drop/adapter_config.json" >"$T/badrop/adapter_config.json" &&
+		! lf-train -m "$T/m" -d "$T/shards" --adapter-name-or-path "$T/badrop" --max-steps 1 -o "$T/badropo" \
+			2>"$T/badrop.err" && grep -q "badrop/adapter_config.json: field 'lora_dropout': 1.5 is not in" \
+			"$T/badrop.err" && test ! -e "$T/badropo/adapter_model.safetensors"
+}
+check "--adapter-name-or-path keeps the adapter's lora_dropout as PEFT does (a different one gets a note; a bad one an error)" adapter_dropout
 eval_clean() {
 	a=$(sed -n 's/.*"eval_loss": \([0-9.e-]*\).*/\1/p' "$T/nef/all_results.json")
 	b=$(lf-eval -m "$T/m" --adapter-name-or-path "$T/nef" --task perplexity --input "$T/shards" |
@@ -181,9 +192,12 @@ dora() {
 	lf-train -m "$T/m" -d "$T/shards" --use-dora --lora-rank 4 --max-steps 2 --learning-rate 0.01 -o "$T/dora" \
 		2>/dev/null && grep -q '"use_dora": true' "$T/dora/adapter_config.json" &&
 		test "$("$HELP/st-dump" read "$T/dora/adapter_model.safetensors" | grep -o lora_magnitude_vector | wc -l)" = 14 &&
-		lf-merge -m "$T/m" -a "$T/dora" -o "$T/dora-merged" 2>/dev/null
+		lf-merge -m "$T/m" -a "$T/dora" -o "$T/dora-merged" 2>/dev/null &&
+		lf-train -m "$T/m" -d "$T/shards" --use-dora --lora-dropout 0.3 --lora-rank 4 --max-steps 2 \
+			--learning-rate 0.01 -o "$T/dorad" 2>/dev/null &&
+		! cmp -s "$T/dora/adapter_model.safetensors" "$T/dorad/adapter_model.safetensors"
 }
-check "--use-dora writes a DoRA adapter (a magnitude per module) that lf-merge merges" dora
+check "--use-dora writes a DoRA adapter (a magnitude per module) that lf-merge merges; with --lora-dropout too" dora
 
 extra() {
 	lf-train -m "$T/m" -d "$T/shards" --lora-rank 4 --lora-target q_proj,v_proj --additional-target embed_tokens \

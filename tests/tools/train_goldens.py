@@ -13,6 +13,7 @@ micro-batches matter for mixtral's per-micro-batch router loss), and:
   * the 10 logged losses within 1e-5 relative and grad norms within 1e-4;
   * every trained tensor after the 10 AdamW steps within
     ||W - W_ref|| / ||W_ref|| <= 1e-5 (the adapter or model lf writes).
+The LoRA dropout cases gave PEFT lf's masks (seed 42; see the generator).
 Cases of features lf-train does not build yet are listed as skipped, not
 counted."""
 import json
@@ -57,6 +58,8 @@ def flags(case, tmp):
         args += ["--moe-aux-loss-coef", repr(h["moe_aux_loss_coef"])]
     if case["adapter"]:
         args += ["--adapter-name-or-path", os.path.join(GOLD, case["adapter"])]
+    if h["lora_dropout"]:
+        args += ["--lora-dropout", repr(h["lora_dropout"]), "--seed", "42"]
     return args
 
 
