@@ -459,6 +459,26 @@ static void lora_init(float *A, size_t r, size_t in, struct lf_np_rng *rng)
 		A[i] = (float)((2.0 * lf_np_random(rng) - 1.0) * bound);
 }
 
+/* DoRA's starting magnitude: the row norms of W + s B A. */
+static void dora_magnitude(const struct lf_model_tensor *w, const struct lf_model_tensor *A,
+			   const struct lf_model_tensor *B, const struct lf_model_tensor *mag)
+{
+	size_t out = (size_t)w->shape[0], in = (size_t)w->shape[1], r = (size_t)A->shape[0];
+	if (mag->n != out || !strstr(mag->name, ".lora_magnitude_vector"))
+		lf_die("DoRA: %s is not the magnitude of %s", mag->name, w->name);
+	for (size_t j = 0; j < out; j++) {
+		double ss = 0;
+		for (size_t k = 0; k < in; k++) {
+			float ba = 0;
+			for (size_t q = 0; q < r; q++)
+				ba += B->data[j * r + q] * A->data[q * in + k];
+			float v = w->data[j * in + k] + R.lora_scale * ba;
+			ss += (double)v * v;
+		}
+		((float *)mag->data)[j] = (float)sqrt(ss);
+	}
+}
+
 /* PiSSA on the module of adapter tensors A and B (the base weight named
  * as the module), keeping A and B as they start for --pissa-convert. */
 static void pissa_init(const struct lf_model_tensor *A, const struct lf_model_tensor *B, size_t index)
@@ -477,6 +497,8 @@ static void pissa_init(const struct lf_model_tensor *A, const struct lf_model_te
 			  (int)opt_pissa_iter, (uint64_t)opt_seed * 1000003u + index, (float *)A->data,
 			  (float *)B->data) < 0)
 		lf_die("%s: %s", name, lf_errmsg());
+	if (opt_dora) /* PEFT sets DoRA's magnitude after PiSSA's split */
+		dora_magnitude(w, A, B, &R.m->tensors[index + 2]);
 	/* the group starts from rank 0's residual (and, share_start, adapter) */
 	if (lf_dist_broadcast(&D, (float *)w->data, w->n * sizeof(float), 0) < 0)
 		lf_die("%s", lf_errmsg());
@@ -813,13 +835,18 @@ static void save_pissa(const char *name, enum adapter_form form)
 	if (!w)
 		lf_die("%s", lf_errmsg());
 	float **bufs = lf_calloc(R.npissa + 1, sizeof *bufs);
-	for (size_t i = R.nbase, k = 0; i < R.m->ntensors && k < R.npissa; i++, k++) {
+	for (size_t i = R.nbase, k = 0; i < R.m->ntensors; i++) {
 		const struct lf_model_tensor *t = &R.m->tensors[i];
-		const float *start = R.pissa_init[k];
 		int64_t shape[2] = { t->shape[0], t->shape[1] };
+		bool is_a = strstr(t->name, ".lora_A.") != NULL, is_b = strstr(t->name, ".lora_B.") != NULL;
+		if (!is_a && !is_b) { /* a modules_to_save copy: as it is (before training for pissa_init/) */
+			if (lf_st_writer_add(w, t->name, LF_DTYPE_F32, t->ndim, t->shape, t->data) < 0)
+				lf_die("%s", lf_errmsg());
+			continue;
+		}
+		const float *start = R.pissa_init[k];
 		const float *data = start;
 		if (form == ADAPTER_PISSA_CONVERTED) {
-			bool is_a = strstr(t->name, ".lora_A.") != NULL;
 			int64_t rows = t->shape[0], cols = t->shape[1];
 			float *c = bufs[k] = lf_malloc((size_t)t->n * 2 * sizeof *c + 4);
 			if (is_a) { /* [2r, in] */
@@ -838,6 +865,7 @@ static void save_pissa(const char *name, enum adapter_form form)
 		}
 		if (lf_st_writer_add(w, t->name, LF_DTYPE_F32, 2, shape, data) < 0)
 			lf_die("%s", lf_errmsg());
+		k++;
 	}
 	if (lf_st_writer_finish(w) < 0)
 		lf_die("%s", lf_errmsg());
@@ -1340,16 +1368,12 @@ static void check_options(void)
 			     "built yet)", opt_ft);
 	if (opt_stage && strcmp(opt_stage, "pt") && strcmp(opt_stage, "sft"))
 		lf_die_usage("option '--stage': '%s' is not built yet (lf-train runs pt and sft)", opt_stage);
-	if (opt_pissa_init && opt_dora)
-		lf_die_usage("--pissa-init with --use-dora is not built yet in lf-train");
 	if (opt_report_to && strcmp(opt_report_to, "none") && strcmp(opt_report_to, "tensorboard"))
 		lf_die_usage("option '--report-to': '%s' is not none or tensorboard (lf reports to nothing else)",
 			     opt_report_to);
 	if (opt_pissa_init && (strcmp(opt_ft, "lora") || opt_adapter))
 		lf_die_usage("--pissa-init initialises new LoRA adapters: it needs --finetuning-type lora and no "
 			     "--adapter-name-or-path");
-	if (opt_pissa_init && opt_additional_target)
-		lf_die_usage("--pissa-init with --additional-target is not built yet");
 	if (opt_pissa_convert && !opt_pissa_init)
 		lf_die_usage("--pissa-convert converts a PiSSA adapter: it needs --pissa-init");
 	if (!opt_do_train)

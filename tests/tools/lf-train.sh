@@ -209,18 +209,24 @@ extra() {
 }
 check "--additional-target embed_tokens: a trained copy in the adapter (PEFT's modules_to_save) lf-eval runs" extra
 
-pissa() {
+pissa() { # name options...
+	name=$1
+	shift
 	lf-train -m "$T/m" -d "$T/shards" --pissa-init --pissa-convert --lora-rank 4 --max-steps 4 \
-		--learning-rate 0.01 -o "$T/pissa" 2>/dev/null &&
-		test -s "$T/pissa/pissa_init/adapter_model.safetensors" &&
-		grep -q '"r": 8' "$T/pissa/pissa_converted/adapter_config.json" &&
-		grep -q '"init_lora_weights": "pissa_niter_16"' "$T/pissa/adapter_config.json" &&
-		a=$(sed -n 's/.*"eval_loss": \([0-9.e-]*\).*/\1/p' "$T/pissa/all_results.json") &&
-		b=$(lf-eval -m "$T/m" --adapter-name-or-path "$T/pissa/pissa_converted" --task perplexity \
+		--learning-rate 0.01 "$@" -o "$T/$name" 2>/dev/null &&
+		test -s "$T/$name/pissa_init/adapter_model.safetensors" &&
+		grep -q '"r": 8' "$T/$name/pissa_converted/adapter_config.json" &&
+		grep -q '"init_lora_weights": "pissa_niter_16"' "$T/$name/adapter_config.json" &&
+		a=$(sed -n 's/.*"eval_loss": \([0-9.e-]*\).*/\1/p' "$T/$name/all_results.json") &&
+		b=$(lf-eval -m "$T/m" --adapter-name-or-path "$T/$name/pissa_converted" --task perplexity \
 			--input "$T/shards" | sed 's/.*"loss":\([0-9.e-]*\).*/\1/') &&
 		echo "$a $b" && awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }'
 }
-check "PiSSA: the converted adapter on the original base computes what training saw (eval loss equal)" pissa
+check "PiSSA: the converted adapter on the original base computes what training saw (eval loss equal)" pissa pissa
+check "PiSSA with --additional-target embed_tokens: the trained copy goes into pissa_converted/ (eval loss equal)" \
+	pissa pissax --lora-target q_proj,v_proj --additional-target embed_tokens
+check "PiSSA with --use-dora: the converted DoRA adapter is exact on the original base (eval loss equal)" \
+	pissa pissad --use-dora
 check "the raw PiSSA adapter (for the residual base) is refused, pointing at pissa_converted" \
 	fails 1 "use the converted adapter" lf-eval -m "$T/m" --adapter-name-or-path "$T/pissa" --task perplexity \
 	--input "$T/shards"
