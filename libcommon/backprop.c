@@ -418,8 +418,8 @@ static void linear_fwd(struct lf_backprop *bp, float *out, const float *x, const
 }
 
 /* Backward of linear_fwd given dy: dx = beta dx + dy W (+ the adapter's
- * part); gradients of W, b, A, B and DoRA's magnitude added where they are
- * trained. */
+ * part), or nothing with dx NULL; gradients of W, b, A, B and DoRA's
+ * magnitude added where they are trained. */
 static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const float *dy, const float *x, const float *w,
 		       const struct lf_lora *lora, float *gw, float *gb, const struct lf_lora_grad *gl, float *u,
 		       float *t, int N, int out_f, int in_f)
@@ -460,8 +460,9 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 			dy = dz;
 	}
 	/* dx = dy (W + s B A) in one product where linear_fwd merged it */
-	const float *wm = merged_weight(bp, w, lora, N, out_f, in_f);
-	lf_cpu_matmul_nn_f32(dx, dy, wm ? wm : w, N, out_f, in_f, beta);
+	const float *wm = dx ? merged_weight(bp, w, lora, N, out_f, in_f) : NULL;
+	if (dx)
+		lf_cpu_matmul_nn_f32(dx, dy, wm ? wm : w, N, out_f, in_f, beta);
 	if (gw)
 		lf_cpu_matmul_tn_acc_f32(gw, dy, x, N, out_f, in_f, 1.0f);
 	if (!r)
@@ -474,7 +475,7 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 		lf_cpu_matmul_tn_acc_f32(gl->B, dyl, u, N, out_f, r, lora->scale);
 	if (gl->A)
 		lf_cpu_matmul_tn_acc_f32(gl->A, t, xa, N, r, in_f, 1.0f);
-	if (wm)
+	if (wm || !dx)
 		return;
 	if (!drop) {
 		lf_cpu_matmul_nn_f32(dx, t, lora->A, N, r, in_f, 1.0f);
@@ -699,10 +700,12 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
 }
 
 /* Backward of layer l: dx holds the gradient of its output and becomes
- * that of its input x. */
+ * that of its input x, unless input_grad is false (the lowest layer
+ * trained, with the embedding frozen): then only the layer's own gradients
+ * are made and dx is left as scratch. */
 static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, const struct lf_layer_acts *A,
 		      const float *x, float *dx, const struct lf_layer_grad *G, const struct lf_train_row *rows,
-		      int nrows, int N, const double *aux_grad)
+		      int nrows, int N, const double *aux_grad, bool input_grad)
 {
 	const struct lf_model_config *c = &m->cfg;
 	const struct lf_layer *L = &m->layers[l];
@@ -730,7 +733,13 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 	}
 	lf_cpu_rmsnorm_bwd_f32(dx, c->sandwich_norms ? G->pre_ff_norm : G->post_attn_norm, bp->dh2, A->xmid,
 			       c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off);
-	/* attention: xmid = x + [norm](o(attn(rope(q), rope(k), v))) */
+	/* attention: xmid = x + [norm](o(attn(rope(q), rope(k), v))), with
+	 * nothing to do when none of it trains and x needs no gradient */
+	bool attn_trains = G->in_norm || G->q || G->k || G->v || G->o || G->q_b || G->k_b || G->v_b || G->o_b ||
+			   G->q_norm || G->k_norm || (c->sandwich_norms && G->post_attn_norm) || lora_trains(G->lq) ||
+			   lora_trains(G->lk) || lora_trains(G->lv) || lora_trains(G->lo);
+	if (!input_grad && !attn_trains)
+		return;
 	const float *dao = dx;
 	if (c->sandwich_norms) {
 		memset(bp->dh1, 0, NH * sizeof(float));
@@ -763,10 +772,21 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 		lf_cpu_rmsnorm_bwd_f32(bp->dqk_raw, G->k_norm, bp->dk, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f);
 		memcpy(bp->dk, bp->dqk_raw, (size_t)N * kd * sizeof(float));
 	}
-	linear_bwd(bp, bp->dh2, 0.0f, bp->dq, A->xn1, L->q, &L->lq, G->q, G->q_b, &G->lq, bp->lora_u, bp->lora_t, N, qd, H);
-	linear_bwd(bp, bp->dh2, 1.0f, bp->dk, A->xn1, L->k, &L->lk, G->k, G->k_b, &G->lk, bp->lora_u, bp->lora_t, N, kd, H);
-	linear_bwd(bp, bp->dh2, 1.0f, bp->dv, A->xn1, L->v, &L->lv, G->v, G->v_b, &G->lv, bp->lora_u, bp->lora_t, N, kd, H);
-	lf_cpu_rmsnorm_bwd_f32(dx, G->in_norm, bp->dh2, x, L->in_norm, N, H, eps, off);
+	/* without the input's gradient (or the input norm's), a projection
+	 * with nothing trained has nothing to do */
+	bool dxn1 = input_grad || G->in_norm;
+	float *dh2 = dxn1 ? bp->dh2 : NULL;
+	if (dxn1 || G->q || G->q_b || lora_trains(G->lq))
+		linear_bwd(bp, dh2, 0.0f, bp->dq, A->xn1, L->q, &L->lq, G->q, G->q_b, &G->lq, bp->lora_u, bp->lora_t, N,
+			   qd, H);
+	if (dxn1 || G->k || G->k_b || lora_trains(G->lk))
+		linear_bwd(bp, dh2, 1.0f, bp->dk, A->xn1, L->k, &L->lk, G->k, G->k_b, &G->lk, bp->lora_u, bp->lora_t, N,
+			   kd, H);
+	if (dxn1 || G->v || G->v_b || lora_trains(G->lv))
+		linear_bwd(bp, dh2, 1.0f, bp->dv, A->xn1, L->v, &L->lv, G->v, G->v_b, &G->lv, bp->lora_u, bp->lora_t, N,
+			   kd, H);
+	if (dxn1)
+		lf_cpu_rmsnorm_bwd_f32(dx, G->in_norm, bp->dh2, x, L->in_norm, N, H, eps, off);
 }
 
 /* ---- the head and the loss ---- */
@@ -953,7 +973,7 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 		const float *x = bp->xs + (size_t)l * NH;
 		if (bp->checkpointing)
 			layer_fwd(m, l, bp, A, x, NULL, rows, nrows, N);
-		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], rows, nrows, N, aux);
+		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], rows, nrows, N, aux, g->embed || l > g->lowest);
 	}
 	/* the embedding's gradient; none for the padding token's row, as
 	 * transformers' nn.Embedding(padding_idx=pad_token_id) */

@@ -47,7 +47,8 @@ Layout of tests/golden/train/ (every path below is relative to it)
                   per tensor ("max_abs_grad", saved names), knockouts, checks
                   (f64, trainer, tf5, deterministic: see below), bytes.
 
-Cases (CASE): MODEL-full for the 10 models; llama-freeze, qwen2-freeze;
+Cases (CASE): MODEL-full for the 10 models; llama-freeze, llama-freeze-mlp,
+qwen2-freeze;
 MODEL-lora for the 10 models (lora_target all); llama-rslora, qwen3-rslora;
 llama-dora, qwen2-dora, phi3-dora; llama-lora-dropout, llama-dora-dropout,
 phi3-dora-dropout (lora_dropout 0.25, see LoRA dropout below); qwen2-lora-qv-embed (lora_target
@@ -298,6 +299,10 @@ CASES = (
             freeze_trainable_modules="all",
             covers="freeze: the last layer (freeze_trainable_layers 1), all its modules; embeddings, norm, lm_head "
                    "frozen"),
+       dict(name="llama-freeze-mlp", model="llama", finetuning_type="freeze", freeze_trainable_layers=1,
+            freeze_trainable_modules="mlp",
+            covers="freeze: the last layer's mlp only (freeze_trainable_layers 1, modules mlp): the backward "
+                   "stops inside that layer (nothing below it, not even its attention, trains)"),
        dict(name="qwen2-freeze", model="qwen2", finetuning_type="freeze", freeze_trainable_layers=-1,
             freeze_trainable_modules="mlp", freeze_extra_modules="embed_tokens,norm",
             covers="freeze: the first layer's mlp (freeze_trainable_layers -1, modules mlp) plus extra modules "
