@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <jansson.h>
 #include <string.h>
 #include <strings.h>
 #include <yaml.h>
@@ -77,6 +78,80 @@ static void add_entry(struct lf_recipe *r, struct lf_recipe_entry e)
 	r->v[r->n++] = e;
 }
 
+/* A plain YAML scalar as the JSON value PyYAML would make of it (null,
+ * a boolean, an integer, a float, else a string); a quoted one is a string. */
+static json_t *scalar_json(const yaml_event_t *ev)
+{
+	char *text = scalar_text(ev), *end;
+	json_t *v = NULL;
+	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+		v = json_string(text);
+	} else if (lf_yaml_is_null(text)) {
+		v = json_null();
+	} else if (lf_yaml_bool(text) >= 0) {
+		v = json_boolean(lf_yaml_bool(text));
+	} else {
+		errno = 0;
+		long long i = strtoll(text, &end, 10);
+		if (*text && !*end && !errno) {
+			v = json_integer(i);
+		} else {
+			double d = strtod(text, &end);
+			v = *text && !*end ? json_real(d) : json_string(text);
+		}
+	}
+	free(text);
+	return v;
+}
+
+/* A value that is itself a mapping of keys to scalars (lr_scheduler_kwargs):
+ * its JSON text into e->value.  The MAPPING_START event has been read. */
+static int parse_nested(struct lf_recipe *r, yaml_parser_t *p, struct lf_recipe_entry *e)
+{
+	json_t *obj = json_object();
+	yaml_event_t ev;
+	int rc = 0;
+	for (;;) {
+		if (next_event(p, &ev, r->path) < 0) {
+			rc = -1;
+			break;
+		}
+		if (ev.type == YAML_MAPPING_END_EVENT) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		if (ev.type != YAML_SCALAR_EVENT) {
+			rc = lf_fail("%s: line %d: key '%s': expected a key of its mapping", r->path,
+				     (int)ev.start_mark.line + 1, e->key);
+			yaml_event_delete(&ev);
+			break;
+		}
+		char *key = scalar_text(&ev);
+		yaml_event_delete(&ev);
+		if (next_event(p, &ev, r->path) < 0) {
+			free(key);
+			rc = -1;
+			break;
+		}
+		if (ev.type != YAML_SCALAR_EVENT) {
+			rc = lf_fail("%s: line %d: key '%s': '%s' must be a plain value", r->path,
+				     (int)ev.start_mark.line + 1, e->key, key);
+			free(key);
+			yaml_event_delete(&ev);
+			break;
+		}
+		json_object_set_new(obj, key, scalar_json(&ev));
+		free(key);
+		yaml_event_delete(&ev);
+	}
+	if (rc == 0) {
+		e->value = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		e->quoted = true;
+	}
+	json_decref(obj);
+	return rc;
+}
+
 static int parse_mapping(struct lf_recipe *r, yaml_parser_t *p)
 {
 	yaml_event_t ev;
@@ -140,9 +215,15 @@ static int parse_mapping(struct lf_recipe *r, yaml_parser_t *p)
 			}
 			e.is_list = true;
 			e.value = lf_buf_detach(&items, NULL);
+		} else if (ev.type == YAML_MAPPING_START_EVENT) {
+			yaml_event_delete(&ev);
+			if (parse_nested(r, p, &e) < 0) {
+				free(e.key);
+				return -1;
+			}
 		} else {
 			yaml_event_delete(&ev);
-			lf_fail("%s: line %d: key '%s': nested mappings are not recipe values", r->path, line, e.key);
+			lf_fail("%s: line %d: key '%s': not a recipe value", r->path, line, e.key);
 			free(e.key);
 			return -1;
 		}

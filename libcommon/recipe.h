@@ -38,7 +38,8 @@ bool lf_recipe_key_for(const struct lf_recipe_key *k, const char *tool);
 /* One top-level entry of a recipe. */
 struct lf_recipe_entry {
 	char *key;
-	char *value;    /* scalar text; NULL for null; list items joined by ',' */
+	char *value;    /* scalar text; NULL for null; list items joined by ','; a
+			 * mapping of scalars (lr_scheduler_kwargs) as its JSON text */
 	bool is_list;
 	bool quoted;    /* a quoted scalar (never null or a boolean) */
 	int line;
@@ -50,8 +51,8 @@ struct lf_recipe {
 	size_t n;
 };
 
-/* Read a YAML mapping of keys to scalars or lists of scalars (a JSON object
- * works too).  Returns -1 with lf_fail naming the file and line. */
+/* Read a YAML mapping of keys to scalars, lists of scalars or mappings of
+ * scalars (a JSON object works too).  Returns -1 with lf_fail naming the file and line. */
 int lf_recipe_load(struct lf_recipe *r, const char *path);
 void lf_recipe_free(struct lf_recipe *r);
 

@@ -214,7 +214,7 @@ const struct lf_recipe_key lf_recipe_keys[] = {
 	{ "loraplus_lr_embedding", "lf-train", NULL, LF_KEY_PLANNED, NULL },
 	{ "loraplus_lr_ratio", "lf-train", NULL, LF_KEY_ACTIVE, NULL },
 	{ "low_cpu_mem_usage", "lf", NULL, LF_KEY_NO_EFFECT, "lf memory-maps model weights" },
-	{ "lr_scheduler_kwargs", "lf-train", NULL, LF_KEY_PLANNED, NULL },
+	{ "lr_scheduler_kwargs", "lf-train", NULL, LF_KEY_ACTIVE, NULL },
 	{ "lr_scheduler_type", "lf-train", NULL, LF_KEY_ACTIVE, NULL },
 	{ "mask_history", "lf-template", NULL, LF_KEY_ACTIVE, NULL },
 	{ "master_addr", "lf", NULL, LF_KEY_NO_EFFECT, "ray-only; lf-train reads MASTER_ADDR/MASTER_PORT from the env" },

@@ -47,7 +47,7 @@
 
 /* ---- options (LLaMA-Factory's names) ---- */
 
-static char *opt_model, *opt_adapter, *opt_data, *opt_stage, *opt_ft, *opt_output, *opt_sched;
+static char *opt_model, *opt_adapter, *opt_data, *opt_stage, *opt_ft, *opt_output, *opt_sched, *opt_sched_kwargs;
 static char *opt_lora_target, *opt_freeze_modules, *opt_freeze_extra, *opt_resume, *opt_dump_grads;
 static char *opt_additional_target, *opt_report_to, *opt_device;
 static double opt_lr = 5e-5, opt_epochs = 3.0, opt_warmup_ratio = 0, opt_wd = 0, opt_beta1 = 0.9, opt_beta2 = 0.999;
@@ -73,7 +73,10 @@ static struct lf_option options[] = {
 	{ "resume-from-checkpoint", 0, LF_OPT_STRING, &opt_resume, "DIR", "resume from this checkpoint folder" },
 	{ "learning-rate", 0, LF_OPT_FLOAT, &opt_lr, "LR", "AdamW's peak learning rate (default 5e-5)" },
 	{ "lr-scheduler-type", 0, LF_OPT_STRING, &opt_sched, "NAME",
-	  "linear (default), cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt" },
+	  "linear (default), cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, "
+	  "cosine_with_min_lr, cosine_warmup_with_min_lr, warmup_stable_decay" },
+	{ "lr-scheduler-kwargs", 0, LF_OPT_STRING, &opt_sched_kwargs, "JSON",
+	  "the schedule's arguments as transformers' get_scheduler takes them, e.g. '{\"min_lr_rate\": 0.1}'" },
 	{ "warmup-ratio", 0, LF_OPT_FLOAT, &opt_warmup_ratio, "R", "warm up over this fraction of the steps" },
 	{ "warmup-steps", 0, LF_OPT_INT, &opt_warmup_steps, "N", "warm up over N steps (--warmup-ratio, when given, wins, as transformers 5)" },
 	{ "num-train-epochs", 0, LF_OPT_FLOAT, &opt_epochs, "E", "epochs (default 3.0)" },
@@ -192,6 +195,7 @@ static struct {
 	uint64_t ntrain;
 	long batches_per_epoch, steps_per_epoch, total_steps, warmup;
 	struct lf_lr_sched sched;
+	json_t *sched_kwargs; /* --lr-scheduler-kwargs, or NULL */
 	long step;          /* optimizer steps done */
 	double loss_total;  /* the sum of every step's loss, for train_loss */
 	json_t *history;    /* log_history */
@@ -1398,6 +1402,18 @@ static void check_options(void)
 	if (lf_lr_sched_parse(opt_sched, &type) < 0)
 		lf_die_usage("option '--lr-scheduler-type': %s", lf_errmsg());
 	R.sched.type = type;
+	if (opt_sched_kwargs) {
+		json_error_t err;
+		R.sched_kwargs = json_loads(opt_sched_kwargs, 0, &err);
+		if (!json_is_object(R.sched_kwargs))
+			lf_die_usage("option '--lr-scheduler-kwargs': not a JSON object%s%s", R.sched_kwargs ? "" : ": ",
+				     R.sched_kwargs ? "" : err.text);
+		/* the keys are checked now, on a schedule of the right type */
+		struct lf_lr_sched probe;
+		lf_lr_sched_init(&probe, type, 0, 1, 1.0);
+		if (lf_lr_sched_kwargs(&probe, R.sched_kwargs) < 0)
+			lf_die_usage("option '--lr-scheduler-kwargs': %s", lf_errmsg());
+	}
 	if (opt_lora_alpha < 0)
 		opt_lora_alpha = 2.0 * (double)opt_lora_rank;
 }
@@ -1444,6 +1460,8 @@ static void open_data(void)
 	if (R.warmup < 0)
 		lf_die_usage("%s", lf_errmsg());
 	lf_lr_sched_init(&R.sched, R.sched.type, R.warmup, R.total_steps, opt_lr);
+	if (lf_lr_sched_kwargs(&R.sched, R.sched_kwargs) < 0)
+		lf_die_usage("option '--lr-scheduler-kwargs': %s", lf_errmsg());
 	if (lf_lr_sched_check(&R.sched) < 0)
 		lf_die_usage("option '--lr-scheduler-type': %s", lf_errmsg());
 }

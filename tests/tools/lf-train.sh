@@ -284,6 +284,41 @@ check "an unknown fine-tuning type is named" fails 2 "'oft' is not full" \
 	lf-train -m "$T/m" -d "$T/shards" --finetuning-type oft -o "$T/x"
 check "--pissa-convert without --pissa-init is a usage error" fails 2 "it needs --pissa-init" \
 	lf-train -m "$T/m" -d "$T/shards" --pissa-convert -o "$T/x"
+# lr_scheduler_kwargs: the learning rates logged against transformers'
+# get_scheduler (tests/golden/optim.json's schedules with kwargs)
+sched_kwargs() {
+	"$LF_PYTHON" - "$T" "$ROOT/tests/golden/optim.json" <<'PY'
+import json, subprocess, sys
+T, gold = sys.argv[1], json.load(open(sys.argv[2]))
+cases = [e for e in gold["schedules"] if e["kwargs"]]
+bad = []
+for i, e in enumerate(cases):
+    w = e["warmup_arg"]
+    warm = ["--warmup-steps", str(w["warmup_steps"])] if "warmup_steps" in w else ["--warmup-ratio", str(w["warmup_ratio"])]
+    out = "%s/sk%d" % (T, i)
+    if i == 0:  # the recipe form: a YAML mapping under lr_scheduler_kwargs
+        with open(out + ".yaml", "w") as f:
+            f.write("lr_scheduler_type: %s\nlr_scheduler_kwargs:\n" % e["type"])
+            f.write("".join("  %s: %s\n" % (k, v) for k, v in e["kwargs"].items()))
+        how = ["--config", out + ".yaml"]
+    else:
+        how = ["--lr-scheduler-type", e["type"], "--lr-scheduler-kwargs", json.dumps(e["kwargs"])]
+    subprocess.run(["lf-train", "-m", T + "/m", "-d", T + "/shards", "--lora-rank", "2", "--per-device-train-batch-size",
+                    "1", "--max-steps", str(e["total_steps"]), "--learning-rate", repr(e["base_lr"]), "--logging-steps",
+                    "1", "--save-steps", "0", "-o", out] + warm + how, check=True, stderr=subprocess.DEVNULL)
+    lrs = [json.loads(l)["lr"] for l in open(out + "/trainer_log.jsonl") if '"lr"' in l]
+    if len(lrs) != e["total_steps"] or any(abs(a - b) > 1e-9 * e["base_lr"] for a, b in zip(lrs, e["lr"])):
+        bad.append((e["type"], e["kwargs"], lrs[:4], e["lr"][:4]))
+print(len(cases), "schedules", bad[:2])
+sys.exit(1 if bad else 0)
+PY
+}
+check "--lr-scheduler-kwargs (and a recipe's lr_scheduler_kwargs mapping): every lr as transformers' get_scheduler" \
+	sched_kwargs
+check "--lr-scheduler-kwargs names a key the schedule does not take" fails 2 "'power' is not a parameter" \
+	lf-train -m "$T/m" -d "$T/shards" --lr-scheduler-type cosine --lr-scheduler-kwargs '{"power": 2}' -o "$T/x"
+check "--lr-scheduler-kwargs that is not a JSON object is a usage error" fails 2 "not a JSON object" \
+	lf-train -m "$T/m" -d "$T/shards" --lr-scheduler-kwargs '[1' -o "$T/x"
 check "a recipe key lf-train does not build yet is named" sh -c '
 	printf "use_galore: true\n" >"'"$T"'/bad.yaml"
 	lf-train --config "'"$T"'/bad.yaml" -m "'"$T"'/m" -d "'"$T"'/shards" -o "'"$T"'/x" 2>&1 | grep -q "use_galore"'

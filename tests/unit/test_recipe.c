@@ -63,9 +63,19 @@ static void test_yaml(void)
 	      "a key given twice is an error naming the line: %s", lf_errmsg());
 	lf_recipe_free(&r);
 	unlink(p);
-	p = write_file("rope_scaling:\n  type: linear\n");
-	CHECK(lf_recipe_load(&r, p) < 0 && strstr(lf_errmsg(), "nested"), "nested mappings are refused: %s",
-	      lf_errmsg());
+	p = write_file("lr_scheduler_kwargs:\n  min_lr: 1e-5\n  num_decay_steps: 6\n  warmup_type: cosine\n"
+		       "  on: yes\n  off: ~\n  text: '12'\n");
+	rc = lf_recipe_load(&r, p);
+	CHECK(rc == 0 && r.n == 1 && r.v[0].value &&
+	      !strcmp(r.v[0].value, "{\"min_lr\":1.0000000000000001e-5,\"num_decay_steps\":6,\"warmup_type\":\"cosine\","
+				    "\"on\":true,\"off\":null,\"text\":\"12\"}"),
+	      "a mapping of scalars is a value, as its JSON text (YAML 1.1 scalars typed): %s",
+	      rc == 0 && r.n ? r.v[0].value : lf_errmsg());
+	lf_recipe_free(&r);
+	unlink(p);
+	p = write_file("rope_scaling:\n  type:\n    deeper: 1\n");
+	CHECK(lf_recipe_load(&r, p) < 0 && strstr(lf_errmsg(), "line 3") && strstr(lf_errmsg(), "plain value"),
+	      "a mapping inside a mapping value is refused: %s", lf_errmsg());
 	lf_recipe_free(&r);
 	unlink(p);
 	p = write_file("- a\n- b\n");
