@@ -291,8 +291,6 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 	memset(bp, 0, sizeof *bp);
 }
 
-/* ---- linear layers ---- */
-
 /* ---- LoRA dropout ---- */
 
 static uint64_t mix64(uint64_t z)
@@ -334,6 +332,8 @@ static void dropout_mask(const struct lf_backprop *bp, uint64_t key, const float
 		out[i] = x ? x[i] * k : k;
 	}
 }
+
+/* ---- linear layers ---- */
 
 /* DoRA's row norms ||W_j + scale (B A)_j|| (PEFT computes them in the
  * forward pass and detaches them), 64 rows of B A at a time. */

@@ -9,9 +9,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <jansson.h>
 #include <string.h>
 #include <strings.h>
+
+#include <jansson.h>
 #include <yaml.h>
 
 const struct lf_recipe_key *lf_recipe_key_find(const char *key)

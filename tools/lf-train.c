@@ -843,7 +843,8 @@ static void save_pissa(const char *name, enum adapter_form form)
 		const struct lf_model_tensor *t = &R.m->tensors[i];
 		int64_t shape[2] = { t->shape[0], t->shape[1] };
 		bool is_a = strstr(t->name, ".lora_A.") != NULL, is_b = strstr(t->name, ".lora_B.") != NULL;
-		if (!is_a && !is_b) { /* a modules_to_save copy: as it is (before training for pissa_init/) */
+		/* a DoRA magnitude or a modules_to_save copy: as it is (at step 0 for pissa_init/) */
+		if (!is_a && !is_b) {
 			if (lf_st_writer_add(w, t->name, LF_DTYPE_F32, t->ndim, t->shape, t->data) < 0)
 				lf_die("%s", lf_errmsg());
 			continue;
