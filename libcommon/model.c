@@ -379,25 +379,34 @@ int lf_model_new_module_copy(struct lf_model *m, const char *module)
 	return 0;
 }
 
+void lf_lora_row_norms(float *norms, const float *w, const float *A, const float *B, int r, float scale, int out,
+		       int in)
+{
+	float *row = lf_malloc((size_t)in * sizeof *row + 4);
+	for (int j = 0; j < out; j++) {
+		double ss = 0;
+		for (int i = 0; i < in; i++) {
+			float ba = 0;
+			for (int k = 0; k < r; k++)
+				ba += B[(size_t)j * r + k] * A[(size_t)k * in + i];
+			row[i] = w[(size_t)j * in + i] + scale * ba;
+			ss += (double)row[i] * row[i];
+		}
+		norms[j] = (float)sqrt(ss);
+	}
+	free(row);
+}
+
 /* DoRA at inference: each adapted layer's output rows scaled by
  * m / ||W + scale B A||, computed once from the loaded weights. */
 static void dora_scale_of(struct lf_model *m, struct lf_lora *l, const float *w, int out, int in)
 {
 	if (!l->r || !l->mag)
 		return;
-	float *g = lf_malloc((size_t)out * sizeof *g + 4), *row = lf_malloc((size_t)in * sizeof *row + 4);
-	for (int j = 0; j < out; j++) {
-		double ss = 0;
-		for (int i = 0; i < in; i++) {
-			float ba = 0;
-			for (int k = 0; k < l->r; k++)
-				ba += l->B[(size_t)j * l->r + k] * l->A[(size_t)k * in + i];
-			row[i] = w[(size_t)j * in + i] + l->scale * ba;
-			ss += (double)row[i] * row[i];
-		}
-		g[j] = l->mag[j] / (float)sqrt(ss);
-	}
-	free(row);
+	float *g = lf_malloc((size_t)out * sizeof *g + 4);
+	lf_lora_row_norms(g, w, l->A, l->B, l->r, l->scale, out, in);
+	for (int j = 0; j < out; j++)
+		g[j] = l->mag[j] / g[j];
 	m->owned = lf_realloc(m->owned, (m->nowned + 1) * sizeof *m->owned);
 	m->owned[m->nowned++] = g;
 	l->dora_scale = g;

@@ -102,6 +102,10 @@ int lf_model_load_adapter(struct lf_model *m, const char *dir);
  * as PEFT initialises it.  -1 with lf_fail for a module lf has no
  * LoRA for. */
 int lf_model_new_lora(struct lf_model *m, int layer, const char *part, int r, float scale, bool dora);
+/* DoRA's norms: norms[j] = ||W_j + scale (B A)_j|| for the out rows of w
+ * [out, in], A [r, in], B [out, r]. */
+void lf_lora_row_norms(float *norms, const float *w, const float *A, const float *B, int r, float scale, int out,
+		       int in);
 
 /* RoPE's inverse frequencies (rotary_dim / 2 of them) for a sequence
  * whose largest position is seq_len - 1 (dynamic and longrope depend on

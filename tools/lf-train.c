@@ -463,26 +463,6 @@ static void lora_init(float *A, size_t r, size_t in, struct lf_np_rng *rng)
 		A[i] = (float)((2.0 * lf_np_random(rng) - 1.0) * bound);
 }
 
-/* DoRA's starting magnitude: the row norms of W + s B A. */
-static void dora_magnitude(const struct lf_model_tensor *w, const struct lf_model_tensor *A,
-			   const struct lf_model_tensor *B, const struct lf_model_tensor *mag)
-{
-	size_t out = (size_t)w->shape[0], in = (size_t)w->shape[1], r = (size_t)A->shape[0];
-	if (mag->n != out || !strstr(mag->name, ".lora_magnitude_vector"))
-		lf_die("DoRA: %s is not the magnitude of %s", mag->name, w->name);
-	for (size_t j = 0; j < out; j++) {
-		double ss = 0;
-		for (size_t k = 0; k < in; k++) {
-			float ba = 0;
-			for (size_t q = 0; q < r; q++)
-				ba += B->data[j * r + q] * A->data[q * in + k];
-			float v = w->data[j * in + k] + R.lora_scale * ba;
-			ss += (double)v * v;
-		}
-		((float *)mag->data)[j] = (float)sqrt(ss);
-	}
-}
-
 /* PiSSA on the module of adapter tensors A and B (the base weight named
  * as the module), keeping A and B as they start for --pissa-convert. */
 static void pissa_init(const struct lf_model_tensor *A, const struct lf_model_tensor *B, size_t index)
@@ -501,8 +481,13 @@ static void pissa_init(const struct lf_model_tensor *A, const struct lf_model_te
 			  (int)opt_pissa_iter, (uint64_t)opt_seed * 1000003u + index, (float *)A->data,
 			  (float *)B->data) < 0)
 		lf_die("%s: %s", name, lf_errmsg());
-	if (opt_dora) /* PEFT sets DoRA's magnitude after PiSSA's split */
-		dora_magnitude(w, A, B, &R.m->tensors[index + 2]);
+	if (opt_dora) { /* PEFT sets DoRA's magnitude after PiSSA's split: ||W_res + s B A|| */
+		const struct lf_model_tensor *mag = &R.m->tensors[index + 2];
+		if (!strstr(mag->name, ".lora_magnitude_vector"))
+			lf_die("DoRA: %s is not the magnitude of %s", mag->name, name);
+		lf_lora_row_norms((float *)mag->data, w->data, A->data, B->data, (int)A->shape[0], R.lora_scale,
+				  (int)w->shape[0], (int)w->shape[1]);
+	}
 	/* the group starts from rank 0's residual (and, share_start, adapter) */
 	if (lf_dist_broadcast(&D, (float *)w->data, w->n * sizeof(float), 0) < 0)
 		lf_die("%s", lf_errmsg());
