@@ -49,6 +49,21 @@ static bool lora_trains(struct lf_lora_grad g)
 	return g.A || g.B || g.mag;
 }
 
+static bool projection_trains(const float *gw, const float *gb, struct lf_lora_grad gl)
+{
+	return gw || gb || lora_trains(gl);
+}
+
+/* Whether a tensor of the layer's attention block (its input norm up to
+ * the output projection, and sandwich norms' post-attention norm) is
+ * trained. */
+static bool attention_trains(const struct lf_layer_grad *G, bool sandwich_norms)
+{
+	return G->in_norm || G->q_norm || G->k_norm || (sandwich_norms && G->post_attn_norm) ||
+	       projection_trains(G->q, G->q_b, G->lq) || projection_trains(G->k, G->k_b, G->lk) ||
+	       projection_trains(G->v, G->v_b, G->lv) || projection_trains(G->o, G->o_b, G->lo);
+}
+
 /* Whether any tensor of the layer is trained. */
 static bool layer_trains(const struct lf_layer_grad *G, int experts)
 {
@@ -735,10 +750,7 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 			       c->sandwich_norms ? L->pre_ff_norm : L->post_attn_norm, N, H, eps, off);
 	/* attention: xmid = x + [norm](o(attn(rope(q), rope(k), v))), with
 	 * nothing to do when none of it trains and x needs no gradient */
-	bool attn_trains = G->in_norm || G->q || G->k || G->v || G->o || G->q_b || G->k_b || G->v_b || G->o_b ||
-			   G->q_norm || G->k_norm || (c->sandwich_norms && G->post_attn_norm) || lora_trains(G->lq) ||
-			   lora_trains(G->lk) || lora_trains(G->lv) || lora_trains(G->lo);
-	if (!input_grad && !attn_trains)
+	if (!input_grad && !attention_trains(G, c->sandwich_norms))
 		return;
 	const float *dao = dx;
 	if (c->sandwich_norms) {
@@ -776,13 +788,13 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 	 * with nothing trained has nothing to do */
 	bool dxn1 = input_grad || G->in_norm;
 	float *dh2 = dxn1 ? bp->dh2 : NULL;
-	if (dxn1 || G->q || G->q_b || lora_trains(G->lq))
+	if (dxn1 || projection_trains(G->q, G->q_b, G->lq))
 		linear_bwd(bp, dh2, 0.0f, bp->dq, A->xn1, L->q, &L->lq, G->q, G->q_b, &G->lq, bp->lora_u, bp->lora_t, N,
 			   qd, H);
-	if (dxn1 || G->k || G->k_b || lora_trains(G->lk))
+	if (dxn1 || projection_trains(G->k, G->k_b, G->lk))
 		linear_bwd(bp, dh2, 1.0f, bp->dk, A->xn1, L->k, &L->lk, G->k, G->k_b, &G->lk, bp->lora_u, bp->lora_t, N,
 			   kd, H);
-	if (dxn1 || G->v || G->v_b || lora_trains(G->lv))
+	if (dxn1 || projection_trains(G->v, G->v_b, G->lv))
 		linear_bwd(bp, dh2, 1.0f, bp->dv, A->xn1, L->v, &L->lv, G->v, G->v_b, &G->lv, bp->lora_u, bp->lora_t, N,
 			   kd, H);
 	if (dxn1)
