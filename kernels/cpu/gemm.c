@@ -1,31 +1,39 @@
-/* kernels/cpu/gemm.c — lf_cpu_sgemm_f32 (see gemm.h): lf's own AVX-512
- * f32 product, and the OpenBLAS call it falls back to.
+/* kernels/cpu/gemm.c — lf_cpu_sgemm_f32 (see gemm.h): lf's own f32
+ * product, in AVX-512 and in AVX2 with FMA, and the OpenBLAS call it falls
+ * back to.
  *
  * Why our own: training's products have a few fixed shapes (1024-token
  * activations against weights of a few hundred to 32000 rows), and
  * OpenBLAS spends a tenth of their time packing both operands and waiting
  * between its threads.  Here:
- *   - a 6 x 64 register tile (24 accumulators; per k, 4 vector loads of B
- *     and 6 broadcasts of A), which runs at the FMA units' peak;
+ *   - a register tile that runs at the FMA units' peak: AVX-512 6 x 64 (24
+ *     accumulators; per k, 4 vector loads of B and 6 broadcasts of A),
+ *     AVX2 6 x 16 (12 of its 16 registers; 2 loads of B, 6 broadcasts);
  *   - an operand whose rows run along the tile's direction is read in
- *     place: A when not transposed (6 row pointers), B when not transposed
- *     (its rows are the tile's 64 columns).  Only A^T (a weight's gradient)
- *     and B^T (a forward x W^T) are packed, into per-thread buffers, and B
- *     when its rows are a multiple of 1 KB apart (they would all fall in
- *     the same few sets of the L1 cache);
- *   - the threads split C's columns in 64-wide panels, or its rows when A
- *     is packed (so that no two threads pack the same rows); each thread
- *     runs its share alone, with no barrier until the end, and packs into
- *     buffers of its own (thread-local: callers on several threads at once
- *     are safe);
+ *     place: A when not transposed (6 row pointers), and on AVX-512 B when
+ *     not transposed (its rows are the tile's 64 columns).  A^T (a weight's
+ *     gradient) and B^T (a forward x W^T) are packed, into per-thread
+ *     buffers, and B when its rows are a multiple of 1 KB apart (they would
+ *     all fall in the same few sets of the L1 cache), and on AVX2 always
+ *     (16 columns are one cache line per row: read in place, a tile's
+ *     column of B spans too many lines that share L1 sets);
+ *   - the threads split C's columns in panels of the tile's width, or its
+ *     rows when A is packed and has enough of them (so that no two threads
+ *     pack the same rows); each thread runs its share alone, with no
+ *     barrier until the end, and packs into buffers of its own
+ *     (thread-local: callers on several threads at once are safe);
  *   - K is cut into equal blocks of at most KC, summed in order into C.
  * An element's sum depends only on K's blocks and the tile's k order, so
- * the result is the same at any thread count.
+ * the result is the same at any thread count (not across instruction
+ * sets).
  *
- * Measured here (scripts/bench/gemm.sh, 2 threads, AMD EPYC with AVX-512):
+ * Measured (scripts/bench/gemm.sh, 2 threads): on an AMD EPYC with AVX-512,
  * a full fine-tuning step of train.sh's model, its products weighted by
  * count, 631-647 ms against OpenBLAS 0.3.21's 668-706 ms (206-211 against
- * 189-199 GFLOP/s); LoRA's narrow products 2.1x OpenBLAS's. */
+ * 189-199 GFLOP/s); LoRA's narrow products 2.1x OpenBLAS's.  On an AMD
+ * EPYC (Zen 3) with AVX2 only, the same step 890-912 ms against 896-926 ms
+ * (146-150 against 144-149 GFLOP/s: on par), LoRA's narrow products
+ * 1.4-2.4x OpenBLAS's (its times there vary the most). */
 #include "gemm.h"
 #include "vec.h"
 
@@ -34,6 +42,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cblas.h>
 
 #define MR 6     /* tile rows */
@@ -50,6 +59,10 @@
 #define MIN_M 16
 #define MIN_N 64
 #define MIN_M_NARROW 64
+/* A^T packed: the threads split C's rows from this many on (so that no two
+   threads pack the same rows); fewer rows (a LoRA A's gradient, 8 or 16)
+   would split unevenly in tiles of 6, and are cheap to pack twice */
+#define SPLIT_ROWS_MIN 64
 
 void lf_cpu_sgemm_blas_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
                            const float *B, long ldb, float beta, float *C, long ldc)
@@ -243,7 +256,152 @@ static void pack_bt_narrow(float *q, const float *B, long ldb, int nc, int kc)
             q[(long)k * NARROW + j] = j < nc ? B[(long)j * ldb + k] : 0.0f;
 }
 
+/* ---- AVX2 with FMA (16 registers of 8): a 6 x 16 tile ---- */
+
+#define NR_AVX2 16  /* tile columns: 2 vectors of 8 */
+
+/* integer mask of the first n (0..8) lanes, for maskload / maskstore */
+__attribute__((target("avx2"))) static inline __m256i first_lanes8(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* r[0..7] rows of 8 -> their transpose */
+__attribute__((target("avx2"))) static inline void transpose8(__m256 *r)
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4h + c] holds rows 4h..4h+3 of columns c (low half) and c + 4 */
+    for (int h = 0; h < 2; h++) {
+        u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* pack_bt with panels of NR_AVX2 columns */
+__attribute__((target("avx2"))) static void pack_bt_avx2(float *q, const float *B, long ldb, int nc, int kc)
+{
+    for (int j0 = 0; j0 < nc; j0 += NR_AVX2) {
+        float *panel = q + (long)j0 * kc;
+        for (int jb = j0; jb < j0 + NR_AVX2; jb += 8) {
+            float *dst = panel + (jb - j0);
+            int k = 0;
+            for (; k + 8 <= kc; k += 8) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++)
+                    r[j] = jb + j < nc ? _mm256_loadu_ps(B + (long)(jb + j) * ldb + k) : _mm256_setzero_ps();
+                transpose8(r);
+                for (int j = 0; j < 8; j++)
+                    _mm256_store_ps(dst + (long)(k + j) * NR_AVX2, r[j]);
+            }
+            for (; k < kc; k++)
+                for (int j = 0; j < 8; j++)
+                    dst[(long)k * NR_AVX2 + j] = jb + j < nc ? B[(long)(jb + j) * ldb + k] : 0.0f;
+        }
+    }
+}
+
+/* pack_b with panels of NR_AVX2 columns */
+__attribute__((target("avx2"))) static void pack_b_avx2(float *q, const float *B, long ldb, int nc, int kc)
+{
+    for (int j0 = 0; j0 < nc; j0 += NR_AVX2) {
+        float *panel = q + (long)j0 * kc;
+        __m256i m0 = first_lanes8(nc - j0), m1 = first_lanes8(nc - j0 - 8);
+        for (int k = 0; k < kc; k++) {
+            _mm256_store_ps(panel + (long)k * NR_AVX2, _mm256_maskload_ps(B + (long)k * ldb + j0, m0));
+            _mm256_store_ps(panel + (long)k * NR_AVX2 + 8, _mm256_maskload_ps(B + (long)k * ldb + j0 + 8, m1));
+        }
+    }
+}
+
+/* pack_at in plain C (the compiler's moves of 6 floats; AMD's masked
+   stores are microcoded and slow) */
+static void pack_at_c(float *q, const float *A, long lda, int mc, int kc)
+{
+    for (int k = 0; k < kc; k++) {
+        const float *row = A + (long)k * lda;
+        for (int i = 0; i < mc; i += MR) {
+            float *dst = q + (long)i * kc + k * MR;
+            if (mc - i >= MR)
+                memcpy(dst, row + i, MR * sizeof *dst);
+            else
+                for (int r = 0; r < MR; r++)
+                    dst[r] = i + r < mc ? row[i + r] : 0.0f;
+        }
+    }
+}
+
+/* tile_body's 6 x 16 form: per k, 2 vector loads of b and 6 broadcasts of
+   a into 12 accumulators (of 16 registers) */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+tile_avx2_body(int kc, const float *a, long rs, long cs, const float *b, long ldb, float *c, long ldc, float alpha,
+               float beta, int mr, int nr, const int partial)
+{
+    const float *arow[MR];
+    for (int r = 0; r < MR; r++)
+        arow[r] = a + (r < mr ? r : 0) * rs; /* rows past mr repeat row 0, and are not stored */
+    __m256i m0 = first_lanes8(nr), m1 = first_lanes8(nr - 8);
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+#pragma GCC unroll 2
+    for (long k = 0; k < kc; k++, b += ldb) {
+        __m256 b0 = partial ? _mm256_maskload_ps(b, m0) : _mm256_loadu_ps(b);
+        __m256 b1 = partial ? _mm256_maskload_ps(b + 8, m1) : _mm256_loadu_ps(b + 8);
+        _mm_prefetch((const char *)(b + 8 * ldb), _MM_HINT_T0);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            __m256 x = _mm256_broadcast_ss(arow[r] + k * cs);
+            acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+        }
+    }
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr)
+            break;
+        float *p = c + r * ldc;
+        __m256 y0 = _mm256_mul_ps(va, acc[r][0]), y1 = _mm256_mul_ps(va, acc[r][1]);
+        if (beta != 0.0f) {
+            y0 = _mm256_fmadd_ps(vb, partial ? _mm256_maskload_ps(p, m0) : _mm256_loadu_ps(p), y0);
+            y1 = _mm256_fmadd_ps(vb, partial ? _mm256_maskload_ps(p + 8, m1) : _mm256_loadu_ps(p + 8), y1);
+        }
+        if (partial) { /* through memory: AMD's masked stores are microcoded and slow */
+            float row[NR_AVX2];
+            _mm256_storeu_ps(row, y0);
+            _mm256_storeu_ps(row + 8, y1);
+            memcpy(p, row, (size_t)nr * sizeof *p);
+        } else {
+            _mm256_storeu_ps(p, y0);
+            _mm256_storeu_ps(p + 8, y1);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void tile_avx2(int kc, const float *a, long rs, long cs, const float *b,
+                                                          long ldb, float *c, long ldc, float alpha, float beta,
+                                                          int mr, int nr)
+{
+    if (nr == NR_AVX2)
+        tile_avx2_body(kc, a, rs, cs, b, ldb, c, ldc, alpha, beta, mr, NR_AVX2, 0);
+    else
+        tile_avx2_body(kc, a, rs, cs, b, ldb, c, ldc, alpha, beta, mr, nr, 1);
+}
+
 struct gemm {
+    int avx512;  /* else AVX2 */
+    int nr;      /* the tile's columns: NR or NR_AVX2 */
     int ta, tb, pack_b_rows, K;
     float alpha, beta;
     const float *A, *B;
@@ -307,36 +465,55 @@ static void share(int n, int unit, int t, int nt, int *lo, int *hi)
         *hi = n;
 }
 
-/* The block of C of M rows and N columns at (i0, j0), by one thread. */
-__attribute__((target("avx512f"))) static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N,
-                                                          float *pa, float *pb)
+/* The block of C of M rows and N columns at (i0, j0), by one thread: per
+   K block, A^T's rows packed MC at a time (once: A^T is the large operand
+   of a weight's gradient), and under them B's blocks of NC columns. */
+static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N, float *pa, float *pb)
 {
-    int kstep = k_step(g->K);
-    int mstep = g->ta ? MC : M;    /* A^T is packed MC rows at a time */
+    int kstep = k_step(g->K), nr_max = g->nr;
+    int mstep = g->ta ? MC : M;
+    int packed = g->tb || g->pack_b_rows;
     for (int k0 = 0; k0 < g->K; k0 += kstep) {
         int kc = g->K - k0 < kstep ? g->K - k0 : kstep;
         float beta = k0 == 0 ? g->beta : 1.0f;
         for (int ic = 0; ic < M; ic += mstep) {
             int mc = M - ic < mstep ? M - ic : mstep;
-            if (g->ta)
-                pack_at(pa, g->A + (long)k0 * g->lda + i0 + ic, g->lda, mc, kc);
+            if (g->ta) {
+                const float *at = g->A + (long)k0 * g->lda + i0 + ic;
+                if (g->avx512)
+                    pack_at(pa, at, g->lda, mc, kc);
+                else
+                    pack_at_c(pa, at, g->lda, mc, kc);
+            }
             for (int jc = 0; jc < N; jc += NC) {
                 int nc = N - jc < NC ? N - jc : NC;
-                int packed = g->tb || g->pack_b_rows;
                 const float *b = packed ? pb : g->B + (long)k0 * g->ldb + j0 + jc;
-                long ldb = packed ? NR : g->ldb;
-                if (g->tb)
-                    pack_bt(pb, g->B + (long)(j0 + jc) * g->ldb + k0, g->ldb, nc, kc);
-                else if (g->pack_b_rows)
-                    pack_b(pb, g->B + (long)k0 * g->ldb + j0 + jc, g->ldb, nc, kc);
+                long ldb = packed ? nr_max : g->ldb;
+                if (g->tb) {
+                    const float *bt = g->B + (long)(j0 + jc) * g->ldb + k0;
+                    if (g->avx512)
+                        pack_bt(pb, bt, g->ldb, nc, kc);
+                    else
+                        pack_bt_avx2(pb, bt, g->ldb, nc, kc);
+                } else if (g->pack_b_rows) {
+                    const float *bk = g->B + (long)k0 * g->ldb + j0 + jc;
+                    if (g->avx512)
+                        pack_b(pb, bk, g->ldb, nc, kc);
+                    else
+                        pack_b_avx2(pb, bk, g->ldb, nc, kc);
+                }
                 for (int ir = 0; ir < mc; ir += MR) {
                     const float *a = g->ta ? pa + (long)ir * kc : g->A + (long)(i0 + ic + ir) * g->lda + k0;
                     long rs = g->ta ? 1 : g->lda, cs = g->ta ? MR : 1;
                     int mr = mc - ir < MR ? mc - ir : MR;
-                    for (int jr = 0; jr < nc; jr += NR) {
+                    for (int jr = 0; jr < nc; jr += nr_max) {
                         const float *bp = packed ? b + (long)jr * kc : b + jr;
                         float *c = g->C + (long)(i0 + ic + ir) * g->ldc + j0 + jc + jr;
-                        tile(kc, a, rs, cs, bp, ldb, c, g->ldc, g->alpha, beta, mr, nc - jr < NR ? nc - jr : NR);
+                        int nr = nc - jr < nr_max ? nc - jr : nr_max;
+                        if (g->avx512)
+                            tile(kc, a, rs, cs, bp, ldb, c, g->ldc, g->alpha, beta, mr, nr);
+                        else
+                            tile_avx2(kc, a, rs, cs, bp, ldb, c, g->ldc, g->alpha, beta, mr, nr);
                     }
                 }
             }
@@ -345,10 +522,11 @@ __attribute__((target("avx512f"))) static void gemm_block(const struct gemm *g, 
 }
 
 /* Rows [i0, i0 + M) of a C at most NARROW wide, by one thread: A read in
-   place (transposed or not), B^T packed per K block. */
-__attribute__((target("avx512f"))) static void narrow_block(const struct gemm *g, int i0, int M, int N, float *pb)
+   place (transposed or not), B^T packed per K block.  AVX-512: the narrow
+   tile; AVX2: its own 6 x 16 tile, which is already that narrow. */
+static void narrow_block(const struct gemm *g, int i0, int M, int N, float *pb)
 {
-    int kstep = k_step(g->K);
+    int kstep = k_step(g->K), rows = g->avx512 ? NARROW_ROWS : MR;
     long rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
     for (int k0 = 0; k0 < g->K; k0 += kstep) {
         int kc = g->K - k0 < kstep ? g->K - k0 : kstep;
@@ -359,17 +537,21 @@ __attribute__((target("avx512f"))) static void narrow_block(const struct gemm *g
             pack_bt_narrow(pb, g->B + k0, g->ldb, N, kc);
             b = pb, ldb = NARROW;
         }
-        for (int ir = 0; ir < M; ir += NARROW_ROWS) {
+        for (int ir = 0; ir < M; ir += rows) {
             const float *a = g->A + (long)(i0 + ir) * rs + (long)k0 * cs;
-            narrow_tile(kc, a, rs, cs, b, ldb, g->C + (long)(i0 + ir) * g->ldc, g->ldc, g->alpha, beta,
-                        M - ir < NARROW_ROWS ? M - ir : NARROW_ROWS, N);
+            float *c = g->C + (long)(i0 + ir) * g->ldc;
+            int mr = M - ir < rows ? M - ir : rows;
+            if (g->avx512)
+                narrow_tile(kc, a, rs, cs, b, ldb, c, g->ldc, g->alpha, beta, mr, N);
+            else
+                tile_avx2(kc, a, rs, cs, b, ldb, c, g->ldc, g->alpha, beta, mr, N);
         }
     }
 }
 
 static int own_gemm_fits(int M, int N, int K)
 {
-    if (lf_cpu_isa() != LF_CPU_ISA_AVX512 || omp_in_parallel() || K < MIN_K)
+    if (lf_cpu_isa() < LF_CPU_ISA_AVX2 || omp_in_parallel() || K < MIN_K)
         return 0;
     if (N <= NARROW)
         return M >= MIN_M_NARROW;
@@ -385,15 +567,15 @@ static int gemm_share(const struct gemm *g, int M, int N, int t, int nt)
         return -1;
     int lo, hi;
     if (N <= NARROW) {
-        share(M, NARROW_ROWS, t, nt, &lo, &hi);
+        share(M, g->avx512 ? NARROW_ROWS : MR, t, nt, &lo, &hi);
         if (lo < hi)
             narrow_block(g, lo, hi - lo, N, pb->b);
-    } else if (g->ta || (N + NR - 1) / NR < nt) {
+    } else if ((g->ta && M >= SPLIT_ROWS_MIN) || (N + g->nr - 1) / g->nr < nt) {
         share(M, MR, t, nt, &lo, &hi);
         if (lo < hi)
             gemm_block(g, lo, hi - lo, 0, N, pb->a, pb->b);
     } else {
-        share(N, NR, t, nt, &lo, &hi);
+        share(N, g->nr, t, nt, &lo, &hi);
         if (lo < hi)
             gemm_block(g, 0, M, lo, hi - lo, pb->a, pb->b);
     }
@@ -409,7 +591,11 @@ void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const fl
         lf_cpu_sgemm_blas_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    struct gemm g = {ta, tb, !tb && ldb % 256 == 0, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512;
+    /* AVX2: B always packed (its rows in place, read 16 wide, fell in a few
+       L1 sets at most leading dimensions) */
+    struct gemm g = {avx512, avx512 ? NR : NR_AVX2, ta, tb, !tb && (!avx512 || ldb % 256 == 0),
+                     K, alpha, beta, A, B, lda, ldb, ldc, C};
     int failed = 0;
     #pragma omp parallel reduction(| : failed)
     failed = gemm_share(&g, M, N, omp_get_thread_num(), omp_get_num_threads()) < 0;

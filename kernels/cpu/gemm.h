@@ -5,9 +5,9 @@
  *     op(A)[i,k] = ta ? A[k*lda + i] : A[i*lda + k]
  *     op(B)[k,j] = tb ? B[j*ldb + k] : B[k*ldb + j]
  *
- * On AVX-512 CPUs, for the shapes where it pays (see gemm.c: training's
- * products, and LoRA's narrow ones, N <= 16), lf's own product runs
- * (gemm.c); elsewhere, and inside an OpenMP parallel region, OpenBLAS's
+ * On AVX-512 and AVX2 CPUs, for the shapes where it pays (see gemm.c:
+ * training's products, and LoRA's narrow ones, N <= 16), lf's own product
+ * runs (gemm.c); elsewhere, and inside an OpenMP parallel region, OpenBLAS's
  * cblas_sgemm.  Which of the two runs depends on the shape and the CPU
  * only, never on the number of threads; lf's own sums each element of C in
  * the same order at any thread count (OpenBLAS's sums may change with it).

@@ -1,8 +1,9 @@
 /* kernels/cpu/matmul.c — lf_cpu_matmul_nt_f32 (see matmul.h for the layout)
- * on top of gemm.c's product (lf's own on AVX-512, else OpenBLAS); and the matrix-vector products
- * of one token (lf_cpu_gemv_f32, lf_cpu_gemv_multi_f32): rows split over
- * OpenMP threads, each row a dot product of vec.c, the weight streamed
- * from memory once. */
+ * on top of gemm.c's product (lf's own on AVX-512 and AVX2, else
+ * OpenBLAS); and the matrix-vector products of one token
+ * (lf_cpu_gemv_f32, lf_cpu_gemv_multi_f32): rows split over OpenMP
+ * threads, each row a dot product of vec.c, the weight streamed from
+ * memory once. */
 #include "matmul.h"
 #include "gemm.h"
 #include "vec.h"

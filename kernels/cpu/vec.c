@@ -1,14 +1,15 @@
 /* kernels/cpu/vec.c — the single-threaded vector building blocks of
  * vec.h: an AVX-512 version of each (functions compiled with
- * target("avx512f"), chosen at run time) and the portable C one.
+ * target("avx512f"), chosen at run time), the portable C one, and the
+ * dispatch between them and vec_avx2.c's AVX2 versions.
  *
  * exp: x = n ln2 + r with n = rint(x / ln2) and |r| <= ln2 / 2 (ln2 in two
  * parts, Cody and Waite), exp(r) by Cephes' expf polynomial (relative error
  * 1.7e-7 on that interval), times 2^n with one rounding (vscalefps; in C
- * two multiplications by powers of two in the normal range) so that
- * overflow and gradual underflow come out as IEEE arithmetic gives them.
- * Measured against exp in double on every third float in [-104, 89]: at
- * most 1.01 ulp (AVX-512) and 0.98 ulp (portable).
+ * and AVX2 two multiplications by powers of two in the normal range) so
+ * that overflow and gradual underflow come out as IEEE arithmetic gives
+ * them.  Measured against exp in double on every third float in
+ * [-104, 89]: at most 1.01 ulp (AVX-512 and AVX2) and 0.98 ulp (portable).
  *
  * Dot products of long rows (matrix-vector): one row front to back per
  * call with four accumulators (one stream per thread is what the hardware
@@ -19,6 +20,7 @@
  * named registers (an array indexed at run time would live in memory;
  * fully unrolled loops over a small array are the same). */
 #include "vec.h"
+#include "vec_impl.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -34,43 +36,34 @@ static int cpu_best_isa(void)
 {
     int best = __atomic_load_n(&best_isa, __ATOMIC_RELAXED);
     if (best < 0) { /* every thread that gets here computes the same */
+        __builtin_cpu_init(); /* libgcc checks that the OS saves the AVX state too */
+        best = __builtin_cpu_supports("avx512f")                                   ? LF_CPU_ISA_AVX512
+               : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? LF_CPU_ISA_AVX2
+                                                                                   : LF_CPU_ISA_PORTABLE;
         const char *env = getenv("LF_CPU_ISA");
-        __builtin_cpu_init(); /* libgcc checks that the OS saves the AVX-512 state too */
-        best = env && !strcmp(env, "portable") ? LF_CPU_ISA_PORTABLE
-               : __builtin_cpu_supports("avx512f") ? LF_CPU_ISA_AVX512
-                                                   : LF_CPU_ISA_PORTABLE;
+        for (int isa = LF_CPU_ISA_PORTABLE; env && isa < best; isa++)
+            if (!strcmp(env, lf_cpu_isa_name(isa)))
+                best = isa;
         __atomic_store_n(&best_isa, best, __ATOMIC_RELAXED);
     }
     return best;
 }
 
+const char *lf_cpu_isa_name(int isa)
+{
+    return isa == LF_CPU_ISA_AVX512 ? "avx512" : isa == LF_CPU_ISA_AVX2 ? "avx2" : "portable";
+}
+
 int lf_cpu_isa(void)
 {
-    int best = cpu_best_isa();
-    if (__atomic_load_n(&forced_isa, __ATOMIC_RELAXED) == LF_CPU_ISA_PORTABLE)
-        return LF_CPU_ISA_PORTABLE;
-    return best;
+    int best = cpu_best_isa(), forced = __atomic_load_n(&forced_isa, __ATOMIC_RELAXED);
+    return forced >= 0 && forced < best ? forced : best;
 }
 
 void lf_cpu_set_isa(int isa)
 {
     __atomic_store_n(&forced_isa, isa, __ATOMIC_RELAXED);
 }
-
-/* ---- exp constants ---- */
-
-#define EXP_HI 88.8f             /* above: +inf (exp(88.73) > FLT_MAX) */
-#define EXP_LO -104.0f           /* below: 0 (exp(-104) < half the least subnormal) */
-#define EXP_LOG2E 1.44269504088896341f
-#define EXP_C1 0.693359375f      /* ln2's leading bits: n * C1 is exact */
-#define EXP_C2 -2.12194440e-4f   /* ln2 - C1 */
-#define EXP_P0 1.9875691500e-4f
-#define EXP_P1 1.3981999507e-3f
-#define EXP_P2 8.3334519073e-3f
-#define EXP_P3 4.1665795894e-2f
-#define EXP_P4 1.6666665459e-1f
-#define EXP_P5 5.0000001201e-1f
-#define ROUND_MAGIC 12582912.0f  /* 1.5 * 2^23: adding and subtracting it rounds to an integer */
 
 /* ---- portable C ---- */
 
@@ -229,12 +222,6 @@ __attribute__((target("avx512f"))) static void dot_rows_avx512(float *out, long 
             out[(long)m * ldo + r] = dot1_avx512(wr, x + (long)m * ldx, K);
     }
 }
-
-/* Rows ahead that the attention's row loops ask the cache for: the rows
-   lie in a stretch of memory that the hardware prefetcher would otherwise
-   pick up anew at every page (measured here: a decoded token's attention
-   15% faster at 16 rows ahead, the same at 32). */
-enum { PREFETCH_ROWS = 16 };
 
 /* Short rows (attention's keys, head_dim long), 16 at a time: row j's
    products go to the 16 lanes of one accumulator, and one shuffle tree
@@ -551,8 +538,13 @@ __attribute__((target("avx512f"))) static void pv_tile_avx512(float *out, long l
 void lf_vec_dot_rows_m_f32(float *out, long ldo, const float *w, long ldw, const float *x, long ldx, int M, int rows,
                            int K)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         dot_rows_avx512(out, ldo, w, ldw, x, ldx, M, rows, K);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_dot_rows(out, ldo, w, ldw, x, ldx, M, rows, K);
         return;
     }
     for (int r = 0; r < rows; r++)
@@ -562,8 +554,13 @@ void lf_vec_dot_rows_m_f32(float *out, long ldo, const float *w, long ldw, const
 
 void lf_vec_dot_short_rows_f32(float *out, const float *w, long ldw, const float *x, int rows, int K)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         dot_short_rows_avx512(out, w, ldw, x, rows, K);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_dot_short_rows(out, w, ldw, x, rows, K);
         return;
     }
     for (int r = 0; r < rows; r++)
@@ -572,8 +569,13 @@ void lf_vec_dot_short_rows_f32(float *out, const float *w, long ldw, const float
 
 void lf_vec_weighted_rows_f32(float *out, const float *p, const float *v, long ldv, int rows, int n, int acc)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         weighted_rows_avx512(out, p, v, ldv, rows, n, acc);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_weighted_rows(out, p, v, ldv, rows, n, acc);
         return;
     }
     if (!acc)
@@ -585,8 +587,11 @@ void lf_vec_weighted_rows_f32(float *out, const float *p, const float *v, long l
 
 float lf_vec_sumsq_f32(const float *x, int n)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512)
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512)
         return sumsq_avx512(x, n);
+    if (isa == LF_CPU_ISA_AVX2)
+        return lf_avx2_sumsq(x, n);
     float acc[16] = { 0 };
     int i = 0;
     for (; i + 16 <= n; i += 16)
@@ -602,8 +607,13 @@ float lf_vec_sumsq_f32(const float *x, int n)
 
 void lf_vec_norm_apply_f32(float *out, const float *x, float r, const float *w, float offset, int n)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         norm_apply_avx512(out, x, r, w, offset, n);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_norm_apply(out, x, r, w, offset, n);
         return;
     }
     for (int i = 0; i < n; i++)
@@ -613,8 +623,13 @@ void lf_vec_norm_apply_f32(float *out, const float *x, float r, const float *w, 
 void lf_vec_qk_tile_f32(float *sc, long lds, const float *q, long ldq, int nr, const float *kt, long ldt, int n, int d,
                         float scale)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         qk_tile_avx512(sc, lds, q, ldq, nr, kt, ldt, n, d, scale);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_qk_tile(sc, lds, q, ldq, nr, kt, ldt, n, d, scale);
         return;
     }
     for (int r = 0; r < nr; r++)
@@ -629,8 +644,13 @@ void lf_vec_qk_tile_f32(float *sc, long lds, const float *q, long ldq, int nr, c
 void lf_vec_pv_tile_f32(float *out, long ldo, const float *p, long ldp, int nr, const float *v, long ldv, int n,
                         int d)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         pv_tile_avx512(out, ldo, p, ldp, nr, v, ldv, n, d);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_pv_tile(out, ldo, p, ldp, nr, v, ldv, n, d);
         return;
     }
     for (int r = 0; r < nr; r++) {
@@ -657,8 +677,13 @@ void lf_vec_transpose_f32(float *dst, long ldd, const float *src, long lds, int 
 void lf_vec_rmsnorm_bwd_row_f32(float *dx, const float *g, const float *x, const float *w, float offset, float r,
                                 int n)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         rmsnorm_bwd_row_avx512(dx, g, x, w, offset, r, n);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_rmsnorm_bwd_row(dx, g, x, w, offset, r, n);
         return;
     }
     float acc[16] = { 0 };
@@ -674,8 +699,13 @@ void lf_vec_rmsnorm_bwd_row_f32(float *dx, const float *g, const float *x, const
 
 void lf_vec_mul_axpy_f32(float *y, const float *a, const float *b, float s, int n)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         mul_axpy_avx512(y, a, b, s, n);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_mul_axpy(y, a, b, s, n);
         return;
     }
     for (int i = 0; i < n; i++)
@@ -684,8 +714,13 @@ void lf_vec_mul_axpy_f32(float *y, const float *a, const float *b, float s, int 
 
 void lf_vec_axpy_f32(float *y, float a, const float *x, int n)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         axpy_avx512(y, a, x, n);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_axpy(y, a, x, n);
         return;
     }
     for (int i = 0; i < n; i++)
@@ -694,8 +729,13 @@ void lf_vec_axpy_f32(float *y, float a, const float *x, int n)
 
 void lf_vec_scale_f32(float *x, float a, int n)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         scale_avx512(x, a, n);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_scale(x, a, n);
         return;
     }
     for (int i = 0; i < n; i++)
@@ -704,8 +744,11 @@ void lf_vec_scale_f32(float *x, float a, int n)
 
 float lf_vec_exp_sum_f32(float *x, int n, float sub)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512)
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512)
         return exp_sum_avx512(x, n, sub);
+    if (isa == LF_CPU_ISA_AVX2)
+        return lf_avx2_exp_sum(x, n, sub);
     float sum = 0;
     for (int i = 0; i < n; i++) {
         x[i] = lf_expf(x[i] - sub);
@@ -716,8 +759,13 @@ float lf_vec_exp_sum_f32(float *x, int n, float sub)
 
 void lf_vec_silu_mul_f32(float *out, const float *gate, const float *up, long n)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         silu_mul_avx512(out, gate, up, n);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_silu_mul(out, gate, up, n);
         return;
     }
     for (long i = 0; i < n; i++) {
@@ -728,8 +776,13 @@ void lf_vec_silu_mul_f32(float *out, const float *gate, const float *up, long n)
 
 void lf_vec_silu_mul_bwd_f32(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n)
 {
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512) {
+    int isa = lf_cpu_isa();
+    if (isa == LF_CPU_ISA_AVX512) {
         silu_mul_bwd_avx512(dgate, dup, dout, gate, up, n);
+        return;
+    }
+    if (isa == LF_CPU_ISA_AVX2) {
+        lf_avx2_silu_mul_bwd(dgate, dup, dout, gate, up, n);
         return;
     }
     for (long i = 0; i < n; i++) {

@@ -1,10 +1,12 @@
 /* kernels/cpu/vec.h — single-threaded vector building blocks of the CPU
  * kernels (matmul.c, ops.c): dot products of matrix rows with one vector,
  * y += a x, exp with a known error, softmax's exp-and-sum, silu(gate) * up.
- * Each has an AVX-512 version, used where the CPU has avx512f (checked at
- * run time; compiled with target attributes, so the build flags stay
- * portable), and a portable C version.  Both compute the same formulas;
- * sums may be grouped differently.
+ * Each has an AVX-512 version (vec.c), used where the CPU has avx512f, an
+ * AVX2 one (vec_avx2.c) for CPUs with AVX2 and FMA but not AVX-512 (AMD
+ * before Zen 4, Intel's client cores), and a portable C version (vec.c).
+ * The CPU is checked at run time and the vector code is compiled with
+ * target attributes, so the build flags stay portable.  All compute the
+ * same formulas; sums may be grouped differently.
  *
  * Every result of a row (a dot product, an exp) depends only on that row's
  * inputs, never on how the rows are split over calls or threads. */
@@ -15,12 +17,17 @@
 extern "C" {
 #endif
 
-enum { LF_CPU_ISA_PORTABLE = 0, LF_CPU_ISA_AVX512 = 1 };
+/* Instruction sets, each a superset of the ones before it (AVX2 here
+   means AVX2 with FMA) */
+enum { LF_CPU_ISA_PORTABLE = 0, LF_CPU_ISA_AVX2 = 1, LF_CPU_ISA_AVX512 = 2 };
 
 /* The instruction set the kernels use: the best this CPU has, or the one
-   set by lf_cpu_set_isa.  LF_CPU_ISA=portable in the environment forces
-   the portable C. */
+   set by lf_cpu_set_isa if that is lower.  LF_CPU_ISA=portable or avx2 in
+   the environment caps it the same way. */
 int lf_cpu_isa(void);
+
+/* "portable", "avx2" or "avx512" */
+const char *lf_cpu_isa_name(int isa);
 /* Thread t of nt's share [*lo, *hi) of n elements for an elementwise
    kernel: cut at multiples of 16, so every vector is whole but the last. */
 static inline void lf_vec_share(long n, long t, long nt, long *lo, long *hi)
@@ -29,17 +36,18 @@ static inline void lf_vec_share(long n, long t, long nt, long *lo, long *hi)
     *hi = t == nt - 1 ? n : n * (t + 1) / nt / 16 * 16;
 }
 
-/* Force an instruction set (tests compare both); -1: back to the CPU's
-   best.  Asking for AVX-512 on a CPU without it gives the portable C. */
+/* Cap the instruction set (tests compare them all); -1: back to the CPU's
+   best.  Asking for one the CPU lacks gives the best it has below it. */
 void lf_cpu_set_isa(int isa);
 
 /* out[r] = sum_k w[r * ldw + k] * x[k] for r < rows, made for many short
-   rows (attention's keys against one query): 16 rows at a time, which
-   share the summing of each row's partial sums. */
+   rows (attention's keys against one query): 16 rows at a time (8 with
+   AVX2), which share the summing of each row's partial sums. */
 void lf_vec_dot_short_rows_f32(float *out, const float *w, long ldw, const float *x, int rows, int K);
 
 /* Rows of a matrix against M vectors (matrix-vector products), each row
-   of w read once for all of them, front to back with four accumulators:
+   of w read once for all of them, front to back with four accumulators
+   (two with AVX2):
    out[m * ldo + r] = sum_k w[r * ldw + k] * x[m * ldx + k] for m < M,
    r < rows; each result has the same bits whatever M is. */
 void lf_vec_dot_rows_m_f32(float *out, long ldo, const float *w, long ldw, const float *x, long ldx, int M, int rows,

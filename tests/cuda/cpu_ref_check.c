@@ -217,16 +217,11 @@ static void check_matmul(int M, int N, int K, float scale)
 
 /* ---- vector kernels (vec.h, gemv, attention, silu) ---- */
 
-static const char *isa_name(int isa)
-{
-    return isa == LF_CPU_ISA_AVX512 ? "avx512" : "portable";
-}
-
 /* lf_cpu_sgemm_f32: C = alpha op(A) op(B) + beta C with leading dimensions
  * wider than the rows, against the product in double, at 1, 2 and 3
- * threads, for every instruction set (AVX-512: lf's own product where the
- * shape allows, which must give the same bits at each thread count; else
- * OpenBLAS, which need not).  beta 0 starts
+ * threads, for every instruction set (AVX-512 and AVX2: lf's own product
+ * where the shape allows, which must give the same bits at each thread
+ * count; else OpenBLAS, which need not).  beta 0 starts
  * from NaN, which must not come through. */
 static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float beta)
 {
@@ -242,7 +237,7 @@ static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float 
     int saved = omp_get_max_threads(), best = lf_cpu_isa();
     for (int isa = 0; isa <= best; isa++) {
         lf_cpu_set_isa(isa);
-        snprintf(name, sizeof name, "sgemm_%s_%c%c_%dx%dx%d_a%g_b%g", isa_name(isa), ta ? 't' : 'n', tb ? 't' : 'n',
+        snprintf(name, sizeof name, "sgemm_%s_%c%c_%dx%dx%d_a%g_b%g", lf_cpu_isa_name(isa), ta ? 't' : 'n', tb ? 't' : 'n',
                  M, N, K, alpha, beta);
         double max_err = 0, tol = 1e-6 * (K + 1) + 1e-6;
         int same = 1;
@@ -273,7 +268,7 @@ static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float 
         snprintf(detail, sizeof detail, "max abs err %.3g (tol %.3g), same bits at 1-3 threads: %s", max_err, tol,
                  same ? "yes" : "no");
         /* OpenBLAS's sums may change with the thread count */
-        report(max_err <= tol && (same || isa != LF_CPU_ISA_AVX512), name, detail);
+        report(max_err <= tol && (same || isa == LF_CPU_ISA_PORTABLE), name, detail);
     }
     lf_cpu_set_isa(-1);
     omp_set_num_threads(saved);
@@ -290,11 +285,13 @@ static void check_sgemm_shapes(void)
        equal ones; N under two panels (rows split over the threads); N
        whose rows are 1 KB multiples apart (B packed); few rows (LoRA's
        dA); narrow ones (N <= 16: LoRA's x A^T, dy B, dy^T u), one with K
-       in two blocks; shapes just outside lf's own (OpenBLAS) */
+       in two blocks; rows over one block of packed A^T (384), with B in
+       one block of columns (320) and in two; shapes just outside lf's own
+       (OpenBLAS) */
     static const int shapes[][3] = { { 96, 128, 64 }, { 70, 131, 389 }, { 131, 200, 777 }, { 200, 64, 100 },
                                      { 67, 256, 130 }, { 64, 64, 64 },  { 16, 100, 200 },  { 100, 16, 70 },
                                      { 131, 8, 400 },  { 64, 1, 16 },   { 77, 13, 1030 },  { 64, 20, 64 },
-                                     { 15, 64, 64 },   { 64, 64, 15 } };
+                                     { 900, 100, 389 }, { 800, 400, 50 }, { 15, 64, 64 }, { 64, 64, 15 } };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int form = 0; form < 4; form++)
             check_sgemm(form & 1, form >> 1, shapes[i][0], shapes[i][1], shapes[i][2], i % 2 ? 0.5f : 1.0f,
@@ -321,7 +318,7 @@ static void check_exp(int isa)
     enum { n = 1 << 20 };
     float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
     char name[64], detail[160];
-    snprintf(name, sizeof name, "exp_f32_%s", isa_name(isa));
+    snprintf(name, sizeof name, "exp_f32_%s", lf_cpu_isa_name(isa));
     if (!x || !y) {
         report(0, name, "out of memory");
         return;
@@ -372,7 +369,7 @@ static void check_exp(int isa)
 }
 
 /* dot_short_rows, weighted_rows, axpy, scale, silu_mul, mul_axpy,
-   rmsnorm_bwd_row against scalar
+   rmsnorm_bwd_row, sumsq, norm_apply against scalar
    loops in double, for n from 0 to 150 and a strided layout; 21 rows: a
    block of 16 short rows and a partial one, and each row's bits the same
    when the rows are taken from the sixth on */
@@ -380,7 +377,7 @@ static void check_vec_ops(int isa)
 {
     enum { maxn = 150, rows = 21, ld = 163 };
     float w[rows * ld], x[ld], p[rows], out[ld], part[rows], y[ld], y0[ld], g[ld], u[ld];
-    double worst[7] = { 0 };
+    double worst[9] = { 0 };
     int same_rows = 1;
     lf_cpu_set_isa(isa);
     for (int n = 0; n <= maxn; n++) {
@@ -466,19 +463,33 @@ static void check_vec_ops(int isa)
             double e = fabs(y[i] - want);
             worst[6] = e > worst[6] || isnan(e) ? e : worst[6];
         }
+        /* RMSNorm's forward: the sum of squares of x, then x r (w + 1) in
+           place on a copy of x, r 0.8 (y[n] must stay) */
+        double ss = 0;
+        for (int i = 0; i < n; i++)
+            ss += (double)x[i] * x[i];
+        double e = fabs(lf_vec_sumsq_f32(x, n) - ss);
+        worst[7] = e > worst[7] || isnan(e) ? e : worst[7];
+        memcpy(y, x, sizeof x);
+        lf_vec_norm_apply_f32(y, y, 0.8f, w, 1.0f, n);
+        for (int i = 0; i <= n && i < ld; i++) {
+            double want = i < n ? x[i] * 0.8 * (w[i] + 1.0) : x[i];
+            e = fabs(y[i] - want);
+            worst[8] = e > worst[8] || isnan(e) ? e : worst[8];
+        }
     }
     lf_cpu_set_isa(-1);
-    static const char *names[] = { "dot_short_rows", "weighted_rows", "axpy",           "scale",
-                                   "silu_mul",       "mul_axpy",      "rmsnorm_bwd_row" };
-    static const double tol[] = { 2e-6 * maxn, 2e-6 * rows, 1e-7, 1e-7, 3e-7, 2e-7, 2e-6 };
-    for (int i = 0; i < 7; i++) {
+    static const char *names[] = { "dot_short_rows", "weighted_rows", "axpy",  "scale",     "silu_mul",
+                                   "mul_axpy",       "rmsnorm_bwd_row", "sumsq", "norm_apply" };
+    static const double tol[] = { 2e-6 * maxn, 2e-6 * rows, 1e-7, 1e-7, 3e-7, 2e-7, 2e-6, 2e-6 * maxn, 3e-7 };
+    for (int i = 0; i < 9; i++) {
         char name[64], detail[96];
-        snprintf(name, sizeof name, "vec_%s_f32_%s", names[i], isa_name(isa));
+        snprintf(name, sizeof name, "vec_%s_f32_%s", names[i], lf_cpu_isa_name(isa));
         snprintf(detail, sizeof detail, "max err %.3g > tol %.3g", worst[i], tol[i]);
         report(worst[i] <= tol[i], name, detail);
     }
     char name[64];
-    snprintf(name, sizeof name, "vec_dot_short_rows_f32_split_%s", isa_name(isa));
+    snprintf(name, sizeof name, "vec_dot_short_rows_f32_split_%s", lf_cpu_isa_name(isa));
     report(same_rows, name, "a row's bits depend on the rows beside it");
 }
 
@@ -494,7 +505,7 @@ static void check_gemv(int isa, int M, int N, int K)
     float *one = malloc((size_t)(N3 + 1) * sizeof *one);
     double *ref = malloc((size_t)(M * N3 + 1) * sizeof *ref);
     char name[64], detail[160];
-    snprintf(name, sizeof name, "gemv_f32_M%d_%dx%d_%s", M, N, K, isa_name(isa));
+    snprintf(name, sizeof name, "gemv_f32_M%d_%dx%d_%s", M, N, K, lf_cpu_isa_name(isa));
     for (size_t i = 0; i < nw; i++)
         w[i] = rng_uniform();
     for (size_t i = 0; i < nx; i++)
@@ -624,7 +635,7 @@ static void check_attention(int isa, int T, int q0, int heads, int kv_heads, int
         }
         char name[112], detail[128];
         snprintf(name, sizeof name, "attention%s_f32_T%d_q0%d_h%d_kv%d_d%d_w%d_cap%g_%s", cache ? "_cache" : "", T,
-                 q0, heads, kv_heads, d, window, softcap, isa_name(isa));
+                 q0, heads, kv_heads, d, window, softcap, lf_cpu_isa_name(isa));
         snprintf(detail, sizeof detail, "max abs err %.3g > 2e-6, or threads change bits (%s)", max_err,
                  same ? "same" : "differ");
         report(max_err <= 2e-6 && same, name, detail);
@@ -660,7 +671,7 @@ static void check_gated_silu(int isa, long n)
         max_rel = e > max_rel || isnan(e) ? e : max_rel;
     }
     char name[64], detail[96];
-    snprintf(name, sizeof name, "gated_act_silu_f32_%ld_%s", n, isa_name(isa));
+    snprintf(name, sizeof name, "gated_act_silu_f32_%ld_%s", n, lf_cpu_isa_name(isa));
     snprintf(detail, sizeof detail, "max rel err %.3g > 3e-7", max_rel);
     report(max_rel <= 3e-7, name, detail);
     free(g);
@@ -695,7 +706,7 @@ static void check_gated_silu_bwd(int isa, long n)
         worst_u = (eu > worst_u || isnan(eu)) && fabs(want_u) > 1e-30 ? eu : worst_u;
     }
     char name[64], detail[96];
-    snprintf(name, sizeof name, "gated_act_silu_bwd_f32_%ld_%s", n, isa_name(isa));
+    snprintf(name, sizeof name, "gated_act_silu_bwd_f32_%ld_%s", n, lf_cpu_isa_name(isa));
     snprintf(detail, sizeof detail, "max rel err dgate %.3g > 2e-6 or dup %.3g > 4e-7", worst_g, worst_u);
     report(worst_g <= 2e-6 && worst_u <= 4e-7, name, detail);
     free(g);
@@ -749,12 +760,10 @@ static void check_rope(int T, int heads, int d, int rotary_dim, int pad)
 
 static void check_vector_kernels(void)
 {
-    int isas[2] = { LF_CPU_ISA_PORTABLE, LF_CPU_ISA_AVX512 }, nisa = 1;
     lf_cpu_set_isa(-1);
-    if (lf_cpu_isa() == LF_CPU_ISA_AVX512)
-        nisa = 2;
-    else
-        printf("# this CPU has no AVX-512: the portable kernels only\n");
+    int best = lf_cpu_isa();
+    printf("# this CPU's best instruction set: %s (the kernels are checked with it and each one below)\n",
+           lf_cpu_isa_name(best));
     static const int gemv_shapes[][2] = { { 1, 1 },  { 3, 5 },     { 17, 15 },  { 33, 16 },  { 5, 17 },
                                           { 9, 31 }, { 64, 33 },   { 7, 63 },   { 11, 64 },  { 13, 65 },
                                           { 100, 127 }, { 257, 513 }, { 130, 1376 }, { 4, 0 }, { 0, 8 } };
@@ -766,19 +775,19 @@ static void check_vector_kernels(void)
         { 4, 0, 2, 2, 16, 3, 0 },    { 7, 50, 4, 1, 130, 0, 0 },  { 257, 0, 2, 2, 64, 0, 0 },
         { 1, 300, 4, 2, 64, 0, 0 },  { 2, 200, 6, 3, 128, 50, 0 },
     };
-    for (int i = 0; i < nisa; i++) {
-        check_exp(isas[i]);
-        check_vec_ops(isas[i]);
+    for (int isa = LF_CPU_ISA_PORTABLE; isa <= best; isa++) {
+        check_exp(isa);
+        check_vec_ops(isa);
         for (size_t j = 0; j < sizeof gemv_shapes / sizeof gemv_shapes[0]; j++)
             for (int M = 1; M <= 9; M += M < 5 ? 1 : 4) /* 1 2 3 4 5 9 */
-                check_gemv(isas[i], M, gemv_shapes[j][0], gemv_shapes[j][1]);
+                check_gemv(isa, M, gemv_shapes[j][0], gemv_shapes[j][1]);
         for (size_t j = 0; j < sizeof attn / sizeof attn[0]; j++)
-            check_attention(isas[i], attn[j][0], attn[j][1], attn[j][2], attn[j][3], attn[j][4], attn[j][5],
+            check_attention(isa, attn[j][0], attn[j][1], attn[j][2], attn[j][3], attn[j][4], attn[j][5],
                             (float)attn[j][6]);
-        check_gated_silu(isas[i], 1000003);
-        check_gated_silu(isas[i], 37);
-        check_gated_silu_bwd(isas[i], 1000003);
-        check_gated_silu_bwd(isas[i], 37);
+        check_gated_silu(isa, 1000003);
+        check_gated_silu(isa, 37);
+        check_gated_silu_bwd(isa, 1000003);
+        check_gated_silu_bwd(isa, 37);
     }
 }
 
