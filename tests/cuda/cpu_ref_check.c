@@ -237,8 +237,8 @@ static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float 
     int saved = omp_get_max_threads(), best = lf_cpu_isa();
     for (int isa = 0; isa <= best; isa++) {
         lf_cpu_set_isa(isa);
-        snprintf(name, sizeof name, "sgemm_%s_%c%c_%dx%dx%d_a%g_b%g", lf_cpu_isa_name(isa), ta ? 't' : 'n', tb ? 't' : 'n',
-                 M, N, K, alpha, beta);
+        snprintf(name, sizeof name, "sgemm_%s_%c%c_%dx%dx%d_a%g_b%g", lf_cpu_isa_name(isa), ta ? 't' : 'n',
+                 tb ? 't' : 'n', M, N, K, alpha, beta);
         double max_err = 0, tol = 1e-6 * (K + 1) + 1e-6;
         int same = 1;
         for (int threads = 1; threads <= 3; threads++) {
