@@ -36,6 +36,7 @@
  * 1.4-2.4x OpenBLAS's (its times there vary the most). */
 #include "gemm.h"
 #include "vec.h"
+#include "vec_impl.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -260,12 +261,6 @@ static void pack_bt_narrow(float *q, const float *B, long ldb, int nc, int kc)
 
 #define NR_AVX2 16  /* tile columns: 2 vectors of 8 */
 
-/* integer mask of the first n (0..8) lanes, for maskload / maskstore */
-__attribute__((target("avx2"))) static inline __m256i first_lanes8(int n)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /* r[0..7] rows of 8 -> their transpose */
 __attribute__((target("avx2"))) static inline void transpose8(__m256 *r)
 {
@@ -315,7 +310,7 @@ __attribute__((target("avx2"))) static void pack_b_avx2(float *q, const float *B
 {
     for (int j0 = 0; j0 < nc; j0 += NR_AVX2) {
         float *panel = q + (long)j0 * kc;
-        __m256i m0 = first_lanes8(nc - j0), m1 = first_lanes8(nc - j0 - 8);
+        __m256i m0 = lf_avx2_lanes(nc - j0), m1 = lf_avx2_lanes(nc - j0 - 8);
         for (int k = 0; k < kc; k++) {
             _mm256_store_ps(panel + (long)k * NR_AVX2, _mm256_maskload_ps(B + (long)k * ldb + j0, m0));
             _mm256_store_ps(panel + (long)k * NR_AVX2 + 8, _mm256_maskload_ps(B + (long)k * ldb + j0 + 8, m1));
@@ -349,7 +344,7 @@ tile_avx2_body(int kc, const float *a, long rs, long cs, const float *b, long ld
     const float *arow[MR];
     for (int r = 0; r < MR; r++)
         arow[r] = a + (r < mr ? r : 0) * rs; /* rows past mr repeat row 0, and are not stored */
-    __m256i m0 = first_lanes8(nr), m1 = first_lanes8(nr - 8);
+    __m256i m0 = lf_avx2_lanes(nr), m1 = lf_avx2_lanes(nr - 8);
     __m256 acc[MR][2];
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++)

@@ -29,13 +29,6 @@
 
 /* ---- helpers ---- */
 
-/* lanes i < left set: all 8 from left >= 8 on, none for left <= 0 */
-__attribute__((target("avx2,fma"))) static inline __m256i tail_mask(long left)
-{
-    int l = left > 8 ? 8 : left < 0 ? 0 : (int)left;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(l), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /* stores lanes i < left of v at p: a plain store when that is all 8 (a
    masked store is ten times slower on Zen 3), nothing when left <= 0 */
 __attribute__((target("avx2,fma"))) static inline void store_lanes(float *p, long left, __m256 v)
@@ -43,7 +36,7 @@ __attribute__((target("avx2,fma"))) static inline void store_lanes(float *p, lon
     if (left >= 8)
         _mm256_storeu_ps(p, v);
     else if (left > 0)
-        _mm256_maskstore_ps(p, tail_mask(left), v);
+        _mm256_maskstore_ps(p, lf_avx2_lanes(left), v);
 }
 
 /* the sum of v's 8 lanes: halves, then pairs, then the last two */
@@ -103,7 +96,7 @@ __attribute__((target("avx2,fma"))) static float dot1_avx2(const float *w, const
         k += 8;
     }
     if (k < K) {
-        __m256i m = tail_mask(K - k);
+        __m256i m = lf_avx2_lanes(K - k);
         a1 = _mm256_fmadd_ps(_mm256_maskload_ps(w + k, m), _mm256_maskload_ps(x + k, m), a1);
     }
     return hsum(_mm256_add_ps(a0, a1));
@@ -138,7 +131,7 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(float *out, long ldo, 
         k += 8;
     }
     if (k < K) {
-        __m256i m = tail_mask(K - k);
+        __m256i m = lf_avx2_lanes(K - k);
         __m256 w0 = _mm256_maskload_ps(w + k, m);
         a01 = _mm256_fmadd_ps(w0, _mm256_maskload_ps(x0 + k, m), a01);
         a11 = _mm256_fmadd_ps(w0, _mm256_maskload_ps(x1 + k, m), a11);
@@ -194,7 +187,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_dot_short_rows(float *out, cons
                 v[j] = _mm256_fmadd_ps(_mm256_loadu_ps(wr[j] + k), xk, v[j]);
         }
         if (k < K) {
-            __m256i m = tail_mask(K - k);
+            __m256i m = lf_avx2_lanes(K - k);
             __m256 xk = _mm256_maskload_ps(x + k, m);
             #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
@@ -218,8 +211,8 @@ __attribute__((target("avx2,fma"))) void lf_avx2_weighted_rows(float *out, const
                                                                int rows, int n, int acc)
 {
     for (int j = 0; j < n; j += 32) {
-        __m256i m0 = tail_mask(n - j), m1 = tail_mask(n - j - 8);
-        __m256i m2 = tail_mask(n - j - 16), m3 = tail_mask(n - j - 24);
+        __m256i m0 = lf_avx2_lanes(n - j), m1 = lf_avx2_lanes(n - j - 8);
+        __m256i m2 = lf_avx2_lanes(n - j - 16), m3 = lf_avx2_lanes(n - j - 24);
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         if (acc) {
             a0 = _mm256_maskload_ps(out + j, m0);
@@ -254,7 +247,7 @@ __attribute__((target("avx2,fma"))) float lf_avx2_sumsq(const float *x, int n)
         a1 = _mm256_fmadd_ps(v1, v1, a1);
     }
     for (; i < n; i += 8) {
-        __m256 v = _mm256_maskload_ps(x + i, tail_mask(n - i));
+        __m256 v = _mm256_maskload_ps(x + i, lf_avx2_lanes(n - i));
         a0 = _mm256_fmadd_ps(v, v, a0);
     }
     return hsum(_mm256_add_ps(a0, a1));
@@ -265,7 +258,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_norm_apply(float *out, const fl
 {
     __m256 rv = _mm256_set1_ps(r), ov = _mm256_set1_ps(offset);
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail_mask(n - i);
+        __m256i m = lf_avx2_lanes(n - i);
         __m256 v = _mm256_mul_ps(_mm256_maskload_ps(x + i, m), rv);
         store_lanes(out + i, n - i, _mm256_mul_ps(v, _mm256_add_ps(_mm256_maskload_ps(w + i, m), ov)));
     }
@@ -283,14 +276,14 @@ __attribute__((target("avx2,fma"))) void lf_avx2_rmsnorm_bwd_row(float *dx, cons
         a1 = _mm256_fmadd_ps(gw1, _mm256_loadu_ps(x + i + 8), a1);
     }
     for (; i < n; i += 8) {
-        __m256i m = tail_mask(n - i);
+        __m256i m = lf_avx2_lanes(n - i);
         __m256 gw = _mm256_mul_ps(_mm256_maskload_ps(g + i, m), _mm256_add_ps(_mm256_maskload_ps(w + i, m), ov));
         a0 = _mm256_fmadd_ps(gw, _mm256_maskload_ps(x + i, m), a0);
     }
     float c = hsum(_mm256_add_ps(a0, a1)) * r * r * r / (float)n;
     __m256 rv = _mm256_set1_ps(r), cv = _mm256_set1_ps(c);
     for (i = 0; i < n; i += 8) {
-        __m256i m = tail_mask(n - i);
+        __m256i m = lf_avx2_lanes(n - i);
         __m256 gw = _mm256_mul_ps(_mm256_maskload_ps(g + i, m), _mm256_add_ps(_mm256_maskload_ps(w + i, m), ov));
         __m256 d = _mm256_fmsub_ps(rv, gw, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), cv));
         store_lanes(dx + i, n - i, _mm256_add_ps(_mm256_maskload_ps(dx + i, m), d));
@@ -301,7 +294,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_mul_axpy(float *y, const float 
 {
     __m256 sv = _mm256_set1_ps(s);
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail_mask(n - i);
+        __m256i m = lf_avx2_lanes(n - i);
         __m256 ab = _mm256_mul_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m));
         store_lanes(y + i, n - i, _mm256_fmadd_ps(ab, sv, _mm256_maskload_ps(y + i, m)));
     }
@@ -311,7 +304,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_axpy(float *y, float a, const f
 {
     __m256 av = _mm256_set1_ps(a);
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail_mask(n - i);
+        __m256i m = lf_avx2_lanes(n - i);
         __m256 yv = _mm256_maskload_ps(y + i, m);
         store_lanes(y + i, n - i, _mm256_fmadd_ps(av, _mm256_maskload_ps(x + i, m), yv));
     }
@@ -321,7 +314,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_scale(float *x, float a, int n)
 {
     __m256 av = _mm256_set1_ps(a);
     for (int i = 0; i < n; i += 8)
-        store_lanes(x + i, n - i, _mm256_mul_ps(av, _mm256_maskload_ps(x + i, tail_mask(n - i))));
+        store_lanes(x + i, n - i, _mm256_mul_ps(av, _mm256_maskload_ps(x + i, lf_avx2_lanes(n - i))));
 }
 
 /* ---- exp's users ---- */
@@ -330,7 +323,7 @@ __attribute__((target("avx2,fma"))) float lf_avx2_exp_sum(float *x, int n, float
 {
     __m256 s = _mm256_set1_ps(sub), acc = _mm256_setzero_ps();
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail_mask(n - i);
+        __m256i m = lf_avx2_lanes(n - i);
         __m256 e = exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), s));
         store_lanes(x + i, n - i, e);
         /* lanes past n (exp(-sub), maybe inf) add nothing */
@@ -343,7 +336,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_silu_mul(float *out, const floa
 {
     __m256 one = _mm256_set1_ps(1.0f);
     for (long i = 0; i < n; i += 8) {
-        __m256i m = tail_mask(n - i);
+        __m256i m = lf_avx2_lanes(n - i);
         __m256 g = _mm256_maskload_ps(gate + i, m), u = _mm256_maskload_ps(up + i, m);
         __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
         __m256 y = _mm256_div_ps(g, _mm256_add_ps(one, e));
@@ -356,7 +349,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_silu_mul_bwd(float *dgate, floa
 {
     __m256 one = _mm256_set1_ps(1.0f);
     for (long i = 0; i < n; i += 8) {
-        __m256i m = tail_mask(n - i);
+        __m256i m = lf_avx2_lanes(n - i);
         __m256 g = _mm256_maskload_ps(gate + i, m), u = _mm256_maskload_ps(up + i, m);
         __m256 d = _mm256_maskload_ps(dout + i, m);
         __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g))));
@@ -377,7 +370,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_qk_tile(float *sc, long lds, co
     const float *q0 = q, *q1 = nr > 1 ? q + ldq : q, *q2 = nr > 2 ? q + 2 * ldq : q, *q3 = nr > 3 ? q + 3 * ldq : q;
     __m256 sv = _mm256_set1_ps(scale);
     for (int s = 0; s < n; s += 16) {
-        __m256i m0 = tail_mask(n - s), m1 = tail_mask(n - s - 8);
+        __m256i m0 = lf_avx2_lanes(n - s), m1 = lf_avx2_lanes(n - s - 8);
         __m256 z = _mm256_setzero_ps(), a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, e0 = z, e1 = z;
         const float *kp = kt + s;
         for (int k = 0; k < d; k++, kp += ldt) {
@@ -420,7 +413,7 @@ __attribute__((target("avx2,fma"))) void lf_avx2_pv_tile(float *out, long ldo, c
 {
     const float *p0 = p, *p1 = nr > 1 ? p + ldp : p, *p2 = nr > 2 ? p + 2 * ldp : p, *p3 = nr > 3 ? p + 3 * ldp : p;
     for (int j = 0; j < d; j += 16) {
-        __m256i m0 = tail_mask(d - j), m1 = tail_mask(d - j - 8);
+        __m256i m0 = lf_avx2_lanes(d - j), m1 = lf_avx2_lanes(d - j - 8);
         __m256 z = _mm256_setzero_ps(), a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, e0 = z, e1 = z;
         const float *vp = v + j;
         for (int s = 0; s < n; s++, vp += ldv) {

@@ -7,6 +7,8 @@
 #ifndef LF_KERNELS_CPU_VEC_IMPL_H
 #define LF_KERNELS_CPU_VEC_IMPL_H
 
+#include <immintrin.h>
+
 /* ---- exp constants ---- */
 
 #define EXP_HI 88.8f             /* above: +inf (exp(88.73) > FLT_MAX) */
@@ -29,6 +31,14 @@
 enum { PREFETCH_ROWS = 16 };
 
 /* ---- AVX2 with FMA (vec_avx2.c): call only where lf_cpu_isa() says so ---- */
+
+/* the integer mask of lanes i < left (maskload's): all 8 from left >= 8
+   on, none for left <= 0; vec_avx2.c's tails and gemm.c's edge tiles */
+__attribute__((target("avx2"))) static inline __m256i lf_avx2_lanes(long left)
+{
+    int l = left > 8 ? 8 : left < 0 ? 0 : (int)left;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(l), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 
 void lf_avx2_dot_rows(float *out, long ldo, const float *w, long ldw, const float *x, long ldx, int M, int rows,
                       int K);
