@@ -546,7 +546,7 @@ static void narrow_block(const struct gemm *g, int i0, int M, int N, float *pb)
 
 static int own_gemm_fits(int M, int N, int K)
 {
-    if (lf_cpu_isa() < LF_CPU_ISA_AVX2 || omp_in_parallel() || K < MIN_K)
+    if (lf_cpu_isa() < LF_CPU_ISA_AVX2 || K < MIN_K)
         return 0;
     if (N <= NARROW)
         return M >= MIN_M_NARROW;
@@ -592,8 +592,12 @@ void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const fl
     struct gemm g = {avx512, avx512 ? NR : NR_AVX2, ta, tb, !tb && (!avx512 || ldb % 256 == 0),
                      K, alpha, beta, A, B, lda, ldb, ldc, C};
     int failed = 0;
-    #pragma omp parallel reduction(| : failed)
-    failed = gemm_share(&g, M, N, omp_get_thread_num(), omp_get_num_threads()) < 0;
+    if (omp_in_parallel()) /* a thread of the caller's team: it alone */
+        failed = gemm_share(&g, M, N, 0, 1) < 0;
+    else {
+        #pragma omp parallel reduction(| : failed)
+        failed = gemm_share(&g, M, N, omp_get_thread_num(), omp_get_num_threads()) < 0;
+    }
     if (failed) {
         fprintf(stderr, "lf_cpu_sgemm_f32: out of memory for the packing buffers\n");
         exit(1);

@@ -7,7 +7,8 @@
  *
  * On AVX-512 and AVX2 CPUs, for the shapes where it pays (see gemm.c:
  * training's products, and LoRA's narrow ones, N <= 16), lf's own product
- * runs (gemm.c); elsewhere, and inside an OpenMP parallel region, OpenBLAS's
+ * runs (gemm.c), on the calling thread alone inside an OpenMP parallel
+ * region (the attention's per-head products); elsewhere OpenBLAS's
  * cblas_sgemm.  Which of the two runs depends on the shape and the CPU
  * only, never on the number of threads; lf's own sums each element of C in
  * the same order at any thread count (OpenBLAS's sums may change with it).

@@ -1,6 +1,6 @@
 /* kernels/cpu/grad.c — backward ops of the CPU reference (see grad.h).
- * Products go through gemm.c (the attention's small per-block ones straight
- * to OpenBLAS); reductions over rows are split by column
+ * Products go through gemm.c (the attention's small per-block ones on
+ * their head's thread); reductions over rows are split by column
  * so that results do not depend on the number of threads.  The attention's
  * backward runs its heads in parallel (blocks of query rows over the keys
  * they see, single-threaded products), the cross-entropy's exp is vec.c's. */
@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cblas.h>
 
 void lf_cpu_matmul_nn_f32(float *out, const float *a, const float *b, int M, int N, int K, float beta)
 {
@@ -93,7 +92,7 @@ void lf_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *
 
 /* Query rows per block of the attention's backward: each block works on
  * the keys it sees (up to its last position), so the causal half is
- * skipped, and its products are small single-threaded sgemms. */
+ * skipped, and its products are small single-threaded ones. */
 #define ATTN_BWD_BLOCK 32
 
 /* The backward of query head h over rows t0 .. t1-1 (one block), keys
@@ -119,7 +118,7 @@ static void attention_bwd_block(float *dq, float *dkh, float *dvh, const float *
     const float *oh = out + (size_t)t0 * qs + (size_t)h * d;
     const float *kh = k + (size_t)klo * ks + (size_t)kvh * d, *vh = v + (size_t)klo * ks + (size_t)kvh * d;
     float *P = buf, *dP = buf + (size_t)B * n, *F = buf + 2 * (size_t)B * n;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n, d, a->scale, qh, qs, kh, ks, 0.0f, P, n);
+    lf_cpu_sgemm_f32(0, 1, B, n, d, a->scale, qh, qs, kh, ks, 0.0f, P, n);
     for (int i = 0; i < B; i++) {
         float *row = P + (size_t)i * n;
         int p = first + i;
@@ -141,9 +140,8 @@ static void attention_bwd_block(float *dq, float *dkh, float *dvh, const float *
         memset(row + hi, 0, (size_t)(n - hi) * sizeof *row);
     }
     /* dV_h += P^T dO;  dP = dO V^T */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, B, 1.0f, P, n, doh, qs, 1.0f, dvh + (size_t)klo * d,
-                d);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n, d, 1.0f, doh, qs, vh, ks, 0.0f, dP, n);
+    lf_cpu_sgemm_f32(1, 0, n, d, B, 1.0f, P, n, doh, qs, 1.0f, dvh + (size_t)klo * d, d);
+    lf_cpu_sgemm_f32(0, 1, B, n, d, 1.0f, doh, qs, vh, ks, 0.0f, dP, n);
     /* dS = P (dP - rowsum(dO o O)), through the cap */
     for (int i = 0; i < B; i++) {
         float D = 0;
@@ -158,16 +156,14 @@ static void attention_bwd_block(float *dq, float *dkh, float *dvh, const float *
         }
     }
     /* dQ = scale dS K;  dK_h += scale dS^T Q */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, n, a->scale, dP, n, kh, ks, 0.0f,
-                dq + (size_t)t0 * qs + (size_t)h * d, qs);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, d, B, a->scale, dP, n, qh, qs, 1.0f,
-                dkh + (size_t)klo * d, d);
+    lf_cpu_sgemm_f32(0, 0, B, d, n, a->scale, dP, n, kh, ks, 0.0f, dq + (size_t)t0 * qs + (size_t)h * d, qs);
+    lf_cpu_sgemm_f32(1, 0, n, d, B, a->scale, dP, n, qh, qs, 1.0f, dkh + (size_t)klo * d, d);
 }
 
 /* The heads run in parallel, one work item each (its blocks in order, its
- * products single-threaded: OpenBLAS runs one thread inside a parallel
- * region), each into its own dK_h and dV_h; then dk and dv add the heads of
- * each group in head order, so no result depends on the thread count.
+ * products on its own thread), each into its own dK_h and dV_h; then dk
+ * and dv add the heads of each group in head order, so no result depends
+ * on the thread count.
  * Groups go a few at a time so that the heads' own gradients stay under
  * ~64 MB. */
 void lf_cpu_attention_bwd_f32(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,

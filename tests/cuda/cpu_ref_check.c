@@ -221,7 +221,8 @@ static void check_matmul(int M, int N, int K, float scale)
  * wider than the rows, against the product in double, at 1, 2 and 3
  * threads, for every instruction set (AVX-512 and AVX2: lf's own product
  * where the shape allows, which must give the same bits at each thread
- * count; else OpenBLAS, which need not).  beta 0 starts
+ * count and when each thread of a parallel region calls it; else
+ * OpenBLAS, which need not).  beta 0 starts
  * from NaN, which must not come through. */
 static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float beta)
 {
@@ -229,7 +230,7 @@ static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float 
     long ra = ta ? K : M, rb = tb ? N : K;
     float *a = malloc(sizeof(float) * ra * lda), *b = malloc(sizeof(float) * rb * ldb);
     float *c0 = malloc(sizeof(float) * M * ldc), *c = malloc(sizeof(float) * M * ldc);
-    float *first = malloc(sizeof(float) * M * ldc);
+    float *first = malloc(sizeof(float) * M * ldc), *inner = malloc(sizeof(float) * M * ldc);
     char name[96], detail[200];
     for (long i = 0; i < ra * lda; i++) a[i] = rng_uniform();
     for (long i = 0; i < rb * ldb; i++) b[i] = rng_uniform();
@@ -265,7 +266,19 @@ static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float 
                 same = 0;
             }
         }
-        snprintf(detail, sizeof detail, "max abs err %.3g (tol %.3g), same bits at 1-3 threads: %s", max_err, tol,
+        /* called by each thread of a parallel region (the attention's
+           per-head products): each runs it alone, into its own C */
+        omp_set_num_threads(2);
+        #pragma omp parallel
+        {
+            float *mine = omp_get_thread_num() == 0 ? c : inner;
+            memcpy(mine, c0, sizeof(float) * M * ldc);
+            lf_cpu_sgemm_f32(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, mine, ldc);
+        }
+        if (memcmp(first, c, sizeof(float) * M * ldc) || memcmp(first, inner, sizeof(float) * M * ldc))
+            same = 0;
+        snprintf(detail, sizeof detail,
+                 "max abs err %.3g (tol %.3g), same bits at 1-3 threads and in a parallel region: %s", max_err, tol,
                  same ? "yes" : "no");
         /* OpenBLAS's sums may change with the thread count */
         report(max_err <= tol && (same || isa == LF_CPU_ISA_PORTABLE), name, detail);
@@ -277,6 +290,7 @@ static void check_sgemm(int ta, int tb, int M, int N, int K, float alpha, float 
     free(c0);
     free(c);
     free(first);
+    free(inner);
 }
 
 static void check_sgemm_shapes(void)
