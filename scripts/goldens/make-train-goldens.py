@@ -19,11 +19,18 @@ Layout of tests/golden/train/ (every path below is relative to it)
         partial_rotary_factor 0.5, no rope scaling), mixtral (4 experts, top 2,
         intermediate 16 per expert; block_sparse_moe.gate /
         .experts.N.w1,w2,w3).  Untied: llama, llama-bias, mistral, qwen2, phi3,
-        mixtral.  All: vocab 256, hidden 32, intermediate 48 (not square, so a
-        transposed weight shows), 2 layers, 4 q heads, 2 kv heads, head_dim 8,
-        rope_theta 1e4, pad 0 / bos 1 / eos 2.  Every parameter random:
-        matrices N(0, 0.25^2), biases N(0, 0.3^2), norm weights 1 + N(0, 0.3^2)
-        (gemma/gemma2 zero-centred norms N(0, 0.3^2)).
+        mixtral.  All but llama-wide: vocab 256, hidden 32, intermediate 48
+        (not square, so a transposed weight shows), 2 layers, 4 q heads, 2 kv
+        heads, head_dim 8, rope_theta 1e4, pad 0 / bos 1 / eos 2.  Every
+        parameter random: matrices N(0, 0.25^2), biases N(0, 0.3^2), norm
+        weights 1 + N(0, 0.3^2) (gemma/gemma2 zero-centred norms N(0, 0.3^2)).
+        llama-wide (tied, for data-long.jsonl): hidden 128, intermediate 192,
+        1 layer, 2 q heads and 1 kv head of 64, matrices N(0, 0.125^2) (the
+        same scale of activations as 0.25 at hidden 32).  Its products and
+        sequences are large enough for lf's own CPU matrix product (at least
+        16 rows, 64 columns) and for the attention backward's key blocks of
+        64 and more, which the hidden-32 models and their 9..40-token
+        examples never reach.
   data.jsonl      6 supervised examples, one JSON object a line:
                   {"input_ids": [...], "labels": [...]}, exactly as LLaMA-Factory's
                   supervised processor gives them (labels -100 on prompt tokens,
@@ -32,6 +39,8 @@ Layout of tests/golden/train/ (every path below is relative to it)
                   token, line 1 two turns (-100 / labels / -100 / labels).  Every
                   example's first label is -100.
   data-pt.jsonl   6 pre-training examples, labels == input_ids, lengths 9..40.
+  data-long.jsonl 6 supervised examples as data.jsonl's, lengths 72..160
+                  (micro-batches padded to 136, 160, 128), line 1 two turns.
   cases/CASE/case.json          everything about the case (below)
   cases/CASE/grads.safetensors  F32 "loss" shape [1]: the step's loss (see Loss);
                   F32 "grad.<name>" for every trainable tensor: the gradient
@@ -53,8 +62,10 @@ MODEL-lora for the 10 models (lora_target all); llama-rslora, qwen3-rslora;
 llama-dora, qwen2-dora, phi3-dora; llama-lora-dropout, llama-dora-dropout,
 phi3-dora-dropout (lora_dropout 0.25, see LoRA dropout below); qwen2-lora-qv-embed (lora_target
 q_proj,v_proj + additional_target embed_tokens); mixtral-aux (full,
-moe_aux_loss_coef 0.01); llama-pt (stage pt, full, data-pt.jsonl).  Every case
-but llama-pt is stage sft on data.jsonl.
+moe_aux_loss_coef 0.01); llama-pt (stage pt, full, data-pt.jsonl);
+llama-wide-full and llama-wide-lora (on data-long.jsonl, the model's data
+set: its spec's "data").  Every case but
+llama-pt is stage sft, on data.jsonl unless named.
 
 <name>: full/freeze: the tensor's name in models/NAME/model.safetensors (tied
 models have no lm_head.weight: the tied weight is model.embed_tokens.weight and
@@ -69,7 +80,7 @@ The base weights are frozen in the LoRA cases.
 
 case.json keys: case, stage ("sft"|"pt"), covers, model ("models/NAME", relative
 to tests/golden/train), model_from_repo_root, adapter ("cases/CASE/adapter-init"
-or null), data ("data.jsonl"|"data-pt.jsonl"), recipe (the LLaMA-Factory YAML
+or null), data ("data.jsonl"|"data-pt.jsonl"|"data-long.jsonl"), recipe (the LLaMA-Factory YAML
 keys that define the case), hparams (every LLaMA-Factory hyper-parameter named
 in the spec: finetuning_type, lora_rank, lora_alpha, lora_dropout, lora_target,
 additional_target, use_rslora, use_dora, freeze_trainable_layers,
@@ -258,6 +269,12 @@ MODELS = [
     dict(name="phi3", model_type="phi3", config=base(partial_rotary_factor=0.5),
          covers="phi3: fused qkv_proj [64,32] (q 32 rows, k 16, v 16) and gate_up_proj [128,32] (gate 64, up 64), "
                 "partial_rotary_factor 0.5 (rotary dims 0..3 of each head), untied"),
+    dict(name="llama-wide", model_type="llama", std_mat=0.125, data="long",
+         config=base(hidden_size=128, intermediate_size=192, num_hidden_layers=1, num_attention_heads=2,
+                     num_key_value_heads=1, head_dim=64, max_position_embeddings=256, tie_word_embeddings=True),
+         covers="llama, tied, hidden 128, 2 heads and 1 kv head of 64, intermediate 192, 1 layer: products and "
+                "sequences (data-long.jsonl) large enough for lf's own CPU matrix product and the attention "
+                "backward's longer key blocks"),
     dict(name="mixtral", model_type="mixtral", config=base(num_local_experts=4, num_experts_per_tok=2,
                                                            intermediate_size=16),
          covers="mixtral: 4 experts (w1 gate [16,32], w3 up [16,32], w2 down [32,16]), router "
@@ -282,6 +299,8 @@ CONFIG_KO = {
 def full(m, **kw):
     d = dict(name=f"{m}-full", model=m, finetuning_type="full",
              covers=f"full fine-tuning of {m}: every tensor trained")
+    if "data" in MODEL[m]:   # the model's own data set
+        d["data"] = MODEL[m]["data"]
     d.update(kw)
     return d
 
@@ -289,6 +308,8 @@ def full(m, **kw):
 def lora(m, **kw):
     d = dict(name=f"{m}-lora", model=m, finetuning_type="lora", lora_rank=4, lora_alpha=8, lora_target="all",
              covers=f"LoRA r 4 alpha 8 (scale 2) on every linear layer of {m} but lm_head (lora_target all)")
+    if "data" in MODEL[m]:
+        d["data"] = MODEL[m]["data"]
     d.update(kw)
     return d
 
@@ -340,6 +361,9 @@ CASES = (
             covers="pre-training stage (labels == input_ids, num_items_in_batch counts every token), llama full")]
 )
 
+# the data files: the sets cases name ("data", else their stage)
+DATA_FILES = {"sft": "data.jsonl", "pt": "data-pt.jsonl", "long": "data-long.jsonl"}
+
 
 def seed_of(name, what):
     return zlib.crc32(f"train/{name}/{what}".encode())
@@ -360,23 +384,36 @@ SFT_SHAPES = [  # (length, [(start, end) of label spans])
     (12, [(7, 12)]),
 ]
 PT_LENS = [12, 33, 9, 40, 20, 27]
+LONG_SHAPES = [
+    (130, [(40, 130)]),
+    (97, [(30, 60), (70, 97)]),     # two turns
+    (160, [(100, 160)]),
+    (72, [(20, 72)]),
+    (121, [(60, 121)]),
+    (88, [(44, 88)]),
+]
 
 
-def make_data(torch):
-    g = torch.Generator().manual_seed(seed_of("data", "sft"))
-    sft = []
-    for n, spans in SFT_SHAPES:
+def supervised(torch, what, shapes):
+    g = torch.Generator().manual_seed(seed_of("data", what))
+    rows = []
+    for n, spans in shapes:
         ids = torch.randint(3, V, (n,), generator=g).tolist()
         labels = [-100] * n
         for a, b in spans:
             labels[a:b] = ids[a:b]
-        sft.append({"input_ids": ids, "labels": labels})
+        rows.append({"input_ids": ids, "labels": labels})
+    return rows
+
+
+def make_data(torch):
+    """The data sets by DATA_FILES key"""
     g = torch.Generator().manual_seed(seed_of("data", "pt"))
     pt = []
     for n in PT_LENS:
         ids = torch.randint(3, V, (n,), generator=g).tolist()
         pt.append({"input_ids": ids, "labels": list(ids)})
-    return sft, pt
+    return {"sft": supervised(torch, "sft", SFT_SHAPES), "pt": pt, "long": supervised(torch, "long", LONG_SHAPES)}
 
 
 def collate(torch, examples, multiple_of):
@@ -445,7 +482,7 @@ def randomize(torch, model, spec):
             elif name.endswith(".bias"):
                 v = r * STD_BIAS
             else:
-                v = r * STD_MAT
+                v = r * spec.get("std_mat", STD_MAT)
             p.copy_(v)
 
 
@@ -846,7 +883,7 @@ def build_case(torch, transformers, out, case, data_sets):
     errs = []
     if is_peft(case):
         make_adapter(torch, transformers, out, case)
-    data = data_sets[stage]
+    data = data_sets[case.get("data", stage)]
     mbs = micro_batches(torch, data, stage)
 
     model = setup_model(torch, transformers, out, case)
@@ -1047,7 +1084,7 @@ def build_case(torch, transformers, out, case, data_sets):
         "case": name, "stage": stage, "covers": case["covers"],
         "model": f"models/{case['model']}", "model_from_repo_root": base_path,
         "adapter": f"cases/{name}/adapter-init" if is_peft(case) else None,
-        "data": "data.jsonl" if stage == "sft" else "data-pt.jsonl",
+        "data": DATA_FILES[case.get("data", stage)],
         "recipe": recipe, "hparams": hparams, "trainable": trainable, "no_decay": no_decay,
         "target_modules": sorted(acfg["target_modules"]) if acfg else None,
         "adapter_config": acfg,
@@ -1114,7 +1151,7 @@ def cross_case(torch, transformers, out, case, data_sets):
             model.train()
         else:
             model = setup_model(torch, transformers, out, case, use_llamafactory=False)
-        mine = run(torch, model, micro_batches(torch, data_sets[stage], stage))
+        mine = run(torch, model, micro_batches(torch, data_sets[case.get("data", stage)], stage))
         if moe:
             for what in ("grads", "after"):
                 mine[what] = unfuse_mixtral(mine[what])
@@ -1138,7 +1175,7 @@ def cross_case(torch, transformers, out, case, data_sets):
             try:
                 model = load_base(torch, transformers, base_path, torch.float32, aux_coef=case["moe_aux_loss_coef"])
                 model.train()
-                fixed = run(torch, model, micro_batches(torch, data_sets[stage], stage))
+                fixed = run(torch, model, micro_batches(torch, data_sets[case.get("data", stage)], stage))
             finally:
                 mm.load_balancing_loss_func = orig
             fixed = {"losses": fixed["losses"], "grads": unfuse_mixtral(fixed["grads"]),
@@ -1158,9 +1195,9 @@ def cross_case(torch, transformers, out, case, data_sets):
 def read_data(out):
     import torch
     sets = {}
-    for stage, fn in (("sft", "data.jsonl"), ("pt", "data-pt.jsonl")):
+    for key, fn in DATA_FILES.items():
         with open(os.path.join(out, fn)) as f:
-            sets[stage] = [json.loads(line) for line in f]
+            sets[key] = [json.loads(line) for line in f]
     return sets
 
 
@@ -1174,9 +1211,8 @@ def worker(args):
         for spec in MODELS:
             if not only or any(c["model"] == spec["name"] for c in cases):
                 res["models"][spec["name"]] = build_model(torch, transformers, spec, args.out)
-        sft, pt = make_data(torch)
-        for fn, rows in (("data.jsonl", sft), ("data-pt.jsonl", pt)):
-            with open(os.path.join(args.out, fn), "w") as f:
+        for key, rows in make_data(torch).items():
+            with open(os.path.join(args.out, DATA_FILES[key]), "w") as f:
                 for r in rows:
                     f.write(json.dumps({"input_ids": r["input_ids"], "labels": r["labels"]}) + "\n")
         data_sets = read_data(args.out)

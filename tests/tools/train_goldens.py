@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """lf-train against transformers + PEFT (tests/golden/train, made by
 scripts/goldens/make-train-goldens.py; its docstring has the layout and the
-step rules).  For every case lf builds: the examples of data.jsonl (or
-data-pt.jsonl) as a shard (tests/helpers/shard-from-jsonl), one lf-train run
+step rules).  For every case lf builds: the examples of its data file
+(data.jsonl, data-pt.jsonl or data-long.jsonl) as a shard (tests/helpers/shard-from-jsonl), one lf-train run
 with the case's LLaMA-Factory hyper-parameters (LoRA cases continue the
 adapter PEFT saved, adapter-init/), 10 optimizer steps of all 6 examples
 each in file order (batch 2, accumulation 3, --disable-shuffling: the
@@ -78,8 +78,10 @@ def main():
             case = json.load(open(os.path.join(GOLD, "cases", name, "case.json")))
             shard = os.path.join(tmp, name + ".shard")
             kind = case["stage"]
-            subprocess.run([os.path.join(UNITS, "helpers", "shard-from-jsonl"), kind, "train", "64", "256",
-                            os.path.join(GOLD, case["data"]), shard], check=True)
+            data = os.path.join(GOLD, case["data"])
+            cutoff = max([64] + [len(json.loads(line)["input_ids"]) for line in open(data)])
+            subprocess.run([os.path.join(UNITS, "helpers", "shard-from-jsonl"), kind, "train", str(cutoff), "256",
+                            data, shard], check=True)
             out, dump = os.path.join(tmp, name), os.path.join(tmp, name + "-grads.safetensors")
             env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
             r = subprocess.run([os.path.join(BIN, "lf-train")] + flags(case, tmp) +
