@@ -56,16 +56,16 @@ Layout of tests/golden/train/ (every path below is relative to it)
                   per tensor ("max_abs_grad", saved names), knockouts, checks
                   (f64, trainer, tf5, deterministic: see below), bytes.
 
-Cases (CASE): MODEL-full for the 10 models; llama-freeze, llama-freeze-mlp,
+Cases (CASE): MODEL-full for the 11 models; llama-freeze, llama-freeze-mlp,
 qwen2-freeze;
-MODEL-lora for the 10 models (lora_target all); llama-rslora, qwen3-rslora;
+MODEL-lora for the 11 models (lora_target all); llama-rslora, qwen3-rslora;
 llama-dora, qwen2-dora, phi3-dora; llama-lora-dropout, llama-dora-dropout,
 phi3-dora-dropout (lora_dropout 0.25, see LoRA dropout below); qwen2-lora-qv-embed (lora_target
 q_proj,v_proj + additional_target embed_tokens); mixtral-aux (full,
 moe_aux_loss_coef 0.01); llama-pt (stage pt, full, data-pt.jsonl);
 llama-wide-full and llama-wide-lora (on data-long.jsonl, the model's data
-set: its spec's "data").  Every case but
-llama-pt is stage sft, on data.jsonl unless named.
+set: its spec's "data").  Every case but llama-pt is stage sft, on
+data.jsonl unless named.
 
 <name>: full/freeze: the tensor's name in models/NAME/model.safetensors (tied
 models have no lm_head.weight: the tied weight is model.embed_tokens.weight and

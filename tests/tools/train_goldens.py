@@ -2,7 +2,8 @@
 """lf-train against transformers + PEFT (tests/golden/train, made by
 scripts/goldens/make-train-goldens.py; its docstring has the layout and the
 step rules).  For every case lf builds: the examples of its data file
-(data.jsonl, data-pt.jsonl or data-long.jsonl) as a shard (tests/helpers/shard-from-jsonl), one lf-train run
+(data.jsonl, data-pt.jsonl or data-long.jsonl) as a shard
+(tests/helpers/shard-from-jsonl), one lf-train run
 with the case's LLaMA-Factory hyper-parameters (LoRA cases continue the
 adapter PEFT saved, adapter-init/), 10 optimizer steps of all 6 examples
 each in file order (batch 2, accumulation 3, --disable-shuffling: the
