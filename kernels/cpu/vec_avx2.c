@@ -361,89 +361,63 @@ __attribute__((target("avx2,fma"))) void lf_avx2_silu_mul_bwd(float *dgate, floa
 
 /* ---- attention tiles ---- */
 
-/* 4 query rows x 16 keys per step: 8 accumulators, 2 vectors of keys and
-   a broadcast query element (11 of the 16 registers); rows past nr
-   repeat row 0 and are not stored */
-__attribute__((target("avx2,fma"))) void lf_avx2_qk_tile(float *sc, long lds, const float *q, long ldq, int nr,
-                                                         const float *kt, long ldt, int n, int d, float scale)
+/* The two tiles' product: out[r][j] = scale sum over k < kn of a_r[k]
+   b[k][j] for 4 rows of a (lda apart) and the n columns of b (ldb apart),
+   16 columns per step: 8 accumulators, 2 vectors of b and a broadcast
+   element of a (11 of the 16 registers); rows past nr repeat row 0 and are
+   not stored */
+__attribute__((target("avx2,fma"))) static void rows4_product(float *out, long ldo, const float *a, long lda, int nr,
+                                                              const float *b, long ldb, int n, int kn, float scale)
 {
-    const float *q0 = q, *q1 = nr > 1 ? q + ldq : q, *q2 = nr > 2 ? q + 2 * ldq : q, *q3 = nr > 3 ? q + 3 * ldq : q;
+    const float *a0 = a, *a1 = nr > 1 ? a + lda : a, *a2 = nr > 2 ? a + 2 * lda : a, *a3 = nr > 3 ? a + 3 * lda : a;
     __m256 sv = _mm256_set1_ps(scale);
-    for (int s = 0; s < n; s += 16) {
-        __m256i m0 = lf_avx2_lanes(n - s), m1 = lf_avx2_lanes(n - s - 8);
-        __m256 z = _mm256_setzero_ps(), a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, e0 = z, e1 = z;
-        const float *kp = kt + s;
-        for (int k = 0; k < d; k++, kp += ldt) {
-            __m256 k0 = _mm256_maskload_ps(kp, m0), k1 = _mm256_maskload_ps(kp + 8, m1);
-            __m256 x = _mm256_set1_ps(q0[k]);
-            a0 = _mm256_fmadd_ps(x, k0, a0);
-            a1 = _mm256_fmadd_ps(x, k1, a1);
-            x = _mm256_set1_ps(q1[k]);
-            b0 = _mm256_fmadd_ps(x, k0, b0);
-            b1 = _mm256_fmadd_ps(x, k1, b1);
-            x = _mm256_set1_ps(q2[k]);
-            c0 = _mm256_fmadd_ps(x, k0, c0);
-            c1 = _mm256_fmadd_ps(x, k1, c1);
-            x = _mm256_set1_ps(q3[k]);
-            e0 = _mm256_fmadd_ps(x, k0, e0);
-            e1 = _mm256_fmadd_ps(x, k1, e1);
+    for (int j = 0; j < n; j += 16) {
+        __m256i m0 = lf_avx2_lanes(n - j), m1 = lf_avx2_lanes(n - j - 8);
+        __m256 z = _mm256_setzero_ps(), c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+        const float *bp = b + j;
+        for (int k = 0; k < kn; k++, bp += ldb) {
+            __m256 b0 = _mm256_maskload_ps(bp, m0), b1 = _mm256_maskload_ps(bp + 8, m1);
+            __m256 x = _mm256_set1_ps(a0[k]);
+            c00 = _mm256_fmadd_ps(x, b0, c00);
+            c01 = _mm256_fmadd_ps(x, b1, c01);
+            x = _mm256_set1_ps(a1[k]);
+            c10 = _mm256_fmadd_ps(x, b0, c10);
+            c11 = _mm256_fmadd_ps(x, b1, c11);
+            x = _mm256_set1_ps(a2[k]);
+            c20 = _mm256_fmadd_ps(x, b0, c20);
+            c21 = _mm256_fmadd_ps(x, b1, c21);
+            x = _mm256_set1_ps(a3[k]);
+            c30 = _mm256_fmadd_ps(x, b0, c30);
+            c31 = _mm256_fmadd_ps(x, b1, c31);
         }
-        store_lanes(sc + s, n - s, _mm256_mul_ps(a0, sv));
-        store_lanes(sc + s + 8, n - s - 8, _mm256_mul_ps(a1, sv));
+        store_lanes(out + j, n - j, _mm256_mul_ps(c00, sv));
+        store_lanes(out + j + 8, n - j - 8, _mm256_mul_ps(c01, sv));
         if (nr > 1) {
-            store_lanes(sc + lds + s, n - s, _mm256_mul_ps(b0, sv));
-            store_lanes(sc + lds + s + 8, n - s - 8, _mm256_mul_ps(b1, sv));
+            store_lanes(out + ldo + j, n - j, _mm256_mul_ps(c10, sv));
+            store_lanes(out + ldo + j + 8, n - j - 8, _mm256_mul_ps(c11, sv));
         }
         if (nr > 2) {
-            store_lanes(sc + 2 * lds + s, n - s, _mm256_mul_ps(c0, sv));
-            store_lanes(sc + 2 * lds + s + 8, n - s - 8, _mm256_mul_ps(c1, sv));
+            store_lanes(out + 2 * ldo + j, n - j, _mm256_mul_ps(c20, sv));
+            store_lanes(out + 2 * ldo + j + 8, n - j - 8, _mm256_mul_ps(c21, sv));
         }
         if (nr > 3) {
-            store_lanes(sc + 3 * lds + s, n - s, _mm256_mul_ps(e0, sv));
-            store_lanes(sc + 3 * lds + s + 8, n - s - 8, _mm256_mul_ps(e1, sv));
+            store_lanes(out + 3 * ldo + j, n - j, _mm256_mul_ps(c30, sv));
+            store_lanes(out + 3 * ldo + j + 8, n - j - 8, _mm256_mul_ps(c31, sv));
         }
     }
 }
 
-/* 4 rows x 16 columns of the output per step, over all n keys: 8
-   accumulators (as qk_tile); rows past nr repeat row 0 and are not
-   stored */
+/* 4 query rows x 16 keys per step, over the head's d features */
+__attribute__((target("avx2,fma"))) void lf_avx2_qk_tile(float *sc, long lds, const float *q, long ldq, int nr,
+                                                         const float *kt, long ldt, int n, int d, float scale)
+{
+    rows4_product(sc, lds, q, ldq, nr, kt, ldt, n, d, scale);
+}
+
+/* 4 rows x 16 columns of the output per step, over all n keys (times 1:
+   the same bits as none) */
 __attribute__((target("avx2,fma"))) void lf_avx2_pv_tile(float *out, long ldo, const float *p, long ldp, int nr,
                                                          const float *v, long ldv, int n, int d)
 {
-    const float *p0 = p, *p1 = nr > 1 ? p + ldp : p, *p2 = nr > 2 ? p + 2 * ldp : p, *p3 = nr > 3 ? p + 3 * ldp : p;
-    for (int j = 0; j < d; j += 16) {
-        __m256i m0 = lf_avx2_lanes(d - j), m1 = lf_avx2_lanes(d - j - 8);
-        __m256 z = _mm256_setzero_ps(), a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, e0 = z, e1 = z;
-        const float *vp = v + j;
-        for (int s = 0; s < n; s++, vp += ldv) {
-            __m256 v0 = _mm256_maskload_ps(vp, m0), v1 = _mm256_maskload_ps(vp + 8, m1);
-            __m256 x = _mm256_set1_ps(p0[s]);
-            a0 = _mm256_fmadd_ps(x, v0, a0);
-            a1 = _mm256_fmadd_ps(x, v1, a1);
-            x = _mm256_set1_ps(p1[s]);
-            b0 = _mm256_fmadd_ps(x, v0, b0);
-            b1 = _mm256_fmadd_ps(x, v1, b1);
-            x = _mm256_set1_ps(p2[s]);
-            c0 = _mm256_fmadd_ps(x, v0, c0);
-            c1 = _mm256_fmadd_ps(x, v1, c1);
-            x = _mm256_set1_ps(p3[s]);
-            e0 = _mm256_fmadd_ps(x, v0, e0);
-            e1 = _mm256_fmadd_ps(x, v1, e1);
-        }
-        store_lanes(out + j, d - j, a0);
-        store_lanes(out + j + 8, d - j - 8, a1);
-        if (nr > 1) {
-            store_lanes(out + ldo + j, d - j, b0);
-            store_lanes(out + ldo + j + 8, d - j - 8, b1);
-        }
-        if (nr > 2) {
-            store_lanes(out + 2 * ldo + j, d - j, c0);
-            store_lanes(out + 2 * ldo + j + 8, d - j - 8, c1);
-        }
-        if (nr > 3) {
-            store_lanes(out + 3 * ldo + j, d - j, e0);
-            store_lanes(out + 3 * ldo + j + 8, d - j - 8, e1);
-        }
-    }
+    rows4_product(out, ldo, p, ldp, nr, v, ldv, d, n, 1.0f);
 }
