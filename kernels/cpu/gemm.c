@@ -22,7 +22,12 @@
  *     pack the same rows); each thread runs its share alone, with no
  *     barrier until the end, and packs into buffers of its own
  *     (thread-local: callers on several threads at once are safe);
- *   - K is cut into equal blocks of at most KC, summed in order into C.
+ *   - K is cut into equal blocks of at most KC, summed in order into C;
+ *   - the AVX2 tile prefetches its lines of C before its k loop: in
+ *     training, C is mostly an activation last touched a step ago, far in
+ *     memory (measured in place, with a build that chose per call at random
+ *     between with and without, this and NC_AVX2 cut the products' time of
+ *     a train.sh step by 2-8%).
  * An element's sum depends only on K's blocks and the tile's k order, so
  * the result is the same at any thread count (not across instruction
  * sets).
@@ -260,6 +265,8 @@ static void pack_bt_narrow(float *q, const float *B, long ldb, int nc, int kc)
 /* ---- AVX2 with FMA (16 registers of 8): a 6 x 16 tile ---- */
 
 #define NR_AVX2 16  /* tile columns: 2 vectors of 8 */
+#define NC_AVX2 192 /* NC for AVX2: kc x NC_AVX2 is 288 KB, about half of a Zen 3
+                       core's 512 KB L2 (as kc x NC of a 1 MB one) */
 
 /* r[0..7] rows of 8 -> their transpose */
 __attribute__((target("avx2"))) static inline void transpose8(__m256 *r)
@@ -347,8 +354,14 @@ tile_avx2_body(int kc, const float *a, long rs, long cs, const float *b, long ld
     __m256i m0 = lf_avx2_lanes(nr), m1 = lf_avx2_lanes(nr - 8);
     __m256 acc[MR][2];
 #pragma GCC unroll 6
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < MR; r++) {
         acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        /* C's lines, which are written at the end: far in memory when C is
+           an activation last touched a step ago */
+        const float *cr = c + (r < mr ? r : 0) * ldc;
+        _mm_prefetch((const char *)cr, _MM_HINT_T0);
+        _mm_prefetch((const char *)(cr + nr - 1), _MM_HINT_T0);
+    }
 #pragma GCC unroll 2
     for (long k = 0; k < kc; k++, b += ldb) {
         __m256 b0 = partial ? _mm256_maskload_ps(b, m0) : _mm256_loadu_ps(b);
@@ -397,6 +410,7 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(int kc, const float *a
 struct gemm {
     int avx512;  /* else AVX2 */
     int nr;      /* the tile's columns: NR or NR_AVX2 */
+    int nc;      /* B's columns packed at a time: NC or NC_AVX2 */
     int ta, tb, pack_b_rows, K;
     float alpha, beta;
     const float *A, *B;
@@ -462,7 +476,7 @@ static void share(int n, int unit, int t, int nt, int *lo, int *hi)
 
 /* The block of C of M rows and N columns at (i0, j0), by one thread: per
    K block, A^T's rows packed MC at a time (once: A^T is the large operand
-   of a weight's gradient), and under them B's blocks of NC columns. */
+   of a weight's gradient), and under them B's blocks of g->nc columns. */
 static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N, float *pa, float *pb)
 {
     int kstep = k_step(g->K), nr_max = g->nr;
@@ -480,8 +494,8 @@ static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N, float
                 else
                     pack_at_c(pa, at, g->lda, mc, kc);
             }
-            for (int jc = 0; jc < N; jc += NC) {
-                int nc = N - jc < NC ? N - jc : NC;
+            for (int jc = 0; jc < N; jc += g->nc) {
+                int nc = N - jc < g->nc ? N - jc : g->nc;
                 const float *b = packed ? pb : g->B + (long)k0 * g->ldb + j0 + jc;
                 long ldb = packed ? nr_max : g->ldb;
                 if (g->tb) {
@@ -589,7 +603,7 @@ void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const fl
     int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512;
     /* AVX2: B always packed (its rows in place, read 16 wide, fell in a few
        L1 sets at most leading dimensions) */
-    struct gemm g = {avx512, avx512 ? NR : NR_AVX2, ta, tb, !tb && (!avx512 || ldb % 256 == 0),
+    struct gemm g = {avx512, avx512 ? NR : NR_AVX2, avx512 ? NC : NC_AVX2, ta, tb, !tb && (!avx512 || ldb % 256 == 0),
                      K, alpha, beta, A, B, lda, ldb, ldc, C};
     int failed = 0;
     if (omp_in_parallel()) /* a thread of the caller's team: it alone */
