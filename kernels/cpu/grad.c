@@ -125,14 +125,17 @@ static void attention_bwd_block(float *dq, float *dkh, float *dvh, const float *
         int lo = (a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0) - klo;
         int hi = (p < S - 1 ? p : S - 1) + 1 - klo;
         float mx = -INFINITY;
-        for (int s = lo; s < hi; s++) {
-            if (a->softcap > 0) {
+        if (a->softcap > 0)
+            for (int s = lo; s < hi; s++) {
                 row[s] = a->softcap * tanhf(row[s] / a->softcap);
                 float u = row[s] / a->softcap;
                 F[(size_t)i * n + s] = 1.0f - u * u;
+                mx = row[s] > mx ? row[s] : mx;
             }
-            mx = row[s] > mx ? row[s] : mx;
-        }
+        else
+            #pragma omp simd reduction(max : mx)
+            for (int s = lo; s < hi; s++)
+                mx = row[s] > mx ? row[s] : mx;
         /* the softmax as the forward's: vec.c's exp, times 1 / sum */
         float sum = lf_vec_exp_sum_f32(row + lo, hi - lo, mx);
         lf_vec_scale_f32(row + lo, 1.0f / sum, hi - lo);
@@ -144,16 +147,21 @@ static void attention_bwd_block(float *dq, float *dkh, float *dvh, const float *
     lf_cpu_sgemm_f32(0, 1, B, n, d, 1.0f, doh, qs, vh, ks, 0.0f, dP, n);
     /* dS = P (dP - rowsum(dO o O)), through the cap */
     for (int i = 0; i < B; i++) {
+        const float *dor = doh + (size_t)i * qs, *orow = oh + (size_t)i * qs;
         float D = 0;
+        #pragma omp simd reduction(+ : D)
         for (int j = 0; j < d; j++)
-            D += doh[(size_t)i * qs + j] * oh[(size_t)i * qs + j];
+            D += dor[j] * orow[j];
         float *pr = P + (size_t)i * n, *gr = dP + (size_t)i * n;
-        for (int s = 0; s < n; s++) {
-            float g = pr[s] * (gr[s] - D);
-            if (a->softcap > 0 && pr[s] != 0)
-                g *= F[(size_t)i * n + s];
-            gr[s] = g;
-        }
+        if (a->softcap > 0)
+            for (int s = 0; s < n; s++) {
+                float g = pr[s] * (gr[s] - D);
+                gr[s] = pr[s] != 0 ? g * F[(size_t)i * n + s] : g;
+            }
+        else
+            #pragma omp simd
+            for (int s = 0; s < n; s++)
+                gr[s] = pr[s] * (gr[s] - D);
     }
     /* dQ = scale dS K;  dK_h += scale dS^T Q */
     lf_cpu_sgemm_f32(0, 0, B, d, n, a->scale, dP, n, kh, ks, 0.0f, dq + (size_t)t0 * qs + (size_t)h * d, qs);

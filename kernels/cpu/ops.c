@@ -80,6 +80,7 @@ static void attn_softmax_row(float *row, int lo, int hi, int n, const struct lf_
         for (int s = lo; s < hi; s++)
             row[s] = a->softcap * tanhf(row[s] / a->softcap);
     float mx = -INFINITY;
+    #pragma omp simd reduction(max : mx)
     for (int s = lo; s < hi; s++)
         mx = row[s] > mx ? row[s] : mx;
     float sum = lf_vec_exp_sum_f32(row + lo, hi - lo, mx);
