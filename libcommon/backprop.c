@@ -4,11 +4,14 @@
  * activations, the loss over the label tokens (only the rows that have a
  * label go through the head), and the backward pass layer by layer, last
  * first.  The layer is transformers': x + o(attn(norm(x))), then
- * h + mlp(norm(h)), with gemma2's extra norms on both outputs.
+ * h + mlp(norm(h)), with gemma2's extra norms on both outputs.  Frozen
+ * weights without an adapter can be packed for the products once
+ * (lf_backprop_pack_frozen).
  */
 #include "backprop.h"
 #include "error.h"
 
+#include "cpu/gemm.h"
 #include "cpu/grad.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
@@ -16,6 +19,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A frozen weight [out_f, in_f] in the product's panels: as B^T of
+ * x W^T and as B of dy W. */
+struct lf_frozen_weight {
+	const float *w;
+	int out_f, in_f;
+	struct lf_cpu_packed_b fwd, bwd;
+};
 
 /* ---- gradient pointers ---- */
 
@@ -303,7 +314,112 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 	free(bp->head_targets);
 	free(bp->span_start);
 	free(bp->span_len);
+	for (int i = 0; i < bp->nfrozen; i++) {
+		lf_cpu_packed_b_free(&bp->frozen[i].fwd);
+		lf_cpu_packed_b_free(&bp->frozen[i].bwd);
+	}
+	free(bp->frozen);
 	memset(bp, 0, sizeof *bp);
+}
+
+/* ---- frozen weights, packed once ---- */
+
+static const struct lf_lora *expert_lora(const struct lf_lora *arr, int e);
+
+static int frozen_by_size(const void *a, const void *b)
+{
+	const struct lf_frozen_weight *x = a, *y = b;
+	size_t nx = (size_t)x->out_f * x->in_f, ny = (size_t)y->out_f * y->in_f;
+	return nx < ny ? 1 : nx > ny ? -1 : 0;
+}
+
+static void frozen_candidate(struct lf_backprop *bp, const float *w, const struct lf_lora *lora, const float *gw,
+			     int out_f, int in_f)
+{
+	if (!w || gw || (lora && lora->r))
+		return;
+	bp->frozen[bp->nfrozen++] = (struct lf_frozen_weight){ .w = w, .out_f = out_f, .in_f = in_f };
+}
+
+size_t lf_backprop_pack_frozen(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
+			       size_t budget)
+{
+	const struct lf_model_config *c = &m->cfg;
+	int H = c->hidden, I = c->intermediate, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+	int E = c->arch == LF_ARCH_MIXTRAL ? c->experts : 0;
+	bp->frozen = lf_calloc((size_t)c->layers * (7 + 3 * (size_t)E) + 1, sizeof *bp->frozen);
+	bp->nfrozen = 0;
+	frozen_candidate(bp, m->lm_head, NULL, g->lm_head, c->vocab, H);
+	for (int l = 0; l < c->layers; l++) {
+		const struct lf_layer *L = &m->layers[l];
+		const struct lf_layer_grad *G = &g->layers[l];
+		frozen_candidate(bp, L->q, &L->lq, G->q, qd, H);
+		frozen_candidate(bp, L->k, &L->lk, G->k, kd, H);
+		frozen_candidate(bp, L->v, &L->lv, G->v, kd, H);
+		frozen_candidate(bp, L->o, &L->lo, G->o, H, qd);
+		if (E) {
+			for (int e = 0; e < E; e++) {
+				frozen_candidate(bp, L->w1[e], expert_lora(L->lw1, e), G->w1[e], I, H);
+				frozen_candidate(bp, L->w3[e], expert_lora(L->lw3, e), G->w3[e], I, H);
+				frozen_candidate(bp, L->w2[e], expert_lora(L->lw2, e), G->w2[e], H, I);
+			}
+			continue;
+		}
+		frozen_candidate(bp, L->gate, &L->lgate, G->gate, I, H);
+		frozen_candidate(bp, L->up, &L->lup, G->up, I, H);
+		frozen_candidate(bp, L->down, &L->ldown, G->down, H, I);
+	}
+	qsort(bp->frozen, (size_t)bp->nfrozen, sizeof *bp->frozen, frozen_by_size);
+	size_t used = 0;
+	int kept = 0;
+	for (int i = 0; i < bp->nfrozen; i++) {
+		struct lf_frozen_weight f = bp->frozen[i];
+		size_t bytes = 2 * (size_t)f.out_f * f.in_f * sizeof(float);
+		if (used + bytes > budget)
+			continue;
+		if (lf_cpu_packed_b_init(&f.fwd, 1, f.out_f, f.in_f, f.w, f.in_f) < 0 ||
+		    lf_cpu_packed_b_init(&f.bwd, 0, f.in_f, f.out_f, f.w, f.in_f) < 0) {
+			lf_cpu_packed_b_free(&f.fwd);
+			break; /* out of memory: the products pack as they go */
+		}
+		if (!f.fwd.panels && !f.bwd.panels)
+			continue;
+		used += bytes;
+		bp->frozen[kept++] = f;
+	}
+	bp->nfrozen = kept;
+	return used;
+}
+
+/* w's packed forms, or NULL */
+static const struct lf_frozen_weight *frozen_weight(const struct lf_backprop *bp, const float *w, int out_f, int in_f)
+{
+	for (int i = 0; i < bp->nfrozen; i++)
+		if (bp->frozen[i].w == w && bp->frozen[i].out_f == out_f && bp->frozen[i].in_f == in_f)
+			return &bp->frozen[i];
+	return NULL;
+}
+
+/* out = x W^T over N rows, through W's packed form where it has one */
+static void product_x_wt(const struct lf_backprop *bp, float *out, const float *x, const float *w, int N, int out_f,
+			 int in_f)
+{
+	const struct lf_frozen_weight *f = N > LF_CPU_GEMV_MAX_M ? frozen_weight(bp, w, out_f, in_f) : NULL;
+	if (f)
+		lf_cpu_sgemm_packed_f32(0, N, 1.0f, x, in_f, &f->fwd, 0.0f, out, out_f);
+	else
+		lf_cpu_matmul_nt_f32(out, x, w, N, out_f, in_f);
+}
+
+/* dx = beta dx + dy W over N rows, likewise */
+static void product_dy_w(const struct lf_backprop *bp, float *dx, const float *dy, const float *w, int N, int out_f,
+			 int in_f, float beta)
+{
+	const struct lf_frozen_weight *f = frozen_weight(bp, w, out_f, in_f);
+	if (f)
+		lf_cpu_sgemm_packed_f32(0, N, 1.0f, dy, out_f, &f->bwd, beta, dx, in_f);
+	else
+		lf_cpu_matmul_nn_f32(dx, dy, w, N, out_f, in_f, beta);
 }
 
 /* ---- LoRA dropout ---- */
@@ -394,7 +510,7 @@ static void linear_fwd(struct lf_backprop *bp, float *out, const float *x, const
 		       const struct lf_lora *lora, float *u, int N, int out_f, int in_f)
 {
 	const float *wm = merged_weight(bp, w, lora, N, out_f, in_f);
-	lf_cpu_matmul_nt_f32(out, x, wm ? wm : w, N, out_f, in_f);
+	product_x_wt(bp, out, x, wm ? wm : w, N, out_f, in_f);
 	bool drop = lora->r && bp->training && bp->lora_dropout > 0;
 	const float *xa = x;
 	if (drop) {
@@ -477,7 +593,7 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 	/* dx = dy (W + s B A) in one product where linear_fwd merged it */
 	const float *wm = dx ? merged_weight(bp, w, lora, N, out_f, in_f) : NULL;
 	if (dx)
-		lf_cpu_matmul_nn_f32(dx, dy, wm ? wm : w, N, out_f, in_f, beta);
+		product_dy_w(bp, dx, dy, wm ? wm : w, N, out_f, in_f, beta);
 	if (gw)
 		lf_cpu_matmul_tn_acc_f32(gw, dy, x, N, out_f, in_f, 1.0f);
 	if (!r)
@@ -829,7 +945,7 @@ static long head_fwd_bwd(const struct lf_model *m, struct lf_backprop *bp, const
 	for (int i0 = 0; i0 < n; i0 += bp->head_rows) {
 		int k = n - i0 < bp->head_rows ? n - i0 : bp->head_rows;
 		const float *xf = bp->xf + (size_t)i0 * H;
-		lf_cpu_matmul_nt_f32(bp->logits, xf, m->lm_head, k, V, H);
+		product_x_wt(bp, bp->logits, xf, m->lm_head, k, V, H);
 		if (c->final_softcap > 0) {
 			lf_cpu_softcap_f32(bp->logits, (long)k * V, (float)c->final_softcap);
 			memcpy(bp->capped, bp->logits, (size_t)k * V * sizeof(float));
@@ -839,7 +955,7 @@ static long head_fwd_bwd(const struct lf_model *m, struct lf_backprop *bp, const
 			continue;
 		if (c->final_softcap > 0)
 			lf_cpu_softcap_bwd_f32(bp->logits, bp->capped, (long)k * V, (float)c->final_softcap);
-		lf_cpu_matmul_nn_f32(bp->dxf + (size_t)i0 * H, bp->logits, m->lm_head, k, V, H, 0.0f);
+		product_dy_w(bp, bp->dxf + (size_t)i0 * H, bp->logits, m->lm_head, k, V, H, 0.0f);
 		if (g->lm_head)
 			lf_cpu_matmul_tn_acc_f32(g->lm_head, bp->logits, xf, k, V, H, 1.0f);
 	}

@@ -99,6 +99,8 @@ struct lf_backprop {
 	const struct lf_model *model;
 	float *xdrop, *tdrop; /* dropout scratch */
 	float *wmerge, *bscaled; /* a LoRA layer's W + s B A, and s B */
+	struct lf_frozen_weight *frozen; /* lf_backprop_pack_frozen's */
+	int nfrozen;
 };
 
 /* Buffers for micro-batches of up to max_tokens tokens in all, spans of
@@ -107,6 +109,16 @@ struct lf_backprop {
 int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_tokens, int max_span,
 		     bool checkpointing);
 void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m);
+
+/* Pack the frozen weights that the products read as they are (no adapter,
+ * no gradient in g: a LoRA run's unadapted layers, the head) into the
+ * product's panels once, in both forms (x W^T and dy W), instead of in
+ * every product of every step; largest first, while the packed forms take
+ * at most budget bytes in all.  The weights must not change while bp
+ * lives.  Results have the same bits either way.  Returns the bytes
+ * packed (0 where lf's own product does not run: an older CPU). */
+size_t lf_backprop_pack_frozen(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
+			       size_t budget);
 
 /* Forward, loss and backward of one micro-batch: adds scale * the gradient
  * of the summed cross-entropy over its label tokens to g's buffers and that

@@ -1631,6 +1631,16 @@ static void plot_losses(void)
 	free(values);
 }
 
+/* The frozen weights in the CPU product's panels once for the whole run
+ * (lf_backprop_pack_frozen), within an eighth of the machine's memory
+ * shared by the processes of the group. */
+static void pack_frozen(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+	size_t budget = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 8 / (size_t)D.world : 0;
+	lf_backprop_pack_frozen(&R.bp, R.m, &R.g, budget);
+}
+
 static void finish(void)
 {
 	double elapsed = now() - R.t0, ppl = NAN, el = R.eval >= 0 ? evaluate(&ppl) : NAN; /* the group's */
@@ -1729,6 +1739,8 @@ int main(int argc, char **argv)
 	share_start();
 	if (use_gpu)
 		gpu_start();
+	else
+		pack_frozen();
 	train();
 	finish();
 	lf_model_grad_free(&R.g, R.m);

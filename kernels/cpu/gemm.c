@@ -22,6 +22,9 @@
  *     pack the same rows); each thread runs its share alone, with no
  *     barrier until the end, and packs into buffers of its own
  *     (thread-local: callers on several threads at once are safe);
+ *   - B can be packed once beforehand, for products against many A (a
+ *     frozen weight in training: lf_cpu_packed_b), in the layout the
+ *     product packs a block of columns into, over all of them;
  *   - K is cut into equal blocks of at most KC, summed in order into C;
  *   - the AVX2 tile prefetches its lines of C before its k loop: in
  *     training, C is mostly an activation last touched a step ago, far in
@@ -416,6 +419,8 @@ struct gemm {
     const float *A, *B;
     long lda, ldb, ldc;
     float *C;
+    const float *panels; /* B packed beforehand (lf_cpu_packed_b), or NULL */
+    long npad;           /* its columns, rounded up to whole panels */
 };
 
 /* Each thread's packing buffers, made on its first product and freed when
@@ -481,7 +486,7 @@ static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N, float
 {
     int kstep = k_step(g->K), nr_max = g->nr;
     int mstep = g->ta ? MC : M;
-    int packed = g->tb || g->pack_b_rows;
+    int packed = g->tb || g->pack_b_rows || g->panels;
     for (int k0 = 0; k0 < g->K; k0 += kstep) {
         int kc = g->K - k0 < kstep ? g->K - k0 : kstep;
         float beta = k0 == 0 ? g->beta : 1.0f;
@@ -498,7 +503,9 @@ static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N, float
                 int nc = N - jc < g->nc ? N - jc : g->nc;
                 const float *b = packed ? pb : g->B + (long)k0 * g->ldb + j0 + jc;
                 long ldb = packed ? nr_max : g->ldb;
-                if (g->tb) {
+                if (g->panels)
+                    b = g->panels + (long)k0 * g->npad + (long)(j0 + jc) * kc;
+                else if (g->tb) {
                     const float *bt = g->B + (long)(j0 + jc) * g->ldb + k0;
                     if (g->avx512)
                         pack_bt(pb, bt, g->ldb, nc, kc);
@@ -591,6 +598,23 @@ static int gemm_share(const struct gemm *g, int M, int N, int t, int nt)
     return 0;
 }
 
+/* The product g on the caller's team of threads (or the calling thread
+   alone inside a parallel region) */
+static void gemm_run(const struct gemm *g, int M, int N)
+{
+    int failed = 0;
+    if (omp_in_parallel()) /* a thread of the caller's team: it alone */
+        failed = gemm_share(g, M, N, 0, 1) < 0;
+    else {
+        #pragma omp parallel reduction(| : failed)
+        failed = gemm_share(g, M, N, omp_get_thread_num(), omp_get_num_threads()) < 0;
+    }
+    if (failed) {
+        fprintf(stderr, "lf_cpu_sgemm_f32: out of memory for the packing buffers\n");
+        exit(1);
+    }
+}
+
 void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
                       const float *B, long ldb, float beta, float *C, long ldc)
 {
@@ -604,16 +628,61 @@ void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const fl
     /* AVX2: B always packed (its rows in place, read 16 wide, fell in a few
        L1 sets at most leading dimensions) */
     struct gemm g = {avx512, avx512 ? NR : NR_AVX2, avx512 ? NC : NC_AVX2, ta, tb, !tb && (!avx512 || ldb % 256 == 0),
-                     K, alpha, beta, A, B, lda, ldb, ldc, C};
-    int failed = 0;
-    if (omp_in_parallel()) /* a thread of the caller's team: it alone */
-        failed = gemm_share(&g, M, N, 0, 1) < 0;
-    else {
-        #pragma omp parallel reduction(| : failed)
-        failed = gemm_share(&g, M, N, omp_get_thread_num(), omp_get_num_threads()) < 0;
+                     K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0};
+    gemm_run(&g, M, N);
+}
+
+/* ---- B packed once, for products against many A ---- */
+
+int lf_cpu_packed_b_init(struct lf_cpu_packed_b *p, int tb, int N, int K, const float *B, long ldb)
+{
+    *p = (struct lf_cpu_packed_b){tb, N, K, B, ldb, NULL};
+    /* only where lf's own product takes B through its wide tile */
+    if (lf_cpu_isa() < LF_CPU_ISA_AVX2 || K < MIN_K || N < MIN_N)
+        return 0;
+    int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512, nr = avx512 ? NR : NR_AVX2, kstep = k_step(K);
+    long npad = (N + nr - 1) / nr * (long)nr;
+    p->panels = aligned_alloc(64, sizeof(float) * npad * K);
+    if (!p->panels)
+        return -1;
+    /* per K block, the panels of nr columns, each [kc][nr]: the layout
+       gemm_block packs a block of columns into, over all of them */
+    for (int k0 = 0; k0 < K; k0 += kstep) {
+        int kc = K - k0 < kstep ? K - k0 : kstep;
+        #pragma omp parallel for if ((long)N * kc >= 65536)
+        for (int j0 = 0; j0 < N; j0 += 8 * nr) {
+            int nc = N - j0 < 8 * nr ? N - j0 : 8 * nr;
+            float *q = p->panels + (long)k0 * npad + (long)j0 * kc;
+            if (tb && avx512)
+                pack_bt(q, B + (long)j0 * ldb + k0, ldb, nc, kc);
+            else if (tb)
+                pack_bt_avx2(q, B + (long)j0 * ldb + k0, ldb, nc, kc);
+            else if (avx512)
+                pack_b(q, B + (long)k0 * ldb + j0, ldb, nc, kc);
+            else
+                pack_b_avx2(q, B + (long)k0 * ldb + j0, ldb, nc, kc);
+        }
     }
-    if (failed) {
-        fprintf(stderr, "lf_cpu_sgemm_f32: out of memory for the packing buffers\n");
-        exit(1);
+    return 0;
+}
+
+void lf_cpu_packed_b_free(struct lf_cpu_packed_b *p)
+{
+    free(p->panels);
+    p->panels = NULL;
+}
+
+void lf_cpu_sgemm_packed_f32(int ta, int M, float alpha, const float *A, long lda, const struct lf_cpu_packed_b *B,
+                             float beta, float *C, long ldc)
+{
+    if (M <= 0 || B->N <= 0)
+        return;
+    if (!B->panels || !own_gemm_fits(M, B->N, B->K)) {
+        lf_cpu_sgemm_f32(ta, B->tb, M, B->N, B->K, alpha, A, lda, B->B, B->ldb, beta, C, ldc);
+        return;
     }
+    int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512, nr = avx512 ? NR : NR_AVX2;
+    struct gemm g = {avx512, nr, avx512 ? NC : NC_AVX2, ta, B->tb, 0, B->K, alpha, beta, A, B->B, lda, B->ldb, ldc,
+                     C, B->panels, (B->N + nr - 1) / nr * (long)nr};
+    gemm_run(&g, M, B->N);
 }

@@ -25,6 +25,27 @@ extern "C" {
 void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
                       const float *B, long ldb, float beta, float *C, long ldc);
 
+/* B packed once into the tile's panels, for many products with it as B
+   (a frozen weight in training: the packing is otherwise redone by every
+   product).  panels is NULL where lf's own product would not take B
+   through its wide tile (an older CPU, N < 64, K < 16); the products then
+   read B itself.  B must stay unchanged while p is in use. */
+struct lf_cpu_packed_b {
+    int tb, N, K;   /* op(B) is K x N (tb: B is stored N x K) */
+    const float *B;
+    long ldb;
+    float *panels;  /* N rounded up to whole panels, times K floats */
+};
+
+/* 0, or -1 when out of memory */
+int lf_cpu_packed_b_init(struct lf_cpu_packed_b *p, int tb, int N, int K, const float *B, long ldb);
+void lf_cpu_packed_b_free(struct lf_cpu_packed_b *p);
+
+/* lf_cpu_sgemm_f32(ta, B->tb, M, B->N, B->K, alpha, A, lda, B->B, B->ldb,
+   beta, C, ldc) with B's packing done beforehand: the same bits. */
+void lf_cpu_sgemm_packed_f32(int ta, int M, float alpha, const float *A, long lda, const struct lf_cpu_packed_b *B,
+                             float beta, float *C, long ldc);
+
 /* The same product always through OpenBLAS (tests and benchmarks compare). */
 void lf_cpu_sgemm_blas_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
                            const float *B, long ldb, float beta, float *C, long ldc);
