@@ -479,6 +479,20 @@ static void share(int n, int unit, int t, int nt, int *lo, int *hi)
         *hi = n;
 }
 
+/* op(B)'s columns [j0, j0 + nc) of the K block at k0 (kc deep) -> q, as
+   panels of the tile's width (B^T transposed into them when tb) */
+static void pack_b_cols(int avx512, int tb, float *q, const float *B, long ldb, int k0, int kc, int j0, int nc)
+{
+    if (tb && avx512)
+        pack_bt(q, B + (long)j0 * ldb + k0, ldb, nc, kc);
+    else if (tb)
+        pack_bt_avx2(q, B + (long)j0 * ldb + k0, ldb, nc, kc);
+    else if (avx512)
+        pack_b(q, B + (long)k0 * ldb + j0, ldb, nc, kc);
+    else
+        pack_b_avx2(q, B + (long)k0 * ldb + j0, ldb, nc, kc);
+}
+
 /* The block of C of M rows and N columns at (i0, j0), by one thread: per
    K block, A^T's rows packed MC at a time (once: A^T is the large operand
    of a weight's gradient), and under them B's blocks of g->nc columns. */
@@ -505,19 +519,8 @@ static void gemm_block(const struct gemm *g, int i0, int M, int j0, int N, float
                 long ldb = packed ? nr_max : g->ldb;
                 if (g->panels)
                     b = g->panels + (long)k0 * g->npad + (long)(j0 + jc) * kc;
-                else if (g->tb) {
-                    const float *bt = g->B + (long)(j0 + jc) * g->ldb + k0;
-                    if (g->avx512)
-                        pack_bt(pb, bt, g->ldb, nc, kc);
-                    else
-                        pack_bt_avx2(pb, bt, g->ldb, nc, kc);
-                } else if (g->pack_b_rows) {
-                    const float *bk = g->B + (long)k0 * g->ldb + j0 + jc;
-                    if (g->avx512)
-                        pack_b(pb, bk, g->ldb, nc, kc);
-                    else
-                        pack_b_avx2(pb, bk, g->ldb, nc, kc);
-                }
+                else if (packed)
+                    pack_b_cols(g->avx512, g->tb, pb, g->B, g->ldb, k0, kc, j0 + jc, nc);
                 for (int ir = 0; ir < mc; ir += MR) {
                     const float *a = g->ta ? pa + (long)ir * kc : g->A + (long)(i0 + ic + ir) * g->lda + k0;
                     long rs = g->ta ? 1 : g->lda, cs = g->ta ? MR : 1;
@@ -652,15 +655,7 @@ int lf_cpu_packed_b_init(struct lf_cpu_packed_b *p, int tb, int N, int K, const 
         #pragma omp parallel for if ((long)N * kc >= 65536)
         for (int j0 = 0; j0 < N; j0 += 8 * nr) {
             int nc = N - j0 < 8 * nr ? N - j0 : 8 * nr;
-            float *q = p->panels + (long)k0 * npad + (long)j0 * kc;
-            if (tb && avx512)
-                pack_bt(q, B + (long)j0 * ldb + k0, ldb, nc, kc);
-            else if (tb)
-                pack_bt_avx2(q, B + (long)j0 * ldb + k0, ldb, nc, kc);
-            else if (avx512)
-                pack_b(q, B + (long)k0 * ldb + j0, ldb, nc, kc);
-            else
-                pack_b_avx2(q, B + (long)k0 * ldb + j0, ldb, nc, kc);
+            pack_b_cols(avx512, tb, p->panels + (long)k0 * npad + (long)j0 * kc, B, ldb, k0, kc, j0, nc);
         }
     }
     return 0;
