@@ -22,14 +22,14 @@
  *     pack the same rows); each thread runs its share alone, with no
  *     barrier until the end, and packs into buffers of its own
  *     (thread-local: callers on several threads at once are safe);
- *   - except where that would pack nothing twice (B packed beforehand, or
- *     many blocks of B's columns, and one K block): there C is cut into
- *     chunks that each thread takes as it comes free, so that a thread
- *     slowed by others' load on its core does not hold up the product
- *     (measured in place as below, over 4-5 runs: the products of a LoRA
- *     q,v step of train.sh 3-7% faster, a full fine-tuning step's 0-4%, a
- *     LoRA-all step's unchanged: its layers' weights are not packed
- *     beforehand);
+ *   - except where that packs nothing twice (B packed beforehand, or with
+ *     many blocks of columns): there C is cut into chunks that each thread
+ *     takes as it comes free, so that a thread slowed by others' load on
+ *     its core does not hold up the product (the threads finished up to
+ *     6-9% of a product apart in equal shares; measured in place as below,
+ *     over 4-5 runs: the products of a LoRA q,v step of train.sh 3-7%
+ *     faster, a full fine-tuning step's 0-4%, a LoRA-all step's unchanged,
+ *     its layers' weights not being packed beforehand);
  *   - B can be packed once beforehand, for products against many A (a
  *     frozen weight in training: lf_cpu_packed_b), in the layout the
  *     product packs a block of columns into, over all of them;
@@ -83,6 +83,9 @@
 /* rows of a chunk of C (gemm_take_chunks) when B is packed beforehand: 16
    of the tile's rows; about ten chunks to a block of columns at 1024 rows */
 #define CHUNK_ROWS 96
+/* B packed beforehand of at most this many floats (16 MB) goes in chunks
+   over several K blocks (a 32000-row head's, 49 MB, does not) */
+#define CHUNKED_PANELS_MAX (1L << 22)
 
 void lf_cpu_sgemm_blas_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,
                            const float *B, long ldb, float beta, float *C, long ldc)
@@ -614,14 +617,18 @@ static int gemm_share(const struct gemm *g, int M, int N, int t, int nt)
 
 /* Whether g goes in chunks that the threads take as they come free
    (gemm_take_chunks) rather than in equal shares: A read in place, C wider
-   than the narrow tile, one K block (a chunk then reads its block of B
-   once), and either B packed beforehand or enough blocks of columns to go
-   round nt threads a few times */
+   than the narrow tile, and either
+   - B packed beforehand, in one K block or small enough to stay in the L3
+     cache (each chunk reads its columns of B over all of K), or
+   - enough blocks of columns to go round nt threads a few times (a chunk
+     is then a whole block of columns, its B packed once as in a share) */
 static int gemm_chunked(const struct gemm *g, int N, int nt)
 {
-    if (g->ta || g->K > KC || N <= NARROW)
+    if (g->ta || N <= NARROW)
         return 0;
-    return g->panels || (N + g->nc - 1) / g->nc >= 4 * nt;
+    if (g->panels)
+        return g->K <= KC || g->npad * g->K <= CHUNKED_PANELS_MAX;
+    return (N + g->nc - 1) / g->nc >= 4 * nt;
 }
 
 /* A thread's part of a chunked product: the next chunk that no thread has

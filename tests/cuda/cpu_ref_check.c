@@ -317,9 +317,10 @@ static void check_sgemm_shapes(void)
        dA); narrow ones (N <= 16: LoRA's x A^T, dy B, dy^T u), one with K
        in two blocks; rows over one block of packed A^T (384), with B in
        one block of columns and in several (320 on AVX-512, 192 on AVX2);
-       C in chunks taken by the threads as they come free (one K block, and
-       B packed beforehand, or 9 blocks of 192 columns: in chunks on AVX2
-       at 1 and 2 threads, in shares at 3); shapes just outside lf's own
+       C in chunks taken by the threads as they come free (B packed
+       beforehand, in one K block or several; or 9 blocks of 192 columns:
+       in chunks on AVX2 at 1 and 2 threads, in shares at 3); shapes just
+       outside lf's own
        (OpenBLAS) */
     static const int shapes[][3] = { { 96, 128, 64 }, { 70, 131, 389 }, { 131, 200, 777 }, { 200, 64, 100 },
                                      { 67, 256, 130 }, { 64, 64, 64 },  { 16, 100, 200 },  { 100, 16, 70 },
