@@ -5,7 +5,8 @@
  * label go through the head), and the backward pass layer by layer, last
  * first.  The layer is transformers': x + o(attn(norm(x))), then
  * h + mlp(norm(h)), with gemma2's extra norms on both outputs.  Frozen
- * weights without an adapter can be packed for the products once
+ * weights without an adapter can be packed for the products once, and a
+ * LoRA layer's merged W + s B A once per forward for both of its products
  * (lf_backprop_pack_frozen).
  */
 #include "backprop.h"
@@ -20,12 +21,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A frozen weight [out_f, in_f] in the product's panels: as B^T of
- * x W^T and as B of dy W. */
-struct lf_frozen_weight {
+/* A weight [out_f, in_f] in the product's panels: as B^T of x W^T and as
+ * B of dy W.  Frozen: w itself, packed once.  Merged (a LoRA layer's W +
+ * s B A, w being W): packed by each forward pass that merges it, both
+ * forms where the layer's backward pass follows (bp->pack_merged_bwd),
+ * and fresh until that uses its dy W. */
+struct lf_packed_weight {
 	const float *w;
 	int out_f, in_f;
 	struct lf_cpu_packed_b fwd, bwd;
+	bool fresh;
 };
 
 /* ---- gradient pointers ---- */
@@ -318,7 +323,12 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 		lf_cpu_packed_b_free(&bp->frozen[i].fwd);
 		lf_cpu_packed_b_free(&bp->frozen[i].bwd);
 	}
+	for (int i = 0; i < bp->nmerged; i++) {
+		lf_cpu_packed_b_free(&bp->merged[i].fwd);
+		lf_cpu_packed_b_free(&bp->merged[i].bwd);
+	}
 	free(bp->frozen);
+	free(bp->merged);
 	memset(bp, 0, sizeof *bp);
 }
 
@@ -328,17 +338,52 @@ static const struct lf_lora *expert_lora(const struct lf_lora *arr, int e);
 
 static int frozen_by_size(const void *a, const void *b)
 {
-	const struct lf_frozen_weight *x = a, *y = b;
+	const struct lf_packed_weight *x = a, *y = b;
 	size_t nx = (size_t)x->out_f * x->in_f, ny = (size_t)y->out_f * y->in_f;
 	return nx < ny ? 1 : nx > ny ? -1 : 0;
 }
 
+/* w into bp->frozen's candidates if it is frozen with no adapter, into
+ * bp->merged's if linear_fwd merges its adapter (plain LoRA, no dropout) */
 static void frozen_candidate(struct lf_backprop *bp, const float *w, const struct lf_lora *lora, const float *gw,
 			     int out_f, int in_f)
 {
-	if (!w || gw || (lora && lora->r))
+	struct lf_packed_weight f = { .w = w, .out_f = out_f, .in_f = in_f };
+	if (!w)
 		return;
-	bp->frozen[bp->nfrozen++] = (struct lf_frozen_weight){ .w = w, .out_f = out_f, .in_f = in_f };
+	if (lora && lora->r) {
+		if (!lora->mag && bp->wmerge && bp->lora_dropout <= 0)
+			bp->merged[bp->nmerged++] = f;
+	} else if (!gw)
+		bp->frozen[bp->nfrozen++] = f;
+}
+
+/* Packs the largest of the n weights at f first, dropping those over the
+ * budget (*used bytes of it spent) or without panels; with both: whether
+ * each needs both forms packed.  Returns how many are kept, at f. */
+static int pack_largest(struct lf_packed_weight *f, int n, size_t budget, size_t *used, bool both)
+{
+	qsort(f, (size_t)n, sizeof *f, frozen_by_size);
+	int kept = 0;
+	for (int i = 0; i < n; i++) {
+		struct lf_packed_weight x = f[i];
+		size_t bytes = 2 * (size_t)x.out_f * x.in_f * sizeof(float);
+		if (*used + bytes > budget)
+			continue;
+		if (lf_cpu_packed_b_init(&x.fwd, 1, x.out_f, x.in_f, x.w, x.in_f) < 0 ||
+		    lf_cpu_packed_b_init(&x.bwd, 0, x.in_f, x.out_f, x.w, x.in_f) < 0) {
+			lf_cpu_packed_b_free(&x.fwd);
+			break; /* out of memory: the products pack as they go */
+		}
+		if (both ? !x.fwd.panels || !x.bwd.panels : !x.fwd.panels && !x.bwd.panels) {
+			lf_cpu_packed_b_free(&x.fwd);
+			lf_cpu_packed_b_free(&x.bwd);
+			continue;
+		}
+		*used += bytes;
+		f[kept++] = x;
+	}
+	return kept;
 }
 
 size_t lf_backprop_pack_frozen(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
@@ -348,7 +393,8 @@ size_t lf_backprop_pack_frozen(struct lf_backprop *bp, const struct lf_model *m,
 	int H = c->hidden, I = c->intermediate, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
 	int E = c->arch == LF_ARCH_MIXTRAL ? c->experts : 0;
 	bp->frozen = lf_calloc((size_t)c->layers * (7 + 3 * (size_t)E) + 1, sizeof *bp->frozen);
-	bp->nfrozen = 0;
+	bp->merged = lf_calloc((size_t)c->layers * (7 + 3 * (size_t)E) + 1, sizeof *bp->merged);
+	bp->nfrozen = bp->nmerged = 0;
 	frozen_candidate(bp, m->lm_head, NULL, g->lm_head, c->vocab, H);
 	for (int l = 0; l < c->layers; l++) {
 		const struct lf_layer *L = &m->layers[l];
@@ -369,42 +415,33 @@ size_t lf_backprop_pack_frozen(struct lf_backprop *bp, const struct lf_model *m,
 		frozen_candidate(bp, L->up, &L->lup, G->up, I, H);
 		frozen_candidate(bp, L->down, &L->ldown, G->down, H, I);
 	}
-	qsort(bp->frozen, (size_t)bp->nfrozen, sizeof *bp->frozen, frozen_by_size);
 	size_t used = 0;
-	int kept = 0;
-	for (int i = 0; i < bp->nfrozen; i++) {
-		struct lf_frozen_weight f = bp->frozen[i];
-		size_t bytes = 2 * (size_t)f.out_f * f.in_f * sizeof(float);
-		if (used + bytes > budget)
-			continue;
-		if (lf_cpu_packed_b_init(&f.fwd, 1, f.out_f, f.in_f, f.w, f.in_f) < 0 ||
-		    lf_cpu_packed_b_init(&f.bwd, 0, f.in_f, f.out_f, f.w, f.in_f) < 0) {
-			lf_cpu_packed_b_free(&f.fwd);
-			break; /* out of memory: the products pack as they go */
-		}
-		if (!f.fwd.panels && !f.bwd.panels)
-			continue;
-		used += bytes;
-		bp->frozen[kept++] = f;
-	}
-	bp->nfrozen = kept;
+	bp->nfrozen = pack_largest(bp->frozen, bp->nfrozen, budget, &used, false);
+	/* merged ones hold the merge of the forward that packed them: both
+	   forms or none (the merge's buffer is reused by the next layer) */
+	bp->nmerged = pack_largest(bp->merged, bp->nmerged, budget, &used, true);
 	return used;
 }
 
-/* w's packed forms, or NULL */
-static const struct lf_frozen_weight *frozen_weight(const struct lf_backprop *bp, const float *w, int out_f, int in_f)
+/* w's packed forms among the n at f, or NULL */
+static struct lf_packed_weight *packed_weight(struct lf_packed_weight *f, int n, const float *w, int out_f, int in_f)
 {
-	for (int i = 0; i < bp->nfrozen; i++)
-		if (bp->frozen[i].w == w && bp->frozen[i].out_f == out_f && bp->frozen[i].in_f == in_f)
-			return &bp->frozen[i];
+	for (int i = 0; i < n; i++)
+		if (f[i].w == w && f[i].out_f == out_f && f[i].in_f == in_f)
+			return &f[i];
 	return NULL;
+}
+
+static const struct lf_packed_weight *frozen_weight(const struct lf_backprop *bp, const float *w, int out_f, int in_f)
+{
+	return packed_weight(bp->frozen, bp->nfrozen, w, out_f, in_f);
 }
 
 /* out = x W^T over N rows, through W's packed form where it has one */
 static void product_x_wt(const struct lf_backprop *bp, float *out, const float *x, const float *w, int N, int out_f,
 			 int in_f)
 {
-	const struct lf_frozen_weight *f = N > LF_CPU_GEMV_MAX_M ? frozen_weight(bp, w, out_f, in_f) : NULL;
+	const struct lf_packed_weight *f = N > LF_CPU_GEMV_MAX_M ? frozen_weight(bp, w, out_f, in_f) : NULL;
 	if (f)
 		lf_cpu_sgemm_packed_f32(0, N, 1.0f, x, in_f, &f->fwd, 0.0f, out, out_f);
 	else
@@ -415,7 +452,7 @@ static void product_x_wt(const struct lf_backprop *bp, float *out, const float *
 static void product_dy_w(const struct lf_backprop *bp, float *dx, const float *dy, const float *w, int N, int out_f,
 			 int in_f, float beta)
 {
-	const struct lf_frozen_weight *f = frozen_weight(bp, w, out_f, in_f);
+	const struct lf_packed_weight *f = frozen_weight(bp, w, out_f, in_f);
 	if (f)
 		lf_cpu_sgemm_packed_f32(0, N, 1.0f, dy, out_f, &f->bwd, beta, dx, in_f);
 	else
@@ -510,7 +547,15 @@ static void linear_fwd(struct lf_backprop *bp, float *out, const float *x, const
 		       const struct lf_lora *lora, float *u, int N, int out_f, int in_f)
 {
 	const float *wm = merged_weight(bp, w, lora, N, out_f, in_f);
-	product_x_wt(bp, out, x, wm ? wm : w, N, out_f, in_f);
+	struct lf_packed_weight *mp = wm ? packed_weight(bp->merged, bp->nmerged, w, out_f, in_f) : NULL;
+	if (mp) { /* packed for this product, and for linear_bwd's dy (W + s B A) */
+		lf_cpu_packed_b_repack(&mp->fwd, wm);
+		if (bp->pack_merged_bwd)
+			lf_cpu_packed_b_repack(&mp->bwd, wm);
+		mp->fresh = bp->pack_merged_bwd;
+		lf_cpu_sgemm_packed_f32(0, N, 1.0f, x, in_f, &mp->fwd, 0.0f, out, out_f);
+	} else
+		product_x_wt(bp, out, x, wm ? wm : w, N, out_f, in_f);
 	bool drop = lora->r && bp->training && bp->lora_dropout > 0;
 	const float *xa = x;
 	if (drop) {
@@ -590,10 +635,18 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 		if (!drop)
 			dy = dz;
 	}
-	/* dx = dy (W + s B A) in one product where linear_fwd merged it */
-	const float *wm = dx ? merged_weight(bp, w, lora, N, out_f, in_f) : NULL;
-	if (dx)
+	/* dx = dy (W + s B A) in one product where linear_fwd merged it: packed
+	   by linear_fwd, or merged again */
+	struct lf_packed_weight *mp = dx ? packed_weight(bp->merged, bp->nmerged, w, out_f, in_f) : NULL;
+	bool merged = mp && mp->fresh;
+	if (merged) {
+		lf_cpu_sgemm_packed_f32(0, N, 1.0f, dy, out_f, &mp->bwd, beta, dx, in_f);
+		mp->fresh = false;
+	} else if (dx) {
+		const float *wm = merged_weight(bp, w, lora, N, out_f, in_f);
+		merged = wm != NULL;
 		product_dy_w(bp, dx, dy, wm ? wm : w, N, out_f, in_f, beta);
+	}
 	if (gw)
 		lf_cpu_matmul_tn_acc_f32(gw, dy, x, N, out_f, in_f, 1.0f);
 	if (!r)
@@ -606,7 +659,7 @@ static void linear_bwd(struct lf_backprop *bp, float *dx, float beta, const floa
 		lf_cpu_matmul_tn_acc_f32(gl->B, dyl, u, N, out_f, r, lora->scale);
 	if (gl->A)
 		lf_cpu_matmul_tn_acc_f32(gl->A, t, xa, N, r, in_f, 1.0f);
-	if (wm || !dx)
+	if (merged || !dx)
 		return;
 	if (!drop) {
 		lf_cpu_matmul_nn_f32(dx, t, lora->A, N, r, in_f, 1.0f);
@@ -1073,9 +1126,12 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 	int E = c->experts, K = c->experts_per_tok;
 	if (moe)
 		memset(bp->expert_load, 0, (size_t)(K * E + E) * sizeof *bp->expert_load);
-	for (int l = 0; l < c->layers; l++)
+	for (int l = 0; l < c->layers; l++) {
+		bp->pack_merged_bwd = !bp->checkpointing && (g->embed || l >= g->lowest);
 		layer_fwd(m, l, bp, &bp->acts[bp->checkpointing ? 0 : l], bp->xs + (size_t)l * NH,
 			  bp->xs + (size_t)(l + 1) * NH, rows, nrows, N);
+	}
+	bp->pack_merged_bwd = false;
 	head_fwd_bwd(m, bp, g, bp->xs + (size_t)c->layers * NH, bp->dx, N, scale, loss_sum);
 	/* mixtral's load-balancing loss over every layer's routing (transformers'
 	 * load_balancing_loss_func): E * sum over choices k and experts e of
@@ -1099,8 +1155,11 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 	for (int l = c->layers - 1; l >= (g->embed ? 0 : g->lowest); l--) {
 		struct lf_layer_acts *A = &bp->acts[bp->checkpointing ? 0 : l];
 		const float *x = bp->xs + (size_t)l * NH;
-		if (bp->checkpointing)
+		if (bp->checkpointing) {
+			bp->pack_merged_bwd = true;
 			layer_fwd(m, l, bp, A, x, NULL, rows, nrows, N);
+			bp->pack_merged_bwd = false;
+		}
 		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], rows, nrows, N, aux, g->embed || l > g->lowest);
 	}
 	/* the embedding's gradient; none for the padding token's row, as

@@ -96,11 +96,12 @@ struct lf_backprop {
 	float lora_dropout, neftune_mag;
 	uint64_t noise_seed;
 	bool training;       /* set by lf_backprop_step, cleared by lf_backprop_loss */
+	bool pack_merged_bwd; /* lf_backprop_step's: the layer's backward pass follows its forward */
 	const struct lf_model *model;
 	float *xdrop, *tdrop; /* dropout scratch */
 	float *wmerge, *bscaled; /* a LoRA layer's W + s B A, and s B */
-	struct lf_frozen_weight *frozen; /* lf_backprop_pack_frozen's */
-	int nfrozen;
+	struct lf_packed_weight *frozen, *merged; /* lf_backprop_pack_frozen's */
+	int nfrozen, nmerged;
 };
 
 /* Buffers for micro-batches of up to max_tokens tokens in all, spans of
@@ -115,8 +116,12 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m);
  * product's panels once, in both forms (x W^T and dy W), instead of in
  * every product of every step; largest first, while the packed forms take
  * at most budget bytes in all.  The weights must not change while bp
- * lives.  Results have the same bits either way.  Returns the bytes
- * packed (0 where lf's own product does not run: an older CPU). */
+ * lives.  Then, within what is left, room for the LoRA layers whose
+ * forward merges W + s B A (no DoRA, no dropout): their forward packs the
+ * merge in both forms, and their backward's dy (W + s B A) reads it
+ * instead of merging again.  Results have the same bits either way.
+ * Returns the bytes taken (0 where lf's own product does not run: an
+ * older CPU). */
 size_t lf_backprop_pack_frozen(struct lf_backprop *bp, const struct lf_model *m, const struct lf_model_grad *g,
 			       size_t budget);
 

@@ -1631,9 +1631,10 @@ static void plot_losses(void)
 	free(values);
 }
 
-/* The frozen weights in the CPU product's panels once for the whole run
- * (lf_backprop_pack_frozen), within an eighth of the machine's memory
- * shared by the processes of the group. */
+/* The frozen weights in the CPU product's panels once for the whole run,
+ * and room for the LoRA layers' merged weights (lf_backprop_pack_frozen),
+ * within an eighth of the machine's memory shared by the processes of the
+ * group. */
 static void pack_frozen(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);

@@ -700,22 +700,32 @@ int lf_cpu_packed_b_init(struct lf_cpu_packed_b *p, int tb, int N, int K, const 
     /* only where lf's own product takes B through its wide tile */
     if (lf_cpu_isa() < LF_CPU_ISA_AVX2 || K < MIN_K || N < MIN_N)
         return 0;
-    int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512, nr = avx512 ? NR : NR_AVX2, kstep = k_step(K);
+    int nr = lf_cpu_isa() == LF_CPU_ISA_AVX512 ? NR : NR_AVX2;
     long npad = (N + nr - 1) / nr * (long)nr;
     p->panels = aligned_alloc(64, sizeof(float) * npad * K);
     if (!p->panels)
         return -1;
+    lf_cpu_packed_b_repack(p, B);
+    return 0;
+}
+
+void lf_cpu_packed_b_repack(struct lf_cpu_packed_b *p, const float *B)
+{
+    p->B = B;
+    if (!p->panels)
+        return;
+    int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512, nr = avx512 ? NR : NR_AVX2, kstep = k_step(p->K);
+    long npad = (p->N + nr - 1) / nr * (long)nr;
     /* per K block, the panels of nr columns, each [kc][nr]: the layout
        gemm_block packs a block of columns into, over all of them */
-    for (int k0 = 0; k0 < K; k0 += kstep) {
-        int kc = K - k0 < kstep ? K - k0 : kstep;
-        #pragma omp parallel for if ((long)N * kc >= 65536)
-        for (int j0 = 0; j0 < N; j0 += 8 * nr) {
-            int nc = N - j0 < 8 * nr ? N - j0 : 8 * nr;
-            pack_b_cols(avx512, tb, p->panels + (long)k0 * npad + (long)j0 * kc, B, ldb, k0, kc, j0, nc);
+    for (int k0 = 0; k0 < p->K; k0 += kstep) {
+        int kc = p->K - k0 < kstep ? p->K - k0 : kstep;
+        #pragma omp parallel for if ((long)p->N * kc >= 65536)
+        for (int j0 = 0; j0 < p->N; j0 += 8 * nr) {
+            int nc = p->N - j0 < 8 * nr ? p->N - j0 : 8 * nr;
+            pack_b_cols(avx512, p->tb, p->panels + (long)k0 * npad + (long)j0 * kc, B, p->ldb, k0, kc, j0, nc);
         }
     }
-    return 0;
 }
 
 void lf_cpu_packed_b_free(struct lf_cpu_packed_b *p)

@@ -29,7 +29,8 @@ void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const fl
    (a frozen weight in training: the packing is otherwise redone by every
    product).  panels is NULL where lf's own product would not take B
    through its wide tile (an older CPU, N < 64, K < 16); the products then
-   read B itself.  B must stay unchanged while p is in use. */
+   read B itself.  B must stay unchanged while p is in use (or p be
+   packed again from it: lf_cpu_packed_b_repack). */
 struct lf_cpu_packed_b {
     int tb, N, K;   /* op(B) is K x N (tb: B is stored N x K) */
     const float *B;
@@ -39,6 +40,9 @@ struct lf_cpu_packed_b {
 
 /* 0, or -1 when out of memory */
 int lf_cpu_packed_b_init(struct lf_cpu_packed_b *p, int tb, int N, int K, const float *B, long ldb);
+/* p packed again from B, of p's shape and leading dimension (a weight
+   that changed, or another of the same shape) */
+void lf_cpu_packed_b_repack(struct lf_cpu_packed_b *p, const float *B);
 void lf_cpu_packed_b_free(struct lf_cpu_packed_b *p);
 
 /* lf_cpu_sgemm_f32(ta, B->tb, M, B->N, B->K, alpha, A, lda, B->B, B->ldb,

@@ -132,6 +132,27 @@ check "--adapter-name-or-path trains an adapter further (its rank and targets ke
 	lf-train -m "'"$T"'/m" -d "'"$T"'/shards" --adapter-name-or-path "'"$T"'/rec" --max-steps 1 -o "'"$T"'/more" \
 		2>/dev/null && grep -q "\"r\": 2" "'"$T"'/more/adapter_config.json" && grep -q q_proj "'"$T"'/more/adapter_config.json"'
 
+# without gradient checkpointing: the same steps as with it (the layers
+# not recomputed; a LoRA layer's merged W + s B A packed once in its
+# forward for the backward's product too, on a model wide enough for
+# lf's own product: 64 and over)
+no_ckpt() {
+	lf-init -t llama --hidden-size 64 --intermediate-size 128 --num-hidden-layers 2 -o "$T/m64" 2>/dev/null &&
+	for ft in lora full; do
+		for ck in on off; do
+			set -- -m "$T/m64" -d "$T/shards" --finetuning-type $ft --lora-rank 4 --learning-rate 0.01 \
+				--max-steps 3 --per-device-train-batch-size 4 --logging-steps 1 --save-steps 0 \
+				-o "$T/ck-$ft-$ck"
+			[ $ck = off ] && set -- "$@" --disable-gradient-checkpointing
+			lf-train "$@" 2>/dev/null || return 1
+		done
+		same_log "$T/ck-$ft-on/trainer_log.jsonl" "$T/ck-$ft-off/trainer_log.jsonl" 0 || return 1
+	done
+	cmp "$T/ck-lora-on/adapter_model.safetensors" "$T/ck-lora-off/adapter_model.safetensors" &&
+	cmp "$T/ck-full-on/model.safetensors" "$T/ck-full-off/model.safetensors"
+}
+check "--disable-gradient-checkpointing: the same losses, gradient norms and weights (LoRA, full)" no_ckpt
+
 # LoRA+, NEFTune, LoRA dropout, DoRA
 loraplus() {
 	lf-train -m "$T/m" -d "$T/shards" --adapter-name-or-path "$T/lora" --loraplus-lr-ratio 16 --learning-rate 1e-3 \
