@@ -25,7 +25,9 @@
  * B of dy W.  Frozen: w itself, packed once.  Merged (a LoRA layer's W +
  * s B A, w being W): packed by each forward pass that merges it, both
  * forms where the layer's backward pass follows (bp->pack_merged_bwd),
- * and fresh until that uses its dy W. */
+ * and fresh until that uses its dy W.  Not every backward finds its form
+ * fresh: a recomputed layer skips its down product when nothing reads
+ * it, so down's backward merges again. */
 struct lf_packed_weight {
 	const float *w;
 	int out_f, in_f;
