@@ -649,20 +649,21 @@ static int gemm_share(const struct gemm *g, int M, int N, int t, int nt)
 /* Whether g goes in chunks that the threads take as they come free
    (gemm_take_chunks) rather than in equal shares: C wider than the narrow
    tile, and either
-   - B packed beforehand: with A^T packed, always (a chunk is rows of C
-     over all its columns, so that no two chunks pack the same rows of
-     A^T); with A read in place, when B is in one K block or small enough
+   - B packed beforehand: with A^T packed, when there are rows enough for
+     chunks of CHUNK_ROWS to go round (as gemm_packs_b_first asks; a chunk
+     is rows of C over all its columns, so that no two chunks pack the same
+     rows of A^T); with A read in place, when B is in one K block or small enough
      to stay in the L3 cache (each chunk reads its columns of B over all of
      K), or
    - A read in place and enough blocks of columns to go round nt threads a
      few times (a chunk is then a whole block of columns, its B packed
      once as in a share) */
-static int gemm_chunked(const struct gemm *g, int N, int nt)
+static int gemm_chunked(const struct gemm *g, int M, int N, int nt)
 {
     if (N <= NARROW)
         return 0;
     if (g->ta)
-        return g->panels != NULL;
+        return g->panels && M >= 2 * MC * nt;
     if (g->panels)
         return g->K <= KC || g->npad * g->K <= CHUNKED_PANELS_MAX;
     return (N + g->nc - 1) / g->nc >= 4 * nt;
@@ -699,7 +700,7 @@ static void gemm_run(const struct gemm *g, int M, int N)
     int failed = 0;
     if (omp_in_parallel()) /* a thread of the caller's team: it alone */
         failed = gemm_share(g, M, N, 0, 1) < 0;
-    else if (gemm_chunked(g, N, omp_get_max_threads())) {
+    else if (gemm_chunked(g, M, N, omp_get_max_threads())) {
         long next = 0;
         #pragma omp parallel reduction(| : failed)
         failed = gemm_take_chunks(g, M, N, &next) < 0;
@@ -729,7 +730,7 @@ static int gemm_packs_b_first(const struct gemm *g, int M, int N, int nt)
         return 0;
     if (g->ta)
         return M >= 2 * MC * nt;
-    return nt > 1 && !gemm_chunked(g, N, nt);
+    return nt > 1 && !gemm_chunked(g, M, N, nt);
 }
 
 void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const float *A, long lda,

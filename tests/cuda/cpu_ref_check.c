@@ -320,8 +320,9 @@ static void check_sgemm_shapes(void)
        C in chunks taken by the threads as they come free (B packed
        beforehand, in one K block or several; or 9 blocks of 192 columns,
        in one K block or two: in chunks on AVX2 at 1 and 2 threads, in
-       shares at 3); shapes just outside lf's own
-       (OpenBLAS) */
+       shares at 3); with A^T of 800 and 900 rows, B packed whole first
+       and C in chunks of rows at 1 and 2 threads (in shares at 3, and in
+       a parallel region); shapes just outside lf's own (OpenBLAS) */
     static const int shapes[][3] = { { 96, 128, 64 }, { 70, 131, 389 }, { 131, 200, 777 }, { 200, 64, 100 },
                                      { 67, 256, 130 }, { 64, 64, 64 },  { 16, 100, 200 },  { 100, 16, 70 },
                                      { 131, 8, 400 },  { 64, 1, 16 },   { 77, 13, 1030 },  { 64, 20, 64 },
