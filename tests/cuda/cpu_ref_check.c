@@ -320,14 +320,15 @@ static void check_sgemm_shapes(void)
        C in chunks taken by the threads as they come free (B packed
        beforehand, in one K block or several; or 9 blocks of 192 columns,
        in one K block or two: in chunks on AVX2 at 1 and 2 threads, in
-       shares at 3); with A^T of 800 and 900 rows, B packed whole first
-       and C in chunks of rows at 1 and 2 threads (in shares at 3, and in
-       a parallel region); shapes just outside lf's own (OpenBLAS) */
+       shares at 3); with A^T of 800 and 900 rows (at 1 thread) and 1600
+       (at 1 and 2), B packed whole first and C in chunks of rows (else in
+       shares, as in a parallel region); shapes just outside lf's own
+       (OpenBLAS) */
     static const int shapes[][3] = { { 96, 128, 64 }, { 70, 131, 389 }, { 131, 200, 777 }, { 200, 64, 100 },
                                      { 67, 256, 130 }, { 64, 64, 64 },  { 16, 100, 200 },  { 100, 16, 70 },
                                      { 131, 8, 400 },  { 64, 1, 16 },   { 77, 13, 1030 },  { 64, 20, 64 },
                                      { 900, 100, 389 }, { 800, 400, 50 }, { 15, 64, 64 }, { 64, 64, 15 },
-                                     { 70, 1700, 100 }, { 20, 1700, 400 } };
+                                     { 70, 1700, 100 }, { 20, 1700, 400 }, { 1600, 70, 100 } };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int form = 0; form < 4; form++)
             check_sgemm(form & 1, form >> 1, shapes[i][0], shapes[i][1], shapes[i][2], i % 2 ? 0.5f : 1.0f,
