@@ -651,10 +651,10 @@ static int gemm_share(const struct gemm *g, int M, int N, int t, int nt)
    tile, and either
    - B packed beforehand: with A^T packed, when there are rows enough for
      chunks of CHUNK_ROWS to go round (as gemm_packs_b_first asks; a chunk
-     is rows of C over all its columns, so that no two chunks pack the same
-     rows of A^T); with A read in place, when B is in one K block or small enough
-     to stay in the L3 cache (each chunk reads its columns of B over all of
-     K), or
+     is rows of C over all its columns, so that no two chunks pack the
+     same rows of A^T); with A read in place, when B is in one K block or
+     small enough to stay in the L3 cache (each chunk reads its columns of
+     B over all of K), or
    - A read in place and enough blocks of columns to go round nt threads a
      few times (a chunk is then a whole block of columns, its B packed
      once as in a share) */
