@@ -338,7 +338,7 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 
 static const struct lf_lora *expert_lora(const struct lf_lora *arr, int e);
 
-static int frozen_by_size(const void *a, const void *b)
+static int packed_by_size(const void *a, const void *b)
 {
 	const struct lf_packed_weight *x = a, *y = b;
 	size_t nx = (size_t)x->out_f * x->in_f, ny = (size_t)y->out_f * y->in_f;
@@ -347,7 +347,7 @@ static int frozen_by_size(const void *a, const void *b)
 
 /* w into bp->frozen's candidates if it is frozen with no adapter, into
  * bp->merged's if linear_fwd merges its adapter (plain LoRA, no dropout) */
-static void frozen_candidate(struct lf_backprop *bp, const float *w, const struct lf_lora *lora, const float *gw,
+static void pack_candidate(struct lf_backprop *bp, const float *w, const struct lf_lora *lora, const float *gw,
 			     int out_f, int in_f)
 {
 	struct lf_packed_weight f = { .w = w, .out_f = out_f, .in_f = in_f };
@@ -365,7 +365,7 @@ static void frozen_candidate(struct lf_backprop *bp, const float *w, const struc
  * each needs both forms packed.  Returns how many are kept, at f. */
 static int pack_largest(struct lf_packed_weight *f, int n, size_t budget, size_t *used, bool both)
 {
-	qsort(f, (size_t)n, sizeof *f, frozen_by_size);
+	qsort(f, (size_t)n, sizeof *f, packed_by_size);
 	int kept = 0;
 	for (int i = 0; i < n; i++) {
 		struct lf_packed_weight x = f[i];
@@ -397,25 +397,25 @@ size_t lf_backprop_pack_frozen(struct lf_backprop *bp, const struct lf_model *m,
 	bp->frozen = lf_calloc((size_t)c->layers * (7 + 3 * (size_t)E) + 1, sizeof *bp->frozen);
 	bp->merged = lf_calloc((size_t)c->layers * (7 + 3 * (size_t)E) + 1, sizeof *bp->merged);
 	bp->nfrozen = bp->nmerged = 0;
-	frozen_candidate(bp, m->lm_head, NULL, g->lm_head, c->vocab, H);
+	pack_candidate(bp, m->lm_head, NULL, g->lm_head, c->vocab, H);
 	for (int l = 0; l < c->layers; l++) {
 		const struct lf_layer *L = &m->layers[l];
 		const struct lf_layer_grad *G = &g->layers[l];
-		frozen_candidate(bp, L->q, &L->lq, G->q, qd, H);
-		frozen_candidate(bp, L->k, &L->lk, G->k, kd, H);
-		frozen_candidate(bp, L->v, &L->lv, G->v, kd, H);
-		frozen_candidate(bp, L->o, &L->lo, G->o, H, qd);
+		pack_candidate(bp, L->q, &L->lq, G->q, qd, H);
+		pack_candidate(bp, L->k, &L->lk, G->k, kd, H);
+		pack_candidate(bp, L->v, &L->lv, G->v, kd, H);
+		pack_candidate(bp, L->o, &L->lo, G->o, H, qd);
 		if (E) {
 			for (int e = 0; e < E; e++) {
-				frozen_candidate(bp, L->w1[e], expert_lora(L->lw1, e), G->w1[e], I, H);
-				frozen_candidate(bp, L->w3[e], expert_lora(L->lw3, e), G->w3[e], I, H);
-				frozen_candidate(bp, L->w2[e], expert_lora(L->lw2, e), G->w2[e], H, I);
+				pack_candidate(bp, L->w1[e], expert_lora(L->lw1, e), G->w1[e], I, H);
+				pack_candidate(bp, L->w3[e], expert_lora(L->lw3, e), G->w3[e], I, H);
+				pack_candidate(bp, L->w2[e], expert_lora(L->lw2, e), G->w2[e], H, I);
 			}
 			continue;
 		}
-		frozen_candidate(bp, L->gate, &L->lgate, G->gate, I, H);
-		frozen_candidate(bp, L->up, &L->lup, G->up, I, H);
-		frozen_candidate(bp, L->down, &L->ldown, G->down, H, I);
+		pack_candidate(bp, L->gate, &L->lgate, G->gate, I, H);
+		pack_candidate(bp, L->up, &L->lup, G->up, I, H);
+		pack_candidate(bp, L->down, &L->ldown, G->down, H, I);
 	}
 	size_t used = 0;
 	bp->nfrozen = pack_largest(bp->frozen, bp->nfrozen, budget, &used, false);

@@ -497,6 +497,12 @@ static int k_step(int K)
     return (K + blocks - 1) / blocks;
 }
 
+/* N columns rounded up to whole panels of the tile's nr */
+static long panels_width(int N, int nr)
+{
+    return (N + nr - 1) / nr * (long)nr;
+}
+
 /* Thread t of nt's share [*lo, *hi) of n, in whole units of unit (the last
    cut at n) */
 static void share(int n, int unit, int t, int nt, int *lo, int *hi)
@@ -725,8 +731,7 @@ static void gemm_run(const struct gemm *g, int M, int N)
      are threads to balance. */
 static int gemm_packs_b_first(const struct gemm *g, int M, int N, int nt)
 {
-    long npad = (N + g->nr - 1) / g->nr * (long)g->nr;
-    if (N <= NARROW || npad * g->K > CHUNKED_PANELS_MAX)
+    if (N <= NARROW || panels_width(N, g->nr) * g->K > CHUNKED_PANELS_MAX)
         return 0;
     if (g->ta)
         return M >= 2 * MC * nt;
@@ -749,7 +754,7 @@ void lf_cpu_sgemm_f32(int ta, int tb, int M, int N, int K, float alpha, const fl
                      K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0};
     struct pack_buffers *pb;
     if (!omp_in_parallel() && gemm_packs_b_first(&g, M, N, omp_get_max_threads()) && (pb = thread_buffers())) {
-        long npad = (N + g.nr - 1) / g.nr * (long)g.nr;
+        long npad = panels_width(N, g.nr);
         if (pb->whole_b_floats < npad * K) {
             free(pb->whole_b);
             pb->whole_b = aligned_alloc(64, sizeof(float) * npad * K);
@@ -773,7 +778,7 @@ int lf_cpu_packed_b_init(struct lf_cpu_packed_b *p, int tb, int N, int K, const 
     if (lf_cpu_isa() < LF_CPU_ISA_AVX2 || K < MIN_K || N < MIN_N)
         return 0;
     int nr = lf_cpu_isa() == LF_CPU_ISA_AVX512 ? NR : NR_AVX2;
-    long npad = (N + nr - 1) / nr * (long)nr;
+    long npad = panels_width(N, nr);
     p->panels = aligned_alloc(64, sizeof(float) * npad * K);
     if (!p->panels)
         return -1;
@@ -787,7 +792,7 @@ void lf_cpu_packed_b_repack(struct lf_cpu_packed_b *p, const float *B)
     if (!p->panels)
         return;
     int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512, nr = avx512 ? NR : NR_AVX2;
-    pack_panels(avx512, p->tb, p->panels, (p->N + nr - 1) / nr * (long)nr, B, p->ldb, p->N, p->K);
+    pack_panels(avx512, p->tb, p->panels, panels_width(p->N, nr), B, p->ldb, p->N, p->K);
 }
 
 void lf_cpu_packed_b_free(struct lf_cpu_packed_b *p)
@@ -807,6 +812,6 @@ void lf_cpu_sgemm_packed_f32(int ta, int M, float alpha, const float *A, long ld
     }
     int avx512 = lf_cpu_isa() == LF_CPU_ISA_AVX512, nr = avx512 ? NR : NR_AVX2;
     struct gemm g = {avx512, nr, avx512 ? NC : NC_AVX2, ta, B->tb, 0, B->K, alpha, beta, A, B->B, lda, B->ldb, ldc,
-                     C, B->panels, (B->N + nr - 1) / nr * (long)nr};
+                     C, B->panels, panels_width(B->N, nr)};
     gemm_run(&g, M, B->N);
 }
