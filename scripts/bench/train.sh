@@ -38,7 +38,9 @@
 #   mean, (N - 1) x 4 x 256 / their sum, is printed per repetition too);
 #   ratio = lf / torch (> 1: lf faster).  The table's figures are the medians over the
 #   repetitions; the ratio is the median of each repetition's own ratio (lf and
-#   torch of that repetition ran back to back).
+#   torch of that repetition ran back to back: lf first in odd repetitions,
+#   last in even ones, so that the machine's speed drifting during a
+#   repetition does not favour one side).
 # Peak RSS: GNU time's %M of the lf-train process; torch: the python process's
 #   ru_maxrss at the end, which includes torch, transformers and PEFT
 #   themselves (the figure after the imports alone is printed too).
@@ -140,19 +142,31 @@ for rep in $(seq 1 "$reps"); do
 		lora-all) largs=(--finetuning-type lora --lora-rank 16 --lora-target all) ;;
 		*) echo "train.sh: unknown configuration $cfg (full, lora-qv, lora-all)" >&2; exit 2 ;;
 		esac
+		# odd repetitions run lf, then torch's attentions in order; even ones
+		# the reverse, so that a drift of the machine's speed over a
+		# repetition favours neither side
+		order=(lf "${alist[@]}")
+		if [ $((rep % 2)) = 0 ]; then
+			order=()
+			for ((i = ${#alist[@]} - 1; i >= 0; i--)); do order+=("${alist[i]}"); done
+			order+=(lf)
+		fi
 		quiet
-		echo "[rep $rep/$reps $cfg] lf ..." >&2
-		rm -rf "$work/out" "$work/lf.log"
-		timed lf "$B/lf-train" -m "$model" -d "$data/train.shard" --stage pt "${largs[@]}" \
-			--per-device-train-batch-size "$batch" --max-steps "$steps" --disable-gradient-checkpointing \
-			--save-steps 0 --logging-steps 1 --learning-rate 1e-5 -o "$work/out" --log "$work/lf.log" \
-			>/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-		for at in "${alist[@]}"; do
-			echo "[rep $rep/$reps $cfg] torch $at ..." >&2
-			rm -f "$work/peer-$at.json"
-			timed "t-$at" "$peer" scripts/bench/train-peer.py train --model "$model" --data "$data/rows.jsonl" \
-				--mode "$cfg" --steps "$steps" --batch "$batch" --threads "$threads" --attn "$at" \
-				--result "$work/peer-$at.json" >"$work/peer.log" 2>&1 || { tail -n 20 "$work/peer.log" >&2; exit 1; }
+		for run in "${order[@]}"; do
+			if [ "$run" = lf ]; then
+				echo "[rep $rep/$reps $cfg] lf ..." >&2
+				rm -rf "$work/out" "$work/lf.log"
+				timed lf "$B/lf-train" -m "$model" -d "$data/train.shard" --stage pt "${largs[@]}" \
+					--per-device-train-batch-size "$batch" --max-steps "$steps" --disable-gradient-checkpointing \
+					--save-steps 0 --logging-steps 1 --learning-rate 1e-5 -o "$work/out" --log "$work/lf.log" \
+					>/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+				continue
+			fi
+			echo "[rep $rep/$reps $cfg] torch $run ..." >&2
+			rm -f "$work/peer-$run.json"
+			timed "t-$run" "$peer" scripts/bench/train-peer.py train --model "$model" --data "$data/rows.jsonl" \
+				--mode "$cfg" --steps "$steps" --batch "$batch" --threads "$threads" --attn "$run" \
+				--result "$work/peer-$run.json" >"$work/peer.log" 2>&1 || { tail -n 20 "$work/peer.log" >&2; exit 1; }
 		done
 		python3 - "$rep" "$cfg" "$work" "$attns" "$batch" "$seq" "$results" <<'PY'
 import json, statistics, sys
