@@ -353,18 +353,24 @@ __attribute__((target("avx2"))) static void pack_b_avx2(float *q, const float *B
 }
 
 /* pack_at in plain C (the compiler's moves of 6 floats; AMD's masked
-   stores are microcoded and slow) */
+   stores are microcoded and slow), 16 rows of A at a time: each panel's
+   16 x 6 floats are 6 whole cache lines written together, where a row at
+   a time wrote 24 bytes to every panel in turn (measured in place as
+   below, over 3 runs: the weight gradients' products 1-5% faster, the
+   head's dlogits^T x 3-7%) */
 static void pack_at_c(float *q, const float *A, long lda, int mc, int kc)
 {
-    for (int k = 0; k < kc; k++) {
-        const float *row = A + (long)k * lda;
+    for (int k0 = 0; k0 < kc; k0 += 16) {
+        int k1 = k0 + 16 < kc ? k0 + 16 : kc;
         for (int i = 0; i < mc; i += MR) {
-            float *dst = q + (long)i * kc + k * MR;
+            float *dst = q + (long)i * kc;
             if (mc - i >= MR)
-                memcpy(dst, row + i, MR * sizeof *dst);
+                for (int k = k0; k < k1; k++)
+                    memcpy(dst + k * MR, A + (long)k * lda + i, MR * sizeof *dst);
             else
-                for (int r = 0; r < MR; r++)
-                    dst[r] = i + r < mc ? row[i + r] : 0.0f;
+                for (int k = k0; k < k1; k++)
+                    for (int r = 0; r < MR; r++)
+                        dst[k * MR + r] = i + r < mc ? A[(long)k * lda + i + r] : 0.0f;
         }
     }
 }

@@ -313,7 +313,10 @@ __attribute__((target("avx2,fma"))) void lf_avx2_axpy(float *y, float a, const f
 __attribute__((target("avx2,fma"))) void lf_avx2_scale(float *x, float a, int n)
 {
     __m256 av = _mm256_set1_ps(a);
-    for (int i = 0; i < n; i += 8)
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(av, _mm256_loadu_ps(x + i)));
+    if (i < n)
         store_lanes(x + i, n - i, _mm256_mul_ps(av, _mm256_maskload_ps(x + i, lf_avx2_lanes(n - i))));
 }
 
@@ -347,30 +350,63 @@ __attribute__((target("avx2,fma"))) float lf_avx2_exp_sum(float *x, int n, float
     return hsum(acc);
 }
 
-__attribute__((target("avx2,fma"))) void lf_avx2_silu_mul(float *out, const float *gate, const float *up, long n)
+/* silu(g) u for one vector, and its two gradients */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 silu_mul8(__m256 g, __m256 u)
+{
+    __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void silu_mul_bwd8(__m256 *dg, __m256 *du, __m256 d,
+                                                                                 __m256 g, __m256 u)
 {
     __m256 one = _mm256_set1_ps(1.0f);
-    for (long i = 0; i < n; i += 8) {
+    __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    __m256 dy = _mm256_mul_ps(sg, _mm256_add_ps(one, _mm256_mul_ps(g, _mm256_sub_ps(one, sg))));
+    *dg = _mm256_mul_ps(_mm256_mul_ps(d, u), dy);
+    *du = _mm256_mul_ps(d, _mm256_mul_ps(g, sg));
+}
+
+/* Both take two vectors at a time where they can, as exp_sum four: each
+   is a long chain of dependent steps with a division in it (on a Zen 3,
+   a million floats: silu_mul 1.9x as fast as one at a time, its gradient
+   1.6x; the same bits). */
+__attribute__((target("avx2,fma"))) void lf_avx2_silu_mul(float *out, const float *gate, const float *up, long n)
+{
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 y0 = silu_mul8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i));
+        __m256 y1 = silu_mul8(_mm256_loadu_ps(gate + i + 8), _mm256_loadu_ps(up + i + 8));
+        _mm256_storeu_ps(out + i, y0);
+        _mm256_storeu_ps(out + i + 8, y1);
+    }
+    for (; i < n; i += 8) {
         __m256i m = lf_avx2_lanes(n - i);
-        __m256 g = _mm256_maskload_ps(gate + i, m), u = _mm256_maskload_ps(up + i, m);
-        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
-        __m256 y = _mm256_div_ps(g, _mm256_add_ps(one, e));
-        store_lanes(out + i, n - i, _mm256_mul_ps(y, u));
+        store_lanes(out + i, n - i, silu_mul8(_mm256_maskload_ps(gate + i, m), _mm256_maskload_ps(up + i, m)));
     }
 }
 
 __attribute__((target("avx2,fma"))) void lf_avx2_silu_mul_bwd(float *dgate, float *dup, const float *dout,
                                                               const float *gate, const float *up, long n)
 {
-    __m256 one = _mm256_set1_ps(1.0f);
-    for (long i = 0; i < n; i += 8) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 dg0, du0, dg1, du1;
+        silu_mul_bwd8(&dg0, &du0, _mm256_loadu_ps(dout + i), _mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i));
+        silu_mul_bwd8(&dg1, &du1, _mm256_loadu_ps(dout + i + 8), _mm256_loadu_ps(gate + i + 8),
+                      _mm256_loadu_ps(up + i + 8));
+        _mm256_storeu_ps(dgate + i, dg0);
+        _mm256_storeu_ps(dgate + i + 8, dg1);
+        _mm256_storeu_ps(dup + i, du0);
+        _mm256_storeu_ps(dup + i + 8, du1);
+    }
+    for (; i < n; i += 8) {
         __m256i m = lf_avx2_lanes(n - i);
-        __m256 g = _mm256_maskload_ps(gate + i, m), u = _mm256_maskload_ps(up + i, m);
-        __m256 d = _mm256_maskload_ps(dout + i, m);
-        __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g))));
-        __m256 dy = _mm256_mul_ps(sg, _mm256_add_ps(one, _mm256_mul_ps(g, _mm256_sub_ps(one, sg))));
-        store_lanes(dgate + i, n - i, _mm256_mul_ps(_mm256_mul_ps(d, u), dy));
-        store_lanes(dup + i, n - i, _mm256_mul_ps(d, _mm256_mul_ps(g, sg)));
+        __m256 dg, du;
+        silu_mul_bwd8(&dg, &du, _mm256_maskload_ps(dout + i, m), _mm256_maskload_ps(gate + i, m),
+                      _mm256_maskload_ps(up + i, m));
+        store_lanes(dgate + i, n - i, dg);
+        store_lanes(dup + i, n - i, du);
     }
 }
 
