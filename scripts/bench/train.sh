@@ -142,9 +142,7 @@ for rep in $(seq 1 "$reps"); do
 		lora-all) largs=(--finetuning-type lora --lora-rank 16 --lora-target all) ;;
 		*) echo "train.sh: unknown configuration $cfg (full, lora-qv, lora-all)" >&2; exit 2 ;;
 		esac
-		# odd repetitions run lf, then torch's attentions in order; even ones
-		# the reverse, so that a drift of the machine's speed over a
-		# repetition favours neither side
+		# odd repetitions: lf, then torch's attentions; even ones the reverse
 		order=(lf "${alist[@]}")
 		if [ $((rep % 2)) = 0 ]; then
 			order=()
