@@ -355,9 +355,9 @@ __attribute__((target("avx2"))) static void pack_b_avx2(float *q, const float *B
 /* pack_at in plain C (the compiler's moves of 6 floats; AMD's masked
    stores are microcoded and slow), 16 rows of A at a time: each panel's
    16 x 6 floats are 6 whole cache lines written together, where a row at
-   a time wrote 24 bytes to every panel in turn (measured in place as
-   below, over 3 runs: the weight gradients' products 1-5% faster, the
-   head's dlogits^T x 3-7%) */
+   a time wrote 24 bytes to every panel in turn (measured in place as the
+   header says, over 3 runs: the weight gradients' products 1-5% faster,
+   the head's dlogits^T x 3-7%) */
 static void pack_at_c(float *q, const float *A, long lda, int mc, int kc)
 {
     for (int k0 = 0; k0 < kc; k0 += 16) {
