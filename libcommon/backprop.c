@@ -297,8 +297,8 @@ int lf_backprop_init(struct lf_backprop *bp, const struct lf_model *m, int max_t
 	bp->head_targets = lf_calloc(N, sizeof *bp->head_targets);
 	bp->span_start = lf_calloc(N, sizeof *bp->span_start);
 	bp->span_len = lf_calloc(N, sizeof *bp->span_len);
-	bp->inv_freq = floats(N * (size_t)(c->rope.rotary_dim / 2 + 1));
-	bp->attn_factor = floats(N);
+	bp->inv_freq = floats((size_t)(c->rope.rotary_dim / 2 + 1));
+	bp->rope = floats(N * (size_t)(c->rope.rotary_dim + 1));
 	return 0;
 }
 
@@ -309,7 +309,7 @@ void lf_backprop_free(struct lf_backprop *bp, const struct lf_model *m)
 		acts_free(&bp->acts[i]);
 	float *p[] = { bp->xs, bp->dx, bp->dh1, bp->dh2, bp->dmid, bp->dq, bp->dk, bp->dv, bp->dqk_raw, bp->datt,
 		       bp->dgate, bp->dup, bp->lora_u, bp->lora_t, bp->scores, bp->xg, bp->xf, bp->dxf, bp->logits,
-		       bp->capped, bp->inv_freq, bp->attn_factor, bp->dprobs, bp->dweights, bp->dxe, bp->deo,
+		       bp->capped, bp->inv_freq, bp->rope, bp->dprobs, bp->dweights, bp->dxe, bp->deo,
 		       bp->dora_ba, bp->dora_wn, bp->dora_z, bp->dora_dz, bp->xdrop, bp->tdrop, bp->wmerge, bp->bscaled };
 	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 		free(p[i]);
@@ -824,12 +824,12 @@ static void residual_add(float *out, const float *x, const float *y, size_t n)
 /* Layer l on x [N, H]: its inner activations into A, its output into xout
  * (NULL: not needed, a recomputation). */
 static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, struct lf_layer_acts *A,
-		      const float *x, float *xout, const struct lf_train_row *rows, int nrows, int N)
+		      const float *x, float *xout, int N)
 {
 	const struct lf_model_config *c = &m->cfg;
 	const struct lf_layer *L = &m->layers[l];
 	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
-	int qd = nh * d, kd = nkv * d, half = c->rope.rotary_dim / 2;
+	int qd = nh * d, kd = nkv * d;
 	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
 	lf_cpu_rmsnorm_f32(A->xn1, x, L->in_norm, N, H, eps, off);
 	linear_fwd(bp, A->q, A->xn1, L->q, L->q_b, &L->lq, bp->lora_u, N, qd, H);
@@ -841,13 +841,8 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
 		lf_cpu_rmsnorm_f32(A->q, A->q_raw, L->q_norm, N * nh, d, eps, 0.0f);
 		lf_cpu_rmsnorm_f32(A->k, A->k_raw, L->k_norm, N * nkv, d, eps, 0.0f);
 	}
-	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
-		const float *inv = bp->inv_freq + (size_t)r * half;
-		lf_cpu_rope_f32(A->q + (size_t)row0 * qd, bp->pos + row0, rows[r].T, nh, d, qd, c->rope.rotary_dim, inv,
-				bp->attn_factor[r]);
-		lf_cpu_rope_f32(A->k + (size_t)row0 * kd, bp->pos + row0, rows[r].T, nkv, d, kd, c->rope.rotary_dim,
-				inv, bp->attn_factor[r]);
-	}
+	lf_cpu_rope_apply_f32(A->q, bp->rope, N, nh, d, qd, c->rope.rotary_dim, 1.0f);
+	lf_cpu_rope_apply_f32(A->k, bp->rope, N, nkv, d, kd, c->rope.rotary_dim, 1.0f);
 	struct lf_attn a = attn_of(c, l);
 	for (int s = 0; s < bp->nspans; s++) {
 		size_t s0 = (size_t)bp->span_start[s];
@@ -890,13 +885,13 @@ static void layer_fwd(const struct lf_model *m, int l, struct lf_backprop *bp, s
  * trained, with the embedding frozen): then only the layer's own gradients
  * are made and dx is left as scratch. */
 static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, const struct lf_layer_acts *A,
-		      const float *x, float *dx, const struct lf_layer_grad *G, const struct lf_train_row *rows,
-		      int nrows, int N, const double *aux_grad, bool input_grad)
+		      const float *x, float *dx, const struct lf_layer_grad *G, int N, const double *aux_grad,
+		      bool input_grad)
 {
 	const struct lf_model_config *c = &m->cfg;
 	const struct lf_layer *L = &m->layers[l];
 	int H = c->hidden, I = c->intermediate, d = c->head_dim, nh = c->heads, nkv = c->kv_heads;
-	int qd = nh * d, kd = nkv * d, half = c->rope.rotary_dim / 2;
+	int qd = nh * d, kd = nkv * d;
 	float off = c->norm_plus_one ? 1.0f : 0.0f, eps = (float)c->eps;
 	size_t NH = (size_t)N * H;
 	/* the MLP: out = xmid + [norm](down(act(gate) * up)) */
@@ -940,13 +935,8 @@ static void layer_bwd(const struct lf_model *m, int l, struct lf_backprop *bp, c
 					 A->q + s0 * qd, A->k + s0 * kd, A->v + s0 * kd, A->att + s0 * qd, len, len, 0,
 					 &a, bp->scores);
 	}
-	for (int r = 0, row0 = 0; r < nrows; row0 += rows[r].T, r++) {
-		const float *inv = bp->inv_freq + (size_t)r * half;
-		lf_cpu_rope_bwd_f32(bp->dq + (size_t)row0 * qd, bp->pos + row0, rows[r].T, nh, d, qd,
-				    c->rope.rotary_dim, inv, bp->attn_factor[r]);
-		lf_cpu_rope_bwd_f32(bp->dk + (size_t)row0 * kd, bp->pos + row0, rows[r].T, nkv, d, kd,
-				    c->rope.rotary_dim, inv, bp->attn_factor[r]);
-	}
+	lf_cpu_rope_apply_f32(bp->dq, bp->rope, N, nh, d, qd, c->rope.rotary_dim, -1.0f);
+	lf_cpu_rope_apply_f32(bp->dk, bp->rope, N, nkv, d, kd, c->rope.rotary_dim, -1.0f);
 	if (c->qk_norm) {
 		memset(bp->dqk_raw, 0, (size_t)N * qd * sizeof(float));
 		lf_cpu_rmsnorm_bwd_f32(bp->dqk_raw, G->q_norm, bp->dq, A->q_raw, L->q_norm, N * nh, d, eps, 0.0f);
@@ -1087,7 +1077,10 @@ static int prepare(struct lf_backprop *bp, const struct lf_model *m, const struc
 			for (int j = 0; j < H; j++)
 				xr[j] = e[j];
 		}
-		bp->attn_factor[r] = lf_model_rope_frequencies(m, seq_len, bp->inv_freq + (size_t)r * half);
+		/* each row's frequencies (dynamic scaling goes by its length),
+		 * turned into its tokens' rows of the rope table */
+		float factor = lf_model_rope_frequencies(m, seq_len, bp->inv_freq);
+		lf_cpu_rope_table_f32(bp->rope + (size_t)row0 * 2 * half, bp->pos + row0, q->T, half, bp->inv_freq, factor);
 	}
 	/* NEFTune: uniform noise on the embeddings (before gemma's scaling),
 	 * training only */
@@ -1131,7 +1124,7 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 	for (int l = 0; l < c->layers; l++) {
 		bp->pack_merged_bwd = !bp->checkpointing && (g->embed || l >= g->lowest);
 		layer_fwd(m, l, bp, &bp->acts[bp->checkpointing ? 0 : l], bp->xs + (size_t)l * NH,
-			  bp->xs + (size_t)(l + 1) * NH, rows, nrows, N);
+			  bp->xs + (size_t)(l + 1) * NH, N);
 	}
 	bp->pack_merged_bwd = false;
 	head_fwd_bwd(m, bp, g, bp->xs + (size_t)c->layers * NH, bp->dx, N, scale, loss_sum);
@@ -1159,10 +1152,10 @@ int lf_backprop_step(struct lf_backprop *bp, const struct lf_model *m, const str
 		const float *x = bp->xs + (size_t)l * NH;
 		if (bp->checkpointing) {
 			bp->pack_merged_bwd = true;
-			layer_fwd(m, l, bp, A, x, NULL, rows, nrows, N);
+			layer_fwd(m, l, bp, A, x, NULL, N);
 			bp->pack_merged_bwd = false;
 		}
-		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], rows, nrows, N, aux, g->embed || l > g->lowest);
+		layer_bwd(m, l, bp, A, x, bp->dx, &g->layers[l], N, aux, g->embed || l > g->lowest);
 	}
 	/* the embedding's gradient; none for the padding token's row, as
 	 * transformers' nn.Embedding(padding_idx=pad_token_id) */
@@ -1190,7 +1183,7 @@ int lf_backprop_loss(struct lf_backprop *bp, const struct lf_model *m, const str
 	size_t NH = (size_t)N * c->hidden;
 	for (int l = 0; l < c->layers; l++)
 		layer_fwd(m, l, bp, &bp->acts[bp->checkpointing ? 0 : l], bp->xs + (size_t)l * NH,
-			  bp->xs + (size_t)(l + 1) * NH, rows, nrows, N);
+			  bp->xs + (size_t)(l + 1) * NH, N);
 	*targets += head_fwd_bwd(m, bp, NULL, bp->xs + (size_t)c->layers * NH, NULL, N, 1.0f, loss_sum);
 	return 0;
 }

@@ -78,7 +78,8 @@ struct lf_backprop {
 	float *xg, *xf, *dxf, *logits, *capped;
 	int32_t *pos, *targets, *rows, *head_targets;
 	int *span_start, *span_len, nspans;
-	float *inv_freq, *attn_factor;
+	float *inv_freq; /* a row's RoPE frequencies */
+	float *rope;     /* the micro-batch's rope table (lf_cpu_rope_table_f32) */
 	int head_rows; /* rows of logits computed at once */
 	/* mixtral's router load-balancing loss (moe_aux_loss_coef): its
 	 * coefficient, and the sum of coef * aux over the micro-batches run

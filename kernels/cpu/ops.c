@@ -25,31 +25,58 @@ void lf_cpu_rmsnorm_f32(float *out, const float *x, const float *w, int T, int n
     }
 }
 
-/* The rotation by sign x the angle (the backward pass is the transpose:
- * the rotation by minus the angle). */
-static void rope_rotate(float *x, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
+/* One token's angles p * inv_freq[i] (i < n): their cos and sin, times
+   attention_factor; the angle in f32 as transformers computes it */
+static void rope_angles(float *c, float *s, int32_t p, int n, const float *inv_freq, float attention_factor)
+{
+    for (int i = 0; i < n; i++) {
+        float angle = (float)p * inv_freq[i];
+        c[i] = cosf(angle) * attention_factor;
+        s[i] = sinf(angle) * attention_factor;
+    }
+}
+
+void lf_cpu_rope_table_f32(float *cs, const int32_t *pos, int T, int half, const float *inv_freq,
+                           float attention_factor)
+{
+    #pragma omp parallel for if ((long)T * half > 2048)
+    for (int t = 0; t < T; t++)
+        rope_angles(cs + (size_t)t * 2 * half, cs + (size_t)t * 2 * half + half, pos[t], half, inv_freq,
+                    attention_factor);
+}
+
+/* The rotation of one token's heads by sign x its angles (the backward
+ * pass is the transpose: the rotation by minus the angle), frequencies
+ * [0, n) of x1 = x[0, half), x2 = x[half, 2 half) of each head; the loop
+ * in vectors, with the same operations as one at a time. */
+static void rope_rotate_token(float *x, const float *c, const float *s, int heads, int d, int half, int n,
+                              float sign)
+{
+    for (int h = 0; h < heads; h++) {
+        float *v = x + (long)h * d;
+        #pragma omp simd
+        for (int i = 0; i < n; i++) {
+            float x1 = v[i], x2 = v[i + half], si = sign * s[i];
+            v[i] = x1 * c[i] - x2 * si;
+            v[i + half] = x2 * c[i] + x1 * si;
+        }
+    }
+}
+
+/* The rotation by sign x the angle, each token's angles computed as it
+   goes */
+static void rope_by_pos(float *x, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
                         const float *inv_freq, float attention_factor, float sign)
 {
     int half = rotary_dim / 2;
     #pragma omp parallel for if ((long)T * heads * d > 16384)
     for (int t = 0; t < T; t++) {
-        /* the angles of up to 512 frequencies at a time, for every head */
+        /* 512 frequencies at a time */
         for (int i0 = 0; i0 < half; i0 += 512) {
             int n = half - i0 < 512 ? half - i0 : 512;
             float c[512], s[512];
-            for (int i = 0; i < n; i++) {
-                float angle = (float)pos[t] * inv_freq[i0 + i];
-                c[i] = cosf(angle) * attention_factor;
-                s[i] = sign * sinf(angle) * attention_factor;
-            }
-            for (int h = 0; h < heads; h++) {
-                float *v = x + (long)t * row_stride + (long)h * d + i0;
-                for (int i = 0; i < n; i++) {
-                    float x1 = v[i], x2 = v[i + half];
-                    v[i] = x1 * c[i] - x2 * s[i];
-                    v[i + half] = x2 * c[i] + x1 * s[i];
-                }
-            }
+            rope_angles(c, s, pos[t], n, inv_freq + i0, attention_factor);
+            rope_rotate_token(x + (long)t * row_stride + i0, c, s, heads, d, half, n, sign);
         }
     }
 }
@@ -57,13 +84,24 @@ static void rope_rotate(float *x, const int32_t *pos, int T, int heads, int d, i
 void lf_cpu_rope_f32(float *x, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
                      const float *inv_freq, float attention_factor)
 {
-    rope_rotate(x, pos, T, heads, d, row_stride, rotary_dim, inv_freq, attention_factor, 1.0f);
+    rope_by_pos(x, pos, T, heads, d, row_stride, rotary_dim, inv_freq, attention_factor, 1.0f);
 }
 
 void lf_cpu_rope_bwd_f32(float *dx, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
                          const float *inv_freq, float attention_factor)
 {
-    rope_rotate(dx, pos, T, heads, d, row_stride, rotary_dim, inv_freq, attention_factor, -1.0f);
+    rope_by_pos(dx, pos, T, heads, d, row_stride, rotary_dim, inv_freq, attention_factor, -1.0f);
+}
+
+void lf_cpu_rope_apply_f32(float *x, const float *cs, int T, int heads, int d, int row_stride, int rotary_dim,
+                           float sign)
+{
+    int half = rotary_dim / 2;
+    #pragma omp parallel for if ((long)T * heads * d > 16384)
+    for (int t = 0; t < T; t++) {
+        const float *c = cs + (size_t)t * 2 * half;
+        rope_rotate_token(x + (long)t * row_stride, c, c + half, heads, d, half, half, sign);
+    }
 }
 
 /* The first key a query at position p sees. */

@@ -26,6 +26,16 @@ void lf_cpu_rmsnorm_f32(float *out, const float *x, const float *w, int T, int n
 void lf_cpu_rope_f32(float *x, const int32_t *pos, int T, int heads, int d, int row_stride, int rotary_dim,
                      const float *inv_freq, float attention_factor);
 
+/* A rope table for T tokens: row t holds cos, then sin, of the angles
+   pos[t] * inv_freq[i] (i < half), each times attention_factor, computed
+   as lf_cpu_rope_f32 computes them (2 * half floats a row). */
+void lf_cpu_rope_table_f32(float *cs, const int32_t *pos, int T, int half, const float *inv_freq,
+                           float attention_factor);
+/* lf_cpu_rope_f32 (sign 1) or its backward (sign -1) from a rope table of
+   the T tokens (rotary_dim / 2 frequencies): the same bits. */
+void lf_cpu_rope_apply_f32(float *x, const float *cs, int T, int heads, int d, int row_stride, int rotary_dim,
+                           float sign);
+
 struct lf_attn {
     int heads, kv_heads, d;
     float scale;

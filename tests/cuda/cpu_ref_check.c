@@ -789,6 +789,25 @@ static void check_rope(int T, int heads, int d, int rotary_dim, int pad)
     snprintf(name, sizeof name, "rope_f32_T%d_h%d_d%d_rot%d_pad%d", T, heads, d, rotary_dim, pad);
     snprintf(detail, sizeof detail, "max abs err %.3g > 1e-5", max_err);
     report(max_err <= 1e-5, name, detail);
+    /* from a rope table (training's form): the same bits, forward and
+       backward */
+    float *cs = malloc((size_t)T * 2 * half * sizeof *cs), *y = malloc(n * sizeof *y);
+    lf_cpu_rope_table_f32(cs, pos, T, half, inv, 1.25f);
+    int same = 1;
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        memcpy(x, x0, n * sizeof *x);
+        memcpy(y, x0, n * sizeof *y);
+        if (sign > 0)
+            lf_cpu_rope_f32(x, pos, T, heads, d, stride, rotary_dim, inv, 1.25f);
+        else
+            lf_cpu_rope_bwd_f32(x, pos, T, heads, d, stride, rotary_dim, inv, 1.25f);
+        lf_cpu_rope_apply_f32(y, cs, T, heads, d, stride, rotary_dim, (float)sign);
+        same = same && !memcmp(x, y, n * sizeof *x);
+    }
+    snprintf(name, sizeof name, "rope_table_f32_T%d_h%d_d%d_rot%d_pad%d", T, heads, d, rotary_dim, pad);
+    report(same, name, "the table's rotations differ from lf_cpu_rope_f32's or its backward's bits");
+    free(cs);
+    free(y);
     free(x);
     free(x0);
     free(inv);
@@ -847,6 +866,7 @@ int main(void)
     check_rope(5, 3, 80, 40, 7);
     check_rope(2, 2, 2304, 2304, 3);
     check_rope(2, 1, 3000, 2050, 0);
+    check_rope(300, 6, 64, 64, 0); /* the table made and applied on the threads */
     if (failures) {
         printf("kernels_cpu_check: %d check(s) failed\n", failures);
         return 1;
