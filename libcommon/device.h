@@ -17,6 +17,14 @@
  * (exit 2) naming it. */
 bool lf_device_is_cuda(const char *name);
 
+/* Before a program replaces itself with exec: where OpenMP binding was
+ * asked for (OMP_PROC_BIND, OMP_PLACES), libgomp bound this thread to the
+ * first place as it loaded, and a binding outlives exec: the new process
+ * would see that one place only and put every thread on it (a training
+ * step 1.65x as long on 2 cores).  This gives the thread every place's
+ * CPUs again, the mask libgomp found; without binding it does nothing. */
+void lf_exec_keep_places(void);
+
 /* In a program built without the GPU path: replace this process with
  * PROGRAM-cuda beside it (the same argv), or stop with a usage error when
  * there is none (a build without nvcc).  Call before any work. */

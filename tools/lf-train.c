@@ -1694,6 +1694,7 @@ static void passive_openmp(char **argv)
 	if (getenv("OMP_WAIT_POLICY"))
 		return;
 	setenv("OMP_WAIT_POLICY", "passive", 1);
+	lf_exec_keep_places();
 	execv("/proc/self/exe", argv); /* on failure, go on as we are */
 }
 

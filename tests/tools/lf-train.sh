@@ -357,3 +357,15 @@ printf '%s\n' '{"input_ids": [1, 2, 300], "labels": [-100, 2, 300]}' >"$T/big.js
 check "a token id outside the model's vocabulary names the micro-batch and the id" \
 	fails 1 "micro-batch 0: row 0: token id 300 is outside the vocabulary" \
 	lf-train -m "$T/m" -d "$T/big.shard" --max-steps 1 -o "$T/x"
+
+# lf-train starts itself again with OMP_WAIT_POLICY=passive; where binding
+# is asked for, libgomp has bound the first process's thread to one place by
+# then, and the new process must still get every place (it once put all its
+# threads on the first CPU)
+if [ "$(env -u OMP_NUM_THREADS nproc)" -ge 2 ]; then
+	check "OMP_PROC_BIND=true: lf-train's 2 threads run bound to 2 different CPUs" sh -c '
+		OMP_NUM_THREADS=2 OMP_PROC_BIND=true OMP_DISPLAY_AFFINITY=true OMP_AFFINITY_FORMAT="bound to %A" \
+			lf-train -m "'"$T"'/m" -d "'"$T"'/shards" --max-steps 1 -o "'"$T"'/bind" 2>&1 >/dev/null |
+			grep "^bound to" | sort -u >"'"$T"'/bound"
+		cat "'"$T"'/bound"; test "$(wc -l <"'"$T"'/bound")" = 2'
+fi
